@@ -1,0 +1,131 @@
+"""The ``flashmd`` command line: ``generate``, ``inspect`` and ``bench``.
+
+Every command turns the library's own errors (bad recipe, foreign store, ...) into one clear line
+on stderr and a non-zero exit status, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from flashmd import __version__
+from flashmd.data.recipes import RecipeError
+from flashmd.data.store import StoreError
+
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+def _cmd_generate(args: argparse.Namespace) -> int:
+    from flashmd.data.generate import generate, parse_shard
+    from flashmd.data.recipes import load_recipe
+
+    recipe = load_recipe(args.recipe)
+    report = generate(
+        recipe,
+        args.output,
+        workers=args.workers,
+        shard=parse_shard(args.shard),
+        progress=not args.quiet,
+    )
+    print(
+        f"{recipe.name}: {report.trajectories} trajectories in shard {args.shard} "
+        f"({report.skipped} already complete), {report.frames_written} frames written to "
+        f"{args.output} in {report.wall_time_s:.1f} s"
+    )
+    if args.summary:
+        _print_inspect(args.output)
+    return 0
+
+
+def _print_inspect(location: str) -> None:
+    from flashmd.data.inspect import format_store
+
+    print(format_store(location))
+
+
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    _print_inspect(args.store)
+    return 0
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from flashmd.data.bench import bench_storage, bench_workers
+
+    if args.what == "storage":
+        print(
+            bench_storage(
+                n_atoms_per_side=args.cells,
+                frames=args.frames,
+                repeats=args.repeats,
+                sample_interval_fs=args.sample_interval_fs,
+            )
+        )
+    else:
+        print(
+            bench_workers(workers=args.workers, trajectories=args.trajectories, frames=args.frames)
+        )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="flashmd", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"flashmd {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    gen = commands.add_parser("generate", help="run reference MD from a YAML recipe into a store")
+    gen.add_argument("recipe", help="YAML recipe (see data/*.yaml)")
+    gen.add_argument("-o", "--output", required=True, help="store path or fsspec URL (.zarr)")
+    gen.add_argument("--workers", type=int, default=1, help="parallel worker processes")
+    gen.add_argument(
+        "--shard", default="0/1", help="I/N: run only trajectories with index %% N == I"
+    )
+    gen.add_argument("--quiet", action="store_true", help="no progress bar")
+    gen.add_argument("--summary", action="store_true", help="print the store's table afterwards")
+    gen.set_defaults(func=_cmd_generate)
+
+    ins = commands.add_parser("inspect", help="table of a store's trajectories, size, compression")
+    ins.add_argument("store")
+    ins.set_defaults(func=_cmd_inspect)
+
+    bench = commands.add_parser("bench", help="benchmarks that print a table")
+    bench.add_argument("what", choices=["storage", "workers"])
+    bench.add_argument(
+        "--cells", type=int, default=3, help="fcc cubic cells per side (3: 108 atoms)"
+    )
+    bench.add_argument("--frames", type=int, default=2000, help="frames per run")
+    bench.add_argument("--repeats", type=int, default=3, help="alternating repeats of each variant")
+    bench.add_argument(
+        "--sample-interval-fs",
+        type=float,
+        default=8.0,
+        help="storage: fs between stored frames (timestep 2 fs)",
+    )
+    bench.add_argument("--workers", type=int, default=2)
+    bench.add_argument("--trajectories", type=int, default=4)
+    bench.set_defaults(func=_cmd_bench)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``flashmd`` console script; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except (RecipeError, StoreError, ValueError, FileNotFoundError) as error:
+        print(f"flashmd {args.command}: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(
+            f"\nflashmd {args.command}: interrupted. Committed frames are kept; run the same "
+            "command again to resume.",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,151 @@
+"""Benchmarks of the generator (``flashmd bench storage|workers``); each prints a table.
+
+* storage: wall time of production MD written to a store, against the same MD loop that stores
+  nothing (same atoms, same initial state, same number of steps), in one run, alternating repeats.
+* workers: frames per second of ``generate`` with one worker and with N workers on one recipe.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from flashmd.data.generate import generate
+from flashmd.data.recipes import Recipe, TrajectoryTask, parse_recipe
+from flashmd.data.reference import equilibrate, make_dynamics, prepare, produce
+from flashmd.data.store import TrajectoryStore
+
+
+def _al_recipe(
+    cells: int,
+    frames: int,
+    trajectories: int = 1,
+    timestep_fs: float = 2.0,
+    sample_interval_fs: float = 4.0,
+) -> Recipe:
+    return parse_recipe(
+        {
+            "name": f"bench-al-{4 * cells**3}",
+            "seed": 0,
+            "calculator": {"name": "asap3-emt"},
+            "systems": [{"builder": "crystal", "element": "Al", "supercell": [cells] * 3}],
+            "temperatures_K": [700],
+            "replicas": trajectories,
+            "timestep_fs": timestep_fs,
+            "sample_interval_fs": sample_interval_fs,
+            "equilibration_fs": 20 * timestep_fs,
+            "production_fs": (frames - 1) * sample_interval_fs,
+        }
+    )
+
+
+def _table(rows: list[tuple[str, ...]]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = [
+        "  ".join(
+            c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))
+        )
+        for r in rows
+    ]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def bench_storage(
+    n_atoms_per_side: int = 3, frames: int = 2000, repeats: int = 3, sample_interval_fs: float = 8.0
+) -> str:
+    """Storage overhead: production MD into a store vs. the same loop without storage."""
+    recipe = _al_recipe(n_atoms_per_side, frames, sample_interval_fs=sample_interval_fs)
+    task = next(recipe.tasks())
+    atoms, rng, attrs = prepare(recipe, task)
+    equilibrate(atoms, recipe, task, rng)
+    state = (atoms.get_positions(), atoms.get_momenta(), rng.bit_generator.state)
+    n_steps = (frames - 1) * recipe.steps_per_sample
+
+    def reset():
+        atoms.set_positions(state[0])
+        atoms.set_momenta(state[1])
+        rng.bit_generator.state = state[2]
+        return make_dynamics(atoms, "nve", recipe, task.temperature_K, rng)
+
+    def plain() -> float:
+        dynamics = reset()
+        start = time.perf_counter()
+        for _ in range(n_steps):
+            dynamics.step()
+        return time.perf_counter() - start
+
+    def stored(directory: str) -> float:
+        dynamics = reset()
+        store = TrajectoryStore.create(Path(directory) / f"{time.perf_counter_ns()}.zarr")
+        start = time.perf_counter()
+        with store.writer(
+            task.id, atoms.numbers, atoms.get_masses(), attrs, True, capacity=frames
+        ) as writer:
+            produce(
+                atoms,
+                dynamics,
+                recipe.model_copy(
+                    update={"production_fs": recipe.production_fs - recipe.sample_interval_fs}
+                ),
+                writer,
+                rng,
+            )
+            writer.close(complete=True)
+        return time.perf_counter() - start
+
+    times: dict[str, list[float]] = {"no storage": [], "store": []}
+    with tempfile.TemporaryDirectory() as directory:
+        plain()  # warm-up: neighbour lists, caches
+        for _ in range(repeats):
+            times["no storage"].append(plain())
+            times["store"].append(stored(directory))
+    base = float(np.median(times["no storage"]))
+    rows = [("variant", "median s", "min s", "ratio to no storage")]
+    for name, values in times.items():
+        rows.append(
+            (
+                name,
+                f"{np.median(values):.3f}",
+                f"{min(values):.3f}",
+                f"{np.median(values) / base:.3f}",
+            )
+        )
+    header = (
+        f"storage overhead: Al fcc, {len(atoms)} atoms, asap3 EMT, NVE {recipe.timestep_fs} fs, "
+        f"a frame (positions, momenta, forces, cell, energy) every {recipe.sample_interval_fs}"
+        f" fs, {frames - 1} frames after t=0, {repeats} alternating repeats"
+    )
+    return header + "\n" + _table(rows)
+
+
+def bench_workers(workers: int = 2, trajectories: int = 4, frames: int = 2000) -> str:
+    """Frames per second of ``generate`` with 1 and with ``workers`` processes."""
+    recipe = _al_recipe(3, frames, trajectories=trajectories)
+    rows = [("workers", "wall s", "frames/s", "speed-up")]
+    rates: dict[int, float] = {}
+    with tempfile.TemporaryDirectory() as directory:
+        for count in (1, workers):
+            report = generate(
+                recipe, str(Path(directory) / f"w{count}.zarr"), workers=count, progress=False
+            )
+            rates[count] = report.frames_written / report.wall_time_s
+            rows.append(
+                (
+                    str(count),
+                    f"{report.wall_time_s:.2f}",
+                    f"{rates[count]:.0f}",
+                    f"{rates[count] / rates[1]:.2f}",
+                )
+            )
+    header = (
+        f"worker scaling: {trajectories} trajectories of {frames} frames, Al 108 atoms, "
+        "asap3 EMT (process start-up included)"
+    )
+    return header + "\n" + _table(rows)
+
+
+__all__ = ["TrajectoryTask", "bench_storage", "bench_workers"]

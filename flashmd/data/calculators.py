@@ -1,0 +1,110 @@
+"""Reference calculators named by recipes, and their exact identity for provenance.
+
+``asap3-emt`` and ``emt`` are different parameterisations of EMT (for Ni they differ by up to
+10 meV/atom and 0.06 eV/Å): one is never substituted for the other.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+from typing import Any
+
+from ase.calculators.calculator import Calculator
+
+from flashmd.data.recipes import CalculatorSpec, RecipeError
+
+#: Elements each built-in EMT parameterisation covers.
+EMT_ELEMENTS: dict[str, frozenset[str]] = {
+    "asap3-emt": frozenset({"Al", "Ni", "Cu", "Pd", "Ag", "Pt", "Au"}),
+    "emt": frozenset({"H", "C", "N", "O", "Al", "Ni", "Cu", "Pd", "Ag", "Pt", "Au"}),
+}
+BUILTIN = ("asap3-emt", "emt", "lj", "morse")
+
+
+def _import_callable(name: str):
+    module_name, _, attribute = name.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        raise RecipeError(f"calculator {name!r}: cannot import {module_name!r}: {error}") from None
+    try:
+        return getattr(module, attribute)
+    except AttributeError:
+        raise RecipeError(f"calculator {name!r}: {module_name} has no {attribute!r}") from None
+
+
+def make_calculator(spec: CalculatorSpec) -> Calculator:
+    """A fresh calculator instance for ``spec`` (each trajectory gets its own).
+
+    Raises:
+        RecipeError: unknown name, asap3 not installed, bad parameters.
+    """
+    name, params = spec.name, dict(spec.params)
+    try:
+        if name == "asap3-emt":
+            try:
+                from asap3 import EMT as AsapEMT
+            except ImportError:
+                raise RecipeError(
+                    "calculator 'asap3-emt' needs asap3, which is not installed: "
+                    "pip install 'flashmd[fast]' (or pip install asap3). ASE's own EMT ('emt') is "
+                    "a different parameterisation and is not substituted silently."
+                ) from None
+            return AsapEMT(**params)
+        if name == "emt":
+            from ase.calculators.emt import EMT
+
+            return EMT(**params)
+        if name == "lj":
+            from ase.calculators.lj import LennardJones
+
+            return LennardJones(**params)
+        if name == "morse":
+            from ase.calculators.morse import MorsePotential
+
+            return MorsePotential(**params)
+        if ":" in name:
+            calculator = _import_callable(name)(**params)
+            if not isinstance(calculator, Calculator) and not hasattr(calculator, "get_forces"):
+                raise RecipeError(
+                    f"calculator {name!r} returned {type(calculator)!r}, not an ASE calculator"
+                )
+            return calculator
+    except TypeError as error:
+        raise RecipeError(f"calculator.params for {name!r}: {error}") from None
+    raise RecipeError(
+        f"calculator.name: unknown calculator {name!r}; use one of {', '.join(BUILTIN)} "
+        "or 'module:callable' returning an ASE calculator"
+    )
+
+
+def check_elements(spec: CalculatorSpec, symbols: set[str], label: str) -> None:
+    """Raise when a built-in EMT is asked for elements it has no parameters for."""
+    supported = EMT_ELEMENTS.get(spec.name)
+    if supported is not None and not symbols <= supported:
+        raise RecipeError(
+            f"{label}: calculator {spec.name} has no parameters for "
+            f"{', '.join(sorted(symbols - supported))}; it supports {', '.join(sorted(supported))}"
+        )
+
+
+def _version_of(module_name: str) -> str:
+    top = module_name.split(".")[0]
+    try:
+        return importlib.metadata.version(top)
+    except importlib.metadata.PackageNotFoundError:
+        module = importlib.import_module(top)
+        return str(getattr(module, "__version__", "unknown"))
+
+
+def provenance(spec: CalculatorSpec, calculator: Calculator) -> dict[str, Any]:
+    """The calculator's exact identity: recipe name, class, package and version, parameters."""
+    cls = type(calculator)
+    return {
+        "name": spec.name,
+        "class": f"{cls.__module__}.{cls.__qualname__}",
+        "package": cls.__module__.split(".")[0],
+        "version": _version_of(cls.__module__),
+        "params": dict(spec.params),
+    }

@@ -1,0 +1,160 @@
+"""Generate the reference trajectories of a recipe into a store, in parallel and resumably.
+
+Each trajectory is written by exactly one process. ``shard=(i, n)`` keeps the trajectories whose
+index is ``i`` modulo ``n``, so independent jobs (a cluster job array) can fill one shared store.
+Re-running skips complete trajectories and resumes partial ones from their last committed frame.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import queue
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+
+from tqdm.auto import tqdm
+
+from flashmd.data.calculators import check_elements
+from flashmd.data.recipes import Recipe, RecipeError, TrajectoryTask
+from flashmd.data.reference import prepare, run_trajectory
+from flashmd.data.store import TrajectoryStore
+
+
+@dataclass
+class GenerateReport:
+    """What a call of :func:`generate` did."""
+
+    trajectories: int
+    skipped: int
+    frames_written: int
+    wall_time_s: float
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"I/N"`` -> ``(I, N)`` with ``0 <= I < N``."""
+    try:
+        index, count = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise ValueError(f"--shard must look like I/N (e.g. 0/4), got {text!r}") from None
+    if not 0 <= index < count:
+        raise ValueError(f"--shard {text}: need 0 <= I < N")
+    return index, count
+
+
+def select_tasks(recipe: Recipe, shard: tuple[int, int] = (0, 1)) -> list[TrajectoryTask]:
+    index, count = shard
+    return [task for task in recipe.tasks() if task.index % count == index]
+
+
+def preflight(recipe: Recipe, tasks: list[TrajectoryTask]) -> None:
+    """Build one instance of every system and evaluate its energy once, so that a bad element,
+    an overlapping structure or a failing calculator stops the run before anything is written."""
+    seen: set[int] = set()
+    for task in tasks:
+        if task.system_index in seen:
+            continue
+        seen.add(task.system_index)
+        label = f"systems.{task.system_index}"
+        atoms, _, _ = prepare(recipe, task)
+        check_elements(recipe.calculator, set(atoms.get_chemical_symbols()), label)
+        try:
+            atoms.get_potential_energy()
+        except Exception as error:
+            raise RecipeError(
+                f"{label} ({atoms.get_chemical_formula()}): calculator {recipe.calculator.name} "
+                f"failed on it: {type(error).__name__}: {error}"
+            ) from None
+
+
+_progress_queue: mp.Queue | None = None
+
+
+def _init_worker(progress: mp.Queue) -> None:
+    global _progress_queue
+    _progress_queue = progress
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+def _run_in_worker(recipe: Recipe, task: TrajectoryTask, location: str) -> int:
+    assert _progress_queue is not None
+    progress = _progress_queue
+    return run_trajectory(recipe, task, location, on_frames=progress.put)
+
+
+def generate(
+    recipe: Recipe,
+    location: str,
+    workers: int = 1,
+    shard: tuple[int, int] = (0, 1),
+    progress: bool = True,
+) -> GenerateReport:
+    """Generate (or complete) the recipe's trajectories of one shard into the store at ``location``.
+
+    Raises:
+        RecipeError: a system or the calculator is unusable (nothing is written).
+        StoreError: ``location`` holds something else, or a store from another recipe.
+    """
+    if workers < 1:
+        raise ValueError(f"workers must be at least 1, got {workers}")
+    started = time.perf_counter()
+    tasks = select_tasks(recipe, shard)
+    preflight(recipe, tasks)
+    store = TrajectoryStore.create(location, recipe.model_dump(mode="json"))
+    done = {tid for tid in store.ids() if store[tid].status == "complete"}
+    todo = [task for task in tasks if task.id not in done]
+    committed = sum(store[t.id].n_frames for t in todo if t.id in store)
+    total = len(tasks) * recipe.frames_per_trajectory
+    bar = tqdm(
+        total=total,
+        initial=total - len(todo) * recipe.frames_per_trajectory + committed,
+        unit="frame",
+        desc=recipe.name,
+        disable=not progress,
+        smoothing=0.05,
+    )
+    written = 0
+    try:
+        if workers == 1 or len(todo) <= 1:
+            for task in todo:
+                written += run_trajectory(recipe, task, location, on_frames=bar.update)
+        else:
+            written = _run_pool(recipe, todo, location, workers, bar)
+    finally:
+        bar.close()
+    return GenerateReport(
+        len(tasks), len(tasks) - len(todo), written, time.perf_counter() - started
+    )
+
+
+def _run_pool(
+    recipe: Recipe, todo: list[TrajectoryTask], location: str, workers: int, bar: tqdm
+) -> int:
+    context = mp.get_context("spawn")
+    progress: mp.Queue = context.Queue()
+    written = 0
+    with ProcessPoolExecutor(
+        min(workers, len(todo)), mp_context=context, initializer=_init_worker, initargs=(progress,)
+    ) as pool:
+        pending: set[Future] = {pool.submit(_run_in_worker, recipe, t, location) for t in todo}
+        try:
+            while pending:
+                finished, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+                _drain(progress, bar)
+                for future in finished:
+                    written += future.result()
+        except BaseException:
+            for future in pending:
+                future.cancel()
+            raise
+        _drain(progress, bar)
+    return written
+
+
+def _drain(progress: mp.Queue, bar: tqdm) -> None:
+    while True:
+        try:
+            bar.update(progress.get_nowait())
+        except queue.Empty:
+            return

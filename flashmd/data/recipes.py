@@ -1,0 +1,279 @@
+"""Validated YAML recipes for reference trajectory generation.
+
+A recipe names the systems to simulate, the calculator, the thermodynamic conditions and the
+sampling. :func:`load_recipe` turns YAML into a :class:`Recipe`; every error names the offending
+field (``systems.2.supercell: ...``). Times are in fs and temperatures in K, as the names say.
+
+Example (``data/al-emt-tiny.yaml``)::
+
+    name: al-emt-tiny
+    seed: 1
+    calculator: {name: asap3-emt}
+    systems:
+      - {builder: crystal, element: Al, lattice: fcc, supercell: [2, 2, 2]}
+    temperatures_K: [600]
+    ensemble: {equilibration: langevin, production: nve}
+    timestep_fs: 1.0
+    sample_interval_fs: 4.0
+    equilibration_fs: 100
+    production_fs: 400
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveFloat,
+    PositiveInt,
+    ValidationError,
+    model_validator,
+)
+
+
+class RecipeError(ValueError):
+    """A recipe is malformed; the message names the field and what is wrong."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CalculatorSpec(_Strict):
+    """The reference calculator.
+
+    ``name`` is ``asap3-emt`` (asap3's fast C++ EMT), ``emt`` (ASE's own EMT; a different
+    parameterisation), ``lj``, ``morse``, or ``module:callable`` returning any ASE calculator.
+    ``params`` are passed to the calculator's constructor (or the callable).
+    """
+
+    name: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class _SystemBase(_Strict):
+    """Options shared by every system builder."""
+
+    name: str | None = None
+    supercell: tuple[PositiveInt, PositiveInt, PositiveInt] = (1, 1, 1)
+    vacancies: Annotated[int, Field(ge=0)] = 0
+    rattle: Annotated[float, Field(ge=0)] = 0.0
+    """Standard deviation (Å) of Gaussian displacements applied to the built structure."""
+    strain: float | tuple[float, float, float] = 0.0
+    """Isotropic strain, or one per cell vector (0.01 = 1 % longer)."""
+    temperatures_K: tuple[PositiveFloat, ...] | None = None
+    """Overrides the recipe's temperatures for this system."""
+    replicas: PositiveInt | None = None
+    equilibration_fs: Annotated[float, Field(ge=0)] | None = None
+
+
+class CrystalSystem(_SystemBase):
+    """A bulk crystal of one element from ``ase.build.bulk``."""
+
+    builder: Literal["crystal"]
+    element: str
+    lattice: Literal["fcc", "bcc", "hcp", "sc", "diamond"] = "fcc"
+    a: PositiveFloat | None = None
+    """Lattice constant in Å (default: ASE's reference value for the element)."""
+    cubic: bool = True
+
+
+class AlloySystem(_SystemBase):
+    """A binary or multicomponent alloy on a cubic lattice, random or ordered."""
+
+    builder: Literal["alloy"]
+    elements: dict[str, PositiveFloat]
+    """Element -> fraction (normalised). Random alloys draw sites per trajectory from its seed."""
+    lattice: Literal["fcc", "bcc"] = "fcc"
+    a: PositiveFloat | None = None
+    """Lattice constant in Å (default: Vegard's law over ASE's reference values)."""
+    ordered: Literal["L12", "L10", "B2"] | None = None
+
+    @model_validator(mode="after")
+    def _check_order(self) -> AlloySystem:
+        if len(self.elements) < 2:
+            raise ValueError("an alloy needs at least two elements")
+        if self.ordered and len(self.elements) != 2:
+            raise ValueError(f"ordered {self.ordered} needs exactly two elements")
+        if self.ordered in ("L12", "L10") and self.lattice != "fcc":
+            raise ValueError(f"{self.ordered} is an fcc ordering; set lattice: fcc")
+        if self.ordered == "B2" and self.lattice != "bcc":
+            raise ValueError("B2 is a bcc ordering; set lattice: bcc")
+        return self
+
+
+class SurfaceSystem(_SystemBase):
+    """A slab from ``ase.build.fcc100/110/111`` (or bcc), periodic in-plane, vacuum along z."""
+
+    builder: Literal["surface"]
+    element: str
+    lattice: Literal["fcc", "bcc"] = "fcc"
+    facet: Literal["100", "110", "111"] = "111"
+    size: tuple[PositiveInt, PositiveInt, PositiveInt] = (3, 3, 4)
+    """Surface cells along a and b, and the number of layers."""
+    vacuum: PositiveFloat = 10.0
+    """Vacuum on each side of the slab, Å."""
+    a: PositiveFloat | None = None
+
+
+class FileSystem(_SystemBase):
+    """Any structure file ASE can read; a relative path is relative to the recipe file."""
+
+    builder: Literal["file"]
+    path: str
+    index: int = 0
+
+
+System = Annotated[
+    CrystalSystem | AlloySystem | SurfaceSystem | FileSystem, Field(discriminator="builder")
+]
+
+
+class EnsembleSpec(_Strict):
+    """Equilibration thermostat and production ensemble.
+
+    ``friction_per_fs`` is the Langevin friction in 1/fs; ``taut_fs`` the Bussi time constant.
+    """
+
+    equilibration: Literal["langevin", "bussi"] = "langevin"
+    production: Literal["nve", "langevin", "bussi"] = "nve"
+    friction_per_fs: PositiveFloat = 0.01
+    taut_fs: PositiveFloat = 100.0
+
+
+class Recipe(_Strict):
+    """A whole generation recipe. Every trajectory is (system, temperature, replica)."""
+
+    name: str
+    seed: int = 0
+    calculator: CalculatorSpec
+    systems: list[System] = Field(min_length=1)
+    temperatures_K: tuple[PositiveFloat, ...] = Field(min_length=1)
+    ensemble: EnsembleSpec = EnsembleSpec()
+    timestep_fs: PositiveFloat
+    sample_interval_fs: PositiveFloat
+    equilibration_fs: Annotated[float, Field(ge=0)] = 0.0
+    production_fs: PositiveFloat
+    replicas: PositiveInt = 1
+    store_forces: bool = True
+
+    @model_validator(mode="after")
+    def _check_times(self) -> Recipe:
+        steps = self.sample_interval_fs / self.timestep_fs
+        if not math.isclose(steps, round(steps), rel_tol=0, abs_tol=1e-9) or round(steps) < 1:
+            raise ValueError(
+                f"sample_interval_fs ({self.sample_interval_fs}) must be a whole multiple of "
+                f"timestep_fs ({self.timestep_fs})"
+            )
+        frames = self.production_fs / self.sample_interval_fs
+        if not math.isclose(frames, round(frames), rel_tol=0, abs_tol=1e-9):
+            raise ValueError(
+                f"production_fs ({self.production_fs}) must be a whole multiple of "
+                f"sample_interval_fs ({self.sample_interval_fs})"
+            )
+        return self
+
+    @property
+    def steps_per_sample(self) -> int:
+        return round(self.sample_interval_fs / self.timestep_fs)
+
+    @property
+    def frames_per_trajectory(self) -> int:
+        """Stored frames per trajectory, including the first one at t = 0."""
+        return round(self.production_fs / self.sample_interval_fs) + 1
+
+    def tasks(self) -> Iterator[TrajectoryTask]:
+        """Every trajectory, in a fixed order that does not depend on workers or shards."""
+        index = 0
+        for system_index, system in enumerate(self.systems):
+            for temperature in system.temperatures_K or self.temperatures_K:
+                for replica in range(system.replicas or self.replicas):
+                    label = system.name or _default_name(system)
+                    yield TrajectoryTask(
+                        index=index,
+                        id=f"{index:05d}_{label}_{temperature:g}K_r{replica}",
+                        system_index=system_index,
+                        temperature_K=float(temperature),
+                        replica=replica,
+                    )
+                    index += 1
+
+
+@dataclass(frozen=True)
+class TrajectoryTask:
+    """One trajectory of a recipe: which system, temperature and replica, and its store id."""
+
+    index: int
+    id: str
+    system_index: int
+    temperature_K: float
+    replica: int
+
+
+def _default_name(system: _SystemBase) -> str:
+    if isinstance(system, CrystalSystem):
+        return f"{system.element}-{system.lattice}"
+    if isinstance(system, AlloySystem):
+        return "".join(system.elements) + (f"-{system.ordered}" if system.ordered else "-random")
+    if isinstance(system, SurfaceSystem):
+        return f"{system.element}{system.facet}-slab"
+    if isinstance(system, FileSystem):
+        return Path(system.path).stem
+    raise TypeError(type(system))
+
+
+def _format_errors(error: ValidationError, source: str) -> str:
+    lines = [f"invalid recipe {source}:"]
+    for item in error.errors():
+        location = ".".join(str(part) for part in item["loc"] if part not in _BUILDER_TAGS)
+        message = item["msg"]
+        if item["type"] == "extra_forbidden":
+            message = "unknown key (check its spelling against the documentation)"
+        lines.append(f"  {location or '(top level)'}: {message}")
+    return "\n".join(lines)
+
+
+_BUILDER_TAGS = {"crystal", "alloy", "surface", "file"}
+
+
+def parse_recipe(data: Any, source: str = "<recipe>", base_dir: Path | None = None) -> Recipe:
+    """Validate a recipe given as a mapping; file systems' paths resolve against ``base_dir``."""
+    if not isinstance(data, dict):
+        raise RecipeError(f"invalid recipe {source}: expected a mapping at the top level")
+    try:
+        recipe = Recipe.model_validate(data)
+    except ValidationError as error:
+        raise RecipeError(_format_errors(error, source)) from None
+    if base_dir is not None:
+        systems = [
+            s.model_copy(update={"path": str((base_dir / s.path).resolve())})
+            if isinstance(s, FileSystem) and not Path(s.path).is_absolute()
+            else s
+            for s in recipe.systems
+        ]
+        recipe = recipe.model_copy(update={"systems": systems})
+    return recipe
+
+
+def load_recipe(path: str | Path) -> Recipe:
+    """Read and validate a YAML recipe file.
+
+    Raises:
+        RecipeError: the file is missing, is not valid YAML, or a field is wrong (named).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise RecipeError(f"recipe file {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise RecipeError(f"{path} is not valid YAML: {error}") from None
+    return parse_recipe(data, source=str(path), base_dir=path.parent)
