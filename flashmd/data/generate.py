@@ -16,7 +16,6 @@ from dataclasses import dataclass
 
 from tqdm.auto import tqdm
 
-from flashmd.data.calculators import check_elements
 from flashmd.data.recipes import Recipe, RecipeError, TrajectoryTask
 from flashmd.data.reference import prepare, run_trajectory
 from flashmd.data.store import TrajectoryStore
@@ -58,7 +57,6 @@ def preflight(recipe: Recipe, tasks: list[TrajectoryTask]) -> None:
         seen.add(task.system_index)
         label = f"systems.{task.system_index}"
         atoms, _, _ = prepare(recipe, task)
-        check_elements(recipe.calculator, set(atoms.get_chemical_symbols()), label)
         try:
             atoms.get_potential_energy()
         except Exception as error:

@@ -2,7 +2,9 @@
 
 The trajectory is fixed by the recipe and its task index: its structure and its thermostat noise
 come from ``SeedSequence(recipe.seed, spawn_key=(index,))``. The RNG state is committed with every
-block of frames, so a resumed trajectory continues bit for bit where the interrupted one stopped.
+block of frames, so a resumed trajectory continues from the exact stored state with the same noise
+stream. It matches an uninterrupted run to round-off only: the calculator rebuilds its neighbour
+list at the resume point, which changes the order of force summation (~1e-12 Å at first).
 """
 
 from __future__ import annotations
@@ -17,10 +19,10 @@ from ase.constraints import FixCom
 from ase.md.bussi import Bussi
 from ase.md.langevin import Langevin
 from ase.md.md import MolecularDynamics
-from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
+from ase.md.velocitydistribution import Stationary, thermalize_momenta
 from ase.md.verlet import VelocityVerlet
 
-from flashmd.data.calculators import make_calculator, provenance
+from flashmd.data.calculators import check_elements, make_calculator, provenance
 from flashmd.data.recipes import Recipe, TrajectoryTask
 from flashmd.data.store import TrajectoryStore
 from flashmd.data.systems import build_system
@@ -164,7 +166,9 @@ def prepare(recipe: Recipe, task: TrajectoryTask) -> tuple[Atoms, np.random.Gene
     """Build the trajectory's atoms with a calculator attached, its dynamics rng, and its attrs."""
     spec = recipe.systems[task.system_index]
     structure_rng, dynamics_rng = rngs_for(recipe, task)
-    atoms = build_system(spec, structure_rng, label=f"systems.{task.system_index}")
+    label = f"systems.{task.system_index}"
+    atoms = build_system(spec, structure_rng, label=label)
+    check_elements(recipe.calculator, set(atoms.get_chemical_symbols()), label)
     atoms.calc = make_calculator(recipe.calculator)
     attrs = {
         "calculator": provenance(recipe.calculator, atoms.calc),
@@ -190,7 +194,7 @@ def equilibrate(
     atoms: Atoms, recipe: Recipe, task: TrajectoryTask, rng: np.random.Generator
 ) -> None:
     """Maxwell-Boltzmann velocities without centre-of-mass motion, then the thermostat."""
-    MaxwellBoltzmannDistribution(atoms, temperature_K=task.temperature_K, rng=rng)
+    thermalize_momenta(atoms, temperature_K=task.temperature_K, rng=rng)
     Stationary(atoms)
     n_steps = round(_equilibration_fs(recipe, task) / recipe.timestep_fs)
     dynamics = make_dynamics(atoms, recipe.ensemble.equilibration, recipe, task.temperature_K, rng)

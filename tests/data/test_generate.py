@@ -1,0 +1,152 @@
+"""The reference generator: determinism, workers, shards, resume after SIGKILL, bad input."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from flashmd.data.generate import generate, parse_shard, select_tasks
+from flashmd.data.recipes import RecipeError, load_recipe
+from flashmd.data.store import StoreError, TrajectoryStore
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def arrays(location) -> dict[str, dict[str, np.ndarray]]:
+    store = TrajectoryStore.open(location)
+    return {tid: store[tid].read() for tid in store.ids()}
+
+
+def assert_same_arrays(a, b):
+    assert a.keys() == b.keys()
+    for tid in a:
+        for key in a[tid]:
+            np.testing.assert_array_equal(a[tid][key], b[tid][key], err_msg=f"{tid}/{key}")
+
+
+def test_same_recipe_and_seed_give_identical_arrays(tiny_recipe, tmp_path):
+    generate(tiny_recipe, str(tmp_path / "a.zarr"), progress=False)
+    generate(tiny_recipe, str(tmp_path / "b.zarr"), workers=2, progress=False)
+    first, second = arrays(tmp_path / "a.zarr"), arrays(tmp_path / "b.zarr")
+    assert_same_arrays(first, second)
+    assert len(first) == 4 and all(len(t["energy"]) == 11 for t in first.values())
+    other = generate(tiny_recipe.model_copy(update={"seed": 2}), str(tmp_path / "c.zarr"),
+                     progress=False)
+    assert other.frames_written == 44
+    assert not np.array_equal(arrays(tmp_path / "c.zarr")[next(iter(first))]["positions"],
+                              next(iter(first.values()))["positions"])
+
+
+def test_provenance_and_units_are_recorded(tiny_recipe, tmp_path):
+    generate(tiny_recipe, str(tmp_path / "s.zarr"), progress=False)
+    store = TrajectoryStore.open(tmp_path / "s.zarr")
+    attrs = store[store.ids()[0]].attrs
+    assert attrs["calculator"]["name"] == "asap3-emt"
+    assert attrs["calculator"]["package"] == "asap3" and attrs["calculator"]["version"]
+    assert attrs["timestep_fs"] == 2.0 and attrs["sample_interval_fs"] == 4.0
+    assert attrs["status"] == "complete" and attrs["pbc"] == [True, True, True]
+    assert store.recipe["name"] == "al-emt-tiny"
+    data = store[store.ids()[0]].read()
+    np.testing.assert_allclose(data["time_fs"], np.arange(11) * 4.0)
+
+
+def test_shards_split_the_recipe_and_fill_one_store(tiny_recipe, tmp_path):
+    assert parse_shard("1/3") == (1, 3)
+    with pytest.raises(ValueError, match="I/N"):
+        parse_shard("3")
+    with pytest.raises(ValueError, match="0 <= I < N"):
+        parse_shard("2/2")
+    shards = [select_tasks(tiny_recipe, (i, 2)) for i in range(2)]
+    assert sorted(t.index for s in shards for t in s) == [0, 1, 2, 3]
+    for i in range(2):
+        generate(tiny_recipe, str(tmp_path / "sharded.zarr"), shard=(i, 2), progress=False)
+    generate(tiny_recipe, str(tmp_path / "whole.zarr"), progress=False)
+    assert_same_arrays(arrays(tmp_path / "sharded.zarr"), arrays(tmp_path / "whole.zarr"))
+
+
+def test_rerun_skips_complete_trajectories(tiny_recipe, tmp_path):
+    generate(tiny_recipe, str(tmp_path / "s.zarr"), progress=False)
+    report = generate(tiny_recipe, str(tmp_path / "s.zarr"), progress=False)
+    assert report.skipped == 4 and report.frames_written == 0
+
+
+def test_killed_generation_resumes_to_the_uninterrupted_result(tmp_path):
+    recipe_path = tmp_path / "long.yaml"
+    data = yaml.safe_load((REPO / "data" / "al-emt-tiny.yaml").read_text())
+    data.update(production_fs=8000, equilibration_fs=20, temperatures_K=[600],
+                systems=data["systems"][:1])
+    recipe_path.write_text(yaml.safe_dump(data))
+    store = tmp_path / "killed.zarr"
+    command = [sys.executable, "-m", "flashmd.cli", "generate", str(recipe_path), "-o", str(store),
+               "--quiet"]
+    process = subprocess.Popen(command, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        time.sleep(0.02)
+        try:
+            if 0 < TrajectoryStore.open(store).info()[0].n_frames:
+                break
+        except (StoreError, IndexError, KeyError):
+            continue
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    partial = TrajectoryStore.open(store).info()[0]
+    assert partial.status == "partial" and 0 < partial.n_frames < 2001
+    before = TrajectoryStore.open(store)[partial.id].read()
+    assert subprocess.run(command, env={**os.environ}).returncode == 0
+    resumed = TrajectoryStore.open(store)[partial.id]
+    assert resumed.status == "complete" and resumed.n_frames == 2001
+    after = resumed.read()
+    for key, value in before.items():  # trusted frames are untouched
+        np.testing.assert_array_equal(after[key][: partial.n_frames], value)
+    generate(load_recipe(recipe_path), str(tmp_path / "clean.zarr"), progress=False)
+    clean = TrajectoryStore.open(tmp_path / "clean.zarr")[partial.id].read()
+    np.testing.assert_array_equal(after["time_fs"], clean["time_fs"])  # no gap, no duplicate
+    # the resumed dynamics is the same trajectory, up to force-summation round-off
+    np.testing.assert_allclose(after["positions"], clean["positions"], rtol=0, atol=1e-8)
+    np.testing.assert_allclose(after["energy"], clean["energy"], rtol=0, atol=1e-8)
+
+
+def test_element_the_calculator_cannot_handle_writes_nothing(tiny_recipe, tmp_path):
+    bad = tiny_recipe.model_copy(update={"systems": [
+        tiny_recipe.systems[0].model_copy(update={"element": "Fe"})]})
+    with pytest.raises(RecipeError, match="asap3-emt has no parameters for Fe"):
+        generate(bad, str(tmp_path / "s.zarr"), progress=False)
+    assert not (tmp_path / "s.zarr").exists()
+
+
+def test_failing_calculator_is_named(tiny_recipe, tmp_path, monkeypatch):
+    from flashmd.data.recipes import CalculatorSpec
+
+    bad = tiny_recipe.model_copy(update={"calculator": CalculatorSpec(name="lj",
+                                                                      params={"sigma": -1})})
+    monkeypatch.setattr("ase.calculators.lj.LennardJones.calculate",
+                        lambda *a, **k: (_ for _ in ()).throw(RuntimeError("boom")))
+    with pytest.raises(RecipeError, match="systems.0.*lj failed on it.*boom"):
+        generate(bad, str(tmp_path / "s.zarr"), progress=False)
+
+
+def test_store_path_holding_something_else_is_untouched(tiny_recipe, tmp_path):
+    target = tmp_path / "results"
+    target.mkdir()
+    (target / "notes.txt").write_text("keep me")
+    with pytest.raises(StoreError, match="not a Zarr store"):
+        generate(tiny_recipe, str(target), progress=False)
+    assert (target / "notes.txt").read_text() == "keep me"
+    assert sorted(p.name for p in target.iterdir()) == ["notes.txt"]
+
+
+def test_missing_asap3_gets_an_install_hint(tiny_recipe, monkeypatch):
+    from flashmd.data.calculators import make_calculator
+
+    monkeypatch.setitem(sys.modules, "asap3", None)
+    with pytest.raises(RecipeError, match=r"pip install 'flashmd\[fast\]'.*not substituted"):
+        make_calculator(tiny_recipe.calculator)

@@ -1,0 +1,43 @@
+"""The command line end to end on tiny inputs, and its errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from flashmd.cli import EXIT_USAGE, main
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def tiny_recipe_file(tmp_path: Path) -> Path:
+    data = yaml.safe_load((REPO / "data" / "al-emt-tiny.yaml").read_text())
+    data.update(production_fs=40, equilibration_fs=20)
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_generate_then_inspect(tmp_path, capsys):
+    store = tmp_path / "s.zarr"
+    assert main(["generate", str(tiny_recipe_file(tmp_path)), "-o", str(store), "--quiet",
+                 "--workers", "2"]) == 0
+    assert "44 frames written" in capsys.readouterr().out
+    assert main(["inspect", str(store)]) == 0
+    out = capsys.readouterr().out
+    assert "00000_al-fcc_600K_r0" in out and "asap3-emt" in out and "complete" in out
+    assert "compression" in out and "4 (4 complete), 44 frames" in out
+
+
+def test_errors_are_one_clear_line(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\ntimestep_fs: 0\n")
+    assert main(["generate", str(bad), "-o", str(tmp_path / "s.zarr")]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "timestep_fs: Input should be greater than 0" in err and "Traceback" not in err
+    assert main(["inspect", str(tmp_path / "nothing.zarr")]) == EXIT_USAGE
+    assert "no Zarr store" in capsys.readouterr().err
+    assert main(["generate", str(tiny_recipe_file(tmp_path)), "-o", str(tmp_path / "o.zarr"),
+                 "--shard", "5/2"]) == EXIT_USAGE
+    assert "0 <= I < N" in capsys.readouterr().err
