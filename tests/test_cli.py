@@ -21,8 +21,20 @@ def tiny_recipe_file(tmp_path: Path) -> Path:
 
 def test_generate_then_inspect(tmp_path, capsys):
     store = tmp_path / "s.zarr"
-    assert main(["generate", str(tiny_recipe_file(tmp_path)), "-o", str(store), "--quiet",
-                 "--workers", "2"]) == 0
+    assert (
+        main(
+            [
+                "generate",
+                str(tiny_recipe_file(tmp_path)),
+                "-o",
+                str(store),
+                "--quiet",
+                "--workers",
+                "2",
+            ]
+        )
+        == 0
+    )
     assert "44 frames written" in capsys.readouterr().out
     assert main(["inspect", str(store)]) == 0
     out = capsys.readouterr().out
@@ -38,6 +50,17 @@ def test_errors_are_one_clear_line(tmp_path, capsys):
     assert "timestep_fs: Input should be greater than 0" in err and "Traceback" not in err
     assert main(["inspect", str(tmp_path / "nothing.zarr")]) == EXIT_USAGE
     assert "no Zarr store" in capsys.readouterr().err
-    assert main(["generate", str(tiny_recipe_file(tmp_path)), "-o", str(tmp_path / "o.zarr"),
-                 "--shard", "5/2"]) == EXIT_USAGE
+    assert (
+        main(
+            [
+                "generate",
+                str(tiny_recipe_file(tmp_path)),
+                "-o",
+                str(tmp_path / "o.zarr"),
+                "--shard",
+                "5/2",
+            ]
+        )
+        == EXIT_USAGE
+    )
     assert "0 <= I < N" in capsys.readouterr().err

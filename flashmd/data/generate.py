@@ -10,6 +10,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import queue
+import signal
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
@@ -67,18 +68,30 @@ def preflight(recipe: Recipe, tasks: list[TrajectoryTask]) -> None:
 
 
 _progress_queue: mp.Queue | None = None
+_stop_event = None
 
 
-def _init_worker(progress: mp.Queue) -> None:
-    global _progress_queue
-    _progress_queue = progress
+def _init_worker(progress: mp.Queue, stop) -> None:
+    """Workers ignore Ctrl-C: the parent asks them to stop through ``stop`` instead, so each one
+    commits its buffered frames and returns rather than dying mid-write."""
+    global _progress_queue, _stop_event
+    _progress_queue, _stop_event = progress, stop
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
+def _report_or_stop(frames: int) -> None:
+    assert _progress_queue is not None and _stop_event is not None
+    _progress_queue.put(frames)
+    if _stop_event.is_set():
+        raise KeyboardInterrupt
+
+
 def _run_in_worker(recipe: Recipe, task: TrajectoryTask, location: str) -> int:
-    assert _progress_queue is not None
-    progress = _progress_queue
-    return run_trajectory(recipe, task, location, on_frames=progress.put)
+    try:
+        return run_trajectory(recipe, task, location, on_frames=_report_or_stop)
+    except KeyboardInterrupt:
+        return 0
 
 
 def generate(
@@ -131,9 +144,13 @@ def _run_pool(
 ) -> int:
     context = mp.get_context("spawn")
     progress: mp.Queue = context.Queue()
+    stop = context.Event()
     written = 0
     with ProcessPoolExecutor(
-        min(workers, len(todo)), mp_context=context, initializer=_init_worker, initargs=(progress,)
+        min(workers, len(todo)),
+        mp_context=context,
+        initializer=_init_worker,
+        initargs=(progress, stop),
     ) as pool:
         pending: set[Future] = {pool.submit(_run_in_worker, recipe, t, location) for t in todo}
         try:
@@ -143,6 +160,7 @@ def _run_pool(
                 for future in finished:
                     written += future.result()
         except BaseException:
+            stop.set()  # running trajectories commit what they hold and return
             for future in pending:
                 future.cancel()
             raise

@@ -38,11 +38,14 @@ def test_same_recipe_and_seed_give_identical_arrays(tiny_recipe, tmp_path):
     first, second = arrays(tmp_path / "a.zarr"), arrays(tmp_path / "b.zarr")
     assert_same_arrays(first, second)
     assert len(first) == 4 and all(len(t["energy"]) == 11 for t in first.values())
-    other = generate(tiny_recipe.model_copy(update={"seed": 2}), str(tmp_path / "c.zarr"),
-                     progress=False)
+    other = generate(
+        tiny_recipe.model_copy(update={"seed": 2}), str(tmp_path / "c.zarr"), progress=False
+    )
     assert other.frames_written == 44
-    assert not np.array_equal(arrays(tmp_path / "c.zarr")[next(iter(first))]["positions"],
-                              next(iter(first.values()))["positions"])
+    assert not np.array_equal(
+        arrays(tmp_path / "c.zarr")[next(iter(first))]["positions"],
+        next(iter(first.values()))["positions"],
+    )
 
 
 def test_provenance_and_units_are_recorded(tiny_recipe, tmp_path):
@@ -81,12 +84,21 @@ def test_rerun_skips_complete_trajectories(tiny_recipe, tmp_path):
 def test_killed_generation_resumes_to_the_uninterrupted_result(tmp_path):
     recipe_path = tmp_path / "long.yaml"
     data = yaml.safe_load((REPO / "data" / "al-emt-tiny.yaml").read_text())
-    data.update(production_fs=8000, equilibration_fs=20, temperatures_K=[600],
-                systems=data["systems"][:1])
+    data.update(
+        production_fs=8000, equilibration_fs=20, temperatures_K=[600], systems=data["systems"][:1]
+    )
     recipe_path.write_text(yaml.safe_dump(data))
     store = tmp_path / "killed.zarr"
-    command = [sys.executable, "-m", "flashmd.cli", "generate", str(recipe_path), "-o", str(store),
-               "--quiet"]
+    command = [
+        sys.executable,
+        "-m",
+        "flashmd.cli",
+        "generate",
+        str(recipe_path),
+        "-o",
+        str(store),
+        "--quiet",
+    ]
     process = subprocess.Popen(command, env={**os.environ, "OMP_NUM_THREADS": "1"})
     deadline = time.time() + 60
     while time.time() < deadline:
@@ -116,8 +128,9 @@ def test_killed_generation_resumes_to_the_uninterrupted_result(tmp_path):
 
 
 def test_element_the_calculator_cannot_handle_writes_nothing(tiny_recipe, tmp_path):
-    bad = tiny_recipe.model_copy(update={"systems": [
-        tiny_recipe.systems[0].model_copy(update={"element": "Fe"})]})
+    bad = tiny_recipe.model_copy(
+        update={"systems": [tiny_recipe.systems[0].model_copy(update={"element": "Fe"})]}
+    )
     with pytest.raises(RecipeError, match="asap3-emt has no parameters for Fe"):
         generate(bad, str(tmp_path / "s.zarr"), progress=False)
     assert not (tmp_path / "s.zarr").exists()
@@ -126,10 +139,13 @@ def test_element_the_calculator_cannot_handle_writes_nothing(tiny_recipe, tmp_pa
 def test_failing_calculator_is_named(tiny_recipe, tmp_path, monkeypatch):
     from flashmd.data.recipes import CalculatorSpec
 
-    bad = tiny_recipe.model_copy(update={"calculator": CalculatorSpec(name="lj",
-                                                                      params={"sigma": -1})})
-    monkeypatch.setattr("ase.calculators.lj.LennardJones.calculate",
-                        lambda *a, **k: (_ for _ in ()).throw(RuntimeError("boom")))
+    bad = tiny_recipe.model_copy(
+        update={"calculator": CalculatorSpec(name="lj", params={"sigma": -1})}
+    )
+    monkeypatch.setattr(
+        "ase.calculators.lj.LennardJones.calculate",
+        lambda *a, **k: (_ for _ in ()).throw(RuntimeError("boom")),
+    )
     with pytest.raises(RecipeError, match="systems.0.*lj failed on it.*boom"):
         generate(bad, str(tmp_path / "s.zarr"), progress=False)
 
@@ -150,3 +166,41 @@ def test_missing_asap3_gets_an_install_hint(tiny_recipe, monkeypatch):
     monkeypatch.setitem(sys.modules, "asap3", None)
     with pytest.raises(RecipeError, match=r"pip install 'flashmd\[fast\]'.*not substituted"):
         make_calculator(tiny_recipe.calculator)
+
+
+def test_ctrl_c_with_workers_keeps_the_store_consistent(tmp_path):
+    recipe_path = tmp_path / "long.yaml"
+    data = yaml.safe_load((REPO / "data" / "al-emt-tiny.yaml").read_text())
+    data.update(production_fs=40000, equilibration_fs=20, systems=data["systems"][:1])
+    recipe_path.write_text(yaml.safe_dump(data))
+    store = tmp_path / "interrupted.zarr"
+    command = [
+        sys.executable,
+        "-m",
+        "flashmd.cli",
+        "generate",
+        str(recipe_path),
+        "-o",
+        str(store),
+        "--workers",
+        "2",
+        "--quiet",
+    ]
+    process = subprocess.Popen(command, start_new_session=True, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        time.sleep(0.05)
+        try:
+            if sum(row.n_frames for row in TrajectoryStore.open(store).info()) > 600:
+                break
+        except (StoreError, KeyError):
+            continue
+    os.killpg(process.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130 and "run the same command again to resume" in err
+    rows = TrajectoryStore.open(store).info()
+    assert rows and all(row.status == "partial" for row in rows)
+    assert subprocess.run(command, capture_output=True).returncode == 0
+    final = TrajectoryStore.open(store)
+    for traj_id in final.ids():
+        np.testing.assert_array_equal(final[traj_id].read()["time_fs"], np.arange(10001) * 4.0)

@@ -15,10 +15,17 @@ def kinetic_energy(momenta: np.ndarray, masses: np.ndarray) -> np.ndarray:
 
 
 def test_nve_at_1fs_conserves_energy(tiny_recipe, tmp_path):
-    recipe = tiny_recipe.model_copy(update={
-        "systems": tiny_recipe.systems[:1], "temperatures_K": (900.0,), "timestep_fs": 1.0,
-        "sample_interval_fs": 10.0, "equilibration_fs": 200.0, "production_fs": 5000.0,
-        "store_forces": False})
+    recipe = tiny_recipe.model_copy(
+        update={
+            "systems": tiny_recipe.systems[:1],
+            "temperatures_K": (900.0,),
+            "timestep_fs": 1.0,
+            "sample_interval_fs": 10.0,
+            "equilibration_fs": 200.0,
+            "production_fs": 5000.0,
+            "store_forces": False,
+        }
+    )
     generate(recipe, str(tmp_path / "nve.zarr"), progress=False)
     store = TrajectoryStore.open(tmp_path / "nve.zarr")
     reader = store[store.ids()[0]]
@@ -33,11 +40,18 @@ def test_nve_at_1fs_conserves_energy(tiny_recipe, tmp_path):
 
 def test_langevin_reaches_the_target_temperature(tiny_recipe, tmp_path):
     target = 700.0
-    recipe = tiny_recipe.model_copy(update={
-        "systems": tiny_recipe.systems[:1], "temperatures_K": (target,), "replicas": 2,
-        "ensemble": tiny_recipe.ensemble.model_copy(update={"production": "langevin"}),
-        "equilibration_fs": 500.0, "production_fs": 4000.0, "sample_interval_fs": 8.0,
-        "store_forces": False})
+    recipe = tiny_recipe.model_copy(
+        update={
+            "systems": tiny_recipe.systems[:1],
+            "temperatures_K": (target,),
+            "replicas": 2,
+            "ensemble": tiny_recipe.ensemble.model_copy(update={"production": "langevin"}),
+            "equilibration_fs": 500.0,
+            "production_fs": 4000.0,
+            "sample_interval_fs": 8.0,
+            "store_forces": False,
+        }
+    )
     generate(recipe, str(tmp_path / "nvt.zarr"), progress=False)
     store = TrajectoryStore.open(tmp_path / "nvt.zarr")
     temperatures = []

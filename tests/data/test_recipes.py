@@ -38,10 +38,14 @@ def test_shipped_recipes_validate_and_build(name):
         ({"production_fs": 41.0}, r"production_fs \(41.0\) must be a whole multiple"),
         ({"temprature_K": [300]}, r"temprature_K: unknown key"),
         ({"temperatures_K": []}, r"temperatures_K: .*at least 1"),
-        ({"systems": [{"builder": "crystal", "element": "Al", "supercel": [2, 2, 2]}]},
-         r"systems.0.supercel: unknown key"),
-        ({"systems": [{"builder": "crystal", "element": "Al", "supercell": [2, 2]}]},
-         r"systems.0.supercell"),
+        (
+            {"systems": [{"builder": "crystal", "element": "Al", "supercel": [2, 2, 2]}]},
+            r"systems.0.supercel: unknown key",
+        ),
+        (
+            {"systems": [{"builder": "crystal", "element": "Al", "supercell": [2, 2]}]},
+            r"systems.0.supercell",
+        ),
         ({"systems": [{"builder": "sphere", "element": "Al"}]}, r"systems.0.*builder|tag"),
         ({"systems": [{"builder": "alloy", "elements": {"Cu": 1}}]}, r"at least two elements"),
         ({"ensemble": {"production": "npt"}}, r"ensemble.production"),
@@ -82,30 +86,59 @@ def build(spec: dict, seed: int = 0):
 
 
 def test_builders():
-    crystal = build({"builder": "crystal", "element": "Cu", "supercell": [2, 2, 2],
-                     "vacancies": 2, "strain": 0.01, "rattle": 0.02})
+    crystal = build(
+        {
+            "builder": "crystal",
+            "element": "Cu",
+            "supercell": [2, 2, 2],
+            "vacancies": 2,
+            "strain": 0.01,
+            "rattle": 0.02,
+        }
+    )
     assert len(crystal) == 30
     np.testing.assert_allclose(crystal.cell.lengths(), 2 * 3.61 * 1.01)
-    random_alloy = build({"builder": "alloy", "elements": {"Cu": 0.75, "Au": 0.25},
-                          "supercell": [2, 2, 2]})
+    random_alloy = build(
+        {"builder": "alloy", "elements": {"Cu": 0.75, "Au": 0.25}, "supercell": [2, 2, 2]}
+    )
     assert random_alloy.get_chemical_formula("metal") == "Au8Cu24"
-    assert build({"builder": "alloy", "elements": {"Cu": 0.75, "Au": 0.25}, "supercell": [2, 2, 2]},
-                 seed=1).get_chemical_symbols() != random_alloy.get_chemical_symbols()
+    assert (
+        build(
+            {"builder": "alloy", "elements": {"Cu": 0.75, "Au": 0.25}, "supercell": [2, 2, 2]},
+            seed=1,
+        ).get_chemical_symbols()
+        != random_alloy.get_chemical_symbols()
+    )
     l12 = build({"builder": "alloy", "elements": {"Cu": 3, "Au": 1}, "ordered": "L12"})
     assert l12.get_chemical_symbols() == ["Au", "Cu", "Cu", "Cu"]
     a_vegard = l12.cell.lengths()[0]
     assert 3.61 < a_vegard < 4.08
-    slab = build({"builder": "surface", "element": "Pt", "facet": "111", "size": [2, 2, 3],
-                  "vacuum": 8.0})
+    slab = build(
+        {"builder": "surface", "element": "Pt", "facet": "111", "size": [2, 2, 3], "vacuum": 8.0}
+    )
     assert len(slab) == 12 and slab.pbc.tolist() == [True, True, False]
     assert slab.positions[:, 2].min() == pytest.approx(8.0)
     hcp = build({"builder": "crystal", "element": "Mg", "lattice": "hcp"})
     assert len(hcp) == 4
     with pytest.raises(RecipeError, match="L10 is an fcc ordering|lattice: fcc"):
-        parse_recipe(with_changes(systems=[{"builder": "alloy", "elements": {"Cu": 1, "Au": 1},
-                                            "ordered": "L10", "lattice": "bcc"}]))
-    assert isinstance(parse_recipe(with_changes(systems=[{"builder": "alloy",
-                      "elements": {"Cu": 1, "Au": 1}}])).systems[0], AlloySystem)
+        parse_recipe(
+            with_changes(
+                systems=[
+                    {
+                        "builder": "alloy",
+                        "elements": {"Cu": 1, "Au": 1},
+                        "ordered": "L10",
+                        "lattice": "bcc",
+                    }
+                ]
+            )
+        )
+    assert isinstance(
+        parse_recipe(
+            with_changes(systems=[{"builder": "alloy", "elements": {"Cu": 1, "Au": 1}}])
+        ).systems[0],
+        AlloySystem,
+    )
 
 
 def test_file_systems_resolve_paths_and_reject_overlaps(tmp_path):
@@ -118,10 +151,17 @@ def test_file_systems_resolve_paths_and_reject_overlaps(tmp_path):
     overlapping.positions[1] = overlapping.positions[0] + [0.1, 0, 0]
     write(tmp_path / "bad.xyz", overlapping)
     recipe_file = tmp_path / "r.yaml"
-    recipe_file.write_text(yaml.safe_dump(with_changes(systems=[
-        {"builder": "file", "path": "al.xyz", "supercell": [2, 1, 1]},
-        {"builder": "file", "path": "bad.xyz"},
-        {"builder": "file", "path": "nothing.xyz"}])))
+    recipe_file.write_text(
+        yaml.safe_dump(
+            with_changes(
+                systems=[
+                    {"builder": "file", "path": "al.xyz", "supercell": [2, 1, 1]},
+                    {"builder": "file", "path": "bad.xyz"},
+                    {"builder": "file", "path": "nothing.xyz"},
+                ]
+            )
+        )
+    )
     recipe = load_recipe(recipe_file)
     assert len(build_system(recipe.systems[0], np.random.default_rng(0))) == 8
     with pytest.raises(RecipeError, match=r"atoms 0 and 1 are 0.100 Å apart"):

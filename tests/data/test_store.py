@@ -24,14 +24,23 @@ def frame(i: int) -> dict:
     """A deterministic frame whose every value encodes its index."""
     base = np.arange(N_ATOMS * 3, dtype=float).reshape(N_ATOMS, 3)
     return {
-        "positions": base + i, "momenta": -base - i, "forces": base * i,
-        "cell": np.eye(3) * (10 + i), "energy": float(i), "time_fs": 2.0 * i,
+        "positions": base + i,
+        "momenta": -base - i,
+        "forces": base * i,
+        "cell": np.eye(3) * (10 + i),
+        "energy": float(i),
+        "time_fs": 2.0 * i,
     }
 
 
 def write(store: TrajectoryStore, traj_id: str, n: int, complete: bool = True) -> None:
-    writer = store.writer(traj_id, np.full(N_ATOMS, 13), np.full(N_ATOMS, 26.98),
-                          {"temperature_K": 300.0, "calculator": {"name": "test"}}, True)
+    writer = store.writer(
+        traj_id,
+        np.full(N_ATOMS, 13),
+        np.full(N_ATOMS, 26.98),
+        {"temperature_K": 300.0, "calculator": {"name": "test"}},
+        True,
+    )
     for i in range(writer.n_frames, n):
         writer.append(frame(i))
     writer.close(complete=complete)
@@ -190,8 +199,9 @@ KILL_SCRIPT = textwrap.dedent(
 
 
 def run_writer(path, tests_dir, total, fresh, sleep):
-    script = KILL_SCRIPT.format(tests=str(tests_dir), path=str(path), fresh=fresh, total=total,
-                                sleep=sleep)
+    script = KILL_SCRIPT.format(
+        tests=str(tests_dir), path=str(path), fresh=fresh, total=total, sleep=sleep
+    )
     return subprocess.Popen([sys.executable, "-c", script], env={**os.environ})
 
 
