@@ -1,0 +1,87 @@
+"""A stack of interaction blocks over a neighbour graph: the trunk shared by all models."""
+
+from __future__ import annotations
+
+import torch
+from e3nn import o3
+
+from flashmd.nn.interaction import InteractionBlock
+from flashmd.nn.irreps import reachable_irreps
+from flashmd.nn.radial import RadialEmbedding
+
+
+class Backbone(torch.nn.Module):
+    """Edge features (spherical harmonics and cutoff radial basis) and ``n_layers`` interactions.
+
+    Only relative edge vectors enter, so the output is invariant to translations; it is
+    equivariant to rotations, reflections and permutations of the atoms.
+
+    Args:
+        irreps_in: irreps of the input node features.
+        irreps_hidden: irreps of the output (scalars first); a layer whose input cannot produce
+            some of them (the first one, from scalars only) outputs the reachable part.
+        n_layers: number of interaction blocks (>= 1).
+        lmax: largest spherical-harmonic degree of the edge directions.
+        cutoff: cutoff radius in Å.
+        n_radial: number of Bessel functions.
+        radial_hidden: width of the radial MLPs.
+        avg_num_neighbors: typical neighbour count, to normalise aggregated messages.
+        cutoff_p: order of the polynomial cutoff envelope.
+    """
+
+    def __init__(
+        self,
+        irreps_in: str | o3.Irreps,
+        irreps_hidden: str | o3.Irreps,
+        n_layers: int,
+        lmax: int,
+        cutoff: float,
+        n_radial: int,
+        radial_hidden: int,
+        avg_num_neighbors: float,
+        cutoff_p: int = 6,
+    ) -> None:
+        super().__init__()
+        if n_layers < 1:
+            raise ValueError(f"n_layers must be >= 1, got {n_layers}")
+        self.irreps_in = o3.Irreps(irreps_in)
+        self.irreps_out = o3.Irreps(irreps_hidden)
+        self.irreps_sh = o3.Irreps.spherical_harmonics(lmax)
+        self.radial = RadialEmbedding(cutoff, n_radial, cutoff_p)
+        layers = []
+        irreps = self.irreps_in
+        for _ in range(n_layers):
+            irreps_out = reachable_irreps(self.irreps_out, irreps, self.irreps_sh)
+            layers.append(
+                InteractionBlock(
+                    irreps, irreps_out, self.irreps_sh, n_radial, radial_hidden, avg_num_neighbors
+                )
+            )
+            irreps = irreps_out
+        if irreps != self.irreps_out:
+            raise ValueError(
+                f"{n_layers} layer(s) from {self.irreps_in} reach only {irreps}, "
+                f"not {self.irreps_out}"
+            )
+        self.layers = torch.nn.ModuleList(layers)
+
+    def forward(
+        self, x: torch.Tensor, edge_vectors: torch.Tensor, edge_index: torch.Tensor
+    ) -> torch.Tensor:
+        """Run the interactions.
+
+        Args:
+            x: ``(A, irreps_in.dim)`` input node features.
+            edge_vectors: ``(E, 3)`` in Å, ``r_ij = r_j - r_i + shift`` (non-zero).
+            edge_index: ``(2, E)`` long, (receiver i, sender j).
+
+        Returns:
+            ``(A, irreps_out.dim)`` node features.
+        """
+        edge_sh = o3.spherical_harmonics(
+            self.irreps_sh, edge_vectors, normalize=True, normalization="component"
+        )
+        edge_radial = self.radial(torch.linalg.vector_norm(edge_vectors, dim=-1))
+        for layer in self.layers:
+            x = layer(x, edge_sh, edge_radial, edge_index)
+        return x
