@@ -1,1 +1,29 @@
-"""flashmd.models"""
+"""Models: the long-stride predictor, the energy model, the constraint layer and checkpoints.
+
+:mod:`.config` (shared hyperparameters and presets), :mod:`.predictor`, :mod:`.energy`,
+:mod:`.constraints`, :mod:`.model` (``FlashMDModel``: both models with input validation) and
+:mod:`.io` (checkpoint save/load, ``load_model``).
+"""
+
+from __future__ import annotations
+
+from flashmd.models.config import PRESETS, BackboneConfig
+from flashmd.models.constraints import apply_constraints
+from flashmd.models.energy import EnergyConfig, EnergyModel
+from flashmd.models.io import load_checkpoint, load_model, save_checkpoint
+from flashmd.models.model import FlashMDModel
+from flashmd.models.predictor import Predictor, PredictorConfig
+
+__all__ = [
+    "PRESETS",
+    "BackboneConfig",
+    "EnergyConfig",
+    "EnergyModel",
+    "FlashMDModel",
+    "Predictor",
+    "PredictorConfig",
+    "apply_constraints",
+    "load_checkpoint",
+    "load_model",
+    "save_checkpoint",
+]

@@ -1,0 +1,99 @@
+"""Hyperparameters shared by all models: the equivariant backbone, and named size presets."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, ClassVar, TypeVar
+
+from e3nn import o3
+
+from flashmd.nn.irreps import hidden_irreps
+
+C = TypeVar("C", bound="BackboneConfig")
+
+#: Named sizes. ``tiny`` is for tests, ``small`` for quick experiments, ``medium`` for production.
+PRESETS: dict[str, dict[str, Any]] = {
+    "tiny": dict(n_scalars=8, n_tensors=2, lmax=2, n_layers=2, n_radial=4, radial_hidden=8),
+    "small": dict(n_scalars=32, n_tensors=8, lmax=2, n_layers=2, n_radial=8, radial_hidden=32),
+    "medium": dict(n_scalars=64, n_tensors=16, lmax=2, n_layers=3, n_radial=8, radial_hidden=64),
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class BackboneConfig:
+    """Hyperparameters of the equivariant message-passing trunk (see ``flashmd.nn.Backbone``)."""
+
+    species: tuple[int, ...]
+    """Atomic numbers the model knows, in the order of the embedding table."""
+    cutoff: float = 5.0
+    """Neighbour cutoff radius in Å."""
+    n_scalars: int = 32
+    """Number of ``0e`` channels of the hidden node features."""
+    n_tensors: int = 8
+    """Number of channels of each ``l = 1..lmax`` irrep (both parities) of the hidden features."""
+    lmax: int = 2
+    """Largest spherical-harmonic degree, for edge directions and hidden features."""
+    n_layers: int = 2
+    """Number of interaction blocks."""
+    n_radial: int = 8
+    """Number of Bessel functions of the edge length."""
+    radial_hidden: int = 32
+    """Width of the hidden layers of the radial MLPs."""
+    cutoff_p: int = 6
+    """Order of the polynomial cutoff envelope."""
+    avg_num_neighbors: float = 30.0
+    """Typical neighbour count within the cutoff; aggregated messages are divided by its root."""
+
+    kind: ClassVar[str] = "backbone"
+
+    def __post_init__(self) -> None:
+        species = tuple(int(z) for z in self.species)
+        if not species or len(set(species)) != len(species) or min(species) < 1:
+            raise ValueError(f"species must be distinct atomic numbers, got {self.species}")
+        object.__setattr__(self, "species", species)
+        if not self.cutoff > 0:
+            raise ValueError(f"cutoff must be positive, got {self.cutoff}")
+        if self.n_layers < 1 or self.n_radial < 1 or self.radial_hidden < 1:
+            raise ValueError("n_layers, n_radial and radial_hidden must be >= 1")
+        if not self.avg_num_neighbors > 0:
+            raise ValueError(f"avg_num_neighbors must be positive, got {self.avg_num_neighbors}")
+        hidden_irreps(self.n_scalars, self.n_tensors, self.lmax)  # validates the sizes
+
+    @property
+    def irreps_hidden(self) -> o3.Irreps:
+        """Irreps of the hidden node features."""
+        return hidden_irreps(self.n_scalars, self.n_tensors, self.lmax)
+
+    @classmethod
+    def preset(cls: type[C], name: str, **overrides: Any) -> C:
+        """A config of the named size (``tiny``, ``small``, ``medium``) with ``overrides`` applied.
+
+        ``species`` (and any other field without a default) must be given in ``overrides``.
+        """
+        if name not in PRESETS:
+            raise ValueError(f"unknown preset {name!r}; available: {sorted(PRESETS)}")
+        return cls(**{**PRESETS[name], **overrides})
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dictionary of every field (lists for tuples), for checkpoints."""
+        return {
+            f.name: list(v) if isinstance(v, tuple) else v
+            for f in dataclasses.fields(self)
+            for v in [getattr(self, f.name)]
+        }
+
+    @classmethod
+    def from_dict(cls: type[C], data: dict[str, Any]) -> C:
+        """Inverse of :meth:`to_dict`; every field must be present and no other.
+
+        Raises:
+            ValueError: missing or unknown fields (named).
+        """
+        names = {f.name for f in dataclasses.fields(cls)}
+        missing, unknown = sorted(names - set(data)), sorted(set(data) - names)
+        if missing or unknown:
+            raise ValueError(
+                f"{cls.__name__} fields do not match: missing {missing}, unknown {unknown}"
+            )
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})

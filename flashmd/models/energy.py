@@ -1,0 +1,124 @@
+"""Invariant energy model (an equivariant MLIP): energies, forces and stress."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+from e3nn import o3
+
+from flashmd import keys
+from flashmd.models.config import BackboneConfig
+from flashmd.nn import Backbone, ScalarReadout, SpeciesEmbedding, scatter_sum
+
+#: Output key of the stress, ``(S, 3, 3)`` in eV/Å³ (ASE convention ``σ = (1/V) ∂E/∂ε``).
+STRESS = "stress"
+
+
+@dataclass(frozen=True, kw_only=True)
+class EnergyConfig(BackboneConfig):
+    """Hyperparameters of :class:`EnergyModel` (backbone fields documented in BackboneConfig)."""
+
+    readout_hidden: int = 16
+    """Width of the hidden layer of the per-atom energy readout."""
+    energy_scale: float = 1.0
+    """Scale in eV of the network's per-atom energy (before the per-species shift is added)."""
+
+    kind: ClassVar[str] = "energy"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.readout_hidden < 1 or not self.energy_scale > 0:
+            raise ValueError("readout_hidden must be >= 1 and energy_scale positive")
+
+
+class EnergyModel(torch.nn.Module):
+    """Potential energy as a sum of per-atom energies ``E = Σ_i (scale ε_i + shift[Z_i])``.
+
+    ``ε_i`` is an invariant readout of equivariant features of the neighbourhood; ``shift`` is a
+    learnable reference energy per species (eV, zero at start). Forces are ``-∂E/∂positions``
+    by autograd; the stress of fully periodic systems comes from a symmetric strain of the edges.
+    """
+
+    def __init__(self, config: EnergyConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.species_embedding = SpeciesEmbedding(config.species, config.n_scalars)
+        self.backbone = Backbone(
+            o3.Irreps(f"{config.n_scalars}x0e"),
+            config.irreps_hidden,
+            n_layers=config.n_layers,
+            lmax=config.lmax,
+            cutoff=config.cutoff,
+            n_radial=config.n_radial,
+            radial_hidden=config.radial_hidden,
+            avg_num_neighbors=config.avg_num_neighbors,
+            cutoff_p=config.cutoff_p,
+        )
+        self.readout = ScalarReadout(self.backbone.irreps_out, config.readout_hidden)
+        self.energy_shift = torch.nn.Parameter(torch.zeros(len(config.species)))
+
+    def atomic_energies(
+        self, batch: dict[str, torch.Tensor], vectors: torch.Tensor
+    ) -> torch.Tensor:
+        """Per-atom energies ``(A,)`` in eV given the edge vectors ``(E, 3)`` in Å."""
+        numbers = batch[keys.NUMBERS]
+        x = self.species_embedding(numbers)
+        features = self.backbone(x, vectors, batch[keys.EDGE_INDEX])
+        shift = self.energy_shift[self.species_embedding.species_index(numbers)]
+        return self.config.energy_scale * self.readout(features) + shift
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Potential energy ``(S,)`` in eV of every system of the batch."""
+        return self.compute(batch, forces=False)[keys.ENERGY]
+
+    def compute(
+        self,
+        batch: dict[str, torch.Tensor],
+        forces: bool = True,
+        stress: bool = False,
+        create_graph: bool = False,
+    ) -> dict[str, torch.Tensor]:
+        """Energy ``(S,)`` eV, and optionally forces ``(A, 3)`` eV/Å and stress ``(S, 3, 3)`` eV/Å³.
+
+        Args:
+            batch: reads positions, numbers, system, n_atoms, edge_index, edge_shifts (and cell,
+                pbc for the stress).
+            forces: compute ``-∂E/∂positions``.
+            stress: compute ``(1/V) ∂E/∂ε`` (ASE sign); every system must be fully periodic.
+            create_graph: keep the graph of the derivatives (for training on forces); otherwise
+                returned tensors are detached when derivatives were taken.
+        """
+        keys.check_batch(
+            batch, (keys.POSITIONS, keys.NUMBERS, keys.SYSTEM, keys.N_ATOMS, keys.EDGE_INDEX)
+        )
+        n_systems = batch[keys.N_ATOMS].shape[0]
+        positions = batch[keys.POSITIONS]
+        if forces and not positions.requires_grad:
+            positions = positions.detach().requires_grad_(True)
+        receiver, sender = batch[keys.EDGE_INDEX]
+        vectors = positions[sender] - positions[receiver] + batch[keys.EDGE_SHIFTS]
+        if stress:
+            if not bool(batch[keys.PBC].all()):
+                raise ValueError("stress needs fully periodic systems; some have pbc=False")
+            strain = torch.zeros(
+                (n_systems, 3, 3), dtype=vectors.dtype, device=vectors.device, requires_grad=True
+            )
+            symmetric = 0.5 * (strain + strain.transpose(1, 2))
+            edge_system = batch[keys.SYSTEM][receiver]
+            vectors = vectors + torch.einsum("ea,eab->eb", vectors, symmetric[edge_system])
+        energy = scatter_sum(self.atomic_energies(batch, vectors), batch[keys.SYSTEM], n_systems)
+        out = {keys.ENERGY: energy}
+        inputs = ([positions] if forces else []) + ([strain] if stress else [])
+        if not inputs:
+            return out
+        grads = torch.autograd.grad(energy.sum(), inputs, create_graph=create_graph)
+        if forces:
+            out[keys.FORCES] = -grads[0]
+        if stress:
+            volume = torch.abs(torch.linalg.det(batch[keys.CELL]))
+            out[STRESS] = grads[-1] / volume[:, None, None]
+        if not create_graph:
+            out = {name: value.detach() for name, value in out.items()}
+        return out
