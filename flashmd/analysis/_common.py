@@ -93,6 +93,20 @@ def group_weights(index: np.ndarray, n_groups: int, weights: np.ndarray) -> np.n
     return matrix / matrix.sum(axis=0)
 
 
+def sum_over_atoms(values: np.ndarray, index: np.ndarray, n_groups: int) -> np.ndarray:
+    """Sums (n_frames, n_groups + 1, ...) of ``values`` (n_frames, n_atoms, ...) over the atoms of
+    each group (``index`` (n_atoms,)) and, last, over all atoms.
+
+    Atoms are added one after the other, so a frame's sums do not depend on how many frames are
+    processed together (NumPy reductions may change their summation order with the shape).
+    """
+    out = np.zeros((values.shape[0], n_groups + 1, *values.shape[2:]))
+    for atom, group in enumerate(index):
+        out[:, group] += values[:, atom]
+        out[:, n_groups] += values[:, atom]
+    return out
+
+
 def velocities_A_per_fs(momenta: np.ndarray, masses: np.ndarray) -> np.ndarray:
     """Velocities (n_frames, n_atoms, 3) in Å/fs from momenta in ASE units and masses in amu."""
     return momenta / masses[None, :, None] * FS

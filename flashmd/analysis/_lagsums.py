@@ -92,7 +92,8 @@ class LagSums:
 
     def sums(self) -> Sums:
         """Sums over all frames added so far (pending frames included; the state is unchanged)."""
-        total = Sums(*(np.copy(a) for a in vars(self._sums).values()))
+        done = self._sums
+        total = Sums(done.cross.copy(), done.late.copy(), done.early.copy(), done.count.copy())
         if self._n_pending:
             self._add(total, self._correlate(self._history, np.concatenate(self._pending)))
         return total

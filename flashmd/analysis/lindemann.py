@@ -7,9 +7,12 @@ For a pair of atoms, :math:`q_{ij} = \sqrt{\langle r_{ij}^2 \rangle - \langle r_
 
 Pairs are chosen on the first frame: every pair (default) or those closer than ``cutoff``
 (neighbour-shell variant, linear in the number of atoms). In periodic directions the image of j
-is fixed on the first frame (the minimum image, or the one the neighbour search found), and
-r_ij(t) = |r_j(t) - r_i(t) + S cell(t)| then follows it continuously: with unwrapped positions
-the distance never jumps when atoms cross the cell boundary.
+is fixed on the first frame: the one the neighbour search found, or for every pair the image
+from rounding fractional coordinates, which is the minimum image for every pair closer than half
+the smallest cell width (farther pairs in a crystal can have several equally near images).
+r_ij(t) = |r_j(t) - r_i(t) + S cell(t)| then follows that image continuously: with unwrapped
+positions the distance never jumps when atoms cross the cell boundary or when another image of
+j becomes nearer.
 """
 
 from __future__ import annotations

@@ -27,6 +27,7 @@ from flashmd.analysis._common import (
     frame_blocks,
     group_weights,
     species_groups,
+    sum_over_atoms,
 )
 from flashmd.analysis._lagsums import LagSums
 
@@ -107,7 +108,8 @@ class MSDAccumulator:
         """Add frames: ``positions`` (n_frames, n_atoms, 3) Å, unwrapped."""
         positions = as_frames("positions", positions, self.n_atoms)
         if self._com_weights is not None:
-            com = np.sum(positions * self._com_weights[None, :, None], axis=1)
+            weighted = positions * self._com_weights[None, :, None]
+            com = sum_over_atoms(weighted, np.zeros(self.n_atoms, dtype=np.int64), 1)[:, -1]
             positions = positions - com[:, None, :]
         if self._reference is None and positions.shape[0] > 0:
             # displacements from the first frame keep the sums small (less cancellation)

@@ -15,8 +15,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from flashmd.analysis._common import as_frames, as_masses, species_groups
+from flashmd.analysis._common import as_frames, as_masses, species_groups, sum_over_atoms
 from flashmd.units import KB
+
+
+def _atom_kinetic_energy(momenta: np.ndarray, masses: np.ndarray) -> np.ndarray:
+    """Kinetic energy (n_frames, n_atoms) eV of every atom."""
+    p = momenta
+    return 0.5 * (p[..., 0] * p[..., 0] + p[..., 1] * p[..., 1] + p[..., 2] * p[..., 2]) / masses
 
 
 def kinetic_energy(momenta: np.ndarray, masses: np.ndarray) -> np.ndarray:
@@ -26,7 +32,8 @@ def kinetic_energy(momenta: np.ndarray, masses: np.ndarray) -> np.ndarray:
     """
     masses = as_masses(masses)
     momenta = as_frames("momenta", momenta, masses.size)
-    return 0.5 * np.sum(momenta * momenta / masses[None, :, None], axis=(1, 2))
+    per_atom = _atom_kinetic_energy(momenta, masses)
+    return sum_over_atoms(per_atom, np.zeros(masses.size, dtype=np.int64), 1)[:, -1]
 
 
 def degrees_of_freedom(
@@ -94,13 +101,8 @@ class TemperatureAccumulator:
     def update(self, momenta: np.ndarray) -> None:
         """Add frames: ``momenta`` (n_frames, n_atoms, 3) amu·Å/(ASE time)."""
         momenta = as_frames("momenta", momenta, self.masses.size)
-        per_atom = 0.5 * np.sum(momenta * momenta, axis=2) / self.masses[None, :]
-        n_groups = self.species.size
-        energy = np.zeros((momenta.shape[0], n_groups + 1))
-        for g in range(n_groups):
-            energy[:, g] = np.sum(per_atom[:, self._index == g], axis=1)
-        energy[:, n_groups] = kinetic_energy(momenta, self.masses)
-        self._blocks.append(energy)
+        per_atom = _atom_kinetic_energy(momenta, self.masses)
+        self._blocks.append(sum_over_atoms(per_atom, self._index, self.species.size))
 
     def result(self) -> TemperatureResult:
         """Temperatures of every frame added so far."""
