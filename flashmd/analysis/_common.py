@@ -14,11 +14,14 @@ Every observable reads arrays shaped like the trajectory store's:
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 
 from flashmd.units import FS
+
+#: Periodic flags as accepted by the public API: one bool for all directions, or three.
+PBC = bool | Sequence[bool] | np.ndarray
 
 #: Frames per block used by the whole-array convenience functions.
 DEFAULT_BLOCK_FRAMES: int = 1024
@@ -44,7 +47,7 @@ def as_cells(cell: np.ndarray, n_frames: int) -> np.ndarray:
     return out
 
 
-def as_pbc(pbc: bool | np.ndarray | tuple[bool, bool, bool]) -> np.ndarray:
+def as_pbc(pbc: PBC) -> np.ndarray:
     """Return periodic flags as a (3,) bool array (a single bool applies to all directions)."""
     out = np.asarray(pbc, dtype=bool)
     if out.ndim == 0:

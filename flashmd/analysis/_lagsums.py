@@ -12,7 +12,8 @@ with t running over every frame that has a frame tau earlier. Frames arrive in b
 they are regrouped into chunks of a fixed length and each chunk is correlated, by FFT, with itself
 and the ``max_lag`` frames before it. Because the chunking does not depend on how the caller
 splits the frames, streaming and whole-array calls do identical arithmetic and give identical
-results. Memory holds at most ``max_lag`` past frames plus one chunk.
+results. Memory holds the ``max_lag`` latest processed frames, the frames waiting for a full
+chunk (chunk length ``max(max_lag, 1024)``) and the incoming block.
 """
 
 from __future__ import annotations

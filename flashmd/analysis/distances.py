@@ -14,6 +14,7 @@ import numpy as np
 
 from flashmd.analysis._common import (
     DEFAULT_BLOCK_FRAMES,
+    PBC,
     as_cells,
     as_frames,
     as_pbc,
@@ -40,7 +41,7 @@ class MinDistanceAccumulator:
     the typical closest distance is fastest).
     """
 
-    def __init__(self, pbc: bool | np.ndarray = True, search_cutoff: float = 3.0):
+    def __init__(self, pbc: PBC = True, search_cutoff: float = 3.0):
         self.pbc = as_pbc(pbc)
         self.search_cutoff = check_positive("search_cutoff", search_cutoff)
         self._distance: list[float] = []
@@ -80,7 +81,7 @@ class MinDistanceAccumulator:
 def min_distance(
     positions: np.ndarray,
     cell: np.ndarray,
-    pbc: bool | np.ndarray = True,
+    pbc: PBC = True,
     search_cutoff: float = 3.0,
 ) -> MinDistanceResult:
     """Closest pair per frame of ``positions`` (n_frames, n_atoms, 3) Å, ``cell`` (n_frames, 3, 3)
@@ -119,7 +120,7 @@ class OverlapResult:
 class OverlapAccumulator:
     """Pairs closer than ``threshold`` Å in every frame, from blocks of frames."""
 
-    def __init__(self, threshold: float, pbc: bool | np.ndarray = True):
+    def __init__(self, threshold: float, pbc: PBC = True):
         self.threshold = check_positive("threshold", threshold)
         self.pbc = as_pbc(pbc)
         self._search = PairSearch(self.threshold)
@@ -157,7 +158,7 @@ def find_overlaps(
     positions: np.ndarray,
     cell: np.ndarray,
     threshold: float,
-    pbc: bool | np.ndarray = True,
+    pbc: PBC = True,
     block_frames: int = DEFAULT_BLOCK_FRAMES,
 ) -> OverlapResult:
     """Pairs closer than ``threshold`` Å in ``positions`` (n_frames, n_atoms, 3) Å with ``cell``

@@ -23,6 +23,7 @@ import numpy as np
 
 from flashmd.analysis._common import (
     DEFAULT_BLOCK_FRAMES,
+    PBC,
     as_cells,
     as_frames,
     as_pbc,
@@ -67,7 +68,7 @@ class LindemannAccumulator:
     (None: every pair).
     """
 
-    def __init__(self, pbc: bool | np.ndarray = True, cutoff: float | None = None):
+    def __init__(self, pbc: PBC = True, cutoff: float | None = None):
         self.pbc = as_pbc(pbc)
         self.cutoff = None if cutoff is None else check_positive("cutoff", cutoff)
         self.n_frames = 0
@@ -123,7 +124,7 @@ class LindemannAccumulator:
 def lindemann_index(
     positions: np.ndarray,
     cell: np.ndarray,
-    pbc: bool | np.ndarray = True,
+    pbc: PBC = True,
     cutoff: float | None = None,
     block_frames: int = DEFAULT_BLOCK_FRAMES,
 ) -> LindemannResult:

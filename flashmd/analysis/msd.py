@@ -94,12 +94,12 @@ class MSDAccumulator:
         self.species, index = species_groups(numbers)
         self.n_atoms = index.size
         self.dt_fs = check_positive("dt_fs", dt_fs)
-        if remove_com and masses is None:
-            raise ValueError("remove_com needs the masses")
-        self._com_weights = None
+        self._com_weights: np.ndarray | None = None
         if remove_com:
-            masses = as_masses(masses, self.n_atoms)
-            self._com_weights = masses / masses.sum()
+            if masses is None:
+                raise ValueError("remove_com needs the masses")
+            checked = as_masses(masses, self.n_atoms)
+            self._com_weights = checked / checked.sum()
         weights = group_weights(index, self.species.size, np.ones(self.n_atoms))
         self._sums = LagSums(max_lag, weights, squares=True)
         self._reference: np.ndarray | None = None

@@ -37,6 +37,7 @@ import numpy as np
 
 from flashmd.analysis._common import (
     DEFAULT_BLOCK_FRAMES,
+    PBC,
     as_cells,
     as_frames,
     as_pbc,
@@ -115,7 +116,7 @@ class RDFAccumulator:
         numbers: np.ndarray,
         rmax: float,
         nbins: int,
-        pbc: bool | np.ndarray = True,
+        pbc: PBC = True,
         slab_thickness: float | None = None,
     ):
         self.species, self._index = species_groups(numbers)
@@ -217,7 +218,7 @@ def rdf(
     numbers: np.ndarray,
     rmax: float,
     nbins: int,
-    pbc: bool | np.ndarray = True,
+    pbc: PBC = True,
     slab_thickness: float | None = None,
     block_frames: int = DEFAULT_BLOCK_FRAMES,
 ) -> RDFResult:
