@@ -48,6 +48,7 @@ class EnergyModel(torch.nn.Module):
         self.backbone = Backbone(
             o3.Irreps(f"{config.n_scalars}x0e"),
             config.irreps_hidden,
+            o3.Irreps(f"{config.n_scalars}x0e"),
             n_layers=config.n_layers,
             lmax=config.lmax,
             cutoff=config.cutoff,

@@ -71,6 +71,7 @@ class Predictor(torch.nn.Module):
         self.backbone = Backbone(
             o3.Irreps(f"{n}x0e + 1x1o"),
             config.irreps_hidden,
+            o3.Irreps(f"{n}x0e + {config.n_tensors}x1o"),
             n_layers=config.n_layers,
             lmax=config.lmax,
             cutoff=config.cutoff,

@@ -14,12 +14,14 @@ class Backbone(torch.nn.Module):
     """Edge features (spherical harmonics and cutoff radial basis) and ``n_layers`` interactions.
 
     Only relative edge vectors enter, so the output is invariant to translations; it is
-    equivariant to rotations, reflections and permutations of the atoms.
+    equivariant to rotations, reflections and permutations of the atoms. The last layer computes
+    only ``irreps_out`` (what the readout needs), which saves most of its tensor-product paths.
 
     Args:
         irreps_in: irreps of the input node features.
-        irreps_hidden: irreps of the output (scalars first); a layer whose input cannot produce
+        irreps_hidden: irreps between layers (scalars first); a layer whose input cannot produce
             some of them (the first one, from scalars only) outputs the reachable part.
+        irreps_out: irreps of the last layer's output (scalars first).
         n_layers: number of interaction blocks (>= 1).
         lmax: largest spherical-harmonic degree of the edge directions.
         cutoff: cutoff radius in Å.
@@ -33,6 +35,7 @@ class Backbone(torch.nn.Module):
         self,
         irreps_in: str | o3.Irreps,
         irreps_hidden: str | o3.Irreps,
+        irreps_out: str | o3.Irreps,
         n_layers: int,
         lmax: int,
         cutoff: float,
@@ -45,25 +48,24 @@ class Backbone(torch.nn.Module):
         if n_layers < 1:
             raise ValueError(f"n_layers must be >= 1, got {n_layers}")
         self.irreps_in = o3.Irreps(irreps_in)
-        self.irreps_out = o3.Irreps(irreps_hidden)
+        self.irreps_out = o3.Irreps(irreps_out)
         self.irreps_sh = o3.Irreps.spherical_harmonics(lmax)
         self.radial = RadialEmbedding(cutoff, n_radial, cutoff_p)
-        layers = []
-        irreps = self.irreps_in
-        for _ in range(n_layers):
-            irreps_out = reachable_irreps(self.irreps_out, irreps, self.irreps_sh)
-            layers.append(
-                InteractionBlock(
-                    irreps, irreps_out, self.irreps_sh, n_radial, radial_hidden, avg_num_neighbors
-                )
-            )
-            irreps = irreps_out
-        if irreps != self.irreps_out:
+        irreps = [self.irreps_in]
+        for _ in range(n_layers - 1):
+            irreps.append(reachable_irreps(irreps_hidden, irreps[-1], self.irreps_sh))
+        if reachable_irreps(self.irreps_out, irreps[-1], self.irreps_sh) != self.irreps_out:
             raise ValueError(
-                f"{n_layers} layer(s) from {self.irreps_in} reach only {irreps}, "
-                f"not {self.irreps_out}"
+                f"the last of {n_layers} layer(s) gets {irreps[-1]} and cannot produce "
+                f"{self.irreps_out}"
             )
-        self.layers = torch.nn.ModuleList(layers)
+        irreps.append(self.irreps_out)
+        self.layers = torch.nn.ModuleList(
+            InteractionBlock(
+                irreps[k], irreps[k + 1], self.irreps_sh, n_radial, radial_hidden, avg_num_neighbors
+            )
+            for k in range(n_layers)
+        )
 
     def forward(
         self, x: torch.Tensor, edge_vectors: torch.Tensor, edge_index: torch.Tensor

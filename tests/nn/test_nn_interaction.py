@@ -63,7 +63,7 @@ def wigner_D(irreps: o3.Irreps, rotation: torch.Tensor) -> torch.Tensor:
 def test_backbone_is_equivariant(dtype, reflect):
     torch.manual_seed(0)
     irreps_in = o3.Irreps("4x0e + 1x1o + 1x1e + 1x2e + 1x2o")
-    backbone = Backbone(irreps_in, HIDDEN, 2, 2, 3.0, 4, 8, 5.0).to(dtype)
+    backbone = Backbone(irreps_in, HIDDEN, HIDDEN, 2, 2, 3.0, 4, 8, 5.0).to(dtype)
     generator = torch.Generator().manual_seed(1)
     positions, edge_index = random_graph(generator, dtype)
     x = torch.randn(len(positions), irreps_in.dim, generator=generator, dtype=dtype)
@@ -101,12 +101,13 @@ def test_interaction_is_equivariant_and_uses_residual():
     assert relative_error(rotated, plain @ D.T) < 1e-10
 
 
-def test_first_layer_from_scalars_outputs_only_reachable_irreps():
-    backbone = Backbone("4x0e", HIDDEN, 2, 2, 3.0, 4, 8, 5.0)
+def test_layers_compute_only_reachable_and_needed_irreps():
+    backbone = Backbone("4x0e", HIDDEN, "6x0e + 2x1o", 3, 2, 3.0, 4, 8, 5.0)
     assert backbone.layers[0].irreps_out == o3.Irreps("6x0e + 3x1o + 3x2e")
     assert backbone.layers[1].irreps_out == HIDDEN
-    with pytest.raises(ValueError, match="reach only"):
-        Backbone("4x0e", HIDDEN, 1, 2, 3.0, 4, 8, 5.0)
+    assert backbone.layers[2].irreps_out == o3.Irreps("6x0e + 2x1o")
+    with pytest.raises(ValueError, match="cannot produce"):
+        Backbone("4x0e", HIDDEN, "6x0e + 2x1e", 1, 2, 3.0, 4, 8, 5.0)
 
 
 def test_gate_checks_its_irreps():
