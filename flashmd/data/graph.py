@@ -39,8 +39,8 @@ def neighbor_list(
 
     Returns:
         ``edge_index`` ``(2, E)`` long (receiver i, sender j) and ``cell_shifts`` ``(E, 3)`` long,
-        integer cell offsets such that ``r_ij = r_j - r_i + cell_shifts @ cell`` (on the device
-        of ``positions``).
+        integer cell offsets such that ``r_ij = r_j - r_i + cell_shifts @ cell``. vesin runs on
+        the CPU (its CUDA build is optional); the results are moved to ``positions.device``.
 
     Raises:
         ValueError: non-positive cutoff, bad shapes, or a periodic direction with a zero cell
@@ -53,8 +53,8 @@ def neighbor_list(
             f"need positions (N, 3), cell (3, 3), pbc (3,); got {tuple(positions.shape)}, "
             f"{tuple(cell.shape)}, {tuple(pbc.shape)}"
         )
-    pbc = pbc.detach().to(torch.bool)
-    cell = cell.detach().to(torch.float64)
+    pbc = pbc.detach().cpu().to(torch.bool)
+    cell = cell.detach().cpu().to(torch.float64)
     degenerate = pbc & (torch.linalg.vector_norm(cell, dim=1) == 0)
     if bool(degenerate.any()):
         raise ValueError(
@@ -63,7 +63,7 @@ def neighbor_list(
         )
     calculator = vesin.NeighborList(cutoff=float(cutoff), full_list=True)
     pairs, shifts = calculator.compute(
-        positions.detach().to(torch.float64), cell, pbc, quantities="PS", copy=True
+        positions.detach().cpu().to(torch.float64), cell, pbc, quantities="PS", copy=True
     )
     edge_index = pairs.to(torch.long).T.contiguous()
     return edge_index.to(positions.device), shifts.to(torch.long).to(positions.device)

@@ -92,7 +92,15 @@ class EnergyModel(torch.nn.Module):
                 returned tensors are detached when derivatives were taken.
         """
         keys.check_batch(
-            batch, (keys.POSITIONS, keys.NUMBERS, keys.SYSTEM, keys.N_ATOMS, keys.EDGE_INDEX)
+            batch,
+            (
+                keys.POSITIONS,
+                keys.NUMBERS,
+                keys.SYSTEM,
+                keys.N_ATOMS,
+                keys.EDGE_INDEX,
+                keys.EDGE_SHIFTS,
+            ),
         )
         n_systems = batch[keys.N_ATOMS].shape[0]
         positions = batch[keys.POSITIONS]

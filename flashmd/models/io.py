@@ -39,8 +39,8 @@ KIND = "flashmd"
 PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "pretrained"
 
 _MODELS: dict[str, tuple[type[torch.nn.Module], type]] = {
-    "predictor": (Predictor, PredictorConfig),
-    "energy": (EnergyModel, EnergyConfig),
+    config.kind: (module, config)
+    for module, config in ((Predictor, PredictorConfig), (EnergyModel, EnergyConfig))
 }
 _FIELDS = (
     "format_version",
@@ -65,12 +65,12 @@ class CheckpointError(ValueError):
 def checkpoint_dict(model: FlashMDModel, metadata: dict[str, Any] | None = None) -> dict[str, Any]:
     """The checkpoint dictionary of ``model`` (weights copied to CPU)."""
     models = {
-        name: {
-            "kind": name,
+        module.config.kind: {
+            "kind": module.config.kind,
             "config": module.config.to_dict(),
             "state_dict": {k: v.detach().cpu().clone() for k, v in module.state_dict().items()},
         }
-        for name, module in (("predictor", model.predictor), ("energy", model.energy_model))
+        for module in (model.predictor, model.energy_model)
         if module is not None
     }
     return {
@@ -212,7 +212,9 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "auto"
     data = read_checkpoint(path)
     dtype = _DTYPES[data["dtype"]]
     modules = {name: _build(name, entry, dtype, path) for name, entry in data["models"].items()}
-    model = FlashMDModel(modules.get("predictor"), modules.get("energy"), data["masses"])
+    model = FlashMDModel(
+        modules.get(PredictorConfig.kind), modules.get(EnergyConfig.kind), data["masses"]
+    )
     stored = {"species": list(data["species"]), "strides_fs": list(data["strides_fs"])}
     actual = {"species": list(model.species), "strides_fs": list(model.strides_fs)}
     if stored != actual or data["cutoff"] != model.cutoff:

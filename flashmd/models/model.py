@@ -10,6 +10,7 @@ from ase.data import atomic_masses, chemical_symbols
 
 from flashmd import keys
 from flashmd.data.graph import batch_from_atoms
+from flashmd.models.config import BackboneConfig
 from flashmd.models.energy import EnergyModel
 from flashmd.models.predictor import Predictor
 
@@ -92,7 +93,7 @@ class FlashMDModel(torch.nn.Module):
         return next(self.parameters()).dtype
 
     @property
-    def _config(self):
+    def _config(self) -> BackboneConfig:
         return (self.predictor or self.energy_model).config
 
     def check_species(self, numbers: Sequence[int] | torch.Tensor) -> None:
