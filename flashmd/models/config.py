@@ -96,4 +96,7 @@ class BackboneConfig:
             raise ValueError(
                 f"{cls.__name__} fields do not match: missing {missing}, unknown {unknown}"
             )
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+        values: dict[str, Any] = {
+            k: tuple(v) if isinstance(v, list) else v for k, v in data.items()
+        }
+        return cls(**values)

@@ -27,6 +27,7 @@ from typing import Any
 import torch
 
 import flashmd
+from flashmd.models.config import BackboneConfig
 from flashmd.models.energy import EnergyConfig, EnergyModel
 from flashmd.models.model import FlashMDModel, resolve_device
 from flashmd.models.predictor import Predictor, PredictorConfig
@@ -38,7 +39,7 @@ KIND = "flashmd"
 #: Directory of the checkpoints shipped with the library, loadable by name.
 PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "pretrained"
 
-_MODELS: dict[str, tuple[type[torch.nn.Module], type]] = {
+_MODELS: dict[str, tuple[type[Predictor] | type[EnergyModel], type[BackboneConfig]]] = {
     config.kind: (module, config)
     for module, config in ((Predictor, PredictorConfig), (EnergyModel, EnergyConfig))
 }
@@ -185,13 +186,15 @@ def _check_version(path: Path, data: dict[str, Any]) -> None:
         )
 
 
-def _build(name: str, entry: dict[str, Any], dtype: torch.dtype, path: Path) -> torch.nn.Module:
+def _build(
+    name: str, entry: dict[str, Any], dtype: torch.dtype, path: Path
+) -> Predictor | EnergyModel:
     module_class, config_class = _MODELS[name]
     if entry.get("kind") != name:
         raise CheckpointError(f"models[{name!r}] of {str(path)!r} has kind {entry.get('kind')!r}")
     try:
         config = config_class.from_dict(entry["config"])
-        module = module_class(config).to(dtype)
+        module = module_class(config).to(dtype)  # type: ignore[arg-type]
         module.load_state_dict(entry["state_dict"])
     except (KeyError, TypeError, ValueError, RuntimeError) as error:
         raise CheckpointError(
@@ -212,9 +215,9 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "auto"
     data = read_checkpoint(path)
     dtype = _DTYPES[data["dtype"]]
     modules = {name: _build(name, entry, dtype, path) for name, entry in data["models"].items()}
-    model = FlashMDModel(
-        modules.get(PredictorConfig.kind), modules.get(EnergyConfig.kind), data["masses"]
-    )
+    predictor, energy = modules.get(PredictorConfig.kind), modules.get(EnergyConfig.kind)
+    assert isinstance(predictor, Predictor | None) and isinstance(energy, EnergyModel | None)
+    model = FlashMDModel(predictor, energy, data["masses"])
     stored = {"species": list(data["species"]), "strides_fs": list(data["strides_fs"])}
     actual = {"species": list(model.species), "strides_fs": list(model.strides_fs)}
     if stored != actual or data["cutoff"] != model.cutoff:

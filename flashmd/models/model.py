@@ -94,7 +94,10 @@ class FlashMDModel(torch.nn.Module):
 
     @property
     def _config(self) -> BackboneConfig:
-        return (self.predictor or self.energy_model).config
+        if self.predictor is not None:
+            return self.predictor.config
+        assert self.energy_model is not None  # the constructor requires one of them
+        return self.energy_model.config
 
     def check_species(self, numbers: Sequence[int] | torch.Tensor) -> None:
         """Raise ``ValueError`` naming any atomic number the model was not trained on."""

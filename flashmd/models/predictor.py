@@ -55,6 +55,8 @@ class Predictor(torch.nn.Module):
     ``p̃`` (``1o``) and ``|p̃|``, Gaussian features of the stride; edges: relative vectors only.
     """
 
+    strides_fs: torch.Tensor
+
     def __init__(self, config: PredictorConfig) -> None:
         super().__init__()
         self.config = config

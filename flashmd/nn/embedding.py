@@ -18,6 +18,8 @@ class SpeciesEmbedding(torch.nn.Module):
         n_features: size of the embedding.
     """
 
+    lookup: torch.Tensor
+
     def __init__(self, species: Sequence[int], n_features: int) -> None:
         super().__init__()
         species = [int(z) for z in species]
@@ -51,6 +53,8 @@ class GaussianEmbedding(torch.nn.Module):
         stop: last centre (unit of ``x``).
         n_basis: number of centres (>= 2); the width ``w`` is the spacing of the centres.
     """
+
+    centres: torch.Tensor
 
     def __init__(self, start: float, stop: float, n_basis: int) -> None:
         super().__init__()

@@ -19,17 +19,17 @@ def _message_irreps(
     """Irreps and ``uvu`` instructions of the tensor product ``irreps_in x irreps_sh`` restricted
     to the irreps present in ``targets``; the output irreps are sorted."""
     wanted = {ir for _, ir in targets}
-    irreps_mid = []
-    instructions = []
+    irreps_mid: list[tuple[int, o3.Irrep]] = []
+    instructions: list[tuple[int, int, int, str, bool]] = []
     for i_in, (mul, ir_in) in enumerate(irreps_in):
         for i_sh, (_, ir_sh) in enumerate(irreps_sh):
             for ir_out in ir_in * ir_sh:
                 if ir_out in wanted:
                     instructions.append((i_in, i_sh, len(irreps_mid), "uvu", True))
                     irreps_mid.append((mul, ir_out))
-    irreps_mid, permutation, _ = o3.Irreps(irreps_mid).sort()
+    irreps_sorted, permutation, _ = o3.Irreps(irreps_mid).sort()
     instructions = [(i1, i2, permutation[k], mode, w) for i1, i2, k, mode, w in instructions]
-    return irreps_mid, instructions
+    return irreps_sorted, instructions
 
 
 def refresh_wigner_3j(module: torch.nn.Module) -> None:

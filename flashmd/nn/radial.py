@@ -15,6 +15,8 @@ class BesselBasis(torch.nn.Module):
         n_basis: number of basis functions.
     """
 
+    frequencies: torch.Tensor
+
     def __init__(self, cutoff: float, n_basis: int) -> None:
         super().__init__()
         if cutoff <= 0 or n_basis < 1:
