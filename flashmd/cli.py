@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from flashmd import __version__
 from flashmd.data.recipes import RecipeError
 from flashmd.data.store import StoreError
+from flashmd.train.errors import TrainingError
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -51,6 +52,17 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    from flashmd.train.config import load_train_config
+    from flashmd.train.trainer import Trainer
+
+    config = load_train_config(
+        args.recipe, steps=args.steps, output=args.output, device=args.device
+    )
+    Trainer(config, resume=args.resume, progress=not args.quiet).run()
+    return 0
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     from flashmd.data.bench import bench_storage, bench_workers
 
@@ -86,6 +98,15 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--summary", action="store_true", help="print the store's table afterwards")
     gen.set_defaults(func=_cmd_generate)
 
+    train = commands.add_parser("train", help="train a predictor and energy model (torchrun-ready)")
+    train.add_argument("recipe", help="training recipe YAML (see training/*.yaml)")
+    train.add_argument("--resume", action="store_true", help="continue the run in its output dir")
+    train.add_argument("--steps", type=int, help="override the recipe's number of steps")
+    train.add_argument("--output", help="override the recipe's run directory")
+    train.add_argument("--device", help="override the device (auto, cpu, cuda)")
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.set_defaults(func=_cmd_train)
+
     ins = commands.add_parser("inspect", help="table of a store's trajectories, size, compression")
     ins.add_argument("store")
     ins.set_defaults(func=_cmd_inspect)
@@ -115,7 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)
-    except (RecipeError, StoreError, ValueError, FileNotFoundError) as error:
+    except (RecipeError, StoreError, TrainingError, ValueError, FileNotFoundError) as error:
         print(f"flashmd {args.command}: error: {error}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

@@ -1,0 +1,242 @@
+"""Stride pairs from a trajectory store, read lazily and chunk by chunk.
+
+A sample is a pair of frames ``(t, t + k)`` of one trajectory, ``k = stride / sample_interval``:
+the state at ``t`` is the input, the state at ``t + k`` the target. :class:`StridePairs` iterates
+over *blocks* (one frame chunk of one trajectory plus the look-ahead of the longest stride, read
+with one call so only those chunks are decompressed), keeps a few blocks in a shuffle buffer and
+yields their pairs in random order. Memory is bounded by the buffer, not by the store's size.
+
+Splits are by trajectory (:func:`split_trajectories`), never by frame: neighbouring frames are
+correlated, so a frame split would leak training data into validation.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from flashmd import keys
+from flashmd.data.store import TrajectoryStore
+
+_FRAME_KEYS = ("positions", "momenta", "cell", "energy", "forces")
+
+
+@dataclass(frozen=True)
+class Block:
+    """Frames ``[start, stop)`` of trajectory ``traj_id`` are pair origins; ``stop + lookahead``
+    frames are read."""
+
+    traj_id: str
+    start: int
+    stop: int
+
+
+def split_trajectories(
+    store: TrajectoryStore, validation: float | Sequence[str], seed: int = 0
+) -> tuple[list[str], list[str]]:
+    """(training ids, validation ids) of the store's complete trajectories.
+
+    Args:
+        validation: a fraction of trajectories (at least one when > 0), chosen with ``seed``, or
+            an explicit list of trajectory ids.
+    """
+    ids = [tid for tid in store.ids() if store[tid].status == "complete"]
+    if not ids:
+        raise ValueError(f"{store.location} holds no complete trajectory to train on")
+    if isinstance(validation, (int, float)):
+        if not 0 <= validation < 1:
+            raise ValueError(f"validation fraction must be in [0, 1), got {validation}")
+        count = max(1, round(validation * len(ids))) if validation > 0 else 0
+        if count >= len(ids):
+            raise ValueError(f"{len(ids)} trajectories cannot give {count} for validation")
+        chosen = set(np.random.default_rng(seed).choice(ids, size=count, replace=False).tolist())
+    else:
+        chosen = set(validation)
+        missing = chosen - set(ids)
+        if missing:
+            raise ValueError(f"validation trajectories {sorted(missing)} are not in the store")
+    return [t for t in ids if t not in chosen], [t for t in ids if t in chosen]
+
+
+def stride_steps(
+    store: TrajectoryStore, traj_ids: Sequence[str], strides_fs: Sequence[float]
+) -> dict[float, int]:
+    """Frames per stride: each stride must be a whole multiple of every trajectory's interval."""
+    intervals = {float(store[t].attrs["sample_interval_fs"]) for t in traj_ids}
+    if len(intervals) != 1:
+        raise ValueError(f"trajectories have different sample intervals {sorted(intervals)} fs")
+    interval = intervals.pop()
+    steps = {}
+    for stride in strides_fs:
+        ratio = stride / interval
+        if not math.isclose(ratio, round(ratio), abs_tol=1e-9) or round(ratio) < 1:
+            raise ValueError(
+                f"stride {stride} fs is not a whole multiple of the store's sample interval "
+                f"{interval} fs; use strides in steps of {interval} fs"
+            )
+        steps[float(stride)] = round(ratio)
+    return steps
+
+
+def random_orthogonal(rng: np.random.Generator) -> np.ndarray:
+    """A (3, 3) random rotation, composed with a reflection half of the time (Haar on O(3))."""
+    q, r = np.linalg.qr(rng.normal(size=(3, 3)))
+    return q * np.sign(np.diag(r))
+
+
+class StridePairs(torch.utils.data.IterableDataset):
+    """Shuffled stride pairs of some trajectories of a store, as batch dictionaries of one system.
+
+    Each item has the keys of :func:`flashmd.data.graph.atoms_to_batch` (state at ``t``, float64)
+    plus ``stride`` (fs), ``target_positions`` and ``target_momenta`` (state at ``t + k``), and
+    ``energy`` and ``forces`` at ``t`` when the store has forces. Join items with
+    :func:`flashmd.data.graph.collate`.
+
+    Args:
+        location: store path or URL.
+        traj_ids: the trajectories to draw from (see :func:`split_trajectories`).
+        strides_fs: strides in fs, whole multiples of the sample interval.
+        shuffle: random block order and pair order (seeded by ``seed`` and :meth:`set_epoch`).
+        buffer_blocks: blocks mixed together in the shuffle buffer.
+        rotate: apply a random rotation or reflection to each pair (positions, momenta, cell,
+            forces).
+        time_reversal: with probability 1/2 return the reversed pair ((q', -p') -> (q, -p)).
+        rank, world_size: this process's share of blocks under DistributedDataParallel.
+    """
+
+    def __init__(
+        self,
+        location: str,
+        traj_ids: Sequence[str],
+        strides_fs: Sequence[float],
+        shuffle: bool = True,
+        buffer_blocks: int = 8,
+        rotate: bool = False,
+        time_reversal: bool = False,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+    ):
+        super().__init__()
+        self.location = str(location)
+        store = TrajectoryStore.open(self.location)
+        self.traj_ids = list(traj_ids)
+        if not self.traj_ids:
+            raise ValueError("StridePairs needs at least one trajectory")
+        self.steps = stride_steps(store, self.traj_ids, strides_fs)
+        self.lookahead = max(self.steps.values())
+        self.blocks = self._blocks(store)
+        if not self.blocks:
+            raise ValueError(f"trajectories {self.traj_ids} are shorter than the longest stride")
+        self.with_forces = all(store[t].has_forces for t in self.traj_ids)
+        self.shuffle, self.buffer_blocks = shuffle, buffer_blocks
+        self.rotate, self.time_reversal = rotate, time_reversal
+        self.seed, self.epoch = seed, 0
+        self.rank, self.world_size = rank, world_size
+        self._store: TrajectoryStore | None = None
+
+    def _blocks(self, store: TrajectoryStore) -> list[Block]:
+        blocks = []
+        for traj_id in self.traj_ids:
+            reader = store[traj_id]
+            last_origin = reader.n_frames - min(self.steps.values())
+            for start in range(0, last_origin, reader.chunk_frames):
+                blocks.append(Block(traj_id, start, min(start + reader.chunk_frames, last_origin)))
+        return blocks
+
+    def __len__(self) -> int:
+        """Pairs per epoch over all ranks (a pair exists when its target frame exists)."""
+        store = TrajectoryStore.open(self.location)
+        return sum(
+            max(0, store[t].n_frames - k) for t in self.traj_ids for k in self.steps.values()
+        )
+
+    def set_epoch(self, epoch: int) -> None:
+        """Change the shuffle of the next iteration (call once per epoch, like DistributedSampler)."""
+        self.epoch = epoch
+
+    def _my_blocks(self, rng: np.random.Generator) -> list[Block]:
+        order = rng.permutation(len(self.blocks)) if self.shuffle else np.arange(len(self.blocks))
+        info = torch.utils.data.get_worker_info()
+        worker, n_workers = (info.id, info.num_workers) if info else (0, 1)
+        share = self.rank * n_workers + worker
+        return [self.blocks[i] for i in order[share :: self.world_size * n_workers]]
+
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        if self._store is None:  # opened lazily: once per loader worker process
+            self._store = TrajectoryStore.open(self.location)
+        rng = np.random.default_rng([self.seed, self.epoch, self.rank])
+        info = torch.utils.data.get_worker_info()
+        item_rng = np.random.default_rng([self.seed, self.epoch, self.rank, info.id if info else 0])
+        buffer: list[tuple[dict, int, float]] = []
+        blocks = self._my_blocks(rng)
+        for position in range(0, len(blocks), self.buffer_blocks):
+            buffer = [
+                pair
+                for block in blocks[position : position + self.buffer_blocks]
+                for pair in self._pairs(block)
+            ]
+            order = item_rng.permutation(len(buffer)) if self.shuffle else range(len(buffer))
+            for i in order:
+                yield self._item(*buffer[i], item_rng)
+
+    def _pairs(self, block: Block) -> list[tuple[dict, int, float]]:
+        assert self._store is not None
+        reader = self._store[block.traj_id]
+        stop = min(reader.n_frames, block.stop + self.lookahead)
+        frames = reader.read(
+            block.start,
+            stop,
+            keys=tuple(k for k in _FRAME_KEYS if k != "forces" or self.with_forces),
+        )
+        frames["masses"], frames["numbers"] = reader.masses, reader.numbers
+        frames["pbc"] = np.asarray(reader.attrs.get("pbc", [True] * 3), dtype=bool)
+        pairs = []
+        for stride, k in self.steps.items():
+            for t in range(0, min(block.stop, reader.n_frames - k) - block.start):
+                pairs.append((frames, t, stride))
+        return pairs
+
+    def _item(
+        self, frames: dict, t: int, stride: float, rng: np.random.Generator
+    ) -> dict[str, torch.Tensor]:
+        k = self.steps[stride]
+        q, p = frames["positions"][t], frames["momenta"][t]
+        q2, p2 = frames["positions"][t + k], frames["momenta"][t + k]
+        cell, origin = frames["cell"][t], t
+        if self.time_reversal and rng.random() < 0.5:
+            q, p, q2, p2 = q2, -p2, q, -p
+            cell, origin = frames["cell"][t + k], t + k
+        rotation = random_orthogonal(rng) if self.rotate else None
+        item = {
+            keys.POSITIONS: q,
+            keys.MOMENTA: p,
+            keys.TARGET_POSITIONS: q2,
+            keys.TARGET_MOMENTA: p2,
+            keys.CELL: cell[None],
+        }
+        if self.with_forces:
+            item[keys.FORCES] = frames["forces"][origin]
+        if rotation is not None:
+            item = {name: value @ rotation.T for name, value in item.items()}
+        n = len(frames["numbers"])
+        out = {
+            name: torch.as_tensor(np.ascontiguousarray(v), dtype=torch.float64)
+            for name, v in item.items()
+        }
+        out.update(
+            {
+                keys.MASSES: torch.as_tensor(frames["masses"], dtype=torch.float64),
+                keys.NUMBERS: torch.as_tensor(frames["numbers"], dtype=torch.long),
+                keys.SYSTEM: torch.zeros(n, dtype=torch.long),
+                keys.N_ATOMS: torch.tensor([n]),
+                keys.PBC: torch.as_tensor(frames["pbc"])[None],
+                keys.STRIDE: torch.tensor([stride], dtype=torch.float64),
+                keys.ENERGY: torch.tensor([frames["energy"][origin]], dtype=torch.float64),
+            }
+        )
+        return out

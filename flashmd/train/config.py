@@ -1,0 +1,107 @@
+"""Training recipes: YAML validated into a typed :class:`TrainConfig` (errors name the field)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError
+
+from flashmd.data.recipes import RecipeError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelSpec(_Strict):
+    """A model size preset (``tiny``, ``small``, ``medium``) and field overrides."""
+
+    preset: str = "small"
+    overrides: dict[str, Any] = Field(default_factory=dict)
+
+
+class LossWeights(_Strict):
+    """Weights of the loss terms; each term is already normalised to be of order one."""
+
+    predictor: Annotated[float, Field(ge=0)] = 1.0
+    energy: Annotated[float, Field(ge=0)] = 1.0
+    """Energy per atom, in units of its training standard deviation."""
+    forces: Annotated[float, Field(ge=0)] = 10.0
+    """Forces, in units of their training root mean square."""
+
+
+class TrainConfig(_Strict):
+    """Everything a training run needs. Paths are relative to the working directory."""
+
+    name: str
+    store: str
+    """Trajectory store made by ``flashmd generate``."""
+    output: str
+    """Run directory: checkpoints, metrics CSV, the exported best model."""
+    strides_fs: tuple[PositiveFloat, ...] = (16.0, 32.0, 64.0)
+    validation: float | list[str] = 0.15
+    """Fraction of trajectories held out, or their ids (split by trajectory, never frame)."""
+    predictor: ModelSpec | None = ModelSpec()
+    energy_model: ModelSpec | None = ModelSpec()
+    loss_weights: LossWeights = LossWeights()
+    batch_size: PositiveInt = 8
+    """Systems per optimisation step (per process under torchrun)."""
+    steps: PositiveInt = 10000
+    lr: PositiveFloat = 2e-3
+    warmup_steps: Annotated[int, Field(ge=0)] = 200
+    min_lr_ratio: Annotated[float, Field(ge=0, le=1)] = 0.02
+    """Cosine schedule from ``lr`` down to ``lr * min_lr_ratio``."""
+    weight_decay: Annotated[float, Field(ge=0)] = 0.0
+    grad_clip: PositiveFloat = 10.0
+    validate_every: PositiveInt = 500
+    checkpoint_every: PositiveInt = 500
+    val_pairs: PositiveInt = 1024
+    """Validation pairs per stride (a fixed, seeded subset of the held-out trajectories)."""
+    stats_pairs: PositiveInt = 512
+    """Training pairs used to compute the normalisation statistics."""
+    num_workers: Annotated[int, Field(ge=0)] = 1
+    buffer_blocks: PositiveInt = 8
+    rotate: bool = False
+    time_reversal: bool = True
+    seed: int = 0
+    device: str = "auto"
+    dtype: Literal["float32", "float64"] = "float32"
+    amp: bool = True
+    """bfloat16 autocast and TF32 matmuls on CUDA (ignored on CPU)."""
+
+    def resolve(self, base: Path) -> TrainConfig:
+        """Relative ``store`` and ``output`` taken relative to ``base``."""
+        return self.model_copy(
+            update={
+                "store": self.store if "://" in self.store else str(base / self.store),
+                "output": str(base / self.output),
+            }
+        )
+
+
+def load_train_config(path: str | Path, **overrides: Any) -> TrainConfig:
+    """Read and validate a training recipe; ``overrides`` replace top-level fields."""
+    path = Path(path)
+    if not path.is_file():
+        raise RecipeError(f"training recipe {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise RecipeError(f"{path} is not valid YAML: {error}") from None
+    if not isinstance(data, dict):
+        raise RecipeError(f"invalid training recipe {path}: expected a mapping")
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        config = TrainConfig.model_validate(data)
+    except ValidationError as error:
+        lines = [f"invalid training recipe {path}:"]
+        for item in error.errors():
+            where = ".".join(str(p) for p in item["loc"]) or "(top level)"
+            message = "unknown key" if item["type"] == "extra_forbidden" else item["msg"]
+            lines.append(f"  {where}: {message}")
+        raise RecipeError("\n".join(lines)) from None
+    if config.predictor is None and config.energy_model is None:
+        raise RecipeError(f"{path}: predictor and energy_model are both null; nothing to train")
+    return config.resolve(Path.cwd())

@@ -1,0 +1,163 @@
+"""Losses and metrics of the predictor and the energy model, with their normalisation.
+
+Predictor targets are mass-scaled: the displacement ``(q' - q) √m`` (Å·√amu) and the momentum
+``p' / √m`` (√amu·Å/ASE-time, i.e. √eV). Their squared errors are divided by the mean square of
+the target for the atom's species at the pair's stride (:class:`Normalisation`), so every species
+and stride weighs the same whatever its mass or the stride's length.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import torch
+
+from flashmd import keys
+from flashmd.models.model import FlashMDModel
+
+
+@dataclass
+class Normalisation:
+    """Scales of the loss terms, computed once from training pairs.
+
+    Attributes:
+        species: atomic numbers, in the order of the tables' first axis.
+        strides_fs: strides, in the order of the tables' second axis.
+        displacement_ms: (n_species, n_strides) mean square of ``(q' - q) √m``, Å²·amu.
+        momentum_ms: (n_species, n_strides) mean square of ``p' / √m``, eV.
+        energy_per_atom_shift: (n_species,) least-squares reference energy per atom, eV.
+        energy_per_atom_var: variance of the residual energy per atom, eV².
+        forces_ms: mean square force component, (eV/Å)².
+    """
+
+    species: tuple[int, ...]
+    strides_fs: tuple[float, ...]
+    displacement_ms: torch.Tensor
+    momentum_ms: torch.Tensor
+    energy_per_atom_shift: torch.Tensor
+    energy_per_atom_var: float
+    forces_ms: float
+
+    def state_dict(self) -> dict:
+        return {
+            k: (v.tolist() if isinstance(v, torch.Tensor) else v) for k, v in vars(self).items()
+        }
+
+    @classmethod
+    def from_state_dict(cls, data: dict) -> Normalisation:
+        tensors = ("displacement_ms", "momentum_ms", "energy_per_atom_shift")
+        return cls(
+            **{
+                k: torch.tensor(v, dtype=torch.float64)
+                if k in tensors
+                else (tuple(v) if isinstance(v, list) else v)
+                for k, v in data.items()
+            }
+        )
+
+    def _index(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        numbers = batch[keys.NUMBERS]
+        table = torch.full(
+            (int(max(self.species)) + 1,), -1, dtype=torch.long, device=numbers.device
+        )
+        table[list(self.species)] = torch.arange(len(self.species), device=numbers.device)
+        strides = torch.tensor(self.strides_fs, dtype=torch.float64, device=numbers.device)
+        stride_of_system = batch[keys.STRIDE].to(torch.float64)
+        stride_index = torch.argmin(torch.abs(stride_of_system[:, None] - strides), dim=1)
+        return table[numbers], stride_index[batch[keys.SYSTEM]]
+
+    def atom_scales(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(A,) mean squares of displacement and momentum targets for each atom's species/stride."""
+        s, k = self._index(batch)
+        device = batch[keys.POSITIONS].device
+        return self.displacement_ms.to(device)[s, k], self.momentum_ms.to(device)[s, k]
+
+
+def mass_scaled_targets(
+    batch: dict[str, torch.Tensor], positions: torch.Tensor, momenta: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``((q' - q) √m, p' / √m)`` of predicted or target ``positions``, ``momenta`` (A, 3)."""
+    sqrt_m = batch[keys.MASSES].sqrt()[:, None]
+    return (positions - batch[keys.POSITIONS]) * sqrt_m, momenta / sqrt_m
+
+
+def compute_normalisation(
+    pairs: Iterable[dict[str, torch.Tensor]],
+    species: tuple[int, ...],
+    strides_fs: tuple[float, ...],
+) -> Normalisation:
+    """Normalisation statistics from an iterable of single-system pair items (float64, CPU)."""
+    n_s, n_k = len(species), len(strides_fs)
+    sums = torch.zeros(2, n_s, n_k, dtype=torch.float64)
+    counts = torch.zeros(n_s, n_k, dtype=torch.float64)
+    compositions, energies, force_sq, force_n = [], [], 0.0, 0
+    index = {z: i for i, z in enumerate(species)}
+    for item in pairs:
+        d, p = mass_scaled_targets(item, item[keys.TARGET_POSITIONS], item[keys.TARGET_MOMENTA])
+        k = strides_fs.index(float(item[keys.STRIDE][0]))
+        s = torch.tensor([index[int(z)] for z in item[keys.NUMBERS]])
+        sums[0, :, k].index_add_(0, s, (d**2).sum(1) / 3)
+        sums[1, :, k].index_add_(0, s, (p**2).sum(1) / 3)
+        counts[:, k].index_add_(0, s, torch.ones(len(s), dtype=torch.float64))
+        compositions.append(torch.bincount(s, minlength=n_s).to(torch.float64))
+        energies.append(float(item[keys.ENERGY][0]))
+        if keys.FORCES in item:
+            force_sq += float((item[keys.FORCES] ** 2).sum())
+            force_n += item[keys.FORCES].numel()
+    if not energies:
+        raise ValueError("no training pairs to compute normalisation statistics from")
+    counts = counts.clamp(min=1)
+    composition = torch.stack(compositions)
+    energy = torch.tensor(energies, dtype=torch.float64)
+    shift = torch.linalg.lstsq(composition, energy[:, None]).solution[:, 0]
+    residual = (energy - composition @ shift) / composition.sum(1)
+    ms = sums / counts
+    for table in ms:  # a species never seen at a stride borrows its mean over seen strides
+        for row in table:
+            seen = row > 0
+            row[~seen] = row[seen].mean() if bool(seen.any()) else 1.0
+    return Normalisation(
+        species,
+        strides_fs,
+        ms[0],
+        ms[1],
+        shift,
+        max(float(residual.var()) if len(residual) > 1 else 0.0, 1e-6),
+        force_sq / force_n if force_n else 1.0,
+    )
+
+
+def predictor_loss(
+    model: FlashMDModel,
+    batch: dict[str, torch.Tensor],
+    norm: Normalisation,
+    positions: torch.Tensor,
+    momenta: torch.Tensor,
+) -> torch.Tensor:
+    """Normalised mean squared error of mass-scaled displacements and momenta (scalar)."""
+    d_pred, p_pred = mass_scaled_targets(batch, positions, momenta)
+    d_true, p_true = mass_scaled_targets(
+        batch, batch[keys.TARGET_POSITIONS], batch[keys.TARGET_MOMENTA]
+    )
+    d_scale, p_scale = norm.atom_scales(batch)
+    d_err = ((d_pred - d_true) ** 2).mean(1) / d_scale
+    p_err = ((p_pred - p_true) ** 2).mean(1) / p_scale
+    return (d_err + p_err).mean()
+
+
+def energy_loss(
+    batch: dict[str, torch.Tensor],
+    norm: Normalisation,
+    energy: torch.Tensor,
+    forces: torch.Tensor | None,
+    weights,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(energy term, forces term): per-atom energy MSE / its variance, force MSE / mean square."""
+    n_atoms = batch[keys.N_ATOMS].to(energy.dtype)
+    e_err = ((energy - batch[keys.ENERGY]) / n_atoms) ** 2
+    e_term = e_err.mean() / norm.energy_per_atom_var
+    f_term = torch.zeros((), dtype=energy.dtype, device=energy.device)
+    if forces is not None and keys.FORCES in batch:
+        f_term = ((forces - batch[keys.FORCES]) ** 2).mean() / norm.forces_ms
+    return weights.energy * e_term, weights.forces * f_term

@@ -1,0 +1,44 @@
+"""The training objective as a module, so DistributedDataParallel can wrap it whole."""
+
+from __future__ import annotations
+
+import torch
+
+from flashmd import keys
+from flashmd.models.model import FlashMDModel
+from flashmd.train.config import LossWeights
+from flashmd.train.losses import Normalisation, energy_loss, predictor_loss
+
+
+class Objective(torch.nn.Module):
+    """Loss terms of a batch: ``{"predictor", "energy", "forces", "total"}`` (weighted scalars).
+
+    Args:
+        model: the predictor and/or energy model being trained.
+        norm: the normalisation statistics.
+        weights: loss weights.
+    """
+
+    def __init__(self, model: FlashMDModel, norm: Normalisation, weights: LossWeights):
+        super().__init__()
+        self.model, self.norm, self.weights = model, norm, weights
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        positions = batch[keys.POSITIONS]
+        zero = torch.zeros((), dtype=positions.dtype, device=positions.device)
+        terms = {"predictor": zero, "energy": zero, "forces": zero}
+        if self.model.predictor is not None and self.weights.predictor > 0:
+            new_positions, new_momenta = self.model.predictor(batch)
+            terms["predictor"] = self.weights.predictor * predictor_loss(
+                self.model, batch, self.norm, new_positions, new_momenta
+            )
+        if self.model.energy_model is not None:
+            want_forces = self.weights.forces > 0 and keys.FORCES in batch
+            out = self.model.energy_model.compute(
+                batch, forces=want_forces, create_graph=self.training
+            )
+            terms["energy"], terms["forces"] = energy_loss(
+                batch, self.norm, out[keys.ENERGY], out.get(keys.FORCES), self.weights
+            )
+        terms["total"] = terms["predictor"] + terms["energy"] + terms["forces"]
+        return terms

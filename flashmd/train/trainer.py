@@ -1,0 +1,384 @@
+"""The training loop: data, model, optimiser, validation, checkpoints and resume.
+
+Files in the run directory (``config.output``)::
+
+    state.pt     everything to resume (weights, optimiser, schedule, data position), atomic
+    best.pt      the best model by validation loss, loadable with ``flashmd.load_model``
+    last.pt      the latest model, loadable with ``flashmd.load_model``
+    train.csv    step, learning rate, loss terms, step time, time waiting for data
+    val.csv      step and every validation metric
+    config.yaml  the training recipe as validated
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import math
+import os
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+from tqdm.auto import tqdm
+
+from flashmd.data.dataset import StridePairs, split_trajectories
+from flashmd.data.graph import batch_to, collate, with_neighbors
+from flashmd.data.store import TrajectoryStore
+from flashmd.models.energy import EnergyConfig, EnergyModel
+from flashmd.models.io import checkpoint_dict, save_checkpoint
+from flashmd.models.model import FlashMDModel
+from flashmd.models.predictor import Predictor, PredictorConfig
+from flashmd.train import distributed
+from flashmd.train.config import TrainConfig
+from flashmd.train.errors import TrainingError
+from flashmd.train.losses import Normalisation, compute_normalisation
+from flashmd.train.objective import Objective
+from flashmd.train.validation import evaluate, format_metrics
+
+STATE_VERSION = 1
+_RESUMABLE_CHANGES = {"steps", "validate_every", "checkpoint_every", "num_workers", "device"}
+
+
+def collate_with_neighbors(
+    items: list[dict[str, torch.Tensor]], cutoff: float
+) -> dict[str, torch.Tensor]:
+    """DataLoader ``collate_fn``: one batch with neighbour lists, float64 on CPU."""
+    return with_neighbors(collate(items), cutoff)
+
+
+def species_and_masses(store: TrajectoryStore, traj_ids: list[str]) -> dict[int, float]:
+    """Atomic number -> mass (amu) over the trajectories; one mass per species is required."""
+    masses: dict[int, float] = {}
+    for traj_id in traj_ids:
+        reader = store[traj_id]
+        for z, m in zip(reader.numbers.tolist(), reader.masses.tolist(), strict=True):
+            if not math.isclose(masses.setdefault(z, m), m, rel_tol=1e-9):
+                raise TrainingError(f"species {z} has masses {masses[z]} and {m} in {traj_id}")
+    return dict(sorted(masses.items()))
+
+
+def build_model(config: TrainConfig, masses: dict[int, float]) -> FlashMDModel:
+    species = tuple(masses)
+    predictor = energy = None
+    if config.predictor is not None:
+        predictor = Predictor(
+            PredictorConfig.preset(
+                config.predictor.preset,
+                species=species,
+                strides_fs=config.strides_fs,
+                **config.predictor.overrides,
+            )
+        )
+    if config.energy_model is not None:
+        energy = EnergyModel(
+            EnergyConfig.preset(
+                config.energy_model.preset, species=species, **config.energy_model.overrides
+            )
+        )
+    return FlashMDModel(predictor, energy, masses=masses)
+
+
+def lr_factor(step: int, config: TrainConfig) -> float:
+    """Linear warm-up, then cosine decay to ``min_lr_ratio``."""
+    if step < config.warmup_steps:
+        return (step + 1) / config.warmup_steps
+    progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
+    cosine = 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    return config.min_lr_ratio + (1 - config.min_lr_ratio) * cosine
+
+
+class Trainer:
+    """Trains the predictor and/or energy model of ``config`` (see the module docstring).
+
+    Args:
+        config: the validated training recipe.
+        resume: continue the run in ``config.output`` (else that directory must hold no run).
+        progress: show a progress bar (main process only).
+    """
+
+    def __init__(self, config: TrainConfig, resume: bool = False, progress: bool = True):
+        self.config = config
+        self.dist = distributed.setup(config.device)
+        self.device = self.dist.device
+        self.dtype = getattr(torch, config.dtype)
+        self.output = Path(config.output)
+        self.progress = progress and self.dist.is_main
+        self._check_output(resume)
+        self.store = TrajectoryStore.open(config.store)
+        self.train_ids, self.val_ids = split_trajectories(
+            self.store, config.validation, config.seed
+        )
+        self.model = build_model(config, species_and_masses(self.store, self.store.ids()))
+        self.model.to(device=self.device, dtype=self.dtype)
+        self.cutoff = self.model.cutoff
+        self.train_data = StridePairs(
+            config.store,
+            self.train_ids,
+            config.strides_fs,
+            shuffle=True,
+            buffer_blocks=config.buffer_blocks,
+            rotate=config.rotate,
+            time_reversal=config.time_reversal,
+            seed=config.seed,
+            rank=self.dist.rank,
+            world_size=self.dist.world_size,
+        )
+        self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
+        self.best = math.inf
+        state = self._load_state() if resume else None
+        self.norm = (
+            Normalisation.from_state_dict(state["normalisation"])
+            if state
+            else self._normalisation()
+        )
+        if not state and self.model.energy_model is not None:
+            with torch.no_grad():
+                self.model.energy_model.energy_shift.copy_(self.norm.energy_per_atom_shift)
+        self.objective = Objective(self.model, self.norm, config.loss_weights)
+        self.ddp = (
+            torch.nn.parallel.DistributedDataParallel(
+                self.objective, device_ids=[self.device] if self.device.type == "cuda" else None
+            )
+            if self.dist.distributed
+            else self.objective
+        )
+        self.optimizer = torch.optim.AdamW(
+            self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay
+        )
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, functools.partial(lr_factor, config=config)
+        )
+        if state:
+            self._restore(state)
+        self.use_amp = config.amp and self.device.type == "cuda"
+        if self.use_amp:
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+        self.val_batches = self._validation_batches() if self.dist.is_main else []
+
+    # ------------------------------------------------------------------ setup
+    def _check_output(self, resume: bool) -> None:
+        state = self.output / "state.pt"
+        if resume and not state.exists():
+            raise TrainingError(f"--resume: no run to resume in {self.output} (no state.pt)")
+        if not resume and state.exists():
+            raise TrainingError(
+                f"{self.output} already holds a run; pass --resume to continue it or choose "
+                "another output directory (nothing was overwritten)"
+            )
+        if self.dist.is_main:
+            self.output.mkdir(parents=True, exist_ok=True)
+
+    def _normalisation(self) -> Normalisation:
+        stats = StridePairs(
+            self.config.store,
+            self.train_ids,
+            self.config.strides_fs,
+            shuffle=True,
+            seed=self.config.seed + 1,
+        )
+        pairs = (item for _, item in zip(range(self.config.stats_pairs), stats, strict=False))
+        return compute_normalisation(pairs, self.model.species, tuple(self.config.strides_fs))
+
+    def _validation_batches(self) -> list[dict[str, torch.Tensor]]:
+        if not self.val_ids:
+            return []
+        data = StridePairs(
+            self.config.store,
+            self.val_ids,
+            self.config.strides_fs,
+            shuffle=True,
+            seed=self.config.seed + 2,
+        )
+        items: dict[float, list] = {s: [] for s in self.config.strides_fs}
+        for item in data:
+            bucket = items[float(item["stride"][0])]
+            if len(bucket) < self.config.val_pairs:
+                bucket.append(item)
+            if all(len(b) >= self.config.val_pairs for b in items.values()):
+                break
+        flat = [item for bucket in items.values() for item in bucket]
+        size = self.config.batch_size
+        return [
+            batch_to(
+                collate_with_neighbors(flat[i : i + size], self.cutoff), self.device, self.dtype
+            )
+            for i in range(0, len(flat), size)
+        ]
+
+    def _loader(self) -> Iterator[dict[str, torch.Tensor]]:
+        """Endless batches; resumes inside the epoch where the run stopped."""
+        while True:
+            self.train_data.set_epoch(self.epoch)
+            loader = torch.utils.data.DataLoader(
+                self.train_data,
+                batch_size=self.config.batch_size,
+                collate_fn=functools.partial(collate_with_neighbors, cutoff=self.cutoff),
+                num_workers=self.config.num_workers,
+                drop_last=True,
+                persistent_workers=False,
+                prefetch_factor=4 if self.config.num_workers else None,
+            )
+            for index, batch in enumerate(loader):
+                if index < self.batch_in_epoch:
+                    continue
+                self.batch_in_epoch = index + 1
+                yield batch
+            self.epoch, self.batch_in_epoch = self.epoch + 1, 0
+
+    # ------------------------------------------------------------------ steps
+    def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        """One optimisation step on a batch already on the device; returns the loss terms."""
+        self.ddp.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.use_amp):
+            terms = self.ddp(batch)
+        terms["total"].backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
+        if not torch.isfinite(grad_norm):
+            raise TrainingError(f"non-finite gradient at step {self.step}; lower lr or check data")
+        self.optimizer.step()
+        self.scheduler.step()
+        self.step += 1
+        return {name: float(value.detach()) for name, value in terms.items()}
+
+    def validate(self) -> dict[str, float]:
+        """Metrics on the held-out pairs plus the validation loss (main process)."""
+        metrics = evaluate(self.model, self.val_batches)
+        losses = [self.objective.eval()(b) for b in self.val_batches]
+        if losses:
+            metrics["loss"] = float(np.mean([float(t["total"].detach()) for t in losses]))
+        return metrics
+
+    def run(self) -> dict[str, float]:
+        """Train until ``config.steps``; returns the last validation metrics."""
+        config, metrics = self.config, {}
+        bar = tqdm(
+            total=config.steps,
+            initial=self.step,
+            disable=not self.progress,
+            desc=config.name,
+            unit="step",
+            dynamic_ncols=True,
+        )
+        batches = self._loader()
+        try:
+            while self.step < config.steps:
+                waited = time.perf_counter()
+                batch = batch_to(next(batches), self.device, self.dtype)
+                started = time.perf_counter()
+                terms = self.train_step(batch)
+                finished = time.perf_counter()
+                self._log_train(terms, finished - started, started - waited)
+                bar.update(1)
+                bar.set_postfix(loss=f"{terms['total']:.4g}", refresh=False)
+                if self.step % config.validate_every == 0 or self.step == config.steps:
+                    metrics = self._validate_and_export()
+                if self.step % config.checkpoint_every == 0 or self.step == config.steps:
+                    self.save_state()
+        finally:
+            bar.close()
+        if self.dist.is_main and metrics:
+            print(format_metrics(metrics, config.strides_fs))
+        distributed.teardown(self.dist)
+        return metrics
+
+    # ------------------------------------------------------------------ outputs
+    def _append_csv(self, name: str, row: dict[str, Any]) -> None:
+        if not self.dist.is_main:
+            return
+        path = self.output / name
+        new = not path.exists()
+        with open(path, "a", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(row))
+            if new:
+                writer.writeheader()
+            writer.writerow(row)
+
+    def _log_train(self, terms: dict[str, float], step_s: float, wait_s: float) -> None:
+        self._append_csv(
+            "train.csv",
+            {
+                "step": self.step,
+                "epoch": self.epoch,
+                "lr": self.scheduler.get_last_lr()[0],
+                **{f"loss_{k}": v for k, v in terms.items()},
+                "step_s": step_s,
+                "data_wait_s": wait_s,
+            },
+        )
+
+    def _validate_and_export(self) -> dict[str, float]:
+        metrics: dict[str, float] = {}
+        if self.dist.is_main and self.val_batches:
+            metrics = self.validate()
+            self._append_csv("val.csv", {"step": self.step, **metrics})
+            meta = {
+                "step": self.step,
+                "validation": metrics,
+                "recipe": self.config.model_dump(mode="json"),
+            }
+            save_checkpoint(self.model, self.output / "last.pt", metadata=meta)
+            if metrics["loss"] < self.best:
+                self.best = metrics["loss"]
+                save_checkpoint(self.model, self.output / "best.pt", metadata=meta)
+        distributed.barrier(self.dist)
+        return metrics
+
+    def save_state(self) -> None:
+        """Write everything needed to resume, atomically (main process)."""
+        if not self.dist.is_main:
+            return
+        state = {
+            "state_version": STATE_VERSION,
+            "config": self.config.model_dump(mode="json"),
+            "model": checkpoint_dict(self.model),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "step": self.step,
+            "epoch": self.epoch,
+            "batch_in_epoch": self.batch_in_epoch,
+            "best": self.best,
+            "normalisation": self.norm.state_dict(),
+        }
+        path = self.output / "state.pt"
+        tmp = path.with_name(f".state.{uuid.uuid4().hex}.tmp")
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+        (self.output / "config.yaml").write_text(
+            yaml.safe_dump(self.config.model_dump(mode="json"), sort_keys=False)
+        )
+
+    def _load_state(self) -> dict[str, Any]:
+        state = torch.load(self.output / "state.pt", map_location="cpu", weights_only=False)
+        if state.get("state_version") != STATE_VERSION:
+            raise TrainingError(
+                f"{self.output}/state.pt has state version "
+                f"{state.get('state_version')}; this flashmd reads {STATE_VERSION}"
+            )
+        saved, now = state["config"], self.config.model_dump(mode="json")
+        changed = sorted(k for k in now if now[k] != saved.get(k) and k not in _RESUMABLE_CHANGES)
+        if changed:
+            raise TrainingError(
+                f"the recipe changed since the run started ({', '.join(changed)}); "
+                "resume with the same recipe or start a new output directory"
+            )
+        return state
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        for name, module in (
+            ("predictor", self.model.predictor),
+            ("energy", self.model.energy_model),
+        ):
+            if module is not None:
+                module.load_state_dict(state["model"]["models"][name]["state_dict"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.step, self.epoch = state["step"], state["epoch"]
+        self.batch_in_epoch, self.best = state["batch_in_epoch"], state["best"]

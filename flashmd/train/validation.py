@@ -1,0 +1,89 @@
+"""Validation metrics: per-stride RMSE of positions and momenta against the free-flight baseline,
+and energy and force errors of the energy model, on a fixed set of held-out pairs."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+
+import torch
+
+from flashmd import keys
+from flashmd.models.model import FlashMDModel
+from flashmd.units import FS
+
+
+def free_flight(batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The baseline ``(q + S p / m, p)``: (A, 3) positions in Å and momenta, unchanged."""
+    stride = (batch[keys.STRIDE] * FS)[batch[keys.SYSTEM]][:, None]
+    velocities = batch[keys.MOMENTA] / batch[keys.MASSES][:, None]
+    return batch[keys.POSITIONS] + stride * velocities, batch[keys.MOMENTA]
+
+
+def evaluate(model: FlashMDModel, batches: Iterable[dict[str, torch.Tensor]]) -> dict[str, float]:
+    """Metrics over ``batches`` (on the model's device and dtype, with neighbours).
+
+    Keys: ``pos_rmse_{S}`` (Å), ``pos_ff_rmse_{S}``, ``pos_ratio_{S}`` (model / free flight),
+    ``mom_rmse_{S}`` (amu·Å/ASE-time), ``mom_ff_rmse_{S}``, ``mom_ratio_{S}`` for every stride S in
+    fs; ``energy_rmse_meV_atom`` and ``forces_rmse_meV_A`` with an energy model.
+    """
+    sums: dict[str, float] = defaultdict(float)
+    counts: dict[str, int] = defaultdict(int)
+    was_training = model.training
+    model.eval()
+    for batch in batches:
+        if model.predictor is not None:
+            with torch.no_grad():
+                positions, momenta = model.predictor(batch)
+            baseline = free_flight(batch)
+            atom_stride = batch[keys.STRIDE][batch[keys.SYSTEM]]
+            for stride in batch[keys.STRIDE].unique().tolist():
+                mask = atom_stride == stride
+                name = f"{stride:g}"
+                for label, pred, ff, target in (
+                    ("pos", positions, baseline[0], batch[keys.TARGET_POSITIONS]),
+                    ("mom", momenta, baseline[1], batch[keys.TARGET_MOMENTA]),
+                ):
+                    sums[f"{label}_rmse_{name}"] += float(((pred - target)[mask] ** 2).sum())
+                    sums[f"{label}_ff_rmse_{name}"] += float(((ff - target)[mask] ** 2).sum())
+                    counts[f"{label}_rmse_{name}"] += int(mask.sum()) * 3
+                    counts[f"{label}_ff_rmse_{name}"] += int(mask.sum()) * 3
+        if model.energy_model is not None:
+            out = model.energy_model.compute(batch, forces=keys.FORCES in batch)
+            per_atom = (out[keys.ENERGY] - batch[keys.ENERGY]) / batch[keys.N_ATOMS]
+            sums["energy_rmse_meV_atom"] += float((per_atom**2).sum()) * 1e6
+            counts["energy_rmse_meV_atom"] += len(per_atom)
+            if keys.FORCES in batch:
+                sums["forces_rmse_meV_A"] += (
+                    float(((out[keys.FORCES] - batch[keys.FORCES]) ** 2).sum()) * 1e6
+                )
+                counts["forces_rmse_meV_A"] += batch[keys.FORCES].numel()
+    model.train(was_training)
+    metrics = {name: (sums[name] / counts[name]) ** 0.5 for name in sums}
+    for name in list(metrics):
+        if name.startswith(("pos_rmse_", "mom_rmse_")):
+            label, stride = name.split("_rmse_")
+            metrics[f"{label}_ratio_{stride}"] = (
+                metrics[name] / metrics[f"{label}_ff_rmse_{stride}"]
+            )
+    return metrics
+
+
+def format_metrics(metrics: dict[str, float], strides_fs: Iterable[float]) -> str:
+    """A table of the per-stride metrics and the energy-model errors."""
+    lines = []
+    strides = [f"{s:g}" for s in strides_fs if f"pos_rmse_{s:g}" in metrics]
+    if strides:
+        lines.append("stride fs  pos RMSE Å  free flight Å  ratio   mom RMSE   free flight  ratio")
+        for s in strides:
+            lines.append(
+                f"{s:>9}  {metrics[f'pos_rmse_{s}']:10.4f}  {metrics[f'pos_ff_rmse_{s}']:13.4f}  "
+                f"{metrics[f'pos_ratio_{s}']:5.3f}  {metrics[f'mom_rmse_{s}']:9.4f}  "
+                f"{metrics[f'mom_ff_rmse_{s}']:11.4f}  {metrics[f'mom_ratio_{s}']:5.3f}"
+            )
+    if "energy_rmse_meV_atom" in metrics:
+        lines.append(
+            f"energy RMSE {metrics['energy_rmse_meV_atom']:.3f} meV/atom, forces RMSE "
+            f"{metrics.get('forces_rmse_meV_A', float('nan')):.2f} meV/Å"
+        )
+    return "\n".join(lines)
