@@ -59,7 +59,16 @@ def _cmd_train(args: argparse.Namespace) -> int:
     config = load_train_config(
         args.recipe, steps=args.steps, output=args.output, device=args.device
     )
-    Trainer(config, resume=args.resume, progress=not args.quiet).run()
+    trainer = Trainer(config, resume=args.resume, progress=not args.quiet)
+    try:
+        metrics = trainer.run()
+    finally:
+        trainer.close()
+    if metrics and trainer.dist.is_main:
+        from flashmd.train.validation import format_metrics
+
+        print(format_metrics(metrics, config.strides_fs))
+    print(f"{config.name}: step {trainer.step}; best model {config.output}/best.pt")
     return 0
 
 

@@ -169,7 +169,7 @@ class StridePairs(torch.utils.data.IterableDataset):
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         if self._store is None:  # opened lazily: once per loader worker process
             self._store = TrajectoryStore.open(self.location)
-        rng = np.random.default_rng([self.seed, self.epoch, self.rank])
+        rng = np.random.default_rng([self.seed, self.epoch])  # block order: same on every rank
         info = torch.utils.data.get_worker_info()
         item_rng = np.random.default_rng([self.seed, self.epoch, self.rank, info.id if info else 0])
         buffer: list[tuple[dict, int, float]] = []

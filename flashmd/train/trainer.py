@@ -39,7 +39,7 @@ from flashmd.train.config import TrainConfig
 from flashmd.train.errors import TrainingError
 from flashmd.train.losses import Normalisation, compute_normalisation
 from flashmd.train.objective import Objective
-from flashmd.train.validation import evaluate, format_metrics
+from flashmd.train.validation import evaluate
 
 STATE_VERSION = 1
 _RESUMABLE_CHANGES = {"steps", "validate_every", "checkpoint_every", "num_workers", "device"}
@@ -110,6 +110,7 @@ class Trainer:
         self.output = Path(config.output)
         self.progress = progress and self.dist.is_main
         self._check_output(resume)
+        torch.manual_seed(config.seed)  # this run's weight initialisation, not a global default
         self.store = TrajectoryStore.open(config.store)
         self.train_ids, self.val_ids = split_trajectories(
             self.store, config.validation, config.seed
@@ -256,11 +257,14 @@ class Trainer:
             metrics["loss"] = float(np.mean([float(t["total"].detach()) for t in losses]))
         return metrics
 
-    def run(self) -> dict[str, float]:
-        """Train until ``config.steps``; returns the last validation metrics."""
+    def run(self, until: int | None = None) -> dict[str, float]:
+        """Train until step ``until`` (default and at most ``config.steps``); returns the last
+        validation metrics. The schedule always follows ``config.steps``, so stopping early and
+        resuming gives the same run as going straight through."""
         config, metrics = self.config, {}
+        until = config.steps if until is None else min(until, config.steps)
         bar = tqdm(
-            total=config.steps,
+            total=until,
             initial=self.step,
             disable=not self.progress,
             desc=config.name,
@@ -269,7 +273,7 @@ class Trainer:
         )
         batches = self._loader()
         try:
-            while self.step < config.steps:
+            while self.step < until:
                 waited = time.perf_counter()
                 batch = batch_to(next(batches), self.device, self.dtype)
                 started = time.perf_counter()
@@ -280,14 +284,15 @@ class Trainer:
                 bar.set_postfix(loss=f"{terms['total']:.4g}", refresh=False)
                 if self.step % config.validate_every == 0 or self.step == config.steps:
                     metrics = self._validate_and_export()
-                if self.step % config.checkpoint_every == 0 or self.step == config.steps:
+                if self.step % config.checkpoint_every == 0 or self.step == until:
                     self.save_state()
         finally:
             bar.close()
-        if self.dist.is_main and metrics:
-            print(format_metrics(metrics, config.strides_fs))
-        distributed.teardown(self.dist)
         return metrics
+
+    def close(self) -> None:
+        """Leave the process group (under torchrun)."""
+        distributed.teardown(self.dist)
 
     # ------------------------------------------------------------------ outputs
     def _append_csv(self, name: str, row: dict[str, Any]) -> None:

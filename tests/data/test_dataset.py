@@ -1,0 +1,108 @@
+"""Stride pairs: what a pair holds, splits by trajectory, strides, augmentations, sharding."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from flashmd.data.dataset import StridePairs, random_orthogonal, split_trajectories
+from flashmd.data.generate import generate
+from flashmd.data.store import TrajectoryStore
+
+
+@pytest.fixture(scope="module")
+def store_path(tmp_path_factory):
+    from flashmd.data.recipes import load_recipe
+    from tests.conftest import REPO
+
+    recipe = load_recipe(REPO / "data" / "al-emt-tiny.yaml").model_copy(
+        update={"production_fs": 160.0, "equilibration_fs": 20.0}
+    )
+    path = tmp_path_factory.mktemp("pairs") / "s.zarr"
+    generate(recipe, str(path), progress=False)
+    return str(path)
+
+
+def test_pairs_are_frames_a_stride_apart(store_path):
+    store = TrajectoryStore.open(store_path)
+    ids = store.ids()
+    data = StridePairs(store_path, ids, [8.0, 16.0], shuffle=False)
+    items = list(data)
+    assert len(items) == len(data) == sum((41 - 2) + (41 - 4) for _ in ids)
+    frames = {tid: store[tid].read() for tid in ids}
+    for item in items[::17]:
+        k = round(float(item["stride"][0]) / 4.0)
+        match = [
+            (tid, t)
+            for tid, f in frames.items()
+            for t in range(len(f["positions"]))
+            if f["positions"].shape[1] == len(item["numbers"])
+            and np.array_equal(f["positions"][t], item["positions"].numpy())
+        ]
+        assert len(match) == 1
+        tid, t = match[0]
+        np.testing.assert_array_equal(
+            item["target_positions"].numpy(), frames[tid]["positions"][t + k]
+        )
+        np.testing.assert_array_equal(item["target_momenta"].numpy(), frames[tid]["momenta"][t + k])
+        assert float(item["energy"][0]) == frames[tid]["energy"][t]
+
+
+def test_split_is_by_trajectory_and_seeded(store_path):
+    store = TrajectoryStore.open(store_path)
+    train, val = split_trajectories(store, 0.25, seed=3)
+    assert len(val) == 1 and not set(train) & set(val) and len(train) + len(val) == 4
+    assert split_trajectories(store, 0.25, seed=3) == (train, val)
+    assert split_trajectories(store, [val[0]])[1] == val
+    with pytest.raises(ValueError, match="not in the store"):
+        split_trajectories(store, ["nope"])
+
+
+def test_wrong_stride_is_refused(store_path):
+    with pytest.raises(ValueError, match="not a whole multiple of the store's sample interval 4.0"):
+        StridePairs(store_path, TrajectoryStore.open(store_path).ids(), [10.0])
+
+
+def test_rotation_and_time_reversal(store_path):
+    ids = TrajectoryStore.open(store_path).ids()[:1]
+    plain = list(StridePairs(store_path, ids, [16.0], shuffle=False, seed=0))
+    rotated = list(StridePairs(store_path, ids, [16.0], shuffle=False, rotate=True, seed=0))
+    for a, b in zip(plain[:5], rotated[:5], strict=True):
+        disp_a = (a["target_positions"] - a["positions"]).norm(dim=1)
+        disp_b = (b["target_positions"] - b["positions"]).norm(dim=1)
+        np.testing.assert_allclose(disp_a, disp_b, atol=1e-12)
+        np.testing.assert_allclose(a["momenta"].norm(dim=1), b["momenta"].norm(dim=1), atol=1e-12)
+        np.testing.assert_allclose(
+            abs(np.linalg.det(b["cell"][0].numpy())), abs(np.linalg.det(a["cell"][0].numpy()))
+        )
+    reversed_items = list(
+        StridePairs(store_path, ids, [16.0], shuffle=False, time_reversal=True, seed=0)
+    )
+    flipped = [
+        r
+        for r, p in zip(reversed_items, plain, strict=True)
+        if not np.array_equal(r["positions"], p["positions"])
+    ]
+    assert 0 < len(flipped) < len(plain)
+    forward = {p["positions"].numpy().tobytes(): p for p in plain}
+    r = flipped[0]
+    p = forward[r["target_positions"].numpy().tobytes()]
+    np.testing.assert_array_equal(r["positions"], p["target_positions"])
+    np.testing.assert_array_equal(r["momenta"], -p["target_momenta"])
+    np.testing.assert_array_equal(r["target_momenta"], -p["momenta"])
+    rng = np.random.default_rng(0)
+    dets = [np.linalg.det(random_orthogonal(rng)) for _ in range(200)]
+    np.testing.assert_allclose(np.abs(dets), 1.0)
+    assert 60 < sum(d < 0 for d in dets) < 140
+
+
+def test_ranks_split_blocks_without_overlap(store_path):
+    ids = TrajectoryStore.open(store_path).ids()
+    whole = StridePairs(store_path, ids, [8.0], shuffle=True, seed=1)
+    parts = [
+        StridePairs(store_path, ids, [8.0], shuffle=True, seed=1, rank=r, world_size=2)
+        for r in range(2)
+    ]
+    key = lambda item: (item["positions"].numpy().tobytes(), float(item["stride"][0]))  # noqa: E731
+    got = [key(i) for p in parts for i in p]
+    assert sorted(got) == sorted(key(i) for i in whole) and len(got) == len(set(got))

@@ -1,0 +1,151 @@
+"""Training: the predictor overfits, resume continues the same curve, DDP equals one process,
+checkpoints export for load_model, and bad runs get clear errors."""
+
+from __future__ import annotations
+
+import csv
+import os
+import socket
+from pathlib import Path
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+import flashmd
+from flashmd.data.dataset import StridePairs
+from flashmd.data.generate import generate
+from flashmd.data.graph import batch_to
+from flashmd.data.recipes import load_recipe
+from flashmd.data.store import TrajectoryStore
+from flashmd.train.config import LossWeights, TrainConfig, load_train_config
+from flashmd.train.errors import TrainingError
+from flashmd.train.losses import compute_normalisation
+from flashmd.train.objective import Objective
+from flashmd.train.trainer import Trainer, build_model, collate_with_neighbors, species_and_masses
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def store_path(tmp_path_factory) -> str:
+    recipe = load_recipe(REPO / "data" / "al-emt-tiny.yaml").model_copy(
+        update={"production_fs": 200.0, "equilibration_fs": 20.0}
+    )
+    path = tmp_path_factory.mktemp("train") / "s.zarr"
+    generate(recipe, str(path), progress=False)
+    return str(path)
+
+
+def tiny_config(store_path: str, output: Path, **changes) -> TrainConfig:
+    config = load_train_config(REPO / "training" / "tiny.yaml")
+    return config.model_copy(update={"store": store_path, "output": str(output), **changes})
+
+
+def test_predictor_overfits_a_tiny_dataset(store_path):
+    torch.manual_seed(0)
+    store = TrajectoryStore.open(store_path)
+    config = TrainConfig(
+        name="o",
+        store=store_path,
+        output="unused",
+        strides_fs=(16.0,),
+        energy_model=None,
+        predictor={"preset": "tiny"},
+    )
+    model = build_model(config, species_and_masses(store, store.ids()))
+    items = list(StridePairs(store_path, store.ids()[:1], [16.0], shuffle=False))[:2]
+    norm = compute_normalisation(items, model.species, (16.0,))
+    batch = batch_to(collate_with_neighbors(items, model.cutoff), dtype=torch.float32)
+    objective = Objective(model, norm, LossWeights(energy=0, forces=0))
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(400):
+        optimizer.zero_grad()
+        loss = objective(batch)["total"]
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss.detach()))
+    assert losses[-1] < losses[0] / 100, (losses[0], losses[-1])
+
+
+def read_losses(path: Path) -> list[float]:
+    with open(path / "train.csv") as f:
+        return [float(row["loss_total"]) for row in csv.DictReader(f)]
+
+
+def test_resume_continues_the_same_loss_curve(store_path, tmp_path):
+    straight = tiny_config(
+        store_path, tmp_path / "straight", steps=10, checkpoint_every=5, validate_every=5
+    )
+    Trainer(straight, progress=False).run()
+    split = straight.model_copy(update={"output": str(tmp_path / "split")})
+    Trainer(split, progress=False).run(until=5)
+    with pytest.raises(TrainingError, match="already holds a run; pass --resume"):
+        Trainer(split, progress=False)
+    Trainer(split, resume=True, progress=False).run()
+    assert read_losses(tmp_path / "straight") == read_losses(tmp_path / "split")
+    assert len(read_losses(tmp_path / "split")) == 10
+    changed = split.model_copy(update={"lr": 0.1})
+    with pytest.raises(TrainingError, match="recipe changed.*lr"):
+        Trainer(changed, resume=True, progress=False)
+
+
+def test_best_model_loads_and_validation_is_reported(store_path, tmp_path):
+    config = tiny_config(store_path, tmp_path / "run", steps=10, validate_every=5)
+    metrics = Trainer(config, progress=False).run()
+    for stride in ("16", "32"):
+        assert 0 < metrics[f"pos_ratio_{stride}"] < 1.5 and metrics[f"pos_ff_rmse_{stride}"] > 0
+    assert metrics["forces_rmse_meV_A"] > 0
+    model = flashmd.load_model(tmp_path / "run" / "best.pt", device="cpu")
+    assert model.strides_fs == (16.0, 32.0) and model.species == (13,)
+    with open(tmp_path / "run" / "train.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 10 and float(rows[-1]["data_wait_s"]) >= 0
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ddp_worker(rank: int, world: int, port: int, config: TrainConfig, items, out: str) -> None:
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        RANK=str(rank),
+        WORLD_SIZE=str(world),
+        LOCAL_RANK=str(rank),
+    )
+    torch.set_num_threads(1)
+    trainer = Trainer(config.model_copy(update={"output": f"{out}/rank{rank}"}), progress=False)
+    share = len(items) // world
+    mine = items[rank * share : (rank + 1) * share]
+    for _ in range(3):
+        trainer.train_step(
+            batch_to(collate_with_neighbors(mine, trainer.cutoff), trainer.device, trainer.dtype)
+        )
+    if rank == 0:
+        torch.save(
+            {k: v.detach().clone() for k, v in trainer.model.state_dict().items()},
+            f"{out}/params_{world}.pt",
+        )
+    trainer.close()
+
+
+def test_two_process_ddp_matches_one_process(store_path, tmp_path):
+    config = tiny_config(store_path, tmp_path / "ddp", dtype="float64", warmup_steps=0)
+    store = TrajectoryStore.open(store_path)
+    items = list(StridePairs(store_path, store.ids()[:1], [16.0], shuffle=False))[:4]
+    _ddp_worker(0, 1, _free_port(), config, items, str(tmp_path))
+    mp.spawn(_ddp_worker, args=(2, _free_port(), config, items, str(tmp_path)), nprocs=2)
+    one = torch.load(tmp_path / "params_1.pt")
+    two = torch.load(tmp_path / "params_2.pt")
+    assert one.keys() == two.keys()
+    for name in one:
+        torch.testing.assert_close(two[name], one[name], rtol=1e-9, atol=1e-10, msg=name)
+    initial = Trainer(
+        config.model_copy(update={"output": str(tmp_path / "fresh")}), progress=False
+    ).model.state_dict()
+    assert any(not torch.equal(initial[k], one[k]) for k in one)  # the steps did change weights
