@@ -156,7 +156,7 @@ class StridePairs(torch.utils.data.IterableDataset):
         )
 
     def set_epoch(self, epoch: int) -> None:
-        """Change the shuffle of the next iteration (call once per epoch, like DistributedSampler)."""
+        """Change the shuffle of the next iteration (once per epoch, like DistributedSampler)."""
         self.epoch = epoch
 
     def _my_blocks(self, rng: np.random.Generator) -> list[Block]:
