@@ -75,7 +75,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_bench(args: argparse.Namespace) -> int:
     from flashmd.data.bench import bench_storage, bench_workers
 
-    if args.what == "storage":
+    if args.what == "train-memory":
+        from flashmd.train.bench import bench_train_memory
+
+        print(bench_train_memory(factor=args.factor, steps=args.steps))
+    elif args.what == "storage":
         print(
             bench_storage(
                 n_atoms_per_side=args.cells,
@@ -121,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     ins.set_defaults(func=_cmd_inspect)
 
     bench = commands.add_parser("bench", help="benchmarks that print a table")
-    bench.add_argument("what", choices=["storage", "workers"])
+    bench.add_argument("what", choices=["storage", "workers", "train-memory"])
     bench.add_argument(
         "--cells", type=int, default=3, help="fcc cubic cells per side (3: 108 atoms)"
     )
@@ -135,6 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--workers", type=int, default=2)
     bench.add_argument("--trajectories", type=int, default=4)
+    bench.add_argument("--factor", type=int, default=20, help="train-memory: store size ratio")
+    bench.add_argument("--steps", type=int, default=40, help="train-memory: training steps")
     bench.set_defaults(func=_cmd_bench)
     return parser
 

@@ -61,8 +61,7 @@ TARGET_CHUNK_BYTES = 1024 * 1024
 
 
 class StoreError(Exception):
-    """A store cannot be opened, created or written as asked; the message says why and what to do.
-    """
+    """A store cannot be opened, created or written as asked; the message says what to do."""
 
 
 def _trailing_shape(kind: str, n_atoms: int) -> tuple[int, ...]:
