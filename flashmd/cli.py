@@ -90,7 +90,12 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         )
     else:
         print(
-            bench_workers(workers=args.workers, trajectories=args.trajectories, frames=args.frames)
+            bench_workers(
+                workers=args.workers,
+                trajectories=args.trajectories,
+                frames=args.frames,
+                sample_interval_fs=args.sample_interval_fs,
+            )
         )
     return 0
 
@@ -138,7 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="storage: fs between stored frames (timestep 2 fs)",
     )
     bench.add_argument("--workers", type=int, default=2)
-    bench.add_argument("--trajectories", type=int, default=4)
+    bench.add_argument("--trajectories", type=int, default=8)
     bench.add_argument("--factor", type=int, default=20, help="train-memory: store size ratio")
     bench.add_argument("--steps", type=int, default=40, help="train-memory: training steps")
     bench.set_defaults(func=_cmd_bench)

@@ -122,9 +122,11 @@ def bench_storage(
     return header + "\n" + _table(rows)
 
 
-def bench_workers(workers: int = 2, trajectories: int = 4, frames: int = 2000) -> str:
+def bench_workers(
+    workers: int = 2, trajectories: int = 8, frames: int = 4000, sample_interval_fs: float = 8.0
+) -> str:
     """Frames per second of ``generate`` with 1 and with ``workers`` processes."""
-    recipe = _al_recipe(3, frames, trajectories=trajectories)
+    recipe = _al_recipe(3, frames, trajectories=trajectories, sample_interval_fs=sample_interval_fs)
     rows = [("workers", "wall s", "frames/s", "speed-up")]
     rates: dict[int, float] = {}
     with tempfile.TemporaryDirectory() as directory:
@@ -142,8 +144,8 @@ def bench_workers(workers: int = 2, trajectories: int = 4, frames: int = 2000) -
                 )
             )
     header = (
-        f"worker scaling: {trajectories} trajectories of {frames} frames, Al 108 atoms, "
-        "asap3 EMT (process start-up included)"
+        f"worker scaling: {trajectories} trajectories of {frames} frames (one every "
+        f"{sample_interval_fs} fs), Al 108 atoms, asap3 EMT, process start-up included"
     )
     return header + "\n" + _table(rows)
 

@@ -252,9 +252,12 @@ class Trainer:
     def validate(self) -> dict[str, float]:
         """Metrics on the held-out pairs plus the validation loss (main process)."""
         metrics = evaluate(self.model, self.val_batches)
-        losses = [self.objective.eval()(b) for b in self.val_batches]
-        if losses:
-            metrics["loss"] = float(np.mean([float(t["total"].detach()) for t in losses]))
+        if self.val_batches:
+            objective = self.objective.eval()
+            # reduce batch by batch: holding every batch's graph at once costs gigabytes
+            metrics["loss"] = float(
+                np.mean([float(objective(batch)["total"].detach()) for batch in self.val_batches])
+            )
         return metrics
 
     def run(self, until: int | None = None) -> dict[str, float]:
