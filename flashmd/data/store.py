@@ -55,7 +55,7 @@ FRAME_ARRAYS: dict[str, tuple[str, tuple[str, ...]]] = {
 REQUIRED_FRAME_ARRAYS = ("positions", "momenta", "cell", "energy", "time_fs")
 OPTIONAL_FRAME_ARRAYS = ("forces",)
 
-COMPRESSOR = BloscCodec(cname="lz4", clevel=5, shuffle="shuffle", typesize=8)
+COMPRESSOR = BloscCodec(cname="lz4", clevel=5, shuffle="bitshuffle", typesize=8)
 TARGET_CHUNK_BYTES = 4 * 1024 * 1024
 
 
