@@ -109,6 +109,11 @@ def generate(
     """
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
+    if workers > 1 and location.startswith("memory://"):
+        raise ValueError(
+            f"{location} is an in-memory store, which worker processes cannot share; "
+            "use --workers 1 or write to a path or object-storage URL"
+        )
     started = time.perf_counter()
     tasks = select_tasks(recipe, shard)
     preflight(recipe, tasks)

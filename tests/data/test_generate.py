@@ -75,6 +75,14 @@ def test_shards_split_the_recipe_and_fill_one_store(tiny_recipe, tmp_path):
     assert_same_arrays(arrays(tmp_path / "sharded.zarr"), arrays(tmp_path / "whole.zarr"))
 
 
+def test_in_memory_store_works_in_process_and_refuses_workers(tiny_recipe):
+    report = generate(tiny_recipe, "memory://generate-test", progress=False)
+    assert report.frames_written == 44
+    assert TrajectoryStore.open("memory://generate-test").info()[0].status == "complete"
+    with pytest.raises(ValueError, match="in-memory store.*--workers 1"):
+        generate(tiny_recipe, "memory://other", workers=2, progress=False)
+
+
 def test_rerun_skips_complete_trajectories(tiny_recipe, tmp_path):
     generate(tiny_recipe, str(tmp_path / "s.zarr"), progress=False)
     report = generate(tiny_recipe, str(tmp_path / "s.zarr"), progress=False)
