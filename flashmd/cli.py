@@ -54,19 +54,27 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from flashmd.train.config import load_train_config
-    from flashmd.train.trainer import Trainer
+    from flashmd.train.validation import format_metrics, validate_run
 
     config = load_train_config(
         args.recipe, steps=args.steps, output=args.output, device=args.device
     )
+    if args.validate_only:
+        metrics = validate_run(config, args.val_pairs or config.val_pairs)
+        print(
+            f"{config.name}: best.pt on {args.val_pairs or config.val_pairs} held-out pairs "
+            "per stride"
+        )
+        print(format_metrics(metrics, config.strides_fs))
+        return 0
+    from flashmd.train.trainer import Trainer
+
     trainer = Trainer(config, resume=args.resume, progress=not args.quiet)
     try:
         metrics = trainer.run()
     finally:
         trainer.close()
     if metrics and trainer.dist.is_main:
-        from flashmd.train.validation import format_metrics
-
         print(format_metrics(metrics, config.strides_fs))
     print(f"{config.name}: step {trainer.step}; best model {config.output}/best.pt")
     return 0
@@ -123,6 +131,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--output", help="override the recipe's run directory")
     train.add_argument("--device", help="override the device (auto, cpu, cuda)")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.add_argument(
+        "--validate-only",
+        action="store_true",
+        help="evaluate the run's best.pt on its held-out trajectories",
+    )
+    train.add_argument("--val-pairs", type=int, help="with --validate-only: pairs per stride")
     train.set_defaults(func=_cmd_train)
 
     ins = commands.add_parser("inspect", help="table of a store's trajectories, size, compression")

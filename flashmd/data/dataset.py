@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from flashmd import keys
+from flashmd.data.graph import collate, with_neighbors
 from flashmd.data.store import TrajectoryStore
 
 _FRAME_KEYS = ("positions", "momenta", "cell", "energy", "forces")
@@ -80,6 +81,12 @@ def stride_steps(
             )
         steps[float(stride)] = round(ratio)
     return steps
+
+
+def collate_pairs(items: list[dict[str, torch.Tensor]], cutoff: float) -> dict[str, torch.Tensor]:
+    """Pair items joined into one batch with neighbour lists at ``cutoff`` Å (float64, CPU);
+    the DataLoader ``collate_fn`` of training."""
+    return with_neighbors(collate(items), cutoff)
 
 
 def random_orthogonal(rng: np.random.Generator) -> np.ndarray:

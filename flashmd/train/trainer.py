@@ -27,8 +27,8 @@ import torch
 import yaml
 from tqdm.auto import tqdm
 
-from flashmd.data.dataset import StridePairs, split_trajectories
-from flashmd.data.graph import batch_to, collate, with_neighbors
+from flashmd.data.dataset import StridePairs, collate_pairs, split_trajectories
+from flashmd.data.graph import batch_to
 from flashmd.data.store import TrajectoryStore
 from flashmd.models.energy import EnergyConfig, EnergyModel
 from flashmd.models.io import checkpoint_dict, save_checkpoint
@@ -39,17 +39,10 @@ from flashmd.train.config import TrainConfig
 from flashmd.train.errors import TrainingError
 from flashmd.train.losses import Normalisation, compute_normalisation
 from flashmd.train.objective import Objective
-from flashmd.train.validation import evaluate
+from flashmd.train.validation import evaluate, held_out_batches
 
 STATE_VERSION = 1
 _RESUMABLE_CHANGES = {"steps", "validate_every", "checkpoint_every", "num_workers", "device"}
-
-
-def collate_with_neighbors(
-    items: list[dict[str, torch.Tensor]], cutoff: float
-) -> dict[str, torch.Tensor]:
-    """DataLoader ``collate_fn``: one batch with neighbour lists, float64 on CPU."""
-    return with_neighbors(collate(items), cutoff)
 
 
 def species_and_masses(store: TrajectoryStore, traj_ids: list[str]) -> dict[int, float]:
@@ -188,30 +181,17 @@ class Trainer:
         return compute_normalisation(pairs, self.model.species, tuple(self.config.strides_fs))
 
     def _validation_batches(self) -> list[dict[str, torch.Tensor]]:
-        if not self.val_ids:
-            return []
-        data = StridePairs(
+        return held_out_batches(
             self.config.store,
             self.val_ids,
             self.config.strides_fs,
-            shuffle=True,
+            self.config.val_pairs,
+            self.config.batch_size,
+            self.cutoff,
+            self.device,
+            self.dtype,
             seed=self.config.seed + 2,
         )
-        items: dict[float, list] = {s: [] for s in self.config.strides_fs}
-        for item in data:
-            bucket = items[float(item["stride"][0])]
-            if len(bucket) < self.config.val_pairs:
-                bucket.append(item)
-            if all(len(b) >= self.config.val_pairs for b in items.values()):
-                break
-        flat = [item for bucket in items.values() for item in bucket]
-        size = self.config.batch_size
-        return [
-            batch_to(
-                collate_with_neighbors(flat[i : i + size], self.cutoff), self.device, self.dtype
-            )
-            for i in range(0, len(flat), size)
-        ]
 
     def _loader(self) -> Iterator[dict[str, torch.Tensor]]:
         """Endless batches; resumes inside the epoch where the run stopped."""
@@ -220,7 +200,7 @@ class Trainer:
             loader = torch.utils.data.DataLoader(
                 self.train_data,
                 batch_size=self.config.batch_size,
-                collate_fn=functools.partial(collate_with_neighbors, cutoff=self.cutoff),
+                collate_fn=functools.partial(collate_pairs, cutoff=self.cutoff),
                 num_workers=self.config.num_workers,
                 drop_last=True,
                 persistent_workers=False,

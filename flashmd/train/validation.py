@@ -9,8 +9,39 @@ from collections.abc import Iterable
 import torch
 
 from flashmd import keys
+from flashmd.data.dataset import StridePairs, collate_pairs
+from flashmd.data.graph import batch_to
 from flashmd.models.model import FlashMDModel
 from flashmd.units import FS
+
+
+def held_out_batches(
+    store: str,
+    traj_ids: list[str],
+    strides_fs: tuple[float, ...],
+    pairs_per_stride: int,
+    batch_size: int,
+    cutoff: float,
+    device: torch.device,
+    dtype: torch.dtype,
+    seed: int = 0,
+) -> list[dict[str, torch.Tensor]]:
+    """A fixed, seeded set of ``pairs_per_stride`` pairs per stride from ``traj_ids``, batched on
+    ``device``; the same arguments always give the same pairs."""
+    if not traj_ids:
+        return []
+    items: dict[float, list] = {float(s): [] for s in strides_fs}
+    for item in StridePairs(store, traj_ids, strides_fs, shuffle=True, seed=seed):
+        bucket = items[float(item[keys.STRIDE][0])]
+        if len(bucket) < pairs_per_stride:
+            bucket.append(item)
+        if all(len(b) >= pairs_per_stride for b in items.values()):
+            break
+    flat = [item for bucket in items.values() for item in bucket]
+    return [
+        batch_to(collate_pairs(flat[i : i + batch_size], cutoff), device, dtype)
+        for i in range(0, len(flat), batch_size)
+    ]
 
 
 def free_flight(batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -67,6 +98,38 @@ def evaluate(model: FlashMDModel, batches: Iterable[dict[str, torch.Tensor]]) ->
                 metrics[name] / metrics[f"{label}_ff_rmse_{stride}"]
             )
     return metrics
+
+
+def validate_run(config, pairs_per_stride: int, checkpoint: str = "best.pt") -> dict[str, float]:
+    """Metrics of a finished run's exported model on its held-out trajectories.
+
+    Args:
+        config: the run's :class:`~flashmd.train.config.TrainConfig` (same store, split, seed).
+        pairs_per_stride: held-out pairs per stride to evaluate.
+        checkpoint: the file in the run directory to evaluate.
+    """
+    from pathlib import Path
+
+    from flashmd.data.dataset import split_trajectories
+    from flashmd.data.store import TrajectoryStore
+    from flashmd.models.io import load_checkpoint
+
+    model = load_checkpoint(Path(config.output) / checkpoint, device=config.device)
+    _, val_ids = split_trajectories(
+        TrajectoryStore.open(config.store), config.validation, config.seed
+    )
+    batches = held_out_batches(
+        config.store,
+        val_ids,
+        tuple(model.strides_fs or config.strides_fs),
+        pairs_per_stride,
+        config.batch_size,
+        model.cutoff,
+        model.device,
+        model.dtype,
+        seed=config.seed + 2,
+    )
+    return evaluate(model, batches)
 
 
 def format_metrics(metrics: dict[str, float], strides_fs: Iterable[float]) -> str:

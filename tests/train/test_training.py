@@ -13,7 +13,7 @@ import torch
 import torch.multiprocessing as mp
 
 import flashmd
-from flashmd.data.dataset import StridePairs
+from flashmd.data.dataset import StridePairs, collate_pairs
 from flashmd.data.generate import generate
 from flashmd.data.graph import batch_to
 from flashmd.data.recipes import load_recipe
@@ -22,7 +22,7 @@ from flashmd.train.config import LossWeights, TrainConfig, load_train_config
 from flashmd.train.errors import TrainingError
 from flashmd.train.losses import compute_normalisation
 from flashmd.train.objective import Objective
-from flashmd.train.trainer import Trainer, build_model, collate_with_neighbors, species_and_masses
+from flashmd.train.trainer import Trainer, build_model, species_and_masses
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -56,7 +56,7 @@ def test_predictor_overfits_a_tiny_dataset(store_path):
     model = build_model(config, species_and_masses(store, store.ids()))
     items = list(StridePairs(store_path, store.ids()[:1], [16.0], shuffle=False))[:2]
     norm = compute_normalisation(items, model.species, (16.0,))
-    batch = batch_to(collate_with_neighbors(items, model.cutoff), dtype=torch.float32)
+    batch = batch_to(collate_pairs(items, model.cutoff), dtype=torch.float32)
     objective = Objective(model, norm, LossWeights(energy=0, forces=0))
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
     losses = []
@@ -124,7 +124,7 @@ def _ddp_worker(rank: int, world: int, port: int, config: TrainConfig, items, ou
     mine = items[rank * share : (rank + 1) * share]
     for _ in range(3):
         trainer.train_step(
-            batch_to(collate_with_neighbors(mine, trainer.cutoff), trainer.device, trainer.dtype)
+            batch_to(collate_pairs(mine, trainer.cutoff), trainer.device, trainer.dtype)
         )
     if rank == 0:
         torch.save(
