@@ -28,6 +28,7 @@ EDGE_VECTORS = "edge_vectors"
 STRIDE = "stride"
 ENERGY = "energy"
 FORCES = "forces"
+STRESS = "stress"
 TARGET_POSITIONS = "target_positions"
 TARGET_MOMENTA = "target_momenta"
 
@@ -67,6 +68,7 @@ KEYS: dict[str, Key] = {
         Key(STRIDE, ("S",), "float", "fs", "system", "stride of the long-stride map"),
         Key(ENERGY, ("S",), "float", "eV", "system", "potential energy"),
         Key(FORCES, ("A", 3), "float", "eV/Å", "atom", "forces, minus the energy gradient"),
+        Key(STRESS, ("S", 3, 3), "float", "eV/Å³", "system", "stress (1/V) dE/dstrain, ASE sign"),
         Key(EDGE_INDEX, (2, "E"), "long", "", None, "(receiver i, sender j) of each edge"),
         Key(EDGE_SHIFTS, ("E", 3), "float", "Å", "edge", "cell shift added to r_j - r_i"),
         Key(EDGE_VECTORS, ("E", 3), "float", "Å", "edge", "r_ij = r_j - r_i + shift"),

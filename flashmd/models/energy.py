@@ -13,7 +13,6 @@ from flashmd.models.config import BackboneConfig
 from flashmd.nn import Backbone, ScalarReadout, SpeciesEmbedding, scatter_sum
 
 #: Output key of the stress, ``(S, 3, 3)`` in eV/Å³ (ASE convention ``σ = (1/V) ∂E/∂ε``).
-STRESS = "stress"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -127,7 +126,7 @@ class EnergyModel(torch.nn.Module):
             out[keys.FORCES] = -grads[0]
         if stress:
             volume = torch.abs(torch.linalg.det(batch[keys.CELL]))
-            out[STRESS] = grads[-1] / volume[:, None, None]
+            out[keys.STRESS] = grads[-1] / volume[:, None, None]
         if not create_graph:
             out = {name: value.detach() for name, value in out.items()}
         return out

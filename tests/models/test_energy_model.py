@@ -17,8 +17,9 @@ from models_testkit import (
 
 from flashmd import keys
 from flashmd.data.graph import batch_from_atoms
+from flashmd.keys import STRESS
 from flashmd.models.config import PRESETS
-from flashmd.models.energy import STRESS, EnergyConfig, EnergyModel
+from flashmd.models.energy import EnergyConfig, EnergyModel
 
 KINDS = ["periodic", "cluster", "slab"]
 
