@@ -1,0 +1,120 @@
+"""Physical filters applied to a predicted stride: momentum constraints and energy rescaling.
+
+:func:`constrain` makes the centre of mass move exactly by ``S P / M`` and gives the new momenta
+the conserved total (and, for open systems, angular) momentum of the state before the stride.
+:func:`rescale` scales the internal momenta by ``α`` so that ``K(p') + V(q')`` equals each
+system's target energy, leaving the rigid part (and so ``P`` and ``L``) untouched::
+
+    α² K_internal + K_rigid + V(q') = E_target
+
+When no real ``α`` exists (``V(q') + K_rigid >= E_target``) or ``|α - 1|`` exceeds the tolerance,
+the momenta are left unchanged and the system is flagged, so the caller can fall back (see
+:mod:`flashmd.md.fallback`): this filter never produces NaN.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from flashmd.md import rigid
+from flashmd.md.state import MDState
+from flashmd.nn.scatter import scatter_sum
+from flashmd.units import FS
+
+#: Relative energy difference treated as zero.
+_ROUND_OFF = 1e-12
+
+
+@dataclass(frozen=True)
+class FilterConfig:
+    """Settings of the energy filter and its fallback.
+
+    Attributes:
+        energy: rescale momenta to conserve each system's target energy.
+        tolerance: largest accepted ``|α - 1|``; beyond it the stride falls back.
+        fallback_timestep_fs: timestep of the velocity-Verlet fallback in fs (the stride is split
+            into the smallest whole number of steps no longer than this).
+    """
+
+    energy: bool = True
+    tolerance: float = 0.05
+    fallback_timestep_fs: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not self.tolerance > 0 or not self.fallback_timestep_fs > 0:
+            raise ValueError("tolerance and fallback_timestep_fs must be positive")
+
+
+@dataclass(frozen=True)
+class Rescaled:
+    """Result of :func:`rescale`.
+
+    Attributes:
+        momenta: (A, 3) filtered momenta (unchanged where not ``accepted``).
+        scale: (S,) the factor ``α`` (0 where no real factor exists).
+        accepted: (S,) bool, ``α`` exists and ``|α - 1| <= tolerance``.
+    """
+
+    momenta: torch.Tensor
+    scale: torch.Tensor
+    accepted: torch.Tensor
+
+
+def constrain(
+    before: MDState,
+    positions: torch.Tensor,
+    momenta: torch.Tensor,
+    stride_fs: float,
+    target: rigid.Conserved,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Impose exact centre-of-mass motion and the conserved momenta on a predicted stride.
+
+    Args:
+        before: the state at the start of the stride.
+        positions: (A, 3) predicted positions in Å.
+        momenta: (A, 3) predicted momenta.
+        stride_fs: the stride in fs.
+        target: conserved quantities of ``before`` (:func:`flashmd.md.rigid.conserved`).
+
+    Returns:
+        (A, 3) positions and (A, 3) momenta; fixed atoms keep their positions and get zero momenta.
+    """
+    m, system, n = before.masses, before.system, before.n_systems
+    total = scatter_sum(m, system, n)[:, None]
+    displacement = scatter_sum(m[:, None] * (positions - before.positions), system, n) / total
+    wanted = stride_fs * FS * target.momentum / total
+    translating = (~before.has_fixed)[:, None]
+    positions = positions + torch.where(translating, wanted - displacement, 0.0)[system]
+    fixed = before.fixed[:, None]
+    positions = torch.where(fixed, before.positions, positions)
+    after = before.replace(positions=positions, momenta=momenta)
+    return positions, rigid.impose(after, target)
+
+
+def rescale(
+    state: MDState, potential_energy: torch.Tensor, tolerance: float = float("inf")
+) -> Rescaled:
+    """Scale the internal momenta of ``state`` so that ``K + V`` equals ``state.target_energy``.
+
+    Args:
+        state: positions and momenta after the stride, with the target energies (S,) eV.
+        potential_energy: (S,) ``V`` at ``state.positions`` in eV.
+        tolerance: largest accepted ``|α - 1|``.
+    """
+    internal = rigid.internal_momenta(state)
+    fixed_part = state.momenta - internal
+    k_internal = state.kinetic_energy(internal)
+    available = state.target_energy - potential_energy - state.kinetic_energy(fixed_part)
+    solvable = (available > 0) & (k_internal > 0) & torch.isfinite(available)
+    ratio = torch.where(solvable, available / torch.where(solvable, k_internal, 1.0), 0.0)
+    # already on target (e.g. no internal motion at all): nothing to rescale
+    on_target = torch.abs(available - k_internal) <= _ROUND_OFF * (
+        torch.abs(state.target_energy) + torch.abs(potential_energy) + 1.0
+    )
+    scale = torch.where(on_target, 1.0, torch.sqrt(ratio))
+    solvable = solvable | on_target
+    accepted = solvable & (torch.abs(scale - 1.0) <= tolerance)
+    factor = torch.where(accepted, scale, 1.0)[state.system, None]
+    return Rescaled(fixed_part + factor * internal, scale, accepted)

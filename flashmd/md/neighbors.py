@@ -1,0 +1,75 @@
+"""Neighbour lists reused across strides with a skin (Verlet lists).
+
+The list is built at ``cutoff + skin`` and stays valid while no atom has moved more than
+``skin / 2`` since the build: then no pair can have come within ``cutoff`` unseen. Pairs between
+``cutoff`` and ``cutoff + skin`` contribute exactly zero to the models, whose radial features are
+multiplied by a cutoff envelope that is zero beyond ``cutoff``.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from flashmd.data.graph import neighbor_list
+from flashmd.md.state import MDState
+
+
+class NeighborCache:
+    """Neighbour lists of a batched state, rebuilt only when an atom moved more than skin/2.
+
+    Args:
+        cutoff: the model's cutoff in Å.
+        skin: extra distance in Å (0 rebuilds every time the positions change).
+
+    Attributes:
+        builds: how many times the list was (re)built.
+    """
+
+    def __init__(self, cutoff: float, skin: float = 1.0) -> None:
+        if not cutoff > 0 or skin < 0:
+            raise ValueError(f"need cutoff > 0 and skin >= 0, got {cutoff}, {skin}")
+        self.cutoff = float(cutoff)
+        self.skin = float(skin)
+        self.builds = 0
+        self._reference: torch.Tensor | None = None
+        self._cell: torch.Tensor | None = None
+        self._edges: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def _valid(self, state: MDState) -> bool:
+        ref = self._reference
+        if ref is None or self._cell is None or ref.shape != state.positions.shape:
+            return False
+        if not torch.equal(self._cell, state.cell):
+            return False
+        if self.skin == 0:
+            return torch.equal(ref, state.positions)
+        moved = torch.linalg.vector_norm(state.positions - ref, dim=1).max()
+        return bool(moved <= 0.5 * self.skin)
+
+    def edges(self, state: MDState) -> tuple[torch.Tensor, torch.Tensor]:
+        """``edge_index`` (2, E) long and ``edge_shifts`` (E, 3) Å (float64) for ``state``.
+
+        Every pair closer than ``cutoff`` is included; pairs up to ``cutoff + skin`` may be too.
+        """
+        if self._edges is None or not self._valid(state):
+            self._edges = self._build(state)
+            self._reference = state.positions.clone()
+            self._cell = state.cell.clone()
+            self.builds += 1
+        return self._edges
+
+    def _build(self, state: MDState) -> tuple[torch.Tensor, torch.Tensor]:
+        radius = self.cutoff + self.skin
+        positions = state.positions.detach().cpu()
+        cells, pbcs = state.cell.cpu(), state.pbc.cpu()
+        index, shifts = [], []
+        start = 0
+        for s, n in enumerate(state.n_atoms.tolist()):
+            pairs, cell_shifts = neighbor_list(
+                positions[start : start + n], cells[s], pbcs[s], radius
+            )
+            index.append(pairs + start)
+            shifts.append(cell_shifts.to(torch.float64) @ cells[s])
+            start += n
+        device = state.device
+        return torch.cat(index, dim=1).to(device), torch.cat(shifts).to(device)

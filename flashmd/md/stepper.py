@@ -1,0 +1,199 @@
+"""One stride of the rollout engine, as a function state -> (state, statistics).
+
+    thermostat half-step -> predictor -> constraints -> energy filter -> thermostat half-step
+
+The thermostat half-steps (optional) change the target energy by the kinetic energy they add or
+remove, so the filter conserves only the deterministic part of the dynamics. Systems whose stride
+the filter cannot repair (no real rescaling factor, one too far from 1, or a non-finite
+prediction) are integrated again from the state before the stride with velocity Verlet on the
+potential's forces (:mod:`flashmd.md.fallback`), then rescaled when possible. No NaN leaves a
+stride: with a potential every failure falls back; without one a non-finite prediction raises.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from flashmd.md import rigid
+from flashmd.md.fallback import velocity_verlet
+from flashmd.md.filters import FilterConfig, constrain, rescale
+from flashmd.md.neighbors import NeighborCache
+from flashmd.md.propagators import Edges, Potential, Propagator
+from flashmd.md.state import MDState
+from flashmd.md.thermostats import Thermostat
+from flashmd.units import FS
+
+
+@dataclass(frozen=True)
+class StrideStats:
+    """Per-system statistics of one stride.
+
+    Attributes:
+        scale: (S,) energy-filter factor ``α`` applied (1 without a filter; after a fallback, the
+            factor applied to the Verlet result, or 1 if none was possible).
+        fallback: (S,) bool, the stride was integrated by the velocity-Verlet fallback.
+        potential_energy: (S,) eV, ``V`` at the new positions (NaN without a potential).
+    """
+
+    scale: torch.Tensor
+    fallback: torch.Tensor
+    potential_energy: torch.Tensor
+
+
+class Stepper:
+    """Advances batched states by one stride.
+
+    Args:
+        propagator: the long-stride map.
+        stride_fs: the stride in fs.
+        potential: ``V(q)`` for the energy filter and forces for the fallback (None: no filter).
+        thermostat: applied for half a stride before and after the map (None: NVE).
+        filters: energy-filter settings (default :class:`FilterConfig`).
+        skin: neighbour-list skin in Å.
+
+    Attributes:
+        strides: strides taken; fallbacks: system-strides that fell back.
+    """
+
+    def __init__(
+        self,
+        propagator: Propagator,
+        stride_fs: float,
+        potential: Potential | None = None,
+        thermostat: Thermostat | None = None,
+        filters: FilterConfig | None = None,
+        skin: float = 1.0,
+    ) -> None:
+        if not stride_fs > 0:
+            raise ValueError(f"stride_fs must be positive, got {stride_fs}")
+        self.propagator = propagator
+        self.stride_fs = float(stride_fs)
+        self.potential = potential
+        self.thermostat = thermostat
+        self.filters = FilterConfig() if filters is None else filters
+        self.skin = float(skin)
+        self._caches: dict[float, NeighborCache] = {}
+        self.strides = 0
+        self.fallbacks = 0
+
+    @property
+    def rebuilds(self) -> int:
+        """Neighbour-list builds so far (all cutoffs)."""
+        return sum(cache.builds for cache in self._caches.values())
+
+    def edges(self, cutoff: float | None, state: MDState) -> Edges | None:
+        """Neighbour lists of ``state`` at ``cutoff`` (reused across strides), or None."""
+        if cutoff is None:
+            return None
+        if cutoff not in self._caches:
+            self._caches[cutoff] = NeighborCache(cutoff, self.skin)
+        return self._caches[cutoff].edges(state)
+
+    def potential_energy(self, state: MDState) -> torch.Tensor:
+        """(S,) eV ``V`` of each system (NaN without a potential)."""
+        if self.potential is None:
+            return torch.full_like(state.target_energy, float("nan"))
+        return self.potential.energy(state, self.edges(self.potential.cutoff, state))
+
+    def prepare(self, state: MDState) -> MDState:
+        """Check ``state`` against the propagator and set missing target energies to ``K + V``."""
+        self.propagator.check(state, self.stride_fs)
+        if not bool(torch.isfinite(state.positions).all() & torch.isfinite(state.momenta).all()):
+            raise ValueError("positions or momenta contain NaN or infinity")
+        missing = torch.isnan(state.target_energy)
+        if self.potential is None or not bool(missing.any()):
+            return state
+        total = state.kinetic_energy() + self.potential_energy(state)
+        return state.replace(target_energy=torch.where(missing, total, state.target_energy))
+
+    def _thermostat(self, state: MDState) -> MDState:
+        if self.thermostat is None:
+            return state
+        momenta = self.thermostat.apply(state, 0.5 * self.stride_fs * FS)
+        change = state.kinetic_energy(momenta) - state.kinetic_energy()
+        return state.replace(momenta=momenta, target_energy=state.target_energy + change)
+
+    def step(self, state: MDState) -> tuple[MDState, StrideStats]:
+        """Advance every system of ``state`` (prepared by :meth:`prepare`) by one stride."""
+        before = self._thermostat(state)
+        target = rigid.conserved(before)
+        edges = self.edges(self.propagator.cutoff, before)
+        positions, momenta = self.propagator.propagate(before, edges, self.stride_fs)
+        positions, momenta = constrain(before, positions, momenta, self.stride_fs, target)
+        finite = _systems_all(
+            before, torch.isfinite(positions).all(dim=1) & torch.isfinite(momenta).all(dim=1)
+        )
+        if self.potential is None:
+            if not bool(finite.all()):
+                raise FloatingPointError("the propagator returned NaN or infinity")
+            after = before.replace(positions=positions, momenta=momenta)
+            ones = torch.ones_like(before.target_energy)
+            stats = StrideStats(ones, ~finite, self.potential_energy(after))
+        else:
+            keep = (~finite)[before.system, None]
+            positions = torch.where(keep, before.positions, positions)
+            momenta = torch.where(keep, before.momenta, momenta)
+            after, stats = self._filter(
+                before, before.replace(positions=positions, momenta=momenta), ~finite
+            )
+        self.strides += 1
+        return self._thermostat(after), stats
+
+    def _filter(
+        self, before: MDState, after: MDState, failed: torch.Tensor
+    ) -> tuple[MDState, StrideStats]:
+        """Rescale ``after``; systems ``failed`` (S,) bool or not rescalable fall back."""
+        energy = self.potential_energy(after)
+        scale = torch.ones_like(energy)
+        if self.filters.energy:
+            result = rescale(after, energy, self.filters.tolerance)
+            after = after.replace(momenta=result.momenta)
+            scale, failed = result.scale, failed | ~result.accepted
+        stats = StrideStats(scale, failed, energy)
+        if not bool(failed.any()):
+            return after, stats
+        return self._fall_back(before, after, stats, failed)
+
+    def _fall_back(
+        self, before: MDState, after: MDState, stats: StrideStats, failed: torch.Tensor
+    ) -> tuple[MDState, StrideStats]:
+        """Replace the ``failed`` (S,) systems of ``after`` by a velocity-Verlet stride."""
+        assert self.potential is not None
+        subset = before.select(failed)
+        integrated, energy = velocity_verlet(
+            subset, self.potential, self.stride_fs, self.filters.fallback_timestep_fs, self.skin
+        )
+        positions, momenta = constrain(
+            subset,
+            integrated.positions,
+            integrated.momenta,
+            self.stride_fs,
+            rigid.conserved(subset),
+        )
+        integrated = integrated.replace(positions=positions, momenta=momenta)
+        result = rescale(integrated, energy) if self.filters.energy else None
+        if result is not None:
+            momenta = torch.where(result.accepted[integrated.system, None], result.momenta, momenta)
+            scale = torch.where(result.accepted, result.scale, 1.0)
+        else:
+            scale = torch.ones_like(energy)
+        atoms = failed[before.system]
+        self.fallbacks += int(failed.sum())
+        new = after.replace(
+            positions=after.positions.masked_scatter(atoms[:, None], positions),
+            momenta=after.momenta.masked_scatter(atoms[:, None], momenta),
+        )
+        return new, StrideStats(
+            stats.scale.masked_scatter(failed, scale),
+            stats.fallback | failed,
+            stats.potential_energy.masked_scatter(failed, energy),
+        )
+
+
+def _systems_all(state: MDState, per_atom: torch.Tensor) -> torch.Tensor:
+    """(S,) bool: ``per_atom`` (A,) bool holds for every atom of the system."""
+    bad = torch.zeros(state.n_systems, dtype=torch.long, device=state.device)
+    bad.index_add_(0, state.system, (~per_atom).long())
+    return bad == 0
