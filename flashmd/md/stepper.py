@@ -121,23 +121,22 @@ class Stepper:
         target = rigid.conserved(before)
         edges = self.edges(self.propagator.cutoff, before)
         positions, momenta = self.propagator.propagate(before, edges, self.stride_fs)
-        positions, momenta = constrain(before, positions, momenta, self.stride_fs, target)
         finite = _systems_all(
             before, torch.isfinite(positions).all(dim=1) & torch.isfinite(momenta).all(dim=1)
         )
-        if self.potential is None:
-            if not bool(finite.all()):
+        if not bool(finite.all()):
+            if self.potential is None:
                 raise FloatingPointError("the propagator returned NaN or infinity")
-            after = before.replace(positions=positions, momenta=momenta)
+            keep = (~finite)[before.system, None]  # these systems fall back below
+            positions = torch.where(keep, before.positions, positions)
+            momenta = torch.where(keep, before.momenta, momenta)
+        positions, momenta = constrain(before, positions, momenta, self.stride_fs, target)
+        after = before.replace(positions=positions, momenta=momenta)
+        if self.potential is None:
             ones = torch.ones_like(before.target_energy)
             stats = StrideStats(ones, ~finite, self.potential_energy(after))
         else:
-            keep = (~finite)[before.system, None]
-            positions = torch.where(keep, before.positions, positions)
-            momenta = torch.where(keep, before.momenta, momenta)
-            after, stats = self._filter(
-                before, before.replace(positions=positions, momenta=momenta), ~finite
-            )
+            after, stats = self._filter(before, after, ~finite)
         self.strides += 1
         return self._thermostat(after), stats
 

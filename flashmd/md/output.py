@@ -1,0 +1,175 @@
+"""Rollout frames into a trajectory store (reference schema) plus per-frame filter statistics.
+
+Each system of a batched state is one trajectory. Besides the schema's arrays (positions,
+momenta, cell, energy = ``V(q)`` of the energy model, time_fs), every trajectory gets three
+per-frame arrays (float64, dimension ``frame``), written before the frame count is committed so
+every trusted frame has them:
+
+    filter_scale     energy-filter factor α of the stride that produced the frame (1 at frame 0)
+    filter_fallback  1.0 if that stride fell back to velocity Verlet, else 0.0
+    target_energy    eV, the total energy the filter conserves after that stride
+
+The noise generator's state is committed with every block of frames (attribute ``rng_state``),
+so an interrupted rollout resumes exactly where its last committed frame left it.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from flashmd.data.store import COMPRESSOR, TrajectoryStore, TrajectoryWriter
+from flashmd.md.state import MDState
+from flashmd.md.stepper import StrideStats
+
+#: Extra per-frame arrays of rollout trajectories.
+STAT_ARRAYS = ("filter_scale", "filter_fallback", "target_energy")
+
+
+def encode_generator(generator: torch.Generator) -> str:
+    """The generator's state as base64 text (JSON-safe)."""
+    return base64.b64encode(generator.get_state().numpy().tobytes()).decode()
+
+
+def restore_generator(generator: torch.Generator, text: str) -> None:
+    """Inverse of :func:`encode_generator`."""
+    data = np.frombuffer(base64.b64decode(text), dtype=np.uint8).copy()
+    generator.set_state(torch.from_numpy(data))
+
+
+class RolloutWriter:
+    """Writes a batched rollout: one trajectory per system of the state, in lockstep.
+
+    Args:
+        store: a writable trajectory store.
+        ids: trajectory id of each system, in state order.
+        attrs: provenance attributes of each trajectory.
+        state: the initial state (numbers and masses are written from it).
+        capacity: frames to allocate up front.
+    """
+
+    def __init__(
+        self,
+        store: TrajectoryStore,
+        ids: Sequence[str],
+        attrs: Sequence[Mapping[str, Any]],
+        state: MDState,
+        capacity: int = 0,
+    ) -> None:
+        if len(ids) != state.n_systems or len(attrs) != state.n_systems:
+            raise ValueError(f"need one id and attrs per system ({state.n_systems})")
+        self.store = store
+        self.ids = list(ids)
+        numbers, masses = state.numbers.cpu().numpy(), state.masses.cpu().numpy()
+        self._slices = [
+            slice(start, start + n)
+            for start, n in zip(state.atom_offsets().tolist(), state.n_atoms.tolist(), strict=True)
+        ]
+        self.writers: list[TrajectoryWriter] = [
+            store.writer(i, numbers[part], masses[part], a, with_forces=False, capacity=capacity)
+            for i, part, a in zip(self.ids, self._slices, attrs, strict=True)
+        ]
+        self._stats = [self._stat_arrays(w, capacity) for w in self.writers]
+        self._buffers: list[list[np.ndarray]] = [[] for _ in self.writers]
+        #: Frames every trajectory holds: the batch resumes from here.
+        self.n_frames = min(w.n_frames for w in self.writers)
+        for writer in self.writers:
+            writer.n_frames = self.n_frames  # frames beyond are rewritten identically
+        self._stats_written = [self.n_frames] * len(self.writers)
+
+    @staticmethod
+    def _stat_arrays(writer: TrajectoryWriter, capacity: int) -> dict:
+        group = writer.group
+        return {
+            name: group[name]
+            if name in group
+            else group.create_array(
+                name,
+                shape=(capacity,),
+                chunks=(writer.chunk,),
+                dtype="float64",
+                compressors=COMPRESSOR,
+                fill_value=np.nan,
+                dimension_names=("frame",),
+            )
+            for name in STAT_ARRAYS
+        }
+
+    def resume_state(self, state: MDState) -> MDState:
+        """``state`` set to the last committed frame (positions, momenta, target, noise)."""
+        if self.n_frames == 0:
+            return state
+        index = self.n_frames - 1
+        lagging = next(
+            i
+            for i, w in zip(self.ids, self.writers, strict=True)
+            if self.store[i].n_frames == self.n_frames
+        )
+        restore_generator(state.generator, self.store[lagging].attrs["rng_state"])
+        positions, momenta = state.positions.clone(), state.momenta.clone()
+        target = state.target_energy.clone()
+        for s, (traj_id, part) in enumerate(zip(self.ids, self._slices, strict=True)):
+            reader = self.store[traj_id]
+            frame = reader.read(index, index + 1, ("positions", "momenta"))
+            positions[part] = torch.as_tensor(frame["positions"][0], device=state.device)
+            momenta[part] = torch.as_tensor(frame["momenta"][0], device=state.device)
+            target[s] = float(reader.group["target_energy"][index])
+        return state.replace(positions=positions, momenta=momenta, target_energy=target)
+
+    def append(self, state: MDState, stats: StrideStats, time_fs: float) -> None:
+        """Append the current frame of every system with the statistics of its last stride."""
+        cpu = {
+            "positions": state.positions.cpu().numpy(),
+            "momenta": state.momenta.cpu().numpy(),
+            "cell": state.cell.cpu().numpy(),
+            "energy": stats.potential_energy.cpu().numpy(),
+            "scale": stats.scale.cpu().numpy(),
+            "fallback": stats.fallback.cpu().numpy().astype(np.float64),
+            "target": state.target_energy.cpu().numpy(),
+        }
+        commit = {"rng_state": encode_generator(state.generator)}
+        for s, (writer, part) in enumerate(zip(self.writers, self._slices, strict=True)):
+            self._buffers[s].append(
+                np.array([cpu["scale"][s], cpu["fallback"][s], cpu["target"][s]])
+            )
+            if (writer.n_frames + 1) % writer.chunk == 0:
+                self._flush_stats(s)
+            frame = {
+                "positions": cpu["positions"][part],
+                "momenta": cpu["momenta"][part],
+                "cell": cpu["cell"][s],
+                "energy": cpu["energy"][s],
+                "time_fs": time_fs,
+            }
+            writer.append(frame, commit_attrs=commit)
+        self.n_frames += 1
+
+    def _flush_stats(self, s: int) -> None:
+        rows = self._buffers[s]
+        if not rows:
+            return
+        block = np.stack(rows)
+        start = self._stats_written[s]
+        stop = start + len(rows)
+        self._stats_written[s] = stop
+        for k, name in enumerate(STAT_ARRAYS):
+            array = self._stats[s][name]
+            if array.shape[0] < stop:
+                array.resize((max(stop, 2 * array.shape[0]),))
+            array[start:stop] = block[:, k]
+        rows.clear()
+
+    def close(self, complete: bool, attrs: Mapping[str, Any] | None = None) -> None:
+        """Flush everything; with ``complete`` trim the arrays and mark trajectories complete."""
+        for s, writer in enumerate(self.writers):  # all frames first, then the status
+            self._flush_stats(s)
+            writer.flush()
+        for s, writer in enumerate(self.writers):
+            if complete:
+                for array in self._stats[s].values():
+                    array.resize((writer.n_frames,))
+            writer.close(complete=complete, attrs=attrs)

@@ -1,0 +1,93 @@
+"""Run a batched state for many strides, optionally writing frames to a trajectory store.
+
+:func:`rollout` is the loop used by the ``flashmd md`` command, the benchmark and notebooks: the
+state stays on its device, and only frames that are written go to NumPy.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from flashmd.md.output import RolloutWriter
+from flashmd.md.state import MDState
+from flashmd.md.stepper import Stepper, StrideStats
+
+
+@dataclass(frozen=True)
+class RolloutReport:
+    """What a call of :func:`rollout` did.
+
+    Attributes:
+        strides: strides taken now; fallbacks: system-strides that fell back to velocity Verlet;
+        rebuilds: neighbour-list builds; frames: frames written now; wall_time_s: seconds.
+    """
+
+    strides: int
+    fallbacks: int
+    rebuilds: int
+    frames: int
+    wall_time_s: float
+
+
+def initial_stats(stepper: Stepper, state: MDState) -> StrideStats:
+    """Statistics recorded with frame 0: scale 1, no fallback, ``V`` of the initial state."""
+    ones = torch.ones_like(state.target_energy)
+    return StrideStats(
+        ones, torch.zeros_like(ones, dtype=torch.bool), stepper.potential_energy(state)
+    )
+
+
+def rollout(
+    stepper: Stepper,
+    state: MDState,
+    n_frames: int,
+    every: int = 1,
+    writer: RolloutWriter | None = None,
+    on_frame: Callable[[int], None] = lambda n: None,
+) -> tuple[MDState, RolloutReport]:
+    """Advance ``state`` until ``n_frames`` frames (frame 0 = the initial state) exist.
+
+    Args:
+        stepper: how to take one stride.
+        state: the initial state (ignored in favour of the stored one when ``writer`` resumes).
+        n_frames: frames in total, every ``every`` strides, including frame 0.
+        every: strides between frames.
+        writer: where frames go (None: nowhere; frames are then only counted).
+        on_frame: called with 1 after each frame (progress bars).
+
+    Returns:
+        The final state and a report.
+    """
+    if n_frames < 1 or every < 1:
+        raise ValueError(f"need n_frames >= 1 and every >= 1, got {n_frames}, {every}")
+    started = time.perf_counter()
+    strides, fallbacks, rebuilds = stepper.strides, stepper.fallbacks, stepper.rebuilds
+    done = 0 if writer is None else writer.n_frames
+    if writer is not None:
+        state = writer.resume_state(state)
+    state = stepper.prepare(state)
+    written = 0
+    if done == 0:
+        if writer is not None:
+            writer.append(state, initial_stats(stepper, state), 0.0)
+        written, done = 1, 1
+        on_frame(1)
+    for frame in range(done, n_frames):
+        for _ in range(every):
+            state, stats = stepper.step(state)
+        if writer is not None:
+            writer.append(state, stats, frame * every * stepper.stride_fs)
+        written += 1
+        on_frame(1)
+    report = RolloutReport(
+        strides=stepper.strides - strides,
+        fallbacks=stepper.fallbacks - fallbacks,
+        rebuilds=stepper.rebuilds - rebuilds,
+        frames=written,
+        wall_time_s=time.perf_counter() - started,
+    )
+    return state, report
