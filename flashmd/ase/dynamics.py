@@ -1,0 +1,220 @@
+"""Drop-in ASE dynamics running a long-stride model: ``FlashMD`` (NVE), ``FlashMDLangevin``,
+``FlashMDBussi``.
+
+They subclass ``ase.md.md.MolecularDynamics`` and work with ``attach``, ``MDLogger``,
+``ase.io.Trajectory``, ``run`` and ``irun``, and ``FixAtoms``. One ``step`` is one stride of the
+batched engine (:class:`~flashmd.md.stepper.Stepper`) on a one-system state that lives on the
+model's device; the atoms are updated after every stride and re-read only if changed from outside.
+They never ask a calculator for forces: the potential energy computed by the energy filter is
+cached in the attached :class:`~flashmd.ase.calculator.EnergyCalculator` for loggers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import ase
+import numpy as np
+import torch
+from ase.md.md import MolecularDynamics
+
+from flashmd.ase.calculator import EnergyCalculator
+from flashmd.ase.checks import check_constraints, check_momenta, warn_close_contacts
+from flashmd.md.filters import FilterConfig
+from flashmd.md.propagators import (
+    CalculatorPotential,
+    ModelPotential,
+    ModelPropagator,
+    Potential,
+    Propagator,
+)
+from flashmd.md.state import MDState, state_from_atoms
+from flashmd.md.stepper import Stepper, StrideStats
+from flashmd.md.thermostats import Bussi, Langevin, Thermostat
+from flashmd.models.model import FlashMDModel
+from flashmd.units import FS
+
+Model = FlashMDModel | Propagator
+
+
+def _components(model: Model, atoms: ase.Atoms) -> tuple[Propagator, Potential | None]:
+    """The propagator of ``model`` and the potential for the filter: the model's energy model,
+    the model itself when it is also a potential (the harmonic crystal), else ``atoms.calc``."""
+    if isinstance(model, FlashMDModel):
+        propagator: Propagator = ModelPropagator(model)
+        if model.energy_model is not None:
+            if atoms.calc is None:
+                atoms.calc = EnergyCalculator(model)
+            return propagator, ModelPotential(model)
+    elif isinstance(model, Propagator):
+        propagator = model
+        if isinstance(model, Potential):
+            return propagator, model
+    else:
+        raise TypeError(f"model must be a FlashMDModel or a Propagator, got {type(model).__name__}")
+    return propagator, None if atoms.calc is None else CalculatorPotential(atoms.calc)
+
+
+def _device(model: Model) -> torch.device:
+    return model.device if isinstance(model, FlashMDModel) else torch.device("cpu")
+
+
+class FlashMD(MolecularDynamics):
+    """Long-stride NVE dynamics with the energy filter (and momentum constraints) on.
+
+    Args:
+        atoms: the system; momenta must be set.
+        timestep: the stride in ASE time units; must be one of the model's strides.
+        model: a :class:`FlashMDModel`, or any propagator (e.g. ``HarmonicCrystal``).
+        energy_filter: rescale momenta to conserve the total energy. Needs a potential: the
+            model's energy model, a propagator that is also a potential, or ``atoms.calc``.
+        tolerance: largest accepted deviation of the rescaling factor from 1 before the stride
+            falls back to velocity Verlet.
+        fallback_timestep_fs: timestep of that fallback, fs.
+        skin: neighbour-list skin, Å.
+        min_distance: warn when atoms are closer than this (Å); default a fraction of the sum
+            of covalent radii (see :mod:`flashmd.ase.checks`).
+        seed: seed of the thermostat noise (None: fresh entropy).
+        trajectory, logfile, loginterval, **kwargs: as for ``MolecularDynamics``.
+
+    Raises:
+        ValueError: no momenta, a timestep not among the model's strides, species the model does
+            not know, masses it was not trained with, an unsupported constraint, or an energy
+            filter without any potential.
+    """
+
+    thermostat: Thermostat | None = None
+
+    def __init__(
+        self,
+        atoms: ase.Atoms,
+        timestep: float,
+        model: Model,
+        *,
+        energy_filter: bool = True,
+        tolerance: float = 0.05,
+        fallback_timestep_fs: float = 1.0,
+        skin: float = 1.0,
+        min_distance: float | None = None,
+        seed: int | None = None,
+        trajectory: str | None = None,
+        logfile: Any = None,
+        loginterval: int = 1,
+        **kwargs: Any,
+    ) -> None:
+        check_momenta(atoms)
+        check_constraints(atoms)
+        propagator, potential = _components(model, atoms)
+        if energy_filter and potential is None:
+            raise ValueError(
+                "the energy filter needs V(q): use a model with an energy model, attach a "
+                "calculator to the atoms, or pass energy_filter=False"
+            )
+        self.stepper = Stepper(
+            propagator,
+            timestep / FS,
+            potential=potential,
+            thermostat=self.thermostat,
+            filters=FilterConfig(energy_filter, tolerance, fallback_timestep_fs),
+            skin=skin,
+        )
+        self._device = _device(model)
+        self._seed = int(np.random.SeedSequence().entropy if seed is None else seed) % 2**63
+        self._state = self._read(atoms)
+        warn_close_contacts(atoms, min_distance)
+        #: Statistics of the last stride (scale, fallback, potential energy), or None.
+        self.last_stats: StrideStats | None = None
+        super().__init__(atoms, timestep, trajectory, logfile, loginterval, **kwargs)
+
+    def _read(self, atoms: ase.Atoms, generator: torch.Generator | None = None) -> MDState:
+        """A prepared state from ``atoms`` (target energy ``K + V`` now); raises clear errors."""
+        state = state_from_atoms(atoms, device=self._device, seed=self._seed)
+        if generator is not None:
+            state = state.replace(generator=generator)
+        try:
+            state = self.stepper.prepare(state)
+        except ValueError as error:
+            raise ValueError(f"{error} (timestep = {self.stepper.stride_fs:g} fs)") from None
+        self._written = (atoms.positions.copy(), atoms.get_momenta().copy())
+        return state
+
+    def _current(self) -> MDState:
+        """The state, re-read from the atoms if something changed them since the last stride."""
+        positions, momenta = self._written
+        atoms = self.atoms
+        if np.array_equal(atoms.positions, positions) and np.array_equal(
+            atoms.get_momenta(), momenta
+        ):
+            return self._state
+        return self._read(atoms, self._state.generator)
+
+    def step(self) -> None:
+        """Advance the atoms by one stride."""
+        state, stats = self.stepper.step(self._current())
+        self._state, self.last_stats = state, stats
+        positions = state.positions.cpu().numpy()
+        momenta = state.momenta.cpu().numpy()
+        self.atoms.set_positions(positions, apply_constraint=False)
+        self.atoms.set_momenta(momenta, apply_constraint=False)
+        self._written = (self.atoms.positions.copy(), self.atoms.get_momenta().copy())
+        if isinstance(self.atoms.calc, EnergyCalculator):
+            self.atoms.calc.store_energy(self.atoms, float(stats.potential_energy[0]))
+
+    def _refresh_properties(self) -> None:
+        """Nothing to refresh: ``step`` caches the energy; forces are never requested."""
+
+    @property
+    def fallbacks(self) -> int:
+        """Strides that fell back to velocity Verlet so far."""
+        return self.stepper.fallbacks
+
+    def todict(self) -> dict[str, Any]:
+        return {**super().todict(), "energy_filter": self.stepper.filters.energy}
+
+
+class FlashMDLangevin(FlashMD):
+    """Long-stride Langevin dynamics: exact Ornstein-Uhlenbeck half-strides around the map.
+
+    Args:
+        atoms, timestep, model: as for :class:`FlashMD`.
+        temperature_K: target temperature in K.
+        friction: friction in 1/(ASE time), as for ``ase.md.langevin.Langevin``.
+        **kwargs: as for :class:`FlashMD`.
+    """
+
+    def __init__(
+        self,
+        atoms: ase.Atoms,
+        timestep: float,
+        *,
+        temperature_K: float,
+        friction: float,
+        model: Model,
+        **kwargs: Any,
+    ) -> None:
+        self.thermostat = Langevin(temperature_K, friction)
+        super().__init__(atoms, timestep, model, **kwargs)
+
+
+class FlashMDBussi(FlashMD):
+    """Long-stride dynamics with Bussi stochastic velocity rescaling half-strides.
+
+    Args:
+        atoms, timestep, model: as for :class:`FlashMD`.
+        temperature_K: target temperature in K.
+        taut: time constant in ASE time units, as for ``ase.md.bussi.Bussi``.
+        **kwargs: as for :class:`FlashMD`.
+    """
+
+    def __init__(
+        self,
+        atoms: ase.Atoms,
+        timestep: float,
+        *,
+        temperature_K: float,
+        taut: float,
+        model: Model,
+        **kwargs: Any,
+    ) -> None:
+        self.thermostat = Bussi(temperature_K, taut)
+        super().__init__(atoms, timestep, model, **kwargs)
