@@ -1,4 +1,4 @@
-"""The ``flashmd`` command line: ``generate``, ``inspect`` and ``bench``.
+"""The ``flashmd`` command line: ``generate``, ``inspect``, ``train``, ``md`` and ``bench``.
 
 Every command turns the library's own errors (bad recipe, foreign store, ...) into one clear line
 on stderr and a non-zero exit status, never a traceback.
@@ -80,10 +80,44 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_md(args: argparse.Namespace) -> int:
+    from flashmd.data.generate import parse_shard
+    from flashmd.md.batch import MDSettings, run_md
+
+    settings = MDSettings(
+        model=args.model,
+        structures=tuple(args.structures),
+        recipe=args.recipe,
+        ensemble=args.ensemble,
+        temperature_K=args.temperature_K,
+        stride_fs=args.stride_fs,
+        strides=args.strides,
+        every=args.every,
+        replicas=args.replicas,
+        seed=args.seed,
+        friction_per_fs=args.friction_per_fs,
+        taut_fs=args.taut_fs,
+        energy_filter=not args.no_filter,
+    )
+    report = run_md(
+        settings, args.output, parse_shard(args.shard), args.device, progress=not args.quiet
+    )
+    print(
+        f"md: {report.frames} frames of {report.strides} strides written to {args.output} in "
+        f"{report.wall_time_s:.1f} s; {report.fallbacks} fallbacks, "
+        f"{report.rebuilds} neighbour-list builds"
+    )
+    return 0
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     from flashmd.data.bench import bench_storage, bench_workers
 
-    if args.what == "train-memory":
+    if args.what == "rollout":
+        from flashmd.md.bench import bench_rollout
+
+        print(bench_rollout(replicas=args.replicas, strides=args.strides))
+    elif args.what == "train-memory":
         from flashmd.train.bench import bench_train_memory
 
         print(bench_train_memory(factor=args.factor, steps=args.steps))
@@ -139,12 +173,34 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--val-pairs", type=int, help="with --validate-only: pairs per stride")
     train.set_defaults(func=_cmd_train)
 
+    md = commands.add_parser("md", help="batched rollouts of a model into a store (resumable)")
+    md.add_argument("structures", nargs="*", help="structure files (first frame of each)")
+    md.add_argument("--recipe", help="use a generation recipe's systems instead of files")
+    md.add_argument("--model", required=True, help="checkpoint path or shipped model name")
+    md.add_argument("-o", "--output", required=True, help="store path or fsspec URL (.zarr)")
+    md.add_argument("--ensemble", choices=["nve", "langevin", "bussi"], default="nve")
+    md.add_argument("--temperature-K", type=float, default=300.0, help="initial and bath K")
+    md.add_argument("--stride-fs", type=float, required=True, help="one of the model's strides")
+    md.add_argument("--strides", type=int, required=True, help="strides per trajectory")
+    md.add_argument("--every", type=int, default=1, help="strides between stored frames")
+    md.add_argument("--replicas", type=int, default=1, help="replicas of every system")
+    md.add_argument("--seed", type=int, default=0)
+    md.add_argument("--friction-per-fs", type=float, default=0.01, help="Langevin friction")
+    md.add_argument("--taut-fs", type=float, default=100.0, help="Bussi time constant")
+    md.add_argument("--no-filter", action="store_true", help="switch the energy filter off")
+    md.add_argument(
+        "--shard", default="0/1", help="I/N: run only trajectories with index %% N == I"
+    )
+    md.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    md.add_argument("--quiet", action="store_true", help="no progress bar")
+    md.set_defaults(func=_cmd_md)
+
     ins = commands.add_parser("inspect", help="table of a store's trajectories, size, compression")
     ins.add_argument("store")
     ins.set_defaults(func=_cmd_inspect)
 
     bench = commands.add_parser("bench", help="benchmarks that print a table")
-    bench.add_argument("what", choices=["storage", "workers", "train-memory"])
+    bench.add_argument("what", choices=["storage", "workers", "train-memory", "rollout"])
     bench.add_argument(
         "--cells", type=int, default=3, help="fcc cubic cells per side (3: 108 atoms)"
     )
@@ -160,6 +216,14 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--trajectories", type=int, default=8)
     bench.add_argument("--factor", type=int, default=20, help="train-memory: store size ratio")
     bench.add_argument("--steps", type=int, default=40, help="train-memory: training steps")
+    bench.add_argument(
+        "--replicas",
+        type=int,
+        nargs="+",
+        default=[1, 2, 4, 8, 16, 32, 64],
+        help="rollout: replica counts",
+    )
+    bench.add_argument("--strides", type=int, default=5, help="rollout: timed strides")
     bench.set_defaults(func=_cmd_bench)
     return parser
 

@@ -1,0 +1,176 @@
+"""Batch trajectory generation with a model (``flashmd md``): many systems and replicas advance
+together in one batched graph and are written to a store in the reference schema.
+
+Trajectory ``k`` is (system ``k // replicas``, replica ``k % replicas``) with id
+``{k:05d}_{formula}_r{replica}``; ``shard=(i, n)`` keeps the trajectories with ``k % n == i``.
+Initial momenta are Maxwell-Boltzmann at ``temperature_K`` from ``SeedSequence(seed,
+spawn_key=(k,))`` without centre-of-mass motion (and rotation, for open systems). The thermostat
+noise of the batch comes from one generator seeded by ``seed`` and the shard, so a run is fixed
+by its settings and shard. Re-running the same command skips complete trajectories and resumes
+partial ones from their last committed frame; other settings on the same store are refused.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import ase
+import ase.io
+import numpy as np
+from ase.md.velocitydistribution import Stationary, ZeroRotation, thermalize_momenta
+from tqdm.auto import tqdm
+
+from flashmd import __version__
+from flashmd.data.recipes import load_recipe
+from flashmd.data.store import TrajectoryStore
+from flashmd.data.systems import build_system
+from flashmd.md.filters import FilterConfig
+from flashmd.md.output import RolloutWriter
+from flashmd.md.propagators import ModelPotential, ModelPropagator
+from flashmd.md.rollout import RolloutReport, rollout
+from flashmd.md.state import state_from_atoms
+from flashmd.md.stepper import Stepper
+from flashmd.md.thermostats import Bussi, Langevin, Thermostat
+from flashmd.models.io import load_model
+from flashmd.units import FS
+
+
+@dataclass(frozen=True)
+class MDSettings:
+    """Everything that fixes a batch of rollouts (stored as the store's recipe).
+
+    Times in fs, temperatures in K; ``friction_per_fs`` is the Langevin friction in 1/fs.
+    """
+
+    model: str
+    structures: tuple[str, ...] = ()
+    recipe: str | None = None
+    ensemble: str = "nve"
+    temperature_K: float = 300.0
+    stride_fs: float = 32.0
+    strides: int = 100
+    every: int = 1
+    replicas: int = 1
+    seed: int = 0
+    friction_per_fs: float = 0.01
+    taut_fs: float = 100.0
+    energy_filter: bool = True
+
+    def __post_init__(self) -> None:
+        if self.ensemble not in ("nve", "langevin", "bussi"):
+            raise ValueError(f"ensemble must be nve, langevin or bussi, got {self.ensemble!r}")
+        if bool(self.structures) == (self.recipe is not None):
+            raise ValueError("give structure files or a recipe (exactly one of them)")
+        if self.strides < 1 or self.every < 1 or self.replicas < 1:
+            raise ValueError("strides, every and replicas must be at least 1")
+        if self.strides % self.every:
+            raise ValueError(f"strides ({self.strides}) must be a multiple of every ({self.every})")
+
+    @property
+    def n_frames(self) -> int:
+        return self.strides // self.every + 1
+
+
+def load_systems(settings: MDSettings) -> list[ase.Atoms]:
+    """The input systems: every structure file (first frame), or a recipe's built systems."""
+    if settings.recipe is None:
+        systems = []
+        for path in settings.structures:
+            try:
+                systems.append(ase.io.read(path, index=0))
+            except FileNotFoundError:
+                raise ValueError(f"structure file {path} does not exist") from None
+        return systems
+    recipe = load_recipe(settings.recipe)
+    rng = np.random.default_rng(np.random.SeedSequence(settings.seed))
+    return [build_system(spec, rng, f"systems.{k}") for k, spec in enumerate(recipe.systems)]
+
+
+def _thermostat(settings: MDSettings) -> Thermostat | None:
+    if settings.ensemble == "langevin":
+        return Langevin(settings.temperature_K, settings.friction_per_fs / FS)
+    if settings.ensemble == "bussi":
+        return Bussi(settings.temperature_K, settings.taut_fs * FS)
+    return None
+
+
+def _initial(atoms: ase.Atoms, settings: MDSettings, index: int) -> ase.Atoms:
+    atoms = atoms.copy()
+    atoms.calc = None
+    rng = np.random.default_rng(np.random.SeedSequence(settings.seed, spawn_key=(index,)))
+    thermalize_momenta(atoms, temperature_K=settings.temperature_K, rng=rng)
+    Stationary(atoms)
+    if not atoms.pbc.any():
+        ZeroRotation(atoms)
+    return atoms
+
+
+def run_md(
+    settings: MDSettings,
+    location: str,
+    shard: tuple[int, int] = (0, 1),
+    device: str = "auto",
+    progress: bool = True,
+) -> RolloutReport:
+    """Run (or resume) the shard's trajectories in one batch into the store at ``location``."""
+    model = load_model(settings.model, device=device)
+    systems = load_systems(settings)
+    chosen = [
+        (k, s, r)
+        for s in range(len(systems))
+        for r in range(settings.replicas)
+        for k in [s * settings.replicas + r]
+        if k % shard[1] == shard[0]
+    ]
+    if not chosen:
+        return RolloutReport(0, 0, 0, 0, 0.0)
+    atoms = [_initial(systems[s], settings, k) for k, s, _ in chosen]
+    seed = settings.seed * 1_000_003 + shard[0] * 1_009 + shard[1]
+    state = state_from_atoms(atoms, device=model.device, seed=seed)
+    potential = ModelPotential(model) if model.energy_model is not None else None
+    stepper = Stepper(
+        ModelPropagator(model),
+        settings.stride_fs,
+        potential=potential,
+        thermostat=_thermostat(settings),
+        filters=FilterConfig(energy=settings.energy_filter and potential is not None),
+    )
+    stepper.prepare(state)  # bad species, stride or masses stop here, before any write
+    store = TrajectoryStore.create(location, {"name": "flashmd-md", **asdict(settings)})
+    ids = [f"{k:05d}_{systems[s].get_chemical_formula('metal')}_r{r}" for k, s, r in chosen]
+    if all(i in store and store[i].status == "complete" for i in ids):
+        return RolloutReport(0, 0, 0, 0, 0.0)
+    attrs = [
+        {
+            "calculator": {"name": "flashmd", "model": settings.model, "version": __version__},
+            "ensemble": settings.ensemble,
+            "temperature_K": settings.temperature_K,
+            "timestep_fs": settings.stride_fs,
+            "sample_interval_fs": settings.stride_fs * settings.every,
+            "seed": {"seed": settings.seed, "spawn_key": [k]},
+            "system": {"index": s, "formula": systems[s].get_chemical_formula("metal")},
+            "pbc": [bool(p) for p in systems[s].pbc],
+            "replica": r,
+        }
+        for k, s, r in chosen
+    ]
+    writer = RolloutWriter(store, ids, attrs, state, capacity=settings.n_frames)
+    bar = tqdm(
+        total=settings.n_frames,
+        initial=writer.n_frames,
+        unit="frame",
+        desc=f"md {len(ids)} trajectories",
+        disable=not progress,
+    )
+    complete = False
+    try:
+        _, report = rollout(
+            stepper, state, settings.n_frames, settings.every, writer, on_frame=bar.update
+        )
+        complete = True
+    finally:
+        bar.close()
+        writer.close(
+            complete=complete, attrs={"fallbacks": stepper.fallbacks} if complete else None
+        )
+    return report

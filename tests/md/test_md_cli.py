@@ -1,0 +1,83 @@
+"""``flashmd md`` end to end on a tiny model: store schema, replicas, shards, resume, bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import ase.io
+import numpy as np
+import pytest
+from md_testkit import crystal, tiny_model
+
+from flashmd.cli import main
+from flashmd.data.store import TrajectoryStore
+from flashmd.md.output import STAT_ARRAYS
+from flashmd.models.io import save_checkpoint
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def inputs(tmp_path):
+    model = save_checkpoint(tiny_model(), tmp_path / "tiny.pt")
+    structure = tmp_path / "al.xyz"
+    ase.io.write(structure, crystal((2, 2, 1)))
+    return str(model), str(structure)
+
+
+def run(*args: str) -> int:
+    return main(["md", *args, "--quiet", "--device", "cpu"])
+
+
+def test_md_writes_replicas_and_resumes(inputs, tmp_path, capsys):
+    model, structure = inputs
+    out = str(tmp_path / "run.zarr")
+    common = [structure, "--model", model, "--stride-fs", "16", "--strides", "6", "--every", "2"]
+    assert run(*common, "--replicas", "2", "--ensemble", "langevin", "-o", out) == 0
+    store = TrajectoryStore.open(out)
+    assert len(store) == 2
+    for traj_id in store:
+        reader = store[traj_id]
+        assert reader.status == "complete" and reader.n_frames == 4
+        np.testing.assert_allclose(reader.read()["time_fs"], [0, 32, 64, 96])
+        for name in STAT_ARRAYS:
+            assert np.isfinite(reader.group[name][:]).all()
+    first = store[store.ids()[0]].read()["positions"]
+    assert run(*common, "--replicas", "2", "--ensemble", "langevin", "-o", out) == 0
+    assert "0 frames" in capsys.readouterr().out.splitlines()[-1]
+    np.testing.assert_array_equal(store[store.ids()[0]].read()["positions"], first)
+
+
+def test_shards_of_nve_equal_one_batch(inputs, tmp_path):
+    model, structure = inputs
+    common = [structure, "--model", model, "--stride-fs", "16", "--strides", "3", "--replicas", "3"]
+    assert run(*common, "-o", str(tmp_path / "all.zarr")) == 0
+    for shard in ("0/2", "1/2"):
+        assert run(*common, "-o", str(tmp_path / "sharded.zarr"), "--shard", shard) == 0
+    whole = TrajectoryStore.open(tmp_path / "all.zarr")
+    sharded = TrajectoryStore.open(tmp_path / "sharded.zarr")
+    assert whole.ids() == sharded.ids()
+    for traj_id in whole:
+        a, b = whole[traj_id].read()["positions"], sharded[traj_id].read()["positions"]
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-9)
+
+
+def test_md_from_a_recipe(inputs, tmp_path):
+    model, _ = inputs
+    out = tmp_path / "recipe.zarr"
+    recipe = str(REPO / "data" / "al-emt-tiny.yaml")
+    args = ["--recipe", recipe, "--model", model, "--stride-fs", "32", "--strides", "2"]
+    assert run(*args, "--ensemble", "bussi", "-o", str(out)) == 0
+    assert len(TrajectoryStore.open(out)) == 2  # the recipe has two systems
+
+
+def test_bad_input_is_refused_before_writing(inputs, tmp_path, capsys):
+    model, structure = inputs
+    out = tmp_path / "bad.zarr"
+    assert (
+        run(structure, "--model", model, "--stride-fs", "20", "--strides", "2", "-o", str(out)) == 2
+    )
+    assert "20 fs is not supported" in capsys.readouterr().err
+    assert not out.exists()
+    assert run("--model", model, "--stride-fs", "16", "--strides", "2", "-o", str(out)) == 2
+    assert "structure files or a recipe" in capsys.readouterr().err
