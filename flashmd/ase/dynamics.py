@@ -6,7 +6,9 @@ They subclass ``ase.md.md.MolecularDynamics`` and work with ``attach``, ``MDLogg
 batched engine (:class:`~flashmd.md.stepper.Stepper`) on a one-system state that lives on the
 model's device; the atoms are updated after every stride and re-read only if changed from outside.
 They never ask a calculator for forces: the potential energy computed by the energy filter is
-cached in the attached :class:`~flashmd.ase.calculator.EnergyCalculator` for loggers.
+cached in the attached :class:`~flashmd.ase.calculator.EnergyCalculator` for loggers. (The rare
+velocity-Verlet fallback of the filter needs forces: those of the model's energy model, by
+autograd; only when ``V`` comes from ``atoms.calc`` itself does a fallback ask it for forces.)
 """
 
 from __future__ import annotations
@@ -72,8 +74,9 @@ class FlashMD(MolecularDynamics):
             falls back to velocity Verlet.
         fallback_timestep_fs: timestep of that fallback, fs.
         skin: neighbour-list skin, Å.
-        min_distance: warn when atoms are closer than this (Å); default a fraction of the sum
-            of covalent radii (see :mod:`flashmd.ase.checks`).
+        min_distance: warn when atoms are closer than this (Å), the closest contact of the
+            model's training data; checkpoints do not record it yet, so the default is a
+            fraction of the sum of covalent radii (see :mod:`flashmd.ase.checks`).
         seed: seed of the thermostat noise (None: fresh entropy).
         trajectory, logfile, loginterval, **kwargs: as for ``MolecularDynamics``.
 

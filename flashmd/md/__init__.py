@@ -1,1 +1,47 @@
-"""flashmd.md"""
+"""flashmd.md: the rollout engine.
+
+One concept per module: :mod:`.state` (the batched state), :mod:`.rigid` (centre-of-mass and
+rotational momenta), :mod:`.neighbors` (neighbour lists with a skin), :mod:`.propagators` (the
+interfaces the stepper calls and adapters for models and ASE calculators), :mod:`.harmonic` (an
+exact analytic propagator), :mod:`.filters` (momentum constraints and energy rescaling),
+:mod:`.fallback` (velocity Verlet when the filter cannot repair a stride), :mod:`.thermostats`,
+:mod:`.stepper` (one stride), :mod:`.rollout` and :mod:`.output` (many strides, into a store),
+:mod:`.batch` (``flashmd md``) and :mod:`.bench` (``flashmd bench rollout``).
+"""
+
+from __future__ import annotations
+
+from flashmd.md.filters import FilterConfig
+from flashmd.md.harmonic import HarmonicCrystal
+from flashmd.md.neighbors import NeighborCache
+from flashmd.md.propagators import (
+    CalculatorPotential,
+    ModelPotential,
+    ModelPropagator,
+    Potential,
+    Propagator,
+)
+from flashmd.md.rollout import RolloutReport, rollout
+from flashmd.md.state import MDState, state_from_atoms, state_to_atoms
+from flashmd.md.stepper import Stepper, StrideStats
+from flashmd.md.thermostats import Bussi, Langevin
+
+__all__ = [
+    "Bussi",
+    "CalculatorPotential",
+    "FilterConfig",
+    "HarmonicCrystal",
+    "Langevin",
+    "MDState",
+    "ModelPotential",
+    "ModelPropagator",
+    "NeighborCache",
+    "Potential",
+    "Propagator",
+    "RolloutReport",
+    "Stepper",
+    "StrideStats",
+    "rollout",
+    "state_from_atoms",
+    "state_to_atoms",
+]
