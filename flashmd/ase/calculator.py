@@ -22,7 +22,7 @@ class EnergyCalculator(Calculator):
         ValueError: the model has no energy model.
     """
 
-    implemented_properties = ("energy", "free_energy", "forces", "stress")
+    implemented_properties = ["energy", "free_energy", "forces", "stress"]  # noqa: RUF012
 
     def __init__(self, model: FlashMDModel, **kwargs: Any) -> None:
         if model.energy_model is None:

@@ -122,7 +122,7 @@ class FlashMD(MolecularDynamics):
             skin=skin,
         )
         self._device = _device(model)
-        self._seed = int(np.random.SeedSequence().entropy if seed is None else seed) % 2**63
+        self._seed = int(np.random.default_rng().integers(2**62)) if seed is None else int(seed)
         self._state = self._read(atoms)
         warn_close_contacts(atoms, min_distance)
         #: Statistics of the last stride (scale, fallback, potential energy), or None.

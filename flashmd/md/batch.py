@@ -77,9 +77,11 @@ def load_systems(settings: MDSettings) -> list[ase.Atoms]:
         systems = []
         for path in settings.structures:
             try:
-                systems.append(ase.io.read(path, index=0))
+                atoms = ase.io.read(path, index=0)
             except FileNotFoundError:
                 raise ValueError(f"structure file {path} does not exist") from None
+            assert isinstance(atoms, ase.Atoms)  # a single index reads one frame
+            systems.append(atoms)
         return systems
     recipe = load_recipe(settings.recipe)
     rng = np.random.default_rng(np.random.SeedSequence(settings.seed))

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import zarr
 
 from flashmd.data.store import COMPRESSOR, TrajectoryStore, TrajectoryWriter
 from flashmd.md.state import MDState
@@ -82,22 +83,24 @@ class RolloutWriter:
         self._stats_written = [self.n_frames] * len(self.writers)
 
     @staticmethod
-    def _stat_arrays(writer: TrajectoryWriter, capacity: int) -> dict:
-        group = writer.group
-        return {
-            name: group[name]
-            if name in group
-            else group.create_array(
-                name,
-                shape=(capacity,),
-                chunks=(writer.chunk,),
-                dtype="float64",
-                compressors=COMPRESSOR,
-                fill_value=np.nan,
-                dimension_names=("frame",),
+    def _stat_arrays(writer: TrajectoryWriter, capacity: int) -> dict[str, zarr.Array]:
+        arrays = {}
+        for name in STAT_ARRAYS:
+            existing = writer.group.get(name)
+            arrays[name] = (
+                existing
+                if isinstance(existing, zarr.Array)
+                else writer.group.create_array(
+                    name,
+                    shape=(capacity,),
+                    chunks=(writer.chunk,),
+                    dtype="float64",
+                    compressors=COMPRESSOR,
+                    fill_value=np.nan,
+                    dimension_names=("frame",),
+                )
             )
-            for name in STAT_ARRAYS
-        }
+        return arrays
 
     def resume_state(self, state: MDState) -> MDState:
         """``state`` set to the last committed frame (positions, momenta, target, noise)."""
@@ -117,7 +120,7 @@ class RolloutWriter:
             frame = reader.read(index, index + 1, ("positions", "momenta"))
             positions[part] = torch.as_tensor(frame["positions"][0], device=state.device)
             momenta[part] = torch.as_tensor(frame["momenta"][0], device=state.device)
-            target[s] = float(reader.group["target_energy"][index])
+            target[s] = float(np.asarray(self._stats[s]["target_energy"][index : index + 1])[0])
         return state.replace(positions=positions, momenta=momenta, target_energy=target)
 
     def append(self, state: MDState, stats: StrideStats, time_fs: float) -> None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import ase
 import ase.constraints
@@ -65,7 +66,7 @@ class MDState:
         """(S,) bool: systems with at least one fixed atom."""
         return scatter_sum(self.fixed.to(self.masses.dtype), self.system, self.n_systems) > 0
 
-    def replace(self, **changes: torch.Tensor) -> MDState:
+    def replace(self, **changes: Any) -> MDState:
         """A new state with some fields replaced (tensors are shared, not copied)."""
         return dataclasses.replace(self, **changes)
 
