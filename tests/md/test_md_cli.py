@@ -81,3 +81,35 @@ def test_bad_input_is_refused_before_writing(inputs, tmp_path, capsys):
     assert not out.exists()
     assert run("--model", model, "--stride-fs", "16", "--strides", "2", "-o", str(out)) == 2
     assert "structure files or a recipe" in capsys.readouterr().err
+
+
+def test_interrupted_md_keeps_frames_and_resumes(inputs, tmp_path, monkeypatch, capsys):
+    import flashmd.md.batch as batch
+
+    model, structure = inputs
+    out = str(tmp_path / "interrupted.zarr")
+    args = [structure, "--model", model, "--stride-fs", "16", "--strides", "8", "-o", out]
+    assert run(*args) == 0
+    reference = TrajectoryStore.open(out)
+    expected = reference[reference.ids()[0]].read()["positions"]
+
+    out = str(tmp_path / "resumed.zarr")
+    args[-1] = out
+    original = batch.rollout
+
+    def interrupted(*a, on_frame, **k):
+        def stop(n, count=[0]):  # noqa: B006 - a counter across calls
+            count[0] += 1
+            if count[0] == 5:
+                raise KeyboardInterrupt
+            on_frame(n)
+
+        return original(*a, on_frame=stop, **k)
+
+    monkeypatch.setattr(batch, "rollout", interrupted)
+    assert run(*args) == 130
+    store = TrajectoryStore.open(out)
+    assert store[store.ids()[0]].n_frames == 5 and store[store.ids()[0]].status == "partial"
+    monkeypatch.setattr(batch, "rollout", original)
+    assert run(*args) == 0
+    np.testing.assert_array_equal(store[store.ids()[0]].read()["positions"], expected)

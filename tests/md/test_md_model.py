@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import pytest
 import torch
+from ase.calculators.emt import EMT
 from md_testkit import cluster, crystal, thermal, tiny_model
 
 from flashmd.md import rigid
 from flashmd.md.filters import FilterConfig
-from flashmd.md.propagators import ModelPotential, ModelPropagator
+from flashmd.md.propagators import CalculatorPotential, ModelPotential, ModelPropagator
 from flashmd.md.state import state_from_atoms
 from flashmd.md.stepper import Stepper
+from flashmd.models import FlashMDModel, Predictor, PredictorConfig
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["float64", "float32"])
@@ -51,3 +53,21 @@ def test_unsupported_stride_and_species_are_refused():
     stepper = Stepper(ModelPropagator(model), 16.0, potential=ModelPotential(model))
     with pytest.raises(ValueError, match="Cu"):
         stepper.prepare(state_from_atoms(copper))
+
+
+def test_ase_calculator_as_potential_with_free_flight():
+    """An untrained predictor is free flight; with EMT as V the filter and its Verlet fallback
+    (on EMT forces) keep the EMT total energy."""
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        config = PredictorConfig.preset("tiny", species=(13,), strides_fs=(16.0,), cutoff=4.0)
+        model = FlashMDModel(Predictor(config).double())
+    potential = CalculatorPotential(EMT())
+    stepper = Stepper(ModelPropagator(model), 16.0, potential=potential)
+    state = stepper.prepare(state_from_atoms(thermal(crystal(), seed=4, temperature_K=300)))
+    target = state.target_energy.clone()
+    for _ in range(10):
+        state, _ = stepper.step(state)
+    energy = state.kinetic_energy() + potential.energy(state, None)
+    assert float((energy - target).abs().max()) / 8 < 1e-8
+    assert stepper.fallbacks > 0  # free flight in a crystal: V rises beyond any rescaling
