@@ -107,11 +107,8 @@ class RolloutWriter:
         if self.n_frames == 0:
             return state
         index = self.n_frames - 1
-        lagging = next(
-            i
-            for i, w in zip(self.ids, self.writers, strict=True)
-            if self.store[i].n_frames == self.n_frames
-        )
+        # the noise state committed with frame n_frames - 1 (by a trajectory that has no more)
+        lagging = next(i for i in self.ids if self.store[i].n_frames == self.n_frames)
         restore_generator(state.generator, self.store[lagging].attrs["rng_state"])
         positions, momenta = state.positions.clone(), state.momenta.clone()
         target = state.target_energy.clone()
