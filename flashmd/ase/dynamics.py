@@ -139,7 +139,19 @@ class FlashMD(MolecularDynamics):
         except ValueError as error:
             raise ValueError(f"{error} (timestep = {self.stepper.stride_fs:g} fs)") from None
         self._written = (atoms.positions.copy(), atoms.get_momenta().copy())
+        if self._caches_energy(atoms):  # V = target - K, just computed
+            potential = state.target_energy - state.kinetic_energy()
+            atoms.calc.store_energy(atoms, float(potential[0]))
         return state
+
+    def _caches_energy(self, atoms: ase.Atoms) -> bool:
+        """Whether ``atoms.calc`` computes the very V of the filter, so its cache can be set."""
+        potential = self.stepper.potential
+        return (
+            isinstance(atoms.calc, EnergyCalculator)
+            and isinstance(potential, ModelPotential)
+            and atoms.calc.model is potential.model
+        )
 
     def _current(self) -> MDState:
         """The state, re-read from the atoms if something changed them since the last stride."""
@@ -160,7 +172,7 @@ class FlashMD(MolecularDynamics):
         self.atoms.set_positions(positions, apply_constraint=False)
         self.atoms.set_momenta(momenta, apply_constraint=False)
         self._written = (self.atoms.positions.copy(), self.atoms.get_momenta().copy())
-        if isinstance(self.atoms.calc, EnergyCalculator):
+        if self._caches_energy(self.atoms):
             self.atoms.calc.store_energy(self.atoms, float(stats.potential_energy[0]))
 
     def _refresh_properties(self) -> None:
