@@ -8,6 +8,7 @@ import os
 import socket
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.multiprocessing as mp
@@ -75,8 +76,15 @@ def read_losses(path: Path) -> list[float]:
 
 
 def test_resume_continues_the_same_loss_curve(store_path, tmp_path):
+    # float64: with several threads torch's CPU scatter sums in varying order, so float32 losses
+    # of two identical runs differ in the last bits
     straight = tiny_config(
-        store_path, tmp_path / "straight", steps=10, checkpoint_every=5, validate_every=5
+        store_path,
+        tmp_path / "straight",
+        steps=10,
+        checkpoint_every=5,
+        validate_every=5,
+        dtype="float64",
     )
     Trainer(straight, progress=False).run()
     split = straight.model_copy(update={"output": str(tmp_path / "split")})
@@ -84,7 +92,9 @@ def test_resume_continues_the_same_loss_curve(store_path, tmp_path):
     with pytest.raises(TrainingError, match="already holds a run; pass --resume"):
         Trainer(split, progress=False)
     Trainer(split, resume=True, progress=False).run()
-    assert read_losses(tmp_path / "straight") == read_losses(tmp_path / "split")
+    np.testing.assert_allclose(
+        read_losses(tmp_path / "split"), read_losses(tmp_path / "straight"), rtol=1e-9
+    )
     assert len(read_losses(tmp_path / "split")) == 10
     changed = split.model_copy(update={"lr": 0.1})
     with pytest.raises(TrainingError, match="recipe changed.*lr"):
