@@ -1,0 +1,270 @@
+"""Summary metrics of a rollout against its reference, each judged against a tolerance.
+
+Every metric has a reference value, a rollout value, their difference (in the metric's unit,
+or relative where the tolerance is relative), the tolerance and a status: ``pass``, ``fail``, or
+``skip`` when it does not apply (the note says why). Skipped metrics never fail an evaluation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+import numpy as np
+
+from flashmd.analysis.msd import DiffusionFit, diffusion_coefficient
+from flashmd.analysis.pooled import Pooled
+from flashmd.analysis.tolerances import EvaluationConfig
+
+Status = Literal["pass", "fail", "skip"]
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One row of the summary table.
+
+    ``key`` is a stable identifier; ``unit`` applies to ``reference`` and ``rollout``;
+    ``difference`` is in ``difference_unit``; ``tolerance`` is the limit as text.
+    """
+
+    key: str
+    name: str
+    unit: str
+    reference: float | None
+    rollout: float | None
+    difference: float | None
+    difference_unit: str
+    tolerance: str
+    status: Status
+    note: str = ""
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _judge(ok: bool) -> Status:
+    return "pass" if ok else "fail"
+
+
+def rdf_mean_abs_difference(reference: Pooled, rollout: Pooled) -> float | None:
+    """Largest mean |Δg(r)| over the total and the partials (None if either has no RDF)."""
+    ref, run = reference.rdf, rollout.rdf
+    if ref is None or run is None:
+        return None
+    curves = [(ref.total, run.total)] + [(ref.partial[k], run.partial[k]) for k in ref.partial]
+    return max(float(np.mean(np.abs(a - b))) for a, b in curves)
+
+
+@dataclass(frozen=True)
+class DiffusionComparison:
+    """Diffusion fits of both sides over one window, and whether the system diffuses."""
+
+    reference: DiffusionFit
+    rollout: DiffusionFit
+    diffusive: bool
+    reference_msd_A2: float
+
+
+def compare_diffusion(
+    reference: Pooled, rollout: Pooled, config: EvaluationConfig
+) -> DiffusionComparison | str:
+    """Fit both MSDs over the common window, or say (a string) why that is impossible."""
+    largest = min(float(reference.msd.lag_fs[-1]), float(rollout.msd.lag_fs[-1]))
+    start, end = (f * largest for f in config.analysis.diffusion_fit)
+    axes = tuple(int(a) for a in np.flatnonzero(reference.first.pbc)) or (0, 1, 2)
+    try:
+        fits = [diffusion_coefficient(p.msd, start, end, axes=axes) for p in (reference, rollout)]
+    except ValueError as error:
+        return f"no diffusion fit: {error}"
+    msd = reference.msd
+    at_end = int(np.argmin(np.abs(msd.lag_fs - end)))
+    msd_end = float(msd.per_axis[at_end, -1, list(axes)].sum())
+    mode = config.analysis.diffusion
+    diffusive = mode == "always" or (mode == "auto" and msd_end >= config.analysis.diffusive_msd_A2)
+    return DiffusionComparison(fits[0], fits[1], diffusive, msd_end)
+
+
+def _relative(name: str, key: str, unit: str, ref: float, run: float, tol: float) -> Metric:
+    rel = (run - ref) / ref if ref != 0 else float("inf")
+    return Metric(
+        key, name, unit, ref, run, rel, "relative", f"|rel| ≤ {tol:g}", _judge(abs(rel) <= tol)
+    )
+
+
+def compare(reference: Pooled, rollout: Pooled, config: EvaluationConfig) -> list[Metric]:
+    """Every summary metric of ``rollout`` against ``reference``."""
+    tol = config.tolerances
+    rows = [
+        _relative(
+            "mean kinetic temperature",
+            "temperature",
+            "K",
+            reference.temperature,
+            rollout.temperature,
+            tol.temperature_rel,
+        )
+    ]
+    ref_v, run_v = reference.potential_per_atom, rollout.potential_per_atom
+    dv = 1e3 * (run_v - ref_v)
+    limit = tol.potential_energy_meV_per_atom
+    rows.append(
+        Metric(
+            "potential_energy",
+            "mean potential energy",
+            "eV/atom",
+            ref_v,
+            run_v,
+            dv,
+            "meV/atom",
+            f"|Δ| ≤ {limit:g} meV/atom",
+            _judge(abs(dv) <= limit),
+        )
+    )
+    mad = rdf_mean_abs_difference(reference, rollout)
+    rows.append(
+        Metric(
+            "rdf",
+            "RDF mean |Δg(r)|",
+            "",
+            None,
+            None,
+            mad,
+            "",
+            f"≤ {tol.rdf_mean_abs:g}",
+            "skip" if mad is None else _judge(mad <= tol.rdf_mean_abs),
+            "no periodic volume" if mad is None else "largest over the total and the partials",
+        )
+    )
+    rows.append(_diffusion_row(reference, rollout, config))
+    rows.append(_equipartition_row(reference, rollout, config))
+    rows.append(_drift_row(reference, rollout, config))
+    rows.append(_overlap_row(reference, rollout, config))
+    rows.append(
+        Metric(
+            "nan_count",
+            "non-finite values",
+            "count",
+            reference.nan_count,
+            rollout.nan_count,
+            rollout.nan_count - reference.nan_count,
+            "count",
+            f"rollout ≤ {tol.nan_count}",
+            _judge(rollout.nan_count <= tol.nan_count),
+        )
+    )
+    rows.append(_fallback_row(rollout, config))
+    return rows
+
+
+def _diffusion_row(reference: Pooled, rollout: Pooled, config: EvaluationConfig) -> Metric:
+    tol = config.tolerances.diffusion_rel
+    found = compare_diffusion(reference, rollout, config)
+    name, unit = "diffusion coefficient", "Å²/fs"
+    if isinstance(found, str) or config.analysis.diffusion == "never":
+        note = found if isinstance(found, str) else "diffusion: never"
+        return Metric(
+            "diffusion", name, unit, None, None, None, "relative", f"|rel| ≤ {tol:g}", "skip", note
+        )
+    row = _relative(
+        name, "diffusion", unit, found.reference.D_A2_per_fs, found.rollout.D_A2_per_fs, tol
+    )
+    if found.diffusive:
+        return row
+    note = (
+        f"not diffusive: reference MSD {found.reference_msd_A2:.3g} Å² < "
+        f"{config.analysis.diffusive_msd_A2:g} Å² at {found.reference.fit_end_fs:g} fs"
+    )
+    return Metric(**{**row.as_dict(), "status": "skip", "note": note})
+
+
+def _equipartition_row(reference: Pooled, rollout: Pooled, config: EvaluationConfig) -> Metric:
+    tol = config.tolerances.equipartition_rel
+    ref, run = reference.equipartition_spread, rollout.equipartition_spread
+    several = rollout.species.size > 1
+    return Metric(
+        "equipartition",
+        "per-species temperature spread",
+        "relative",
+        ref,
+        run,
+        run - ref,
+        "relative",
+        f"rollout ≤ {tol:g}",
+        _judge(run <= tol) if several else "skip",
+        "" if several else "one species",
+    )
+
+
+def _drift_row(reference: Pooled, rollout: Pooled, config: EvaluationConfig) -> Metric:
+    tol = config.tolerances.nve_drift_eV_per_atom_per_ps
+    ref = reference.worst_drift if reference.is_nve else None
+    run = rollout.worst_drift
+    nve = rollout.is_nve
+    return Metric(
+        "nve_drift",
+        "NVE energy drift",
+        "eV/atom/ps",
+        ref,
+        run,
+        None if ref is None else run - ref,
+        "eV/atom/ps",
+        f"|rollout| ≤ {tol:g}",
+        _judge(abs(run) <= tol) if nve else "skip",
+        "worst replica" if nve else f"rollout ensemble {rollout.first.ensemble}, not NVE",
+    )
+
+
+def _overlap_row(reference: Pooled, rollout: Pooled, config: EvaluationConfig) -> Metric:
+    tol = config.tolerances.overlap_frames
+    closest = float(reference.min_distances.min())
+    name = "overlapping frames"
+    if not np.isfinite(closest):
+        return Metric(
+            "overlaps",
+            name,
+            "frames",
+            None,
+            None,
+            None,
+            "frames",
+            f"≤ {tol}",
+            "skip",
+            "the reference has no atom pairs",
+        )
+    threshold = config.analysis.overlap_fraction * closest
+    ref, run = reference.overlap_frames(threshold), rollout.overlap_frames(threshold)
+    note = (
+        f"closest pair below {threshold:.3g} Å ({config.analysis.overlap_fraction:g} × "
+        f"reference minimum {closest:.3g} Å); rollout minimum "
+        f"{float(rollout.min_distances.min()):.3g} Å"
+    )
+    return Metric(
+        "overlaps",
+        name,
+        "frames",
+        ref,
+        run,
+        run - ref,
+        "frames",
+        f"rollout ≤ {tol}",
+        _judge(run <= tol),
+        note,
+    )
+
+
+def _fallback_row(rollout: Pooled, config: EvaluationConfig) -> Metric:
+    tol = config.tolerances.fallback_fraction
+    has = rollout.has_filter
+    run = rollout.fallback_fraction if has else None
+    return Metric(
+        "fallback_fraction",
+        "filter fallback fraction",
+        "fraction",
+        None,
+        run,
+        run,
+        "fraction",
+        f"≤ {tol:g}",
+        _judge(run <= tol) if run is not None else "skip",
+        "" if has else "the rollout store has no filter statistics",
+    )

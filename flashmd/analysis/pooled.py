@@ -1,0 +1,149 @@
+"""Observables of several replicas (one side of a condition) pooled into one set.
+
+Averages over frames weight every frame equally, whichever replica it comes from. Time
+correlations (VACF, MSD) are averaged lag by lag over the lags all replicas cover, each replica
+weighted by its number of time origins at that lag (n_frames - lag), which is what one long
+average over all origins of all replicas gives.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+
+from flashmd.analysis.msd import MSDResult
+from flashmd.analysis.observables import TrajectoryObservables
+from flashmd.analysis.rdf import RDFResult
+from flashmd.analysis.vacf import VACFResult
+
+
+def _lag_average(curves: Sequence[np.ndarray], n_frames: Sequence[int]) -> np.ndarray:
+    """Lag-by-lag average of ``curves`` (n_lags_k, ...) weighted by n_frames_k - lag."""
+    n_lags = min(len(c) for c in curves)
+    lags = np.arange(n_lags)
+    weights = np.stack([np.maximum(n - lags, 0) for n in n_frames]).astype(np.float64)
+    trailing = (slice(None), slice(None), *([None] * (curves[0].ndim - 1)))
+    stacked = np.stack([c[:n_lags] for c in curves])
+    return np.sum(weights[trailing] * stacked, axis=0) / weights.sum(axis=0)[trailing[1:]]
+
+
+@dataclass(frozen=True)
+class Pooled:
+    """Replicas of one side (reference or rollout) of a condition, pooled on demand."""
+
+    trajectories: tuple[TrajectoryObservables, ...]
+
+    def __post_init__(self) -> None:
+        if not self.trajectories:
+            raise ValueError("nothing to pool: no trajectories")
+
+    @property
+    def first(self) -> TrajectoryObservables:
+        return self.trajectories[0]
+
+    @property
+    def n_atoms(self) -> int:
+        return self.first.n_atoms
+
+    @property
+    def species(self) -> np.ndarray:
+        """(n_species,) atomic numbers, the columns of the per-species arrays."""
+        return self.first.temperature.species
+
+    @property
+    def n_frames(self) -> int:
+        """Analysed frames of all replicas."""
+        return sum(t.n_frames for t in self.trajectories)
+
+    @cached_property
+    def temperature_per_group(self) -> np.ndarray:
+        """Mean temperature (n_species + 1,) K over all frames: species columns, then all atoms."""
+        return np.concatenate([t.temperature.per_group for t in self.trajectories]).mean(axis=0)
+
+    @property
+    def temperature(self) -> float:
+        """Mean kinetic temperature of all atoms, K."""
+        return float(self.temperature_per_group[-1])
+
+    @cached_property
+    def potential_per_atom(self) -> float:
+        """Mean potential energy per atom, eV/atom."""
+        energies = np.concatenate([t.energy.potential for t in self.trajectories])
+        return float(energies.mean()) / self.n_atoms
+
+    @property
+    def equipartition_spread(self) -> float:
+        """Largest |T_s - T| / T over species of the mean temperatures (0 for one species)."""
+        per_group = self.temperature_per_group
+        return float(np.max(np.abs(per_group[:-1] - per_group[-1]))) / float(per_group[-1])
+
+    @property
+    def is_nve(self) -> bool:
+        return all(t.ensemble == "nve" for t in self.trajectories)
+
+    @property
+    def worst_drift(self) -> float:
+        """The NVE drift (eV/atom/ps) of largest magnitude over the replicas, with its sign."""
+        drifts = [t.energy.fit.drift_eV_per_atom_per_ps for t in self.trajectories]
+        return max(drifts, key=abs)
+
+    @property
+    def nan_count(self) -> int:
+        return sum(t.nan_count for t in self.trajectories)
+
+    @cached_property
+    def min_distances(self) -> np.ndarray:
+        """Closest pair (n_frames,) Å of every analysed frame of every replica."""
+        return np.concatenate([t.min_distance for t in self.trajectories])
+
+    def overlap_frames(self, threshold: float) -> int:
+        """Frames whose closest pair is nearer than ``threshold`` Å."""
+        return int(np.count_nonzero(self.min_distances < threshold))
+
+    @property
+    def has_filter(self) -> bool:
+        return all(t.filter_fallback is not None for t in self.trajectories)
+
+    @property
+    def fallback_fraction(self) -> float:
+        """Fraction of strides (frames after the first) that fell back to velocity Verlet."""
+        flags = [t.filter_fallback[1:] for t in self.trajectories if t.filter_fallback is not None]
+        strides = sum(f.size for f in flags)
+        return float(sum(f.sum() for f in flags)) / strides if strides else 0.0
+
+    @cached_property
+    def rdf(self) -> RDFResult | None:
+        """g(r) averaged over every RDF frame of every replica (None without a periodic volume)."""
+        results = [t.rdf for t in self.trajectories]
+        if any(r is None for r in results):
+            return None
+        frames = np.array([r.n_frames for r in results], dtype=np.float64)
+
+        def average(curves: list[np.ndarray]) -> np.ndarray:
+            return np.tensordot(frames, np.stack(curves), axes=1) / frames.sum()
+
+        first = results[0]
+        partial = {k: average([r.partial[k] for r in results]) for k in first.partial}
+        total = average([r.total for r in results])
+        return RDFResult(first.r, first.edges, total, partial, int(frames.sum()))
+
+    @cached_property
+    def vacf(self) -> VACFResult:
+        """VACF over the lags every replica covers."""
+        values = _lag_average(
+            [t.vacf.values for t in self.trajectories], [t.n_frames for t in self.trajectories]
+        )
+        first = self.first.vacf
+        return VACFResult(first.lag_fs[: len(values)], first.species, values, first.mass_weighted)
+
+    @cached_property
+    def msd(self) -> MSDResult:
+        """MSD over the lags every replica covers."""
+        per_axis = _lag_average(
+            [t.msd.per_axis for t in self.trajectories], [t.n_frames for t in self.trajectories]
+        )
+        first = self.first.msd
+        return MSDResult(first.lag_fs[: len(per_axis)], first.species, per_axis)
