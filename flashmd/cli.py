@@ -1,4 +1,4 @@
-"""The ``flashmd`` command line: ``generate``, ``inspect``, ``train``, ``md`` and ``bench``.
+"""The ``flashmd`` command line: generate, inspect, train, md, evaluate and bench.
 
 Every command turns the library's own errors (bad recipe, foreign store, ...) into one clear line
 on stderr and a non-zero exit status, never a traceback.
@@ -15,6 +15,7 @@ from flashmd.data.recipes import RecipeError
 from flashmd.data.store import StoreError
 from flashmd.train.errors import TrainingError
 
+EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
@@ -110,10 +111,35 @@ def _cmd_md(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from flashmd.analysis.report import evaluate
+
+    report = evaluate(
+        args.reference,
+        args.rollout,
+        args.out,
+        tolerances=args.tolerances,
+        trajectories=args.trajectories,
+        figures=not args.no_figures,
+        html=args.html,
+        progress=None if args.quiet else lambda line: print(line, file=sys.stderr),
+    )
+    print(report.summary_table())
+    for line in report.unmatched:
+        print(f"not compared: {line}")
+    verdict = "PASS" if report.passed else f"FAIL ({len(report.failures)} out of tolerance)"
+    print(f"evaluate: {verdict}; report in {report.out / 'report.md'}")
+    return 0 if report.passed else EXIT_FAILED
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     from flashmd.data.bench import bench_storage, bench_workers
 
-    if args.what == "rollout":
+    if args.what == "evaluate":
+        from flashmd.analysis.bench import bench_evaluate
+
+        print(bench_evaluate(frames=args.eval_frames, n_atoms_per_side=args.cells))
+    elif args.what == "rollout":
         from flashmd.md.bench import bench_rollout
 
         print(bench_rollout(replicas=args.replicas, strides=args.strides))
@@ -195,12 +221,34 @@ def build_parser() -> argparse.ArgumentParser:
     md.add_argument("--quiet", action="store_true", help="no progress bar")
     md.set_defaults(func=_cmd_md)
 
+    ev = commands.add_parser(
+        "evaluate",
+        help="judge a rollout store against a reference store: report, figures, exit 1 on failure",
+    )
+    ev.add_argument("--reference", required=True, help="reference trajectory store")
+    ev.add_argument("--rollout", required=True, help="rollout trajectory store (flashmd md)")
+    ev.add_argument("--out", required=True, help="report directory (report.md, figures/)")
+    ev.add_argument("--tolerances", help="YAML overriding flashmd/analysis/tolerances.yaml")
+    ev.add_argument(
+        "--trajectories",
+        nargs="+",
+        default=[],
+        metavar="ID",
+        help="REF_ID=RUN_ID pairs and/or ids restricting the matching by conditions",
+    )
+    ev.add_argument("--html", action="store_true", help="also write report.html")
+    ev.add_argument("--no-figures", action="store_true", help="metrics and tables only")
+    ev.add_argument("--quiet", action="store_true", help="no progress lines")
+    ev.set_defaults(func=_cmd_evaluate)
+
     ins = commands.add_parser("inspect", help="table of a store's trajectories, size, compression")
     ins.add_argument("store")
     ins.set_defaults(func=_cmd_inspect)
 
     bench = commands.add_parser("bench", help="benchmarks that print a table")
-    bench.add_argument("what", choices=["storage", "workers", "train-memory", "rollout"])
+    bench.add_argument(
+        "what", choices=["storage", "workers", "train-memory", "rollout", "evaluate"]
+    )
     bench.add_argument(
         "--cells", type=int, default=3, help="fcc cubic cells per side (3: 108 atoms)"
     )
@@ -224,6 +272,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="rollout: replica counts",
     )
     bench.add_argument("--strides", type=int, default=5, help="rollout: timed strides")
+    bench.add_argument(
+        "--eval-frames", type=int, default=10_000, help="evaluate: frames of each store"
+    )
     bench.set_defaults(func=_cmd_bench)
     return parser
 
