@@ -177,8 +177,10 @@ def equipartition_figure(reference: Pooled, rollout: Pooled) -> Figure:
     mean_K = reference.temperature
     ax.axhline(mean_K, color="k", ls="--", lw=0.8, label=f"reference mean {mean_K:.1f} K")
     ax.set_xticks(x, names)
+    top = max(float(np.max(s.temperature_per_group)) for s in (reference, rollout))
+    ax.set_ylim(0.0, 1.3 * top)
     ax.set(ylabel="mean kinetic temperature (K)", title="equipartition: temperature per species")
-    ax.legend(loc="lower right")
+    ax.legend(loc="upper center", ncols=3, fontsize="small")
     return fig
 
 
