@@ -1,0 +1,344 @@
+"""``flashmd evaluate``: verdicts and exit statuses, report files, pairing, tolerances, streaming.
+
+Reference stores come from the project's generator (``data/al-emt-tiny.yaml`` shortened to
+400 fs of production, 101 frames per trajectory); rollout-like stores are copies with a change
+(hotter momenta, a NaN) or synthetic Einstein crystals written with the store writer.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from matplotlib.image import imread
+
+from flashmd.analysis import kinetic_temperature, msd, rdf
+from flashmd.analysis import observables as observables_module
+from flashmd.analysis.bench import write_einstein_store
+from flashmd.analysis.observables import observe
+from flashmd.analysis.pairing import PairingError, pair_trajectories
+from flashmd.analysis.pooled import Pooled
+from flashmd.analysis.report import evaluate
+from flashmd.analysis.tolerances import ToleranceError, load_config, parse_config
+from flashmd.cli import main
+from flashmd.data import store as store_module
+from flashmd.data.generate import generate
+from flashmd.data.recipes import load_recipe, parse_recipe
+from flashmd.data.store import TrajectoryStore
+
+REPO = Path(__file__).resolve().parents[2]
+FCC_600 = "00000_al-fcc_600K_r0"
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> str:
+    """Four reference trajectories (Al108 and Al107 at 600 and 900 K), 101 frames each."""
+    recipe = load_recipe(REPO / "data" / "al-emt-tiny.yaml")
+    recipe = recipe.model_copy(update={"production_fs": 400.0, "equilibration_fs": 40.0})
+    location = str(tmp_path_factory.mktemp("ref") / "ref.zarr")
+    generate(recipe, location, progress=False)
+    return location
+
+
+def copy_store(source: str, target: str, change=None) -> str:
+    """Copy every trajectory of ``source`` into a new store, ``change(frames)`` applied."""
+    src = TrajectoryStore.open(source)
+    dst = TrajectoryStore.create(target, {"name": "changed-copy"})
+    for traj_id in src.ids():
+        reader = src[traj_id]
+        frames = reader.read(keys=("positions", "momenta", "cell", "energy", "time_fs"))
+        if change is not None:
+            change(frames)
+        writer = dst.writer(traj_id, reader.numbers, reader.masses, reader.attrs, False)
+        for k in range(reader.n_frames):
+            writer.append({key: value[k] for key, value in frames.items()})
+        writer.close(complete=True)
+    return target
+
+
+@pytest.fixture(scope="module")
+def hotter(reference, tmp_path_factory) -> str:
+    """The reference with momenta scaled so that every temperature is 10 % higher."""
+
+    def heat(frames):
+        frames["momenta"] *= np.sqrt(1.1)
+
+    return copy_store(reference, str(tmp_path_factory.mktemp("hot") / "hot.zarr"), heat)
+
+
+def run_cli(*args: str) -> int:
+    return main(["evaluate", "--quiet", *args])
+
+
+def statuses(out: Path) -> dict[str, str]:
+    """metric key -> status of the first condition in ``out/summary.json``."""
+    summary = json.loads((out / "summary.json").read_text())
+    return {m["key"]: m["status"] for m in summary["conditions"][0]["metrics"]}
+
+
+def test_store_against_itself_passes_and_writes_a_readable_report(reference, tmp_path, capsys):
+    out = tmp_path / "report"
+    status = run_cli(
+        "--reference", reference, "--rollout", reference, "--out", str(out), "--html",
+        "--trajectories", FCC_600,
+    )  # fmt: skip
+    assert status == 0
+    assert "evaluate: PASS" in capsys.readouterr().out
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["passed"] is True
+    (condition,) = summary["conditions"]
+    assert condition["label"] == "Al108 600 K"
+    rows = {m["key"]: m for m in condition["metrics"]}
+    assert {m["status"] for m in rows.values()} <= {"pass", "skip"}
+    assert rows["temperature"]["difference"] == 0.0 and rows["rdf"]["difference"] == 0.0
+    assert rows["nve_drift"]["status"] == "pass"  # the reference production is NVE
+    assert rows["diffusion"]["status"] == "skip"  # a solid: MSD stays below 1 Å^2
+    assert rows["fallback_fraction"]["status"] == "skip"  # no filter statistics
+    markdown = (out / "report.md").read_text()
+    expected = {"rdf", "vacf", "msd", "temperature", "equipartition", "energy"}
+    assert set(condition["figures"]) == expected
+    for path in condition["figures"].values():
+        image = imread(path)
+        assert image.shape[0] > 200 and image.shape[1] > 300
+        assert np.ptp(image[..., :3]) > 0.5  # not blank
+        assert f"figures/{Path(path).name}" in markdown
+    assert "PASS: every tolerance held." in markdown
+    assert "<table>" in (out / "report.html").read_text()
+
+
+def test_every_condition_is_paired_and_replicas_are_pooled(reference, tmp_path):
+    report = evaluate(reference, reference, tmp_path, figures=False)
+    labels = [c.condition.label for c in report.conditions]
+    assert sorted(labels) == ["Al107 600 K", "Al107 900 K", "Al108 600 K", "Al108 900 K"]
+    assert report.passed and not report.unmatched
+    single = report.conditions[0].reference
+    doubled = Pooled(single.trajectories * 2)
+    assert doubled.temperature == pytest.approx(single.temperature, rel=1e-12)
+    np.testing.assert_allclose(doubled.vacf.values, single.vacf.values, rtol=1e-12)
+    np.testing.assert_allclose(doubled.rdf.total, single.rdf.total, rtol=1e-12)
+
+
+def test_ten_percent_hotter_rollout_fails_the_temperature_only(reference, hotter, tmp_path, capsys):
+    out = tmp_path / "hot"
+    status = run_cli(
+        "--reference", reference, "--rollout", hotter, "--out", str(out), "--no-figures"
+    )
+    assert status == 1
+    assert "FAIL" in capsys.readouterr().out
+    summary = json.loads((out / "summary.json").read_text())
+    for condition in summary["conditions"]:
+        rows = {m["key"]: m for m in condition["metrics"]}
+        assert rows["temperature"]["status"] == "fail"
+        assert rows["temperature"]["difference"] == pytest.approx(0.1, rel=1e-9)
+        assert rows["potential_energy"]["status"] == "pass"
+        assert rows["rdf"]["status"] == "pass"
+    assert not (out / "figures").exists()
+
+
+def test_a_looser_tolerance_file_lets_the_hotter_rollout_pass(reference, hotter, tmp_path):
+    tolerances = tmp_path / "loose.yaml"
+    # scaled momenta are no longer an NVE trajectory: K(t) * 1.1 + V(t) drifts with K's swings
+    tolerances.write_text(
+        "tolerances:\n  temperature_rel: 0.15\n  nve_drift_eV_per_atom_per_ps: 0.01\n"
+    )
+    args = ("--reference", reference, "--rollout", hotter, "--no-figures", "--tolerances")
+    assert run_cli(*args, str(tolerances), "--out", str(tmp_path / "r")) == 0
+
+
+@pytest.mark.parametrize(
+    ("text", "field"),
+    [
+        ("tolerances:\n  temprature_rel: 0.1\n", "tolerances.temprature_rel: unknown field"),
+        ("analysis:\n  rdf_bins: 10\n", "analysis.rdf_bins: unknown field"),
+        ("tolernces:\n  temperature_rel: 0.1\n", "tolernces: unknown section"),
+        ("tolerances:\n  temperature_rel: -1\n", "tolerances.temperature_rel"),
+    ],
+)
+def test_invalid_tolerance_file_is_rejected_with_the_field_named(
+    reference, tmp_path, capsys, text, field
+):
+    path = tmp_path / "tol.yaml"
+    path.write_text(text)
+    with pytest.raises(ToleranceError, match=field.replace(".", r"\.")):
+        load_config(path)
+    out = tmp_path / "never"
+    args = ("--reference", reference, "--rollout", reference, "--tolerances", str(path))
+    assert run_cli(*args, "--out", str(out)) == 2
+    error = capsys.readouterr().err.strip()
+    assert field in error and len(error.splitlines()) == 1
+    assert not out.exists()
+
+
+def test_defaults_are_complete_and_overrides_merge():
+    config = parse_config({"analysis": {"diffusion": "always"}})
+    assert config.analysis.diffusion == "always"
+    assert config.tolerances == load_config().tolerances
+
+
+@pytest.mark.parametrize("kind", ["missing", "foreign"])
+def test_missing_or_foreign_store_exits_2_with_one_line(reference, tmp_path, capsys, kind):
+    bad = tmp_path / "bad.zarr"
+    if kind == "foreign":
+        bad.mkdir()
+        (bad / "notes.txt").write_text("not a store")
+    status = run_cli("--reference", reference, "--rollout", str(bad), "--out", str(tmp_path / "o"))
+    assert status == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and str(bad) in error
+    assert ("no Zarr store" if kind == "missing" else "not a Zarr store") in error
+
+
+def test_nothing_matching_is_said_clearly_and_explicit_pairs_still_work(
+    reference, tmp_path, capsys
+):
+    einstein = str(tmp_path / "einstein.zarr")
+    write_einstein_store(einstein, frames=120, dt_fs=4.0, temperature_K=700.0)
+    status = run_cli("--reference", reference, "--rollout", einstein, "--out", str(tmp_path / "a"))
+    assert status == 2
+    error = capsys.readouterr().err
+    assert "nothing to compare" in error and "Al108 700 K" in error and "Al108 600 K" in error
+    report = evaluate(
+        reference, einstein, tmp_path / "b", trajectories=[f"{FCC_600}=einstein"], figures=False
+    )
+    (condition,) = report.conditions
+    assert condition.condition.reference == (FCC_600,)
+    assert condition.condition.rollout == ("einstein",)
+    with pytest.raises(PairingError, match="different atoms"):
+        pair_trajectories(
+            TrajectoryStore.open(reference),
+            TrajectoryStore.open(einstein),
+            ["00002_al-vacancy_600K_r0=einstein"],
+        )
+    with pytest.raises(PairingError, match="in neither store"):
+        evaluate(reference, reference, tmp_path / "c", trajectories=["no-such-id"])
+
+
+def test_filter_fallbacks_of_a_rollout_are_judged(tmp_path):
+    plain, rollout = str(tmp_path / "plain.zarr"), str(tmp_path / "rollout.zarr")
+    write_einstein_store(plain, frames=101, dt_fs=8.0, seed=3)
+    write_einstein_store(
+        rollout, frames=101, dt_fs=8.0, seed=3, filter_stats=True, fallback_every=10
+    )
+    report = evaluate(plain, rollout, tmp_path / "r")
+    (condition,) = report.conditions
+    rows = {m.key: m for m in condition.metrics}
+    assert rows["fallback_fraction"].rollout == pytest.approx(0.1)
+    assert rows["fallback_fraction"].status == "fail"
+    assert [m.key for m in condition.metrics if m.status == "fail"] == ["fallback_fraction"]
+    assert "filter" in condition.figures and imread(condition.figures["filter"]).size > 0
+
+
+def test_non_finite_values_are_counted_and_stop_the_analysis(reference, tmp_path):
+    def poison(frames):
+        frames["momenta"][50, 3, 1] = np.nan
+        frames["positions"][70] = np.inf
+
+    broken = copy_store(reference, str(tmp_path / "nan.zarr"), poison)
+    report = evaluate(reference, broken, tmp_path / "r", trajectories=[FCC_600], figures=False)
+    (condition,) = report.conditions
+    rows = {m.key: m for m in condition.metrics}
+    assert rows["nan_count"].rollout == 1 + 108 * 3
+    assert rows["nan_count"].status == "fail" and not report.passed
+    assert condition.rollout.n_frames == 50
+
+
+def test_streaming_over_many_chunks_equals_whole_arrays(tmp_path, monkeypatch):
+    monkeypatch.setattr(store_module, "frames_per_chunk", lambda n_atoms: 16)
+    monkeypatch.setattr(observables_module, "BLOCK_FRAMES", 1)
+    location = str(tmp_path / "chunked.zarr")
+    write_einstein_store(location, frames=90, n_atoms_per_side=2, dt_fs=4.0)
+    reader = TrajectoryStore.open(location)["einstein"]
+    assert reader.chunk_frames == 16
+    settings = load_config().analysis.model_copy(update={"rdf_max_frames": 30})
+    seen = observe(reader, settings, rdf_rmax=4.0)
+    frames = reader.read()
+    whole = kinetic_temperature(frames["momenta"], reader.masses, reader.numbers)
+    np.testing.assert_allclose(seen.temperature.per_group, whole.per_group, rtol=1e-12)
+    every_third = slice(0, None, 3)
+    expected = rdf(frames["positions"][every_third], frames["cell"][every_third], reader.numbers,
+                   4.0, settings.rdf_nbins)  # fmt: skip
+    assert seen.rdf.n_frames == 30
+    np.testing.assert_allclose(seen.rdf.total, expected.total, rtol=1e-12, atol=1e-12)
+    expected_msd = msd(frames["positions"], reader.numbers, 4.0, max_lag=89,
+                       masses=reader.masses, remove_com=True)  # fmt: skip
+    np.testing.assert_allclose(seen.msd.per_axis, expected_msd.per_axis, rtol=1e-9, atol=1e-12)
+
+
+def test_diffusion_is_judged_only_for_a_diffusing_system(tmp_path):
+    """Random walks (D known) against a copy walking twice as far per frame."""
+
+    def walk_store(location: str, step_A: float) -> str:
+        rng = np.random.default_rng(7)
+        n_frames, n_atoms, box = 200, 32, 20.0
+        positions = np.cumsum(step_A * rng.standard_normal((n_frames, n_atoms, 3)), axis=0)
+        positions += rng.uniform(0, box, (1, n_atoms, 3))
+        store = TrajectoryStore.create(location, {"name": "walk"})
+        attrs = {"ensemble": "langevin", "temperature_K": 1000.0, "pbc": [True] * 3}
+        writer = store.writer("walk", np.full(n_atoms, 18), np.full(n_atoms, 39.95), attrs, False)
+        for k in range(n_frames):
+            writer.append(
+                {
+                    "positions": positions[k],
+                    "momenta": rng.standard_normal((n_atoms, 3)),
+                    "cell": np.eye(3) * box,
+                    "energy": 0.0,
+                    "time_fs": 10.0 * k,
+                }
+            )
+        writer.close(complete=True)
+        return location
+
+    slow = walk_store(str(tmp_path / "slow.zarr"), 0.3)
+    fast = walk_store(str(tmp_path / "fast.zarr"), 0.6)
+    same = {
+        m.key: m for m in evaluate(slow, slow, tmp_path / "a", figures=False).conditions[0].metrics
+    }
+    assert same["diffusion"].status == "pass"
+    expected_D = 0.3**2 / (2 * 10.0)  # Å^2/fs: per-axis variance per frame / (2 dt)
+    assert same["diffusion"].reference == pytest.approx(expected_D, rel=0.3)
+    assert same["nve_drift"].status == "skip"  # Langevin
+    faster = evaluate(slow, fast, tmp_path / "b", figures=False).conditions[0].metrics
+    row = {m.key: m for m in faster}["diffusion"]
+    assert row.status == "fail" and row.difference == pytest.approx(3.0, rel=0.05)
+    never = parse_config({"analysis": {"diffusion": "never"}})
+    skipped = evaluate(slow, fast, tmp_path / "c", tolerances=never, figures=False)
+    assert {m.key: m for m in skipped.conditions[0].metrics}["diffusion"].status == "skip"
+
+
+def test_alloy_gets_partial_rdfs_and_a_judged_equipartition(tmp_path):
+    recipe = parse_recipe(
+        {
+            "name": "cuau-tiny",
+            "seed": 2,
+            "calculator": {"name": "asap3-emt"},
+            "systems": [
+                {"builder": "alloy", "elements": {"Cu": 0.5, "Au": 0.5}, "supercell": [2] * 3}
+            ],
+            "temperatures_K": [600],
+            "ensemble": {"production": "langevin", "friction_per_fs": 0.05},
+            "timestep_fs": 4.0,
+            "sample_interval_fs": 8.0,
+            "equilibration_fs": 40.0,
+            "production_fs": 800.0,
+        }
+    )
+    location = str(tmp_path / "cuau.zarr")
+    generate(recipe, location, progress=False)
+    loose = parse_config({"tolerances": {"equipartition_rel": 1.0}})
+    report = evaluate(location, location, tmp_path / "r", tolerances=loose)
+    (condition,) = report.conditions
+    rows = {m.key: m for m in condition.metrics}
+    per_group = condition.rollout.temperature_per_group
+    assert per_group.size == 3  # Cu, Au, all
+    spread = np.max(np.abs(per_group[:2] - per_group[2])) / per_group[2]
+    assert rows["equipartition"].status == "pass"
+    assert rows["equipartition"].rollout == pytest.approx(spread)
+    assert rows["nve_drift"].status == "skip"  # Langevin production
+    assert set(condition.reference.rdf.partial) == {(29, 29), (29, 79), (79, 79)}
+    wide = imread(condition.figures["rdf"])
+    assert wide.shape[1] > 3 * imread(condition.figures["msd"]).shape[1] / 1.5  # four panels
+    strict = parse_config({"tolerances": {"equipartition_rel": 0.1 * spread}})
+    failed = evaluate(location, location, tmp_path / "s", tolerances=strict, figures=False)
+    assert [m.key for m in failed.conditions[0].metrics if m.status == "fail"] == ["equipartition"]
