@@ -57,12 +57,21 @@ def rdf_mean_abs_difference(reference: Pooled, rollout: Pooled) -> float | None:
 
 @dataclass(frozen=True)
 class DiffusionComparison:
-    """Diffusion fits of both sides over one window, and whether the system diffuses."""
+    """Diffusion fits of both sides over one window, and the MSD (Å^2, all atoms, centre of mass
+    removed) of each side at the end of that window; ``diffusive``: the reference diffuses
+    (always True with ``diffusion: always``)."""
 
     reference: DiffusionFit
     rollout: DiffusionFit
     diffusive: bool
     reference_msd_A2: float
+    rollout_msd_A2: float
+
+
+def _msd_at(pooled: Pooled, lag_fs: float, axes: tuple[int, ...]) -> float:
+    msd = pooled.msd
+    at = int(np.argmin(np.abs(msd.lag_fs - lag_fs)))
+    return float(msd.per_axis[at, -1, list(axes)].sum())
 
 
 def compare_diffusion(
@@ -76,12 +85,10 @@ def compare_diffusion(
         fits = [diffusion_coefficient(p.msd, start, end, axes=axes) for p in (reference, rollout)]
     except ValueError as error:
         return f"no diffusion fit: {error}"
-    msd = reference.msd
-    at_end = int(np.argmin(np.abs(msd.lag_fs - end)))
-    msd_end = float(msd.per_axis[at_end, -1, list(axes)].sum())
+    ref_msd, run_msd = _msd_at(reference, end, axes), _msd_at(rollout, end, axes)
     mode = config.analysis.diffusion
-    diffusive = mode == "always" or (mode == "auto" and msd_end >= config.analysis.diffusive_msd_A2)
-    return DiffusionComparison(fits[0], fits[1], diffusive, msd_end)
+    diffusive = mode == "always" or (mode == "auto" and ref_msd >= config.analysis.diffusive_msd_A2)
+    return DiffusionComparison(fits[0], fits[1], diffusive, ref_msd, run_msd)
 
 
 def _relative(name: str, key: str, unit: str, ref: float, run: float, tol: float) -> Metric:
@@ -170,10 +177,15 @@ def _diffusion_row(reference: Pooled, rollout: Pooled, config: EvaluationConfig)
     )
     if found.diffusive:
         return row
-    note = (
-        f"not diffusive: reference MSD {found.reference_msd_A2:.3g} Å² < "
-        f"{config.analysis.diffusive_msd_A2:g} Å² at {found.reference.fit_end_fs:g} fs"
-    )
+    threshold = config.analysis.diffusive_msd_A2
+    at = f"at {found.reference.fit_end_fs:g} fs"
+    if found.rollout_msd_A2 >= threshold:  # a solid that flows in the rollout (melting)
+        note = (
+            f"the rollout diffuses (MSD {found.rollout_msd_A2:.3g} Å² {at}) where the reference "
+            f"does not (MSD {found.reference_msd_A2:.3g} Å² < {threshold:g} Å²)"
+        )
+        return Metric(**{**row.as_dict(), "status": "fail", "note": note})
+    note = f"neither side diffuses: MSD below {threshold:g} Å² {at}"
     return Metric(**{**row.as_dict(), "status": "skip", "note": note})
 
 

@@ -66,7 +66,7 @@ class AnalysisSettings(_Strict):
     msd_max_lag_fs: Positive
     """Largest MSD lag in fs."""
     diffusion: Literal["auto", "always", "never"]
-    """Whether the diffusion coefficient is judged (auto: when the reference MSD is diffusive)."""
+    """Whether D is judged (auto: when the reference diffuses; a rollout alone diffusing fails)."""
     diffusive_msd_A2: Positive
     """MSD (Å^2) at the end of the fit window above which ``auto`` judges diffusion."""
     diffusion_fit: tuple[Annotated[float, Field(ge=0, le=1)], Annotated[float, Field(ge=0, le=1)]]

@@ -10,8 +10,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import ase.io
 import numpy as np
 import pytest
+import torch
+from ase.build import bulk
 from matplotlib.image import imread
 
 from flashmd.analysis import kinetic_temperature, msd, rdf
@@ -27,6 +30,8 @@ from flashmd.data import store as store_module
 from flashmd.data.generate import generate
 from flashmd.data.recipes import load_recipe, parse_recipe
 from flashmd.data.store import TrajectoryStore
+from flashmd.md.bench import bench_model
+from flashmd.models.io import save_checkpoint
 
 REPO = Path(__file__).resolve().parents[2]
 FCC_600 = "00000_al-fcc_600K_r0"
@@ -302,6 +307,18 @@ def test_diffusion_is_judged_only_for_a_diffusing_system(tmp_path):
     faster = evaluate(slow, fast, tmp_path / "b", figures=False).conditions[0].metrics
     row = {m.key: m for m in faster}["diffusion"]
     assert row.status == "fail" and row.difference == pytest.approx(3.0, rel=0.05)
+    frozen = walk_store(str(tmp_path / "frozen.zarr"), 0.01)  # MSD stays below 1 Å^2
+    melting = {
+        m.key: m
+        for m in evaluate(frozen, slow, tmp_path / "m", figures=False).conditions[0].metrics
+    }
+    assert melting["diffusion"].status == "fail"
+    assert "the rollout diffuses" in melting["diffusion"].note
+    still = {
+        m.key: m
+        for m in evaluate(frozen, frozen, tmp_path / "f", figures=False).conditions[0].metrics
+    }
+    assert still["diffusion"].status == "skip"
     never = parse_config({"analysis": {"diffusion": "never"}})
     skipped = evaluate(slow, fast, tmp_path / "c", tolerances=never, figures=False)
     assert {m.key: m for m in skipped.conditions[0].metrics}["diffusion"].status == "skip"
@@ -342,3 +359,22 @@ def test_alloy_gets_partial_rdfs_and_a_judged_equipartition(tmp_path):
     strict = parse_config({"tolerances": {"equipartition_rel": 0.1 * spread}})
     failed = evaluate(location, location, tmp_path / "s", tolerances=strict, figures=False)
     assert [m.key for m in failed.conditions[0].metrics if m.status == "fail"] == ["equipartition"]
+
+
+def test_a_flashmd_md_rollout_is_evaluated_with_its_filter_statistics(reference, tmp_path):
+    model = save_checkpoint(bench_model(torch.device("cpu")), tmp_path / "untrained.pt")
+    structure = tmp_path / "al.xyz"
+    ase.io.write(structure, bulk("Al", "fcc", a=4.05, cubic=True).repeat(3))
+    rollout = str(tmp_path / "run.zarr")
+    md_args = [str(structure), "--model", str(model), "--stride-fs", "32", "--strides", "8"]
+    assert main(["md", *md_args, "--temperature-K", "600", "-o", rollout, "--quiet"]) == 0
+    out = tmp_path / "report"
+    assert run_cli("--reference", reference, "--rollout", rollout, "--out", str(out)) == 1
+    summary = json.loads((out / "summary.json").read_text())
+    (condition,) = summary["conditions"]
+    assert condition["label"] == "Al108 600 K" and condition["reference_ids"] == [FCC_600]
+    assert len(summary["unmatched"]) == 3  # the other reference conditions
+    rows = {m["key"]: m for m in condition["metrics"]}
+    assert rows["fallback_fraction"]["status"] != "skip"
+    assert rows["nve_drift"]["status"] != "skip"  # an NVE rollout
+    assert imread(condition["figures"]["filter"]).shape[0] > 200
