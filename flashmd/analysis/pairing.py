@@ -129,16 +129,16 @@ def pair_trajectories(
     if ids or not pairs:
         chosen = set(ids)
         groups: dict[tuple, tuple[str, list[str], list[str]]] = {}
-        for side, store in enumerate((reference, rollout)):
+        for index, store in enumerate((reference, rollout)):
             for traj_id in store.ids():
                 if chosen and traj_id not in chosen:
                     continue
-                if not _usable(store, traj_id, ("reference", "rollout")[side], unmatched):
+                if not _usable(store, traj_id, ("reference", "rollout")[index], unmatched):
                     continue
                 reader = store[traj_id]
                 key = (composition(reader), _temperature(reader))
                 label, *sides = groups.setdefault(key, (_label(reader), [], []))
-                sides[side].append(traj_id)
+                sides[index].append(traj_id)
         for label, refs, runs in groups.values():
             if refs and runs:
                 conditions.append(Condition(label, tuple(refs), tuple(runs)))

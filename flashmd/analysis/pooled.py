@@ -117,8 +117,8 @@ class Pooled:
     @cached_property
     def rdf(self) -> RDFResult | None:
         """g(r) averaged over every RDF frame of every replica (None without a periodic volume)."""
-        results = [t.rdf for t in self.trajectories]
-        if any(r is None for r in results):
+        results = [t.rdf for t in self.trajectories if t.rdf is not None]
+        if len(results) < len(self.trajectories):
             return None
         frames = np.array([r.n_frames for r in results], dtype=np.float64)
 

@@ -8,6 +8,7 @@ dotted name in the message.
 
 from __future__ import annotations
 
+import os
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -138,7 +139,7 @@ def parse_config(
         raise ToleranceError(_describe(error, source)) from None
 
 
-def load_config(path: str | Path | None = None) -> EvaluationConfig:
+def load_config(path: str | os.PathLike | None = None) -> EvaluationConfig:
     """The defaults, overridden by the YAML file at ``path`` when given."""
     if path is None:
         return parse_config()
