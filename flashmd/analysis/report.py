@@ -85,9 +85,10 @@ class EvaluationReport:
 
     def summary_table(self) -> str:
         """The summary as aligned plain text (one row per condition and metric)."""
-        return to_text(self._summary())
+        return to_text(self.summary())
 
-    def _summary(self) -> Table:
+    def summary(self) -> Table:
+        """The summary table: one row per condition and metric."""
         rows = [(c.condition.label, *_row(m)) for c in self.conditions for m in c.metrics]
         return Table(("condition", *HEADER), rows)
 
@@ -104,11 +105,8 @@ def _fmt(value: float | None) -> str:
 
 def _row(metric: Metric) -> tuple[str, ...]:
     unit = f" ({metric.unit})" if metric.unit and metric.unit != "count" else ""
-    diff_unit = (
-        ""
-        if metric.difference_unit in ("relative", metric.unit, "")
-        else (f" {metric.difference_unit}")
-    )
+    shown = metric.difference_unit not in ("relative", metric.unit, "")
+    diff_unit = f" {metric.difference_unit}" if shown else ""
     return (
         f"{metric.name}{unit}",
         _fmt(metric.reference),
@@ -205,7 +203,7 @@ def build_blocks(report: EvaluationReport) -> list[Block]:
         Paragraph(f"Reference store: {report.reference}. Rollout store: {report.rollout}."),
         Paragraph(verdict),
         Heading("Summary"),
-        report._summary(),
+        report.summary(),
     ]
     if report.unmatched:
         blocks += [Heading("Not compared"), Paragraph("; ".join(report.unmatched) + ".")]
