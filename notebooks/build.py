@@ -22,6 +22,116 @@ WORK = Path(tempfile.mkdtemp(prefix="flashmd-notebook-"))
 print("writing to", WORK)"""
 
 NOTEBOOKS: dict[str, list[tuple[str, str]]] = {
+    "01_quickstart.ipynb": [
+        (
+            "md",
+            """\
+# Quickstart: long-stride MD from ASE
+
+flashmd jumps atoms across strides of 16-64 fs instead of 1-2 fs timesteps, with an
+E(3)-equivariant predictor, and keeps the physics honest: an energy filter rescales momenta so
+the total energy stays what it was, total momentum is kept exactly, and a stride the filter
+cannot fix falls back to a few conservative velocity-Verlet steps (never a NaN).
+The dynamics classes are drop-ins for ASE's `VelocityVerlet`, `Langevin` and `Bussi`.""",
+        ),
+        (
+            "code",
+            """\
+import flashmd
+from flashmd.models.io import available_models
+
+print("shipped models:", available_models())
+model = flashmd.load_model("al-emt", device="cpu")   # shipped: Al, EMT reference, 600-900 K solid
+print("strides (fs):", model.strides_fs, " species:", model.species, " cutoff:", model.cutoff)""",
+        ),
+        (
+            "code",
+            """\
+import numpy as np
+from ase import units
+from ase.build import bulk
+from ase.md.velocitydistribution import Stationary, thermalize_momenta
+
+atoms = bulk("Al", "fcc", a=4.05, cubic=True).repeat(3)        # 108 atoms
+rng = np.random.default_rng(0)
+thermalize_momenta(atoms, temperature_K=750, rng=rng)
+Stationary(atoms)""",
+        ),
+        (
+            "md",
+            """\
+## NVE with the energy filter
+
+`FlashMD(atoms, 32 * units.fs, model=model)` works like any ASE dynamics: `attach`, `MDLogger`,
+`ase.io.Trajectory`, `irun`. It never asks a calculator for forces; `atoms.calc` becomes the
+model's `EnergyCalculator` when none is set.""",
+        ),
+        (
+            "code",
+            """\
+from flashmd.ase import FlashMD
+
+dyn = FlashMD(atoms, 32 * units.fs, model=model)
+times, temperature, total = [], [], []
+
+def record():
+    times.append(dyn.get_time() / (1000 * units.fs))
+    temperature.append(atoms.get_temperature())
+    total.append((atoms.get_potential_energy() + atoms.get_kinetic_energy()) / len(atoms))
+
+dyn.attach(record, interval=1)
+dyn.run(100)   # 3.2 ps in 100 strides
+print(f"fallbacks: {dyn.stepper.fallbacks}, neighbour-list rebuilds: {dyn.stepper.rebuilds}")
+print(f"total energy spread: {1e3 * (max(total) - min(total)):.2e} meV/atom")""",
+        ),
+        (
+            "code",
+            """\
+import matplotlib.pyplot as plt
+
+fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.5))
+ax1.plot(times, temperature)
+ax1.set(xlabel="time (ps)", ylabel="kinetic temperature (K)", title="NVE, 32 fs strides")
+ax2.plot(times, 1e3 * (np.array(total) - total[0]))
+ax2.set(xlabel="time (ps)", ylabel="total energy change (meV/atom)")
+fig.tight_layout()""",
+        ),
+        (
+            "md",
+            """\
+## A thermostat
+
+`FlashMDLangevin` and `FlashMDBussi` take ASE's arguments (`temperature_K`, `friction`,
+`taut`). The filter then conserves only the deterministic part of the energy.""",
+        ),
+        (
+            "code",
+            """\
+from flashmd.ase import FlashMDLangevin
+
+dyn = FlashMDLangevin(atoms, 32 * units.fs, temperature_K=850, friction=0.01 / units.fs,
+                      model=model, seed=1)
+temps = []
+dyn.attach(lambda: temps.append(atoms.get_temperature()), interval=1)
+dyn.run(100)
+print(f"mean T over the last 50 strides: {np.mean(temps[50:]):.0f} K (bath 850 K)")""",
+        ),
+        ("md", "Wrong input gets a clear error, before anything runs:"),
+        (
+            "code",
+            """\
+try:
+    FlashMD(atoms, 20 * units.fs, model=model)
+except ValueError as error:
+    print(error)
+copper = bulk("Cu", cubic=True)
+copper.set_momenta(np.zeros((len(copper), 3)))
+try:
+    FlashMD(copper, 32 * units.fs, model=model)
+except ValueError as error:
+    print(error)""",
+        ),
+    ],
     "02_data.ipynb": [
         (
             "md",
@@ -227,6 +337,88 @@ try:
     model.make_batch(atoms, stride_fs=20.0)
 except ValueError as error:
     print(error)""",
+        ),
+    ],
+    "04_rollouts_and_validation.ipynb": [
+        (
+            "md",
+            """\
+# Batch rollouts and validation against reference MD
+
+`flashmd md` advances many systems and replicas together in one batched graph and writes a store
+in the same schema as reference MD (plus the energy filter's statistics per frame).
+`flashmd evaluate` then compares any rollout store to a reference store: RDF, VACF, MSD,
+temperatures, energies, overlaps, NaNs and filter fallbacks, judged against tolerances; its exit
+status says whether every tolerance held.""",
+        ),
+        ("code", SETUP),
+        (
+            "code",
+            """\
+import subprocess
+import sys
+
+import yaml
+
+
+def flashmd(*args):
+    \"\"\"Run the flashmd command line and show its output.\"\"\"
+    result = subprocess.run([sys.executable, "-m", "flashmd.cli", *map(str, args)],
+                            capture_output=True, text=True)
+    print(result.stdout[-3000:], result.stderr[-2000:])
+    return result.returncode""",
+        ),
+        (
+            "md",
+            """\
+A small held-out condition: Al at 750 K (the model was trained on 600, 700, 800 and 900 K),
+Langevin thermostat in both the reference and the rollout.""",
+        ),
+        (
+            "code",
+            """\
+condition = {
+    "name": "al-750K", "seed": 11, "calculator": {"name": "asap3-emt"},
+    "systems": [{"name": "al-fcc", "builder": "crystal", "element": "Al", "supercell": [3, 3, 3]}],
+    "temperatures_K": [750], "replicas": 2,
+    "ensemble": {"equilibration": "langevin", "production": "langevin", "friction_per_fs": 0.01},
+    "timestep_fs": 2.0, "sample_interval_fs": 32.0, "equilibration_fs": 1000,
+    "production_fs": 3200,
+}
+recipe_file = WORK / "al-750K.yaml"
+recipe_file.write_text(yaml.safe_dump(condition))
+flashmd("generate", recipe_file, "-o", WORK / "reference.zarr", "--quiet")""",
+        ),
+        (
+            "code",
+            """\
+flashmd("md", "--recipe", recipe_file, "--model", "al-emt", "-o", WORK / "rollout.zarr",
+        "--ensemble", "langevin", "--temperature-K", 750, "--friction-per-fs", 0.01,
+        "--stride-fs", 32, "--strides", 100, "--replicas", 2, "--quiet")
+flashmd("inspect", WORK / "rollout.zarr")""",
+        ),
+        (
+            "code",
+            """\
+status = flashmd("evaluate", "--reference", WORK / "reference.zarr",
+                 "--rollout", WORK / "rollout.zarr", "--out", WORK / "report", "--quiet")
+print("exit status:", status, "(0: every tolerance held, 1: one failed)")""",
+        ),
+        ("md", "The report is Markdown with figures; here are two of them:"),
+        (
+            "code",
+            """\
+from IPython.display import Image, Markdown, display
+
+figures = sorted((WORK / "report" / "figures").glob("*.png"))
+print([f.name for f in figures])
+for figure in [f for f in figures if "rdf" in f.name or "temperature" in f.name][:2]:
+    display(Image(filename=str(figure)))""",
+        ),
+        (
+            "code",
+            """\
+display(Markdown((WORK / "report" / "report.md").read_text()[:3000]))""",
         ),
     ],
 }
