@@ -8,6 +8,7 @@ from typing import Any, ClassVar, TypeVar
 
 from e3nn import o3
 
+from flashmd.nn.backbone import Backbone
 from flashmd.nn.irreps import hidden_irreps
 
 C = TypeVar("C", bound="BackboneConfig")
@@ -64,6 +65,21 @@ class BackboneConfig:
     def irreps_hidden(self) -> o3.Irreps:
         """Irreps of the hidden node features."""
         return hidden_irreps(self.n_scalars, self.n_tensors, self.lmax)
+
+    def backbone(self, irreps_in: o3.Irreps, irreps_out: o3.Irreps) -> Backbone:
+        """The message-passing trunk these hyperparameters describe."""
+        return Backbone(
+            irreps_in,
+            self.irreps_hidden,
+            irreps_out,
+            n_layers=self.n_layers,
+            lmax=self.lmax,
+            cutoff=self.cutoff,
+            n_radial=self.n_radial,
+            radial_hidden=self.radial_hidden,
+            avg_num_neighbors=self.avg_num_neighbors,
+            cutoff_p=self.cutoff_p,
+        )
 
     @classmethod
     def preset(cls: type[C], name: str, **overrides: Any) -> C:

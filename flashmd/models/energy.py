@@ -10,7 +10,7 @@ from e3nn import o3
 
 from flashmd import keys
 from flashmd.models.config import BackboneConfig
-from flashmd.nn import Backbone, ScalarReadout, SpeciesEmbedding, scatter_sum
+from flashmd.nn import ScalarReadout, SpeciesEmbedding, scatter_sum
 
 #: Output key of the stress, ``(S, 3, 3)`` in eV/Å³ (ASE convention ``σ = (1/V) ∂E/∂ε``).
 
@@ -44,17 +44,8 @@ class EnergyModel(torch.nn.Module):
         super().__init__()
         self.config = config
         self.species_embedding = SpeciesEmbedding(config.species, config.n_scalars)
-        self.backbone = Backbone(
-            o3.Irreps(f"{config.n_scalars}x0e"),
-            config.irreps_hidden,
-            o3.Irreps(f"{config.n_scalars}x0e"),
-            n_layers=config.n_layers,
-            lmax=config.lmax,
-            cutoff=config.cutoff,
-            n_radial=config.n_radial,
-            radial_hidden=config.radial_hidden,
-            avg_num_neighbors=config.avg_num_neighbors,
-            cutoff_p=config.cutoff_p,
+        self.backbone = config.backbone(
+            o3.Irreps(f"{config.n_scalars}x0e"), o3.Irreps(f"{config.n_scalars}x0e")
         )
         self.readout = ScalarReadout(self.backbone.irreps_out, config.readout_hidden)
         self.energy_shift = torch.nn.Parameter(torch.zeros(len(config.species)))

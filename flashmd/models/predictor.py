@@ -12,7 +12,7 @@ from flashmd import keys
 from flashmd.data.graph import edge_vectors
 from flashmd.models.config import BackboneConfig
 from flashmd.models.constraints import apply_constraints
-from flashmd.nn import Backbone, GaussianEmbedding, SpeciesEmbedding, VectorReadout
+from flashmd.nn import GaussianEmbedding, SpeciesEmbedding, VectorReadout
 from flashmd.units import FS
 
 
@@ -70,17 +70,8 @@ class Predictor(torch.nn.Module):
             torch.nn.SiLU(),
             torch.nn.Linear(n, n),
         )
-        self.backbone = Backbone(
-            o3.Irreps(f"{n}x0e + 1x1o"),
-            config.irreps_hidden,
-            o3.Irreps(f"{n}x0e + {config.n_tensors}x1o"),
-            n_layers=config.n_layers,
-            lmax=config.lmax,
-            cutoff=config.cutoff,
-            n_radial=config.n_radial,
-            radial_hidden=config.radial_hidden,
-            avg_num_neighbors=config.avg_num_neighbors,
-            cutoff_p=config.cutoff_p,
+        self.backbone = config.backbone(
+            o3.Irreps(f"{n}x0e + 1x1o"), o3.Irreps(f"{n}x0e + {config.n_tensors}x1o")
         )
         self.readout = VectorReadout(self.backbone.irreps_out, 2)
         self.register_buffer("strides_fs", torch.tensor(config.strides_fs))

@@ -89,13 +89,17 @@ def test_rerun_skips_complete_trajectories(tiny_recipe, tmp_path):
     assert report.skipped == 4 and report.frames_written == 0
 
 
-def test_killed_generation_resumes_to_the_uninterrupted_result(tmp_path):
-    recipe_path = tmp_path / "long.yaml"
+def long_recipe(tmp_path, **changes) -> Path:
+    """The tiny recipe with one system and ``changes``, written to ``tmp_path/long.yaml``."""
     data = yaml.safe_load((REPO / "data" / "al-emt-tiny.yaml").read_text())
-    data.update(
-        production_fs=8000, equilibration_fs=20, temperatures_K=[600], systems=data["systems"][:1]
-    )
-    recipe_path.write_text(yaml.safe_dump(data))
+    data.update(equilibration_fs=20, systems=data["systems"][:1], **changes)
+    path = tmp_path / "long.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_killed_generation_resumes_to_the_uninterrupted_result(tmp_path):
+    recipe_path = long_recipe(tmp_path, production_fs=8000, temperatures_K=[600])
     store = tmp_path / "killed.zarr"
     command = [
         sys.executable,
@@ -177,11 +181,8 @@ def test_missing_asap3_gets_an_install_hint(tiny_recipe, monkeypatch):
 
 
 def test_ctrl_c_with_workers_keeps_the_store_consistent(tmp_path):
-    recipe_path = tmp_path / "long.yaml"
-    data = yaml.safe_load((REPO / "data" / "al-emt-tiny.yaml").read_text())
     # long enough that the interrupt always comes first, even on a loaded machine
-    data.update(production_fs=400000, equilibration_fs=20, systems=data["systems"][:1])
-    recipe_path.write_text(yaml.safe_dump(data))
+    recipe_path = long_recipe(tmp_path, production_fs=400000)
     store = tmp_path / "interrupted.zarr"
     command = [
         sys.executable,
