@@ -142,14 +142,16 @@ class StridePairs(torch.utils.data.IterableDataset):
         self.with_forces = all(store[t].has_forces for t in self.traj_ids)
         self.shuffle, self.buffer_blocks = shuffle, buffer_blocks
         self.rotate, self.time_reversal = rotate, time_reversal
-        self.seed, self.epoch = seed, 0
+        self.seed, self.epoch, self.skip_batches, self.batch_size = seed, 0, 0, 1
         self.rank, self.world_size = rank, world_size
         self._store: TrajectoryStore | None = None
 
     def _blocks(self, store: TrajectoryStore) -> list[Block]:
         blocks = []
+        self._n_frames: dict[str, int] = {}
         for traj_id in self.traj_ids:
             reader = store[traj_id]
+            self._n_frames[traj_id] = reader.n_frames
             last_origin = reader.n_frames - min(self.steps.values())
             for start in range(0, last_origin, reader.chunk_frames):
                 blocks.append(Block(traj_id, start, min(start + reader.chunk_frames, last_origin)))
@@ -162,9 +164,19 @@ class StridePairs(torch.utils.data.IterableDataset):
             max(0, store[t].n_frames - k) for t in self.traj_ids for k in self.steps.values()
         )
 
-    def set_epoch(self, epoch: int) -> None:
-        """Change the shuffle of the next iteration (once per epoch, like DistributedSampler)."""
-        self.epoch = epoch
+    def set_epoch(self, epoch: int, skip_batches: int = 0, batch_size: int = 1) -> None:
+        """Change the shuffle of the next iteration (once per epoch, like DistributedSampler).
+
+        ``skip_batches`` loader batches of ``batch_size`` items are skipped cheaply (no tensors
+        are built), so a resumed run continues the epoch exactly where it stopped.
+        """
+        self.epoch, self.skip_batches, self.batch_size = epoch, skip_batches, batch_size
+
+    def _items_to_skip(self, worker: int, n_workers: int) -> int:
+        # A DataLoader takes batch j from worker j % n_workers, so of the first skip_batches
+        # batches this worker made ceil((skip_batches - worker) / n_workers).
+        mine = max(0, -(-(self.skip_batches - worker) // n_workers))
+        return mine * self.batch_size
 
     def _my_blocks(self, rng: np.random.Generator) -> list[Block]:
         order = rng.permutation(len(self.blocks)) if self.shuffle else np.arange(len(self.blocks))
@@ -178,18 +190,32 @@ class StridePairs(torch.utils.data.IterableDataset):
             self._store = TrajectoryStore.open(self.location)
         rng = np.random.default_rng([self.seed, self.epoch])  # block order: same on every rank
         info = torch.utils.data.get_worker_info()
-        item_rng = np.random.default_rng([self.seed, self.epoch, self.rank, info.id if info else 0])
-        buffer: list[tuple[dict, int, float]] = []
+        worker, n_workers = (info.id, info.num_workers) if info else (0, 1)
+        item_rng = np.random.default_rng([self.seed, self.epoch, self.rank, worker])
+        skip = self._items_to_skip(worker, n_workers)
         blocks = self._my_blocks(rng)
         for position in range(0, len(blocks), self.buffer_blocks):
-            buffer = [
-                pair
-                for block in blocks[position : position + self.buffer_blocks]
-                for pair in self._pairs(block)
-            ]
+            group = blocks[position : position + self.buffer_blocks]
+            n_pairs = sum(self._count_pairs(block) for block in group)
+            if skip >= n_pairs:  # skip the whole group without reading it
+                order = item_rng.permutation(n_pairs) if self.shuffle else range(n_pairs)
+                for _ in order:
+                    self._augmentation(item_rng)
+                skip -= n_pairs
+                continue
+            buffer = [pair for block in group for pair in self._pairs(block)]
             order = item_rng.permutation(len(buffer)) if self.shuffle else range(len(buffer))
             for i in order:
-                yield self._item(*buffer[i], item_rng)
+                augmentation = self._augmentation(item_rng)
+                if skip:
+                    skip -= 1
+                    continue
+                yield self._item(*buffer[i], *augmentation)
+
+    def _count_pairs(self, block: Block) -> int:
+        """Pairs :meth:`_pairs` would return for ``block``, without reading it."""
+        n_frames = self._n_frames[block.traj_id]
+        return sum(max(0, min(block.stop, n_frames - k) - block.start) for k in self.steps.values())
 
     def _pairs(self, block: Block) -> list[tuple[dict, int, float]]:
         assert self._store is not None
@@ -208,17 +234,21 @@ class StridePairs(torch.utils.data.IterableDataset):
                 pairs.append((frames, t, stride))
         return pairs
 
+    def _augmentation(self, rng: np.random.Generator) -> tuple[bool, np.ndarray | None]:
+        """(reverse the pair?, rotation or None), drawn for every item, skipped ones too."""
+        reverse = bool(self.time_reversal and rng.random() < 0.5)
+        return reverse, random_orthogonal(rng) if self.rotate else None
+
     def _item(
-        self, frames: dict, t: int, stride: float, rng: np.random.Generator
+        self, frames: dict, t: int, stride: float, reverse: bool, rotation: np.ndarray | None
     ) -> dict[str, torch.Tensor]:
         k = self.steps[stride]
         q, p = frames["positions"][t], frames["momenta"][t]
         q2, p2 = frames["positions"][t + k], frames["momenta"][t + k]
         cell, origin = frames["cell"][t], t
-        if self.time_reversal and rng.random() < 0.5:
+        if reverse:
             q, p, q2, p2 = q2, -p2, q, -p
             cell, origin = frames["cell"][t + k], t + k
-        rotation = random_orthogonal(rng) if self.rotate else None
         item = {
             keys.POSITIONS: q,
             keys.MOMENTA: p,

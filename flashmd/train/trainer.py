@@ -196,7 +196,11 @@ class Trainer:
     def _loader(self) -> Iterator[dict[str, torch.Tensor]]:
         """Endless batches; resumes inside the epoch where the run stopped."""
         while True:
-            self.train_data.set_epoch(self.epoch)
+            # The dataset skips whole loader rounds cheaply (a DataLoader restarts its round-robin
+            # at worker 0); the at most num_workers - 1 batches left are drawn and dropped here.
+            rounds = max(1, self.config.num_workers)
+            cheap = self.batch_in_epoch // rounds * rounds
+            self.train_data.set_epoch(self.epoch, cheap, self.config.batch_size)
             loader = torch.utils.data.DataLoader(
                 self.train_data,
                 batch_size=self.config.batch_size,
@@ -206,7 +210,7 @@ class Trainer:
                 persistent_workers=False,
                 prefetch_factor=4 if self.config.num_workers else None,
             )
-            for index, batch in enumerate(loader):
+            for index, batch in enumerate(loader, start=cheap):
                 if index < self.batch_in_epoch:
                     continue
                 self.batch_in_epoch = index + 1

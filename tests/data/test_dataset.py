@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from flashmd.data.dataset import StridePairs, random_orthogonal, split_trajectories
 from flashmd.data.generate import generate
@@ -106,3 +107,31 @@ def test_ranks_split_blocks_without_overlap(store_path):
     key = lambda item: (item["positions"].numpy().tobytes(), float(item["stride"][0]))  # noqa: E731
     got = [key(i) for p in parts for i in p]
     assert sorted(got) == sorted(key(i) for i in whole) and len(got) == len(set(got))
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_skipping_batches_resumes_the_epoch_exactly(store_path, workers):
+    ids = TrajectoryStore.open(store_path).ids()
+
+    def batches(skip: int) -> list:
+        data = StridePairs(
+            store_path,
+            ids,
+            [8.0, 16.0],
+            shuffle=True,
+            time_reversal=True,
+            rotate=True,
+            seed=4,
+            buffer_blocks=1,
+        )
+        data.set_epoch(1, skip_batches=skip, batch_size=3)
+        loader = torch.utils.data.DataLoader(
+            data, batch_size=3, num_workers=workers, collate_fn=lambda items: items, drop_last=True
+        )
+        return [[item["positions"] for item in batch] for batch in loader]
+
+    full, resumed = batches(0), batches(6)  # whole rounds of the two workers
+    assert len(resumed) == len(full) - 6
+    for a, b in zip(full[6:], resumed, strict=True):
+        for x, y in zip(a, b, strict=True):
+            assert torch.equal(x, y)
