@@ -180,6 +180,12 @@ def test_missing_asap3_gets_an_install_hint(tiny_recipe, monkeypatch):
         make_calculator(tiny_recipe.calculator)
 
 
+def _terminal_sigint() -> None:
+    """In the child: Ctrl-C handling as in a terminal. A shell starts background jobs with SIGINT
+    ignored, and Python then installs no KeyboardInterrupt handler at all."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_with_workers_keeps_the_store_consistent(tmp_path):
     # long enough that the interrupt always comes first, even on a loaded machine
     recipe_path = long_recipe(tmp_path, production_fs=400000)
@@ -196,7 +202,13 @@ def test_ctrl_c_with_workers_keeps_the_store_consistent(tmp_path):
         "2",
         "--quiet",
     ]
-    process = subprocess.Popen(command, start_new_session=True, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        command,
+        start_new_session=True,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=_terminal_sigint,
+    )
     deadline = time.time() + 60
     while time.time() < deadline:
         time.sleep(0.05)
@@ -212,7 +224,13 @@ def test_ctrl_c_with_workers_keeps_the_store_consistent(tmp_path):
     assert rows and all(row.status == "partial" for row in rows)
     before = {row.id: row.n_frames for row in rows}
     # resume for a moment and interrupt again: frames only ever grow, without gaps
-    process = subprocess.Popen(command, start_new_session=True, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        command,
+        start_new_session=True,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=_terminal_sigint,
+    )
     time.sleep(3)
     os.killpg(process.pid, signal.SIGINT)
     process.communicate(timeout=60)
