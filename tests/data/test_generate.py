@@ -98,10 +98,9 @@ def long_recipe(tmp_path, **changes) -> Path:
     return path
 
 
-def test_killed_generation_resumes_to_the_uninterrupted_result(tmp_path):
-    recipe_path = long_recipe(tmp_path, production_fs=8000, temperatures_K=[600])
-    store = tmp_path / "killed.zarr"
-    command = [
+def generate_command(recipe_path: Path, store: Path, *options: str) -> list[str]:
+    """``flashmd generate RECIPE -o STORE --quiet OPTIONS`` in this interpreter."""
+    return [
         sys.executable,
         "-m",
         "flashmd.cli",
@@ -110,7 +109,14 @@ def test_killed_generation_resumes_to_the_uninterrupted_result(tmp_path):
         "-o",
         str(store),
         "--quiet",
+        *options,
     ]
+
+
+def test_killed_generation_resumes_to_the_uninterrupted_result(tmp_path):
+    recipe_path = long_recipe(tmp_path, production_fs=8000, temperatures_K=[600])
+    store = tmp_path / "killed.zarr"
+    command = generate_command(recipe_path, store)
     process = subprocess.Popen(command, env={**os.environ, "OMP_NUM_THREADS": "1"})
     deadline = time.time() + 60
     while time.time() < deadline:
@@ -190,18 +196,7 @@ def test_ctrl_c_with_workers_keeps_the_store_consistent(tmp_path):
     # long enough that the interrupt always comes first, even on a loaded machine
     recipe_path = long_recipe(tmp_path, production_fs=400000)
     store = tmp_path / "interrupted.zarr"
-    command = [
-        sys.executable,
-        "-m",
-        "flashmd.cli",
-        "generate",
-        str(recipe_path),
-        "-o",
-        str(store),
-        "--workers",
-        "2",
-        "--quiet",
-    ]
+    command = generate_command(recipe_path, store, "--workers", "2")
     process = subprocess.Popen(
         command,
         start_new_session=True,
