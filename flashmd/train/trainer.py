@@ -293,6 +293,18 @@ class Trainer:
                 writer.writeheader()
             writer.writerow(row)
 
+    def _drop_rows_after(self, name: str, step: int) -> None:
+        path = self.output / name
+        if not path.exists():
+            return
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+        if rows and any(int(row["step"]) > step for row in rows):
+            with open(path, "w", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+                writer.writeheader()
+                writer.writerows(row for row in rows if int(row["step"]) <= step)
+
     def _log_train(self, terms: dict[str, float], step_s: float, wait_s: float) -> None:
         self._append_csv(
             "train.csv",
@@ -373,4 +385,7 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.step, self.epoch = state["step"], state["epoch"]
+        if self.dist.is_main:  # rows an interrupted run logged after its last checkpoint
+            for name in ("train.csv", "val.csv"):
+                self._drop_rows_after(name, self.step)
         self.batch_in_epoch, self.best = state["batch_in_epoch"], state["best"]

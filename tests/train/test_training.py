@@ -91,6 +91,9 @@ def test_resume_continues_the_same_loss_curve(store_path, tmp_path):
     Trainer(split, progress=False).run(until=5)
     with pytest.raises(TrainingError, match="already holds a run; pass --resume"):
         Trainer(split, progress=False)
+    # an interrupted attempt that logged steps past its last checkpoint must not leave them twice
+    with open(tmp_path / "split" / "train.csv", "a") as f:
+        f.write("6,0,0.001,1,1,1,3,0.1,0.0\n")
     Trainer(split, resume=True, progress=False).run()
     np.testing.assert_allclose(
         read_losses(tmp_path / "split"), read_losses(tmp_path / "straight"), rtol=1e-9
