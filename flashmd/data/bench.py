@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from flashmd.data.generate import generate
-from flashmd.data.recipes import Recipe, TrajectoryTask, parse_recipe
+from flashmd.data.recipes import Recipe, parse_recipe
 from flashmd.data.reference import NullSink, equilibrate, make_dynamics, prepare, produce
 from flashmd.data.store import TrajectoryStore
 
@@ -161,4 +161,4 @@ def bench_workers(
     return header + "\n" + _table(rows)
 
 
-__all__ = ["TrajectoryTask", "bench_storage", "bench_workers"]
+__all__ = ["bench_storage", "bench_workers"]

@@ -451,7 +451,6 @@ class TrajectoryWriter:
         self.chunk = int(self._arrays["positions"].chunks[0])
         self._capacity = int(self._arrays["positions"].shape[0])
         self._buffer: dict[str, list[np.ndarray]] = {k: [] for k in self.keys}
-        self._buffered = 0
         self._pending_attrs: dict[str, Any] = {}
         self._status = str(group.attrs.get("status", "partial"))
 
@@ -520,7 +519,6 @@ class TrajectoryWriter:
             raise StoreError(f"{self.name} is complete; it takes no more frames")
         for key in self.keys:
             self._buffer[key].append(np.array(frame[key], dtype=np.float64))
-        self._buffered += 1
         if commit_attrs:
             self._pending_attrs.update(commit_attrs)
         self.n_frames += 1
@@ -534,11 +532,12 @@ class TrajectoryWriter:
         Writes are synchronous on purpose: a writer thread competes with the MD loop for the GIL
         and slowed asap3 EMT steps by half, far more than the writes cost.
         """
-        if self._buffered:
+        buffered = len(self._buffer[self.keys[0]])
+        if buffered:
             block = {key: np.stack(frames) for key, frames in self._buffer.items()}
             for frames in self._buffer.values():
                 frames.clear()
-            start, self._buffered = self.n_frames - self._buffered, 0
+            start = self.n_frames - buffered
             attrs, self._pending_attrs = {**self._pending_attrs, "n_frames": self.n_frames}, {}
             self._write_block(start, block, attrs)
 
