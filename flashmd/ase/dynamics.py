@@ -71,8 +71,10 @@ class FlashMD(MolecularDynamics):
         energy_filter: rescale momenta to conserve the total energy. Needs a potential: the
             model's energy model, a propagator that is also a potential, or ``atoms.calc``.
         tolerance: largest accepted deviation of the rescaling factor from 1 before the stride
-            falls back to velocity Verlet.
-        fallback_timestep_fs: timestep of that fallback, fs.
+            is redone as two half strides (when the model serves them) or by velocity Verlet.
+        fallback_timestep_fs: timestep of the velocity-Verlet fallback, fs.
+        split_depth: halvings tried before velocity Verlet (see
+            :class:`~flashmd.md.filters.FilterConfig`).
         skin: neighbour-list skin, Å.
         min_distance: warn when atoms are closer than this (Å), the closest contact of the
             model's training data; checkpoints do not record it yet, so the default is a
@@ -97,6 +99,7 @@ class FlashMD(MolecularDynamics):
         energy_filter: bool = True,
         tolerance: float = 0.05,
         fallback_timestep_fs: float = 1.0,
+        split_depth: int = 2,
         skin: float = 1.0,
         min_distance: float | None = None,
         seed: int | None = None,
@@ -118,7 +121,7 @@ class FlashMD(MolecularDynamics):
             timestep / FS,
             potential=potential,
             thermostat=self.thermostat,
-            filters=FilterConfig(energy_filter, tolerance, fallback_timestep_fs),
+            filters=FilterConfig(energy_filter, tolerance, fallback_timestep_fs, split_depth),
             skin=skin,
         )
         self._device = _device(model)
@@ -180,7 +183,7 @@ class FlashMD(MolecularDynamics):
 
     @property
     def fallbacks(self) -> int:
-        """Strides that fell back to velocity Verlet so far."""
+        """Strides the energy filter rejected so far (redone as half strides or by Verlet)."""
         return self.stepper.fallbacks
 
     def todict(self) -> dict[str, Any]:

@@ -173,6 +173,9 @@ def run_md(
     finally:
         bar.close()
         writer.close(
-            complete=complete, attrs={"fallbacks": stepper.fallbacks} if complete else None
+            complete=complete,
+            attrs={"fallbacks": stepper.fallbacks, "verlet_fallbacks": stepper.verlet_fallbacks}
+            if complete
+            else None,
         )
     return report

@@ -22,8 +22,10 @@ class RolloutReport:
     """What a call of :func:`rollout` did.
 
     Attributes:
-        strides: strides taken now; fallbacks: system-strides that fell back to velocity Verlet;
-        rebuilds: neighbour-list builds; frames: frames written now; wall_time_s: seconds.
+        strides: strides taken now; fallbacks: system-strides the energy filter rejected;
+        rebuilds: neighbour-list builds; frames: frames written now; wall_time_s: seconds;
+        verlet_fallbacks: rejected (sub-)strides that needed velocity Verlet (the others were
+        repaired by half strides, see :class:`~flashmd.md.filters.FilterConfig`).
     """
 
     strides: int
@@ -31,6 +33,7 @@ class RolloutReport:
     rebuilds: int
     frames: int
     wall_time_s: float
+    verlet_fallbacks: int = 0
 
 
 def initial_stats(stepper: Stepper, state: MDState) -> StrideStats:
@@ -66,6 +69,7 @@ def rollout(
         raise ValueError(f"need n_frames >= 1 and every >= 1, got {n_frames}, {every}")
     started = time.perf_counter()
     strides, fallbacks, rebuilds = stepper.strides, stepper.fallbacks, stepper.rebuilds
+    verlet = stepper.verlet_fallbacks
     done = 0 if writer is None else writer.n_frames
     if writer is not None:
         state = writer.resume_state(state)
@@ -89,5 +93,6 @@ def rollout(
         rebuilds=stepper.rebuilds - rebuilds,
         frames=written,
         wall_time_s=time.perf_counter() - started,
+        verlet_fallbacks=stepper.verlet_fallbacks - verlet,
     )
     return state, report

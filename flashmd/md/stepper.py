@@ -5,8 +5,10 @@
 The thermostat half-steps (optional) change the target energy by the kinetic energy they add or
 remove, so the filter conserves only the deterministic part of the dynamics. Systems whose stride
 the filter cannot repair (no real rescaling factor, one too far from 1, or a non-finite
-prediction) are integrated again from the state before the stride with velocity Verlet on the
-potential's forces (:mod:`flashmd.md.fallback`), then rescaled when possible. No NaN leaves a
+prediction) are integrated again from the state before the stride: as two filtered half strides
+when the propagator serves them (recursively, ``FilterConfig.split_depth`` deep), else with
+velocity Verlet on the potential's forces (:mod:`flashmd.md.fallback`), then rescaled when
+possible. No NaN leaves a
 stride: with a potential every failure falls back; without one a non-finite prediction raises.
 """
 
@@ -33,7 +35,8 @@ class StrideStats:
     Attributes:
         scale: (S,) energy-filter factor ``α`` applied (1 without a filter; after a fallback, the
             factor applied to the Verlet result, or 1 if none was possible).
-        fallback: (S,) bool, the stride was integrated by the velocity-Verlet fallback.
+        fallback: (S,) bool, the filter rejected the stride, which was integrated again (as half
+            strides or by velocity Verlet).
         potential_energy: (S,) eV, ``V`` at the new positions (NaN without a potential).
     """
 
@@ -54,7 +57,9 @@ class Stepper:
         skin: neighbour-list skin in Å.
 
     Attributes:
-        strides: strides taken; fallbacks: system-strides that fell back.
+        strides: strides taken; fallbacks: system-strides the filter rejected (repaired by half
+            strides or velocity Verlet); splits: rejected (sub-)strides retried as two halves;
+            verlet_fallbacks: (sub-)strides integrated by velocity Verlet.
     """
 
     def __init__(
@@ -77,6 +82,8 @@ class Stepper:
         self._caches: dict[float, NeighborCache] = {}
         self.strides = 0
         self.fallbacks = 0
+        self.splits = 0
+        self.verlet_fallbacks = 0
 
     @property
     def rebuilds(self) -> int:
@@ -85,11 +92,7 @@ class Stepper:
 
     def edges(self, cutoff: float | None, state: MDState) -> Edges | None:
         """Neighbour lists of ``state`` at ``cutoff`` (reused across strides), or None."""
-        if cutoff is None:
-            return None
-        if cutoff not in self._caches:
-            self._caches[cutoff] = NeighborCache(cutoff, self.skin)
-        return self._caches[cutoff].edges(state)
+        return _edges(self._caches, cutoff, state, self.skin)
 
     def potential_energy(self, state: MDState) -> torch.Tensor:
         """(S,) eV ``V`` of each system (NaN without a potential)."""
@@ -118,9 +121,21 @@ class Stepper:
     def step(self, state: MDState) -> tuple[MDState, StrideStats]:
         """Advance every system of ``state`` (prepared by :meth:`prepare`) by one stride."""
         before = self._thermostat(state)
+        after, stats = self._stride(before, self.stride_fs, self._caches, depth=0)
+        self.strides += 1
+        return self._thermostat(after), stats
+
+    def _stride(
+        self, before: MDState, stride_fs: float, caches: dict[float, NeighborCache], depth: int
+    ) -> tuple[MDState, StrideStats]:
+        """Predict, constrain and filter one stride of ``stride_fs``; rejected systems retry.
+
+        ``caches`` holds the neighbour lists of this set of systems (retries of a subset get
+        their own); ``depth`` counts the halvings above this stride.
+        """
         target = rigid.conserved(before)
-        edges = self.edges(self.propagator.cutoff, before)
-        positions, momenta = self.propagator.propagate(before, edges, self.stride_fs)
+        edges = _edges(caches, self.propagator.cutoff, before, self.skin)
+        positions, momenta = self.propagator.propagate(before, edges, stride_fs)
         finite = _systems_all(
             before, torch.isfinite(positions).all(dim=1) & torch.isfinite(momenta).all(dim=1)
         )
@@ -130,22 +145,14 @@ class Stepper:
             keep = (~finite)[before.system, None]  # these systems fall back below
             positions = torch.where(keep, before.positions, positions)
             momenta = torch.where(keep, before.momenta, momenta)
-        positions, momenta = constrain(before, positions, momenta, self.stride_fs, target)
+        positions, momenta = constrain(before, positions, momenta, stride_fs, target)
         after = before.replace(positions=positions, momenta=momenta)
         if self.potential is None:
             ones = torch.ones_like(before.target_energy)
-            stats = StrideStats(ones, ~finite, self.potential_energy(after))
-        else:
-            after, stats = self._filter(before, after, ~finite)
-        self.strides += 1
-        return self._thermostat(after), stats
-
-    def _filter(
-        self, before: MDState, after: MDState, failed: torch.Tensor
-    ) -> tuple[MDState, StrideStats]:
-        """Rescale ``after``; systems ``failed`` (S,) bool or not rescalable fall back."""
-        energy = self.potential_energy(after)
-        scale = torch.ones_like(energy)
+            return after, StrideStats(ones, ~finite, self.potential_energy(after))
+        potential_edges = _edges(caches, self.potential.cutoff, after, self.skin)
+        energy = self.potential.energy(after, potential_edges)
+        scale, failed = torch.ones_like(energy), ~finite
         if self.filters.energy:
             result = rescale(after, energy, self.filters.tolerance)
             after = after.replace(momenta=result.momenta)
@@ -153,42 +160,68 @@ class Stepper:
         stats = StrideStats(scale, failed, energy)
         if not bool(failed.any()):
             return after, stats
-        return self._fall_back(before, after, stats, failed)
-
-    def _fall_back(
-        self, before: MDState, after: MDState, stats: StrideStats, failed: torch.Tensor
-    ) -> tuple[MDState, StrideStats]:
-        """Replace the ``failed`` (S,) systems of ``after`` by a velocity-Verlet stride."""
-        assert self.potential is not None
-        subset = before.select(failed)
-        integrated, energy = velocity_verlet(
-            subset, self.potential, self.stride_fs, self.filters.fallback_timestep_fs, self.skin
-        )
-        positions, momenta = constrain(
-            subset,
-            integrated.positions,
-            integrated.momenta,
-            self.stride_fs,
-            rigid.conserved(subset),
-        )
-        integrated = integrated.replace(positions=positions, momenta=momenta)
-        result = rescale(integrated, energy) if self.filters.energy else None
-        if result is not None:
-            momenta = torch.where(result.accepted[integrated.system, None], result.momenta, momenta)
-            scale = torch.where(result.accepted, result.scale, 1.0)
-        else:
-            scale = torch.ones_like(energy)
-        atoms = failed[before.system]
-        self.fallbacks += int(failed.sum())
+        if depth == 0:
+            self.fallbacks += int(failed.sum())
+        repaired, repaired_stats = self._retry(before.select(failed), stride_fs, depth)
+        atoms = failed[before.system, None]
         new = after.replace(
-            positions=after.positions.masked_scatter(atoms[:, None], positions),
-            momenta=after.momenta.masked_scatter(atoms[:, None], momenta),
+            positions=after.positions.masked_scatter(atoms, repaired.positions),
+            momenta=after.momenta.masked_scatter(atoms, repaired.momenta),
         )
         return new, StrideStats(
-            stats.scale.masked_scatter(failed, scale),
-            stats.fallback | failed,
-            stats.potential_energy.masked_scatter(failed, energy),
+            stats.scale.masked_scatter(failed, repaired_stats.scale),
+            failed,
+            stats.potential_energy.masked_scatter(failed, repaired_stats.potential_energy),
         )
+
+    def _retry(self, subset: MDState, stride_fs: float, depth: int) -> tuple[MDState, StrideStats]:
+        """Integrate the rejected systems ``subset`` over ``stride_fs`` again: two filtered half
+        strides when allowed and supported, else velocity Verlet on the potential's forces."""
+        half = 0.5 * stride_fs
+        if depth < self.filters.split_depth and self._supports(subset, half):
+            self.splits += subset.n_systems
+            caches: dict[float, NeighborCache] = {}
+            state, _ = self._stride(subset, half, caches, depth + 1)
+            return self._stride(state, half, caches, depth + 1)
+        return self._verlet(subset, stride_fs)
+
+    def _supports(self, state: MDState, stride_fs: float) -> bool:
+        try:
+            self.propagator.check(state, stride_fs)
+        except ValueError:
+            return False
+        return True
+
+    def _verlet(self, subset: MDState, stride_fs: float) -> tuple[MDState, StrideStats]:
+        """Velocity Verlet over ``stride_fs``, then the momentum constraints and, when possible,
+        the energy rescaling (an unrepairable Verlet stride keeps its momenta)."""
+        assert self.potential is not None
+        self.verlet_fallbacks += subset.n_systems
+        integrated, energy = velocity_verlet(
+            subset, self.potential, stride_fs, self.filters.fallback_timestep_fs, self.skin
+        )
+        positions, momenta = constrain(
+            subset, integrated.positions, integrated.momenta, stride_fs, rigid.conserved(subset)
+        )
+        integrated = integrated.replace(positions=positions, momenta=momenta)
+        scale = torch.ones_like(energy)
+        if self.filters.energy:
+            result = rescale(integrated, energy)
+            momenta = torch.where(result.accepted[integrated.system, None], result.momenta, momenta)
+            scale = torch.where(result.accepted, result.scale, 1.0)
+        failed = torch.ones_like(energy, dtype=torch.bool)
+        return integrated.replace(momenta=momenta), StrideStats(scale, failed, energy)
+
+
+def _edges(
+    caches: dict[float, NeighborCache], cutoff: float | None, state: MDState, skin: float
+) -> Edges | None:
+    """Neighbour lists of ``state`` at ``cutoff`` from ``caches`` (created on first use)."""
+    if cutoff is None:
+        return None
+    if cutoff not in caches:
+        caches[cutoff] = NeighborCache(cutoff, skin)
+    return caches[cutoff].edges(state)
 
 
 def _systems_all(state: MDState, per_atom: torch.Tensor) -> torch.Tensor:

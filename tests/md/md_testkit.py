@@ -59,10 +59,14 @@ def harmonic(systems: list[Atoms]) -> HarmonicCrystal:
 class Biased:
     """A propagator that spoils another: scales displacements and momenta, or returns NaN."""
 
-    def __init__(self, inner, displacement: float = 1.0, momentum: float = 1.0, nan_every=0):
+    def __init__(
+        self, inner, displacement: float = 1.0, momentum: float = 1.0, nan_every=0, at_fs=None
+    ):
         self.inner, self.displacement, self.momentum = inner, displacement, momentum
         self.cutoff = inner.cutoff
         self.nan_every, self.calls = nan_every, 0
+        self.at_fs = at_fs  # spoil only strides of this length (None: all)
+        self.strides_fs: list[float] = []
 
     def check(self, state: MDState, stride_fs: float) -> None:
         self.inner.check(state, stride_fs)
@@ -70,6 +74,9 @@ class Biased:
     def propagate(self, state, edges, stride_fs):
         positions, momenta = self.inner.propagate(state, edges, stride_fs)
         self.calls += 1
+        self.strides_fs.append(stride_fs)
+        if self.at_fs is not None and stride_fs != self.at_fs:
+            return positions, momenta
         if self.nan_every and self.calls % self.nan_every == 0:
             return positions * float("nan"), momenta
         positions = state.positions + self.displacement * (positions - state.positions)

@@ -81,6 +81,40 @@ def test_far_off_and_nan_predictions_fall_back():
     assert float((total_energy(stepper, state) - energy0).abs().max()) < 1e-8
 
 
+def test_rejected_stride_is_repaired_by_two_half_strides():
+    """Only 32 fs strides are spoilt: each is rejected and redone as two exact 16 fs strides, so
+    no velocity Verlet runs and the trajectory equals 2n exact 16 fs strides."""
+    reference = crystal()
+    model = harmonic([reference])
+    spoilt = Biased(model, momentum=1.3, at_fs=32.0)
+    stepper = Stepper(spoilt, 32.0, potential=model)
+    exact = Stepper(model, 16.0, potential=model)
+    state = stepper.prepare(state_from_atoms(thermal(reference, seed=8)))
+    expected = state
+    for _ in range(5):
+        state, stats = stepper.step(state)
+        assert bool(stats.fallback.all())
+        for _ in range(2):
+            expected, _ = exact.step(expected)
+    assert (stepper.fallbacks, stepper.splits, stepper.verlet_fallbacks) == (5, 5, 0)
+    assert spoilt.strides_fs == [32.0, 16.0, 16.0] * 5
+    assert torch.allclose(state.positions, expected.positions, atol=1e-10)
+    assert torch.allclose(state.momenta, expected.momenta, atol=1e-10)
+
+
+def test_split_depth_zero_goes_straight_to_verlet():
+    reference = crystal()
+    model = harmonic([reference])
+    spoilt = Biased(model, momentum=1.3, at_fs=32.0)
+    stepper = Stepper(spoilt, 32.0, potential=model, filters=FilterConfig(split_depth=0))
+    state = stepper.prepare(state_from_atoms(thermal(reference, seed=8)))
+    energy0 = total_energy(stepper, state)
+    state, stats = stepper.step(state)
+    assert bool(stats.fallback.all()) and spoilt.strides_fs == [32.0]
+    assert (stepper.fallbacks, stepper.splits, stepper.verlet_fallbacks) == (1, 0, 1)
+    assert float((total_energy(stepper, state) - energy0).abs().max()) < 1e-8
+
+
 def test_no_real_rescaling_factor_falls_back():
     """Positions displaced so far that V(q') exceeds the target energy: no alpha exists."""
     reference = crystal()
