@@ -3,8 +3,12 @@ together in one batched graph and are written to a store in the reference schema
 
 Trajectory ``k`` is (system ``k // replicas``, replica ``k % replicas``) with id
 ``{k:05d}_{formula}_r{replica}``; ``shard=(i, n)`` keeps the trajectories with ``k % n == i``.
-Initial momenta are Maxwell-Boltzmann at ``temperature_K`` from ``SeedSequence(seed,
-spawn_key=(k,))`` without centre-of-mass motion (and rotation, for open systems). The thermostat
+Systems come from structure files, a generation recipe, or (``start_from``) the first frame of
+the trajectories at ``temperature_K`` in a reference store: an equilibrated start, positions and
+momenta as stored, the natural way to compare a model with its reference (``flashmd
+evaluate``). Otherwise initial momenta are Maxwell-Boltzmann at ``temperature_K`` from
+``SeedSequence(seed, spawn_key=(k,))`` without centre-of-mass motion (and rotation, for open
+systems). The thermostat
 noise of the batch comes from one generator seeded by ``seed`` and the shard, so a run is fixed
 by its settings and shard. Re-running the same command skips complete trajectories and resumes
 partial ones from their last committed frame; other settings on the same store are refused.
@@ -45,6 +49,7 @@ class MDSettings:
     model: str
     structures: tuple[str, ...] = ()
     recipe: str | None = None
+    start_from: str | None = None
     ensemble: str = "nve"
     temperature_K: float = 300.0
     stride_fs: float = 32.0
@@ -59,8 +64,11 @@ class MDSettings:
     def __post_init__(self) -> None:
         if self.ensemble not in ("nve", "langevin", "bussi"):
             raise ValueError(f"ensemble must be nve, langevin or bussi, got {self.ensemble!r}")
-        if bool(self.structures) == (self.recipe is not None):
-            raise ValueError("give structure files or a recipe (exactly one of them)")
+        sources = [bool(self.structures), self.recipe is not None, self.start_from is not None]
+        if sum(sources) != 1:
+            raise ValueError(
+                "give structure files, a recipe or a store to start from (exactly one of them)"
+            )
         if self.strides < 1 or self.every < 1 or self.replicas < 1:
             raise ValueError("strides, every and replicas must be at least 1")
         if self.strides % self.every:
@@ -72,7 +80,10 @@ class MDSettings:
 
 
 def load_systems(settings: MDSettings) -> list[ase.Atoms]:
-    """The input systems: every structure file (first frame), or a recipe's built systems."""
+    """The input systems: every structure file (first frame), a recipe's built systems, or the
+    first frames (with momenta) of a store's trajectories at ``settings.temperature_K``."""
+    if settings.start_from is not None:
+        return _stored_starts(settings.start_from, settings.temperature_K)
     if settings.recipe is None:
         systems = []
         for path in settings.structures:
@@ -88,6 +99,28 @@ def load_systems(settings: MDSettings) -> list[ase.Atoms]:
     return [build_system(spec, rng, f"systems.{k}") for k, spec in enumerate(recipe.systems)]
 
 
+def _stored_starts(location: str, temperature_K: float) -> list[ase.Atoms]:
+    store = TrajectoryStore.open(location)
+    found: dict[float, list[str]] = {}
+    for traj_id in store.ids():
+        value = store[traj_id].attrs.get("temperature_K")
+        if value is not None and store[traj_id].n_frames > 0:
+            found.setdefault(round(float(value), 3), []).append(traj_id)
+    chosen = found.get(round(float(temperature_K), 3), [])
+    if not chosen:
+        available = ", ".join(f"{t:g} K" for t in sorted(found)) or "none"
+        raise ValueError(
+            f"{location} has no trajectory at {temperature_K:g} K to start from (its "
+            f"temperatures: {available}); pass one of them with --temperature-K"
+        )
+    starts = []
+    for traj_id in chosen:
+        atoms = store[traj_id].to_atoms(0)
+        atoms.info["start_from"] = {"store": str(location), "trajectory": traj_id}
+        starts.append(atoms)
+    return starts
+
+
 def _thermostat(settings: MDSettings) -> Thermostat | None:
     if settings.ensemble == "langevin":
         return Langevin(settings.temperature_K, settings.friction_per_fs / FS)
@@ -99,6 +132,8 @@ def _thermostat(settings: MDSettings) -> Thermostat | None:
 def _initial(atoms: ase.Atoms, settings: MDSettings, index: int) -> ase.Atoms:
     atoms = atoms.copy()
     atoms.calc = None
+    if settings.start_from is not None:
+        return atoms  # an equilibrated state: keep its momenta
     rng = np.random.default_rng(np.random.SeedSequence(settings.seed, spawn_key=(index,)))
     thermalize_momenta(atoms, temperature_K=settings.temperature_K, rng=rng)
     Stationary(atoms)
@@ -153,6 +188,7 @@ def run_md(
             "system": {"index": s, "formula": systems[s].get_chemical_formula("metal")},
             "pbc": [bool(p) for p in systems[s].pbc],
             "replica": r,
+            **({"start_from": systems[s].info["start_from"]} if settings.start_from else {}),
         }
         for k, s, r in chosen
     ]

@@ -71,6 +71,27 @@ def test_md_from_a_recipe(inputs, tmp_path):
     assert len(TrajectoryStore.open(out)) == 2  # the recipe has two systems
 
 
+def test_md_starts_from_a_reference_store(inputs, tiny_recipe, tmp_path, capsys):
+    from flashmd.data.generate import generate
+
+    model, _ = inputs
+    reference = str(tmp_path / "reference.zarr")
+    generate(tiny_recipe, reference, progress=False)
+    out = str(tmp_path / "started.zarr")
+    args = ["--start-from", reference, "--model", model, "--stride-fs", "16", "--strides", "2"]
+    assert run(*args, "--temperature-K", "900", "-o", out) == 0
+    started, ref = TrajectoryStore.open(out), TrajectoryStore.open(reference)
+    assert len(started) == 2  # the two systems at 900 K, not those at 600 K
+    for traj_id in started:
+        source = started[traj_id].attrs["start_from"]["trajectory"]
+        assert ref[source].attrs["temperature_K"] == 900
+        first, stored = started[traj_id].frame(0), ref[source].frame(0)
+        np.testing.assert_array_equal(first["positions"], stored["positions"])
+        np.testing.assert_allclose(first["momenta"], stored["momenta"], rtol=1e-12)
+    assert run(*args, "--temperature-K", "700", "-o", str(tmp_path / "none.zarr")) == 2
+    assert "600 K, 900 K" in capsys.readouterr().err
+
+
 def test_bad_input_is_refused_before_writing(inputs, tmp_path, capsys):
     model, structure = inputs
     out = tmp_path / "bad.zarr"
@@ -80,7 +101,7 @@ def test_bad_input_is_refused_before_writing(inputs, tmp_path, capsys):
     assert "20 fs is not supported" in capsys.readouterr().err
     assert not out.exists()
     assert run("--model", model, "--stride-fs", "16", "--strides", "2", "-o", str(out)) == 2
-    assert "structure files or a recipe" in capsys.readouterr().err
+    assert "structure files, a recipe or a store" in capsys.readouterr().err
 
 
 def test_interrupted_md_keeps_frames_and_resumes(inputs, tmp_path, monkeypatch, capsys):
