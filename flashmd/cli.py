@@ -89,6 +89,7 @@ def _cmd_md(args: argparse.Namespace) -> int:
         model=args.model,
         structures=tuple(args.structures),
         recipe=args.recipe,
+        start_from=args.start_from,
         ensemble=args.ensemble,
         temperature_K=args.temperature_K,
         stride_fs=args.stride_fs,
@@ -105,8 +106,8 @@ def _cmd_md(args: argparse.Namespace) -> int:
     )
     print(
         f"md: {report.frames} frames of {report.strides} strides written to {args.output} in "
-        f"{report.wall_time_s:.1f} s; {report.fallbacks} fallbacks, "
-        f"{report.rebuilds} neighbour-list builds"
+        f"{report.wall_time_s:.1f} s; {report.fallbacks} filter fallbacks "
+        f"({report.verlet_fallbacks} by velocity Verlet), {report.rebuilds} neighbour-list builds"
     )
     return 0
 
@@ -143,6 +144,22 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         from flashmd.md.bench import bench_rollout
 
         print(bench_rollout(replicas=args.replicas, strides=args.strides))
+    elif args.what == "speed":
+        from flashmd.md.speed import bench_speed
+
+        print(
+            bench_speed(
+                model=args.model,
+                element=args.element,
+                cells=args.sizes,
+                strides_fs=args.stride_fs,
+                temperature_K=args.temperature_K,
+                seconds=args.seconds,
+                repeats=args.repeats,
+                devices=args.devices,
+                equilibration_fs=args.equilibration_fs,
+            )
+        )
     elif args.what == "train-memory":
         from flashmd.train.bench import bench_train_memory
 
@@ -202,6 +219,12 @@ def build_parser() -> argparse.ArgumentParser:
     md = commands.add_parser("md", help="batched rollouts of a model into a store (resumable)")
     md.add_argument("structures", nargs="*", help="structure files (first frame of each)")
     md.add_argument("--recipe", help="use a generation recipe's systems instead of files")
+    md.add_argument(
+        "--start-from",
+        metavar="STORE",
+        help="start from the first frame (positions and momenta) of each trajectory of this "
+        "reference store at --temperature-K: equilibrated starts for flashmd evaluate",
+    )
     md.add_argument("--model", required=True, help="checkpoint path or shipped model name")
     md.add_argument("-o", "--output", required=True, help="store path or fsspec URL (.zarr)")
     md.add_argument("--ensemble", choices=["nve", "langevin", "bussi"], default="nve")
@@ -247,7 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = commands.add_parser("bench", help="benchmarks that print a table")
     bench.add_argument(
-        "what", choices=["storage", "workers", "train-memory", "rollout", "evaluate"]
+        "what", choices=["storage", "workers", "train-memory", "rollout", "evaluate", "speed"]
     )
     bench.add_argument(
         "--cells", type=int, default=3, help="fcc cubic cells per side (3: 108 atoms)"
@@ -274,6 +297,25 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--strides", type=int, default=5, help="rollout: timed strides")
     bench.add_argument(
         "--eval-frames", type=int, default=10_000, help="evaluate: frames of each store"
+    )
+    speed = bench.add_argument_group("speed", "simulated ps per wall s: flashmd against MD")
+    speed.add_argument("--model", default="emt-metals", help="shipped model name or checkpoint")
+    speed.add_argument("--element", default="Cu", help="element of the fcc crystal")
+    speed.add_argument(
+        "--sizes", type=int, nargs="+", default=[3, 6], help="cubic cells per side (6: 864 atoms)"
+    )
+    speed.add_argument(
+        "--stride-fs", type=float, nargs="+", default=[16.0, 32.0, 64.0], help="flashmd strides"
+    )
+    speed.add_argument("--temperature-K", type=float, default=600.0, help="equilibration, K")
+    speed.add_argument(
+        "--equilibration-fs", type=float, default=1000.0, help="reference Langevin before timing"
+    )
+    speed.add_argument(
+        "--seconds", type=float, default=3.0, help="wall seconds of each timed run of each row"
+    )
+    speed.add_argument(
+        "--devices", nargs="+", default=[], help="torch devices (default: cpu, and cuda if any)"
     )
     bench.set_defaults(func=_cmd_bench)
     return parser

@@ -6,7 +6,8 @@ interfaces the stepper calls and adapters for models and ASE calculators), :mod:
 exact analytic propagator), :mod:`.filters` (momentum constraints and energy rescaling),
 :mod:`.fallback` (velocity Verlet when the filter cannot repair a stride), :mod:`.thermostats`,
 :mod:`.stepper` (one stride), :mod:`.rollout` and :mod:`.output` (many strides, into a store),
-:mod:`.batch` (``flashmd md``) and :mod:`.bench` (``flashmd bench rollout``).
+:mod:`.batch` (``flashmd md``), :mod:`.bench` (``flashmd bench rollout``) and :mod:`.speed`
+(``flashmd bench speed``).
 """
 
 from __future__ import annotations

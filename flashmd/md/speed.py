@@ -1,0 +1,396 @@
+"""``flashmd bench speed``: simulated picoseconds per wall-clock second, flashmd against MD.
+
+Rows of each block (one block per system size and device):
+
+- flashmd at each stride, NVE with the energy filter, through the batched engine
+  (:class:`~flashmd.md.stepper.Stepper`); strides the filter rejects are redone as half strides
+  or by velocity Verlet, which is part of the honest cost, so the fraction of timed strides that
+  fell back is reported next to the speed;
+- velocity Verlet at 2 fs on the same checkpoint's energy model (the like-for-like ML potential),
+  through the same torch path (:func:`~flashmd.md.fallback.velocity_verlet`, 64 fs per call, so
+  neighbour lists are reused as in the fallback);
+- the reference calculator's MD: ASE ``VelocityVerlet`` at 2 fs with asap3 EMT (ASE's own EMT,
+  named as such, only when asap3 is not installed). It runs on the CPU whatever the block's device.
+
+The system is an fcc crystal of one element, ``cells`` cubic cells per side (3: 108 atoms, 6: 864),
+equilibrated with a Langevin run of the reference calculator so every rollout starts from a
+thermal state. Each row is warmed up, then its chunk count (strides, or 64 fs of Verlet) is chosen
+from a calibration run so that one timed run lasts about ``seconds``; the ``repeats`` timed runs
+of all rows are interleaved, so load from other processes affects every row alike, and the median
+is reported. Trajectories continue across runs (warm-up and calibration excluded from the counts).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import torch
+from ase import Atoms, units
+from ase.calculators.calculator import Calculator
+from ase.constraints import FixCom
+from ase.data import atomic_numbers, chemical_symbols
+from ase.md.langevin import Langevin
+from ase.md.velocitydistribution import Stationary, thermalize_momenta
+from ase.md.verlet import VelocityVerlet
+
+from flashmd.data.calculators import EMT_ELEMENTS
+from flashmd.data.recipes import CrystalSystem
+from flashmd.data.systems import build_system
+from flashmd.md.fallback import velocity_verlet
+from flashmd.md.propagators import ModelPotential, ModelPropagator
+from flashmd.md.state import state_from_atoms
+from flashmd.md.stepper import Stepper
+from flashmd.models.io import load_model
+from flashmd.models.model import FlashMDModel
+
+#: Timestep (fs) of both velocity-Verlet baselines and of the equilibration.
+TIMESTEP_FS = 2.0
+#: Simulated time (fs) of one velocity-Verlet chunk (one ``velocity_verlet`` call or ``run``).
+CHUNK_FS = 64.0
+#: Langevin friction of the equilibration, 1/fs (as in the training recipes).
+FRICTION_PER_FS = 0.02
+#: Speed-up over velocity Verlet on the energy model that the issue asks for, by stride (fs).
+TARGETS = {32.0: 10.0, 64.0: 20.0}
+BASELINE = "VV on energy model"
+
+
+@dataclass(frozen=True)
+class Reference:
+    """The reference calculator: a factory (one fresh instance per use) and its row label."""
+
+    make: Callable[[], Calculator]
+    name: str
+    key: str  # key of :data:`~flashmd.data.calculators.EMT_ELEMENTS`
+
+
+def reference_calculator() -> Reference:
+    """asap3 EMT, or ASE's EMT (a different parameterisation, so named) without asap3."""
+    try:
+        from asap3 import EMT as AsapEMT
+    except ImportError:
+        from ase.calculators.emt import EMT
+
+        return Reference(EMT, "ASE EMT (asap3 not installed)", "emt")
+    return Reference(AsapEMT, "asap3 EMT", "asap3-emt")
+
+
+def check_element(model: FlashMDModel, element: str, reference: Reference) -> None:
+    """Raise ``ValueError`` unless ``element`` is known, in the model's species and the reference's.
+
+    Args:
+        model: the checkpoint to benchmark.
+        element: chemical symbol of the crystal, e.g. ``"Cu"``.
+        reference: the reference calculator that equilibrates the crystal and runs the MD row.
+    """
+    if element not in atomic_numbers:
+        raise ValueError(f"unknown element {element!r}; give a chemical symbol such as 'Cu'")
+    species = [chemical_symbols[z] for z in model.species]
+    if atomic_numbers[element] not in model.species:
+        raise ValueError(
+            f"the model does not support {element}: its species are {', '.join(species)}; "
+            "pass --element with one of them or a model trained on this element"
+        )
+    supported = EMT_ELEMENTS[reference.key]
+    if element not in supported:
+        raise ValueError(
+            f"the reference calculator {reference.name} has no parameters for {element}; "
+            f"it supports {', '.join(sorted(supported))}"
+        )
+
+
+def equilibrated_crystal(
+    element: str,
+    cells: int,
+    temperature_K: float,
+    equilibration_fs: float,
+    reference: Reference,
+    seed: int = 0,
+) -> Atoms:
+    """fcc ``element``, ``cells`` cubic cells per side (4·cells³ atoms), thermalised.
+
+    Maxwell-Boltzmann momenta at ``temperature_K`` (no centre-of-mass motion), then Langevin at
+    ``TIMESTEP_FS`` with the reference calculator for ``equilibration_fs``. Seeded by ``seed``.
+
+    Returns:
+        The equilibrated atoms (positions Å, momenta set), without a calculator.
+    """
+    rng = np.random.default_rng(seed)
+    spec = CrystalSystem(builder="crystal", element=element, supercell=(cells, cells, cells))
+    atoms = build_system(spec, rng, label=f"{element} fcc")
+    thermalize_momenta(atoms, temperature_K=temperature_K, rng=rng)
+    Stationary(atoms)
+    atoms.calc = reference.make()
+    atoms.set_constraint(FixCom())  # ASE's recommended way to fix the centre under Langevin
+    dynamics = Langevin(
+        atoms,
+        TIMESTEP_FS * units.fs,
+        temperature_K=temperature_K,
+        fixcm=False,
+        friction=FRICTION_PER_FS / units.fs,
+        rng=rng,
+    )
+    dynamics.run(math.ceil(equilibration_fs / TIMESTEP_FS))
+    atoms.set_constraint()
+    atoms.calc = None
+    return atoms
+
+
+class _Method(Protocol):
+    """One row: advances its own trajectory by ``chunk_fs`` per :meth:`advance`."""
+
+    label: str
+    step_fs: float
+    chunk_fs: float
+
+    def advance(self) -> None: ...
+
+    def counts(self) -> tuple[int, int] | None:
+        """(fallbacks, strides) so far, or None for a method without a filter."""
+        ...
+
+
+class _FlashMD:
+    """The batched engine at one stride, NVE with the energy filter."""
+
+    def __init__(self, model: FlashMDModel, stride_fs: float, atoms: Atoms) -> None:
+        self.label, self.step_fs, self.chunk_fs = "flashmd (energy filter)", stride_fs, stride_fs
+        self.stepper = Stepper(ModelPropagator(model), stride_fs, potential=ModelPotential(model))
+        self.state = self.stepper.prepare(state_from_atoms(atoms, device=model.device))
+
+    def advance(self) -> None:
+        self.state, _ = self.stepper.step(self.state)
+
+    def counts(self) -> tuple[int, int] | None:
+        return self.stepper.fallbacks, self.stepper.strides
+
+
+class _ModelVerlet:
+    """Velocity Verlet at ``TIMESTEP_FS`` on the model's energy model, ``CHUNK_FS`` per call."""
+
+    def __init__(self, model: FlashMDModel, atoms: Atoms) -> None:
+        self.label, self.step_fs, self.chunk_fs = BASELINE, TIMESTEP_FS, CHUNK_FS
+        self.potential = ModelPotential(model)
+        self.state = state_from_atoms(atoms, device=model.device)
+
+    def advance(self) -> None:
+        self.state, _ = velocity_verlet(self.state, self.potential, CHUNK_FS, TIMESTEP_FS)
+
+    def counts(self) -> tuple[int, int] | None:
+        return None
+
+
+class _ReferenceVerlet:
+    """ASE ``VelocityVerlet`` at ``TIMESTEP_FS`` with the reference calculator (on the CPU)."""
+
+    def __init__(self, reference: Reference, atoms: Atoms, on_cpu: bool) -> None:
+        where = "" if on_cpu else ", CPU"
+        self.label = f"{reference.name} (reference{where})"
+        self.step_fs, self.chunk_fs = TIMESTEP_FS, CHUNK_FS
+        self.atoms = atoms.copy()
+        self.atoms.calc = reference.make()
+        self.dynamics = VelocityVerlet(self.atoms, TIMESTEP_FS * units.fs)
+        self.steps = round(CHUNK_FS / TIMESTEP_FS)
+
+    def advance(self) -> None:
+        self.dynamics.run(self.steps)
+
+    def counts(self) -> tuple[int, int] | None:
+        return None
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _run(method: _Method, chunks: int, device: torch.device) -> float:
+    """Wall seconds of ``chunks`` calls of ``method.advance`` (device synchronised)."""
+    _sync(device)
+    start = time.perf_counter()
+    for _ in range(chunks):
+        method.advance()
+    _sync(device)
+    return time.perf_counter() - start
+
+
+def _calibrate(method: _Method, seconds: float, device: torch.device) -> int:
+    """Chunks per timed run so that it lasts about ``seconds``: one warm-up chunk (first
+    neighbour list, allocator, autograd graph), then chunks until a quarter of ``seconds``."""
+    _run(method, 1, device)
+    chunks, elapsed = 0, 0.0
+    while chunks == 0 or elapsed < 0.25 * seconds:
+        elapsed += _run(method, 1, device)
+        chunks += 1
+    return max(1, round(seconds * chunks / elapsed))
+
+
+@dataclass(frozen=True)
+class Row:
+    """One measured row.
+
+    Attributes:
+        label: the method; step_fs: its timestep or stride, fs.
+        ps_per_s: median simulated ps per wall-clock second over the repeats.
+        timed_ps: simulated ps of one timed run.
+        fallback: fraction of timed strides that fell back to velocity Verlet (None: no filter).
+    """
+
+    label: str
+    step_fs: float
+    ps_per_s: float
+    timed_ps: float
+    fallback: float | None
+
+
+def measure(
+    methods: Sequence[_Method], seconds: float, repeats: int, device: torch.device
+) -> list[Row]:
+    """Calibrate every method, then ``repeats`` interleaved timed runs; one :class:`Row` each."""
+    chunks = [_calibrate(m, seconds, device) for m in methods]
+    times: list[list[float]] = [[] for _ in methods]
+    fallbacks, strides = [0] * len(methods), [0] * len(methods)
+    for _ in range(repeats):
+        for k, (method, count) in enumerate(zip(methods, chunks, strict=True)):
+            before = method.counts()
+            times[k].append(_run(method, count, device))
+            after = method.counts()
+            if before is not None and after is not None:
+                fallbacks[k] += after[0] - before[0]
+                strides[k] += after[1] - before[1]
+    rows = []
+    for k, method in enumerate(methods):
+        timed_ps = chunks[k] * method.chunk_fs / 1000.0
+        fraction = fallbacks[k] / strides[k] if method.counts() is not None else None
+        rows.append(
+            Row(
+                method.label,
+                method.step_fs,
+                timed_ps / float(np.median(times[k])),
+                timed_ps,
+                fraction,
+            )
+        )
+    return rows
+
+
+def markdown_table(rows: Sequence[Sequence[str]]) -> str:
+    """A markdown table with padded columns: the first row is the header, the first column is
+    left-aligned and the others right-aligned."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+
+    def line(cells: Sequence[str]) -> str:
+        padded = (
+            c.ljust(w) if i == 0 else c.rjust(w)
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        )
+        return "| " + " | ".join(padded) + " |"
+
+    rule = "|" + "|".join("-" * (w + 1) + ("-" if i == 0 else ":") for i, w in enumerate(widths))
+    return "\n".join([line(rows[0]), rule + "|", *(line(row) for row in rows[1:])])
+
+
+def format_block(title: str, rows: Sequence[Row]) -> str:
+    """``title``, a markdown table of ``rows`` with speed-ups against :data:`BASELINE`, and a line
+    with the issue's targets (:data:`TARGETS`) for the flashmd strides measured."""
+    baseline = next(r.ps_per_s for r in rows if r.label == BASELINE)
+    table = [("method", "step fs", "sim ps / wall s", f"vs {BASELINE}", "fallbacks", "timed ps")]
+    targets = []
+    for r in rows:
+        ratio = r.ps_per_s / baseline
+        fallback = "-" if r.fallback is None else f"{100 * r.fallback:.1f} %"
+        table.append(
+            (
+                r.label,
+                f"{r.step_fs:g}",
+                f"{r.ps_per_s:.3g}",
+                f"{ratio:.1f}x",
+                fallback,
+                f"{r.timed_ps:.3g}",
+            )
+        )
+        goal = TARGETS.get(r.step_fs) if r.fallback is not None else None
+        if goal is not None:
+            verdict = "met" if ratio >= goal else "NOT met"
+            targets.append(f"{r.step_fs:g} fs >= {goal:g}x: {ratio:.1f}x ({verdict})")
+    footer = ["", f"targets vs {BASELINE}: " + "; ".join(targets)] if targets else []
+    return "\n".join([title, "", markdown_table(table), *footer])
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    return str(device)
+
+
+def bench_speed(
+    model: str = "emt-metals",
+    element: str = "Cu",
+    cells: Sequence[int] = (3, 6),
+    strides_fs: Sequence[float] = (16.0, 32.0, 64.0),
+    temperature_K: float = 600.0,
+    seconds: float = 3.0,
+    repeats: int = 3,
+    devices: Sequence[str] = (),
+    equilibration_fs: float = 1000.0,
+    seed: int = 0,
+) -> str:
+    """The speed table: simulated ps per wall-clock second of flashmd and of MD, as text.
+
+    Args:
+        model: a shipped model name (``flashmd/pretrained``) or a checkpoint path; it needs a
+            predictor for ``strides_fs`` and an energy model, and ``element`` in its species.
+        element: chemical symbol of the fcc crystal.
+        cells: cubic cells per side of each system size (3: 108 atoms, 6: 864 atoms).
+        strides_fs: flashmd strides, fs.
+        temperature_K: equilibration temperature, K.
+        seconds: wall-clock seconds one timed run of each row should last.
+        repeats: interleaved timed runs of each row; the median is reported.
+        devices: torch devices of the model rows (default: ``cpu``, and ``cuda`` when available).
+        equilibration_fs: Langevin time with the reference calculator before timing, fs.
+        seed: seed of the initial momenta and the Langevin noise.
+
+    Raises:
+        ValueError: bad sizes or settings, an element the model or the reference cannot do, or a
+            stride the model does not support.
+        FileNotFoundError: no such model.
+    """
+    if not cells or min(cells) < 1 or not strides_fs or min(strides_fs) <= 0:
+        raise ValueError(f"need positive cells and strides, got cells={cells} strides={strides_fs}")
+    if not seconds > 0 or repeats < 1 or equilibration_fs < 0:
+        raise ValueError("need seconds > 0, repeats >= 1 and equilibration_fs >= 0")
+    names = list(devices) or ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    reference = reference_calculator()
+    models = {name: load_model(model, device=name) for name in names}
+    for loaded in models.values():
+        check_element(loaded, element, reference)
+        loaded.check_strides(strides_fs)
+    header = (
+        f"speed benchmark: model {model}, fcc {element}, NVE from a {temperature_K:g} K "
+        f"Langevin equilibration ({equilibration_fs:g} fs, {reference.name}), "
+        f"torch threads {torch.get_num_threads()}, median of {repeats} interleaved runs of "
+        f"about {seconds:g} s each"
+    )
+    blocks = [header]
+    for n in cells:
+        atoms = equilibrated_crystal(element, n, temperature_K, equilibration_fs, reference, seed)
+        for loaded in models.values():
+            device = loaded.device
+            methods: list[_Method] = [_FlashMD(loaded, s, atoms) for s in strides_fs]
+            methods += [
+                _ModelVerlet(loaded, atoms),
+                _ReferenceVerlet(reference, atoms, device.type == "cpu"),
+            ]
+            rows = measure(methods, seconds, repeats, device)
+            title = (
+                f"## {len(atoms)} atoms ({element} fcc {n}x{n}x{n}), device {_device_name(device)}"
+            )
+            blocks.append(format_block(title, rows))
+    return "\n\n".join(blocks)
+
+
+__all__ = ["Row", "bench_speed", "check_element", "equilibrated_crystal", "reference_calculator"]

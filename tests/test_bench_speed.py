@@ -1,0 +1,83 @@
+"""``flashmd bench speed``: the table's structure on a tiny run (behaviour, not timing)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from flashmd.cli import EXIT_USAGE, main
+from flashmd.md.speed import bench_speed, check_element, equilibrated_crystal, reference_calculator
+from flashmd.models.io import load_model
+
+REFERENCE = f"{reference_calculator().name} (reference)"
+TINY = {"seconds": 0.01, "repeats": 1, "equilibration_fs": 20.0, "devices": ["cpu"]}
+ROW = re.compile(
+    r"^\| (?P<label>.+?) +\| +(?P<step>[\d.]+) \| +(?P<rate>[\d.e+-]+) \| +(?P<ratio>[\d.]+)x \| "
+    r"+(?P<fallback>[\d.]+ %|-) \| +(?P<ps>[\d.e+-]+) \|$",
+    flags=re.M,
+)
+
+
+def _blocks(out: str) -> dict[int, list[dict[str, str]]]:
+    """Rows of each block, keyed by the atom count of its header."""
+    blocks: dict[int, list[dict[str, str]]] = {}
+    for part in re.split(r"^## ", out, flags=re.M)[1:]:
+        atoms = int(part.split(" atoms", 1)[0])
+        blocks[atoms] = [m.groupdict() for m in ROW.finditer(part)]
+    return blocks
+
+
+def test_table_has_every_row_for_every_size():
+    out = bench_speed("al-emt", "Al", cells=(1, 2), **TINY)
+    assert "model al-emt" in out and "torch threads" in out and "device cpu" in out
+    blocks = _blocks(out)
+    assert sorted(blocks) == [4, 32]
+    for rows in blocks.values():
+        labels = [(r["label"], float(r["step"])) for r in rows]
+        assert labels == [
+            ("flashmd (energy filter)", 16.0),
+            ("flashmd (energy filter)", 32.0),
+            ("flashmd (energy filter)", 64.0),
+            ("VV on energy model", 2.0),
+            (REFERENCE, 2.0),
+        ]
+        assert all(float(r["rate"]) > 0 and float(r["ps"]) > 0 for r in rows)
+        assert rows[3]["ratio"] == "1.0"
+        assert [r["fallback"] == "-" for r in rows] == [False, False, False, True, True]
+        assert all(0 <= float(r["fallback"][:-2]) <= 100 for r in rows[:3])
+    assert out.count("targets vs VV on energy model: 32 fs >= 10x") == 2
+
+
+def test_equilibrated_crystal_is_thermal_and_seeded():
+    reference = reference_calculator()
+    first = equilibrated_crystal("Al", 2, 600.0, 40.0, reference, seed=3)
+    again = equilibrated_crystal("Al", 2, 600.0, 40.0, reference, seed=3)
+    assert len(first) == 32 and first.calc is None and not first.constraints
+    assert (first.get_momenta() == again.get_momenta()).all()
+    assert abs(first.get_momenta().sum(axis=0)).max() < 1e-10
+    assert first.get_temperature() > 100
+
+
+def test_unsupported_element_is_a_clear_error():
+    model = load_model("al-emt", device="cpu")
+    with pytest.raises(ValueError, match=r"does not support Cu: its species are Al"):
+        check_element(model, "Cu", reference_calculator())
+    with pytest.raises(ValueError, match="unknown element 'Xx'"):
+        check_element(model, "Xx", reference_calculator())
+    with pytest.raises(ValueError, match="stride 48 fs is not supported"):
+        bench_speed("al-emt", "Al", cells=(1,), strides_fs=(48,), **TINY)
+
+
+def test_cli_prints_the_table(capsys):
+    tiny = ["--seconds", "0.01", "--repeats", "1", "--equilibration-fs", "10", "--devices", "cpu"]
+    args = ["bench", "speed", "--model", "al-emt", "--element", "Al", "--sizes", "2"]
+    assert main([*args, "--stride-fs", "32", *tiny]) == 0
+    rows = _blocks(capsys.readouterr().out)[32]
+    assert [r["label"] for r in rows] == [
+        "flashmd (energy filter)",
+        "VV on energy model",
+        REFERENCE,
+    ]
+    assert main(["bench", "speed", "--model", "al-emt", *tiny]) == EXIT_USAGE
+    assert "does not support Cu" in capsys.readouterr().err
