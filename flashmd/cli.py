@@ -1,4 +1,4 @@
-"""The ``flashmd`` command line: generate, inspect, train, md, evaluate and bench.
+"""The ``flashmd`` command line: generate, inspect, train, md, evaluate, demo and bench.
 
 Every command turns the library's own errors (bad recipe, foreign store, ...) into one clear line
 on stderr and a non-zero exit status, never a traceback.
@@ -110,6 +110,26 @@ def _cmd_md(args: argparse.Namespace) -> int:
         f"({report.verlet_fallbacks} by velocity Verlet), {report.rebuilds} neighbour-list builds"
     )
     return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from flashmd.demo import run_demo
+
+    result = run_demo(
+        args.output,
+        model=args.model,
+        stride_fs=args.stride_fs,
+        strides=args.strides,
+        device=args.device,
+        progress=not args.quiet,
+    )
+    report = result.report
+    print(report.summary_table())
+    times = ", ".join(f"{step} {seconds:.1f} s" for step, seconds in result.seconds.items())
+    verdict = "PASS" if report.passed else f"FAIL ({len(report.failures)} out of tolerance)"
+    print(f"demo: {verdict} ({times})")
+    print(f"demo: trajectory {result.rollout}; report {report.out / 'report.md'}")
+    return 0 if report.passed else EXIT_FAILED
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
@@ -243,6 +263,18 @@ def build_parser() -> argparse.ArgumentParser:
     md.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     md.add_argument("--quiet", action="store_true", help="no progress bar")
     md.set_defaults(func=_cmd_md)
+
+    demo = commands.add_parser(
+        "demo",
+        help="reference MD, flashmd from its first frame, and the evaluation report (README)",
+    )
+    demo.add_argument("-o", "--output", default="runs/demo", help="output directory")
+    demo.add_argument("--model", default="emt-metals", help="shipped model name or checkpoint")
+    demo.add_argument("--stride-fs", type=float, default=32.0, help="one of the model's strides")
+    demo.add_argument("--strides", type=int, default=1000, help="strides of the flashmd run")
+    demo.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    demo.add_argument("--quiet", action="store_true", help="no progress bars")
+    demo.set_defaults(func=_cmd_demo)
 
     ev = commands.add_parser(
         "evaluate",
