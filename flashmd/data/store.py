@@ -22,6 +22,7 @@ any point leaves a store whose trusted prefix is intact and from which the write
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -35,6 +36,8 @@ import zarr
 import zarr.errors
 import zarr.storage
 from zarr.codecs import BloscCodec
+from zarr.core.group import GroupMetadata
+from zarr.core.metadata import ArrayV3Metadata
 
 from flashmd import __version__
 from flashmd.units import UNITS
@@ -57,6 +60,36 @@ OPTIONAL_FRAME_ARRAYS = ("forces",)
 
 COMPRESSOR = BloscCodec(cname="lz4", clevel=5, shuffle="bitshuffle", typesize=8)
 TARGET_CHUNK_BYTES = 4 * 1024 * 1024
+
+
+@functools.lru_cache(maxsize=16)
+def _array_metadata(n_atoms: int, capacity: int, with_forces: bool) -> dict[str, ArrayV3Metadata]:
+    """Metadata of a trajectory's arrays (built once per shape in memory, then reused)."""
+    scratch = zarr.open_group(zarr.storage.MemoryStore(), mode="w")
+    metadata = {
+        "numbers": scratch.create_array(
+            "numbers", shape=(n_atoms,), dtype="int64", dimension_names=("atom",)
+        ).metadata,
+        "masses": scratch.create_array(
+            "masses", shape=(n_atoms,), dtype="float64", dimension_names=("atom",)
+        ).metadata,
+    }
+    chunk = frames_per_chunk(n_atoms)
+    for key, (kind, dims) in FRAME_ARRAYS.items():
+        if key == "forces" and not with_forces:
+            continue
+        trailing = _trailing_shape(kind, n_atoms)
+        metadata[key] = scratch.create_array(
+            key,
+            shape=(capacity, *trailing),
+            chunks=(chunk, *trailing),
+            dtype="float64",
+            compressors=COMPRESSOR,
+            fill_value=np.nan,
+            dimension_names=dims,
+        ).metadata
+    assert all(isinstance(m, ArrayV3Metadata) for m in metadata.values())
+    return metadata  # type: ignore[return-value]
 
 
 class StoreError(Exception):
@@ -446,7 +479,12 @@ class TrajectoryWriter:
         self.name = name
         #: Frames appended so far (committed plus buffered): where the next frame goes.
         self.n_frames = int(group.attrs.get("n_frames", 0))
-        self._arrays = {key: array for key, array in group.arrays() if key in FRAME_ARRAYS}
+        # MD frames are never all fill value: skip zarr's per-chunk emptiness check
+        self._arrays = {
+            key: array.with_config({"write_empty_chunks": True})
+            for key, array in group.arrays()
+            if key in FRAME_ARRAYS
+        }
         self.keys = tuple(k for k in FRAME_ARRAYS if k in self._arrays)
         self.chunk = int(self._arrays["positions"].chunks[0])
         self._capacity = int(self._arrays["positions"].shape[0])
@@ -468,29 +506,19 @@ class TrajectoryWriter:
         n_atoms = int(numbers.shape[0])
         if masses.shape != (n_atoms,):
             raise StoreError(f"masses has shape {masses.shape}, expected ({n_atoms},)")
-        group = parent.create_group(traj_id)
-        chunk = frames_per_chunk(n_atoms)
-        for name, data, dims in (
-            ("numbers", numbers.astype(np.int64), ("atom",)),
-            ("masses", masses.astype(np.float64), ("atom",)),
-        ):
-            group.create_array(name, data=data, dimension_names=dims)
-        for key, (kind, dims) in FRAME_ARRAYS.items():
-            if key == "forces" and not with_forces:
-                continue
-            trailing = _trailing_shape(kind, n_atoms)
-            group.create_array(
-                key,
-                shape=(capacity, *trailing),
-                chunks=(chunk, *trailing),
-                dtype="float64",
-                compressors=COMPRESSOR,
-                fill_value=np.nan,
-                dimension_names=dims,
-                # MD frames are never all fill value: skip zarr's per-chunk emptiness check
-                config={"write_empty_chunks": True},
-            )
-        group.attrs.update({**dict(attrs), "n_frames": 0, "status": "partial"})
+        path = f"{parent.path}/{traj_id}".lstrip("/")
+        group_metadata = GroupMetadata(
+            attributes={**dict(attrs), "n_frames": 0, "status": "partial"}
+        )
+        arrays = _array_metadata(n_atoms, max(int(capacity), 0), with_forces)
+        nodes = {path: group_metadata, **{f"{path}/{k}": meta for k, meta in arrays.items()}}
+        # all metadata documents written concurrently (one group, eight arrays)
+        for _ in zarr.create_hierarchy(store=parent.store, nodes=nodes):
+            pass
+        group = parent[traj_id]
+        assert isinstance(group, zarr.Group)
+        group["numbers"][:] = numbers.astype(np.int64)
+        group["masses"][:] = masses.astype(np.float64)
         return cls(group, f"{parent.path}/{traj_id}")
 
     @classmethod

@@ -61,6 +61,23 @@ def test_provenance_and_units_are_recorded(tiny_recipe, tmp_path):
     np.testing.assert_allclose(data["time_fs"], np.arange(11) * 4.0)
 
 
+def test_stored_energies_and_forces_match_a_fresh_calculation(tiny_recipe, tmp_path):
+    """Frames take the energy before the forces (cheaper with asap3); both must still be those
+    of the stored positions, and the calculator is restored afterwards."""
+    from asap3 import EMT
+
+    generate(tiny_recipe, str(tmp_path / "s.zarr"), progress=False)
+    store = TrajectoryStore.open(tmp_path / "s.zarr")
+    for traj_id in store.ids()[:2]:
+        reader = store[traj_id]
+        for index in (0, 5, reader.n_frames - 1):
+            atoms = reader.to_atoms(index)
+            atoms.calc = EMT()
+            frame = reader.frame(index)
+            assert frame["energy"] == pytest.approx(atoms.get_potential_energy(), abs=1e-9)
+            np.testing.assert_allclose(frame["forces"], atoms.get_forces(), atol=1e-9)
+
+
 def test_shards_split_the_recipe_and_fill_one_store(tiny_recipe, tmp_path):
     assert parse_shard("1/3") == (1, 3)
     with pytest.raises(ValueError, match="I/N"):
