@@ -38,6 +38,7 @@ import zarr.storage
 from zarr.codecs import BloscCodec
 from zarr.core.group import GroupMetadata
 from zarr.core.metadata import ArrayV3Metadata
+from zarr.core.sync import sync
 
 from flashmd import __version__
 from flashmd.units import UNITS
@@ -302,8 +303,11 @@ class TrajectoryStore:
         if not self.writable:
             raise StoreError(f"{self.location} was opened read-only; open it with mode='a'")
         group = self._trajectories
-        if traj_id in group:
+        if traj_id in group and _committed_frames(group[traj_id]) > 0:
             return TrajectoryWriter.resume(group[traj_id], f"{self.location}:{traj_id}", numbers)
+        # No trusted frame: whatever a process killed while creating this trajectory left under
+        # its name (a group without arrays, arrays without a group) holds no data; start afresh.
+        sync(group.store.delete_dir(f"{group.path}/{traj_id}"))
         return TrajectoryWriter.create(
             group, traj_id, np.asarray(numbers), np.asarray(masses), attrs, with_forces, capacity
         )
@@ -456,6 +460,12 @@ class TrajectoryReader:
         )
         atoms.set_momenta(frame["momenta"])
         return atoms
+
+
+def _committed_frames(node: zarr.Group | zarr.Array) -> int:
+    """Trusted frames of a trajectory node (0 when it has no valid ``n_frames``)."""
+    value = node.attrs.get("n_frames", 0)
+    return value if isinstance(value, int) and isinstance(node, zarr.Group) else 0
 
 
 def _remove_partial_files(group: zarr.Group) -> None:

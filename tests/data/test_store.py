@@ -166,6 +166,36 @@ def test_partial_trajectory_resumes_without_gaps(location):
     np.testing.assert_array_equal(reader.read()["energy"], np.arange(150.0))
 
 
+@pytest.mark.parametrize("debris", ["group metadata", "an array"])
+def test_interrupted_creation_without_frames_is_recreated(tmp_path, debris):
+    """A kill while a trajectory's nodes are being created leaves debris and no trusted frame:
+    the next writer starts it afresh instead of refusing (nothing is lost)."""
+    import shutil
+
+    location = tmp_path / "store.zarr"
+    write(TrajectoryStore.create(location, {"name": "t"}), "a", 0, complete=False)
+    node = location / "trajectories" / "a"
+    if debris == "group metadata":
+        (node / "zarr.json").unlink()
+    else:
+        shutil.rmtree(node / "positions")
+    write(TrajectoryStore.open(location, mode="a"), "a", 12)
+    reader = TrajectoryStore.open(location)["a"]
+    assert reader.n_frames == 12 and reader.status == "complete"
+    np.testing.assert_array_equal(reader.read()["positions"][11], frame(11)["positions"])
+
+
+def test_damaged_trajectory_with_frames_is_not_overwritten(tmp_path):
+    import shutil
+
+    location = tmp_path / "store.zarr"
+    write(TrajectoryStore.create(location, {"name": "t"}), "a", 5, complete=False)
+    shutil.rmtree(location / "trajectories" / "a" / "cell")
+    with pytest.raises(StoreError, match="'cell' is missing"):
+        write(TrajectoryStore.open(location, mode="a"), "a", 12)
+    assert (location / "trajectories" / "a" / "positions").is_dir()
+
+
 def test_complete_trajectory_takes_no_frames(tmp_path):
     store = TrajectoryStore.create(tmp_path / "s.zarr")
     write(store, "a", 5)
