@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import functools
+import itertools
 import math
 import os
 import time
@@ -170,15 +171,27 @@ class Trainer:
             self.output.mkdir(parents=True, exist_ok=True)
 
     def _normalisation(self) -> Normalisation:
-        stats = StridePairs(
-            self.config.store,
-            self.train_ids,
-            self.config.strides_fs,
-            shuffle=True,
-            seed=self.config.seed + 1,
-        )
-        pairs = (item for _, item in zip(range(self.config.stats_pairs), stats, strict=False))
-        return compute_normalisation(pairs, self.model.species, tuple(self.config.strides_fs))
+        """Statistics from about ``stats_pairs`` pairs drawn evenly from every training trajectory.
+
+        The shuffled training stream mixes only a few chunks at a time, so its first pairs come
+        from a handful of trajectories and can miss whole species; drawing from each trajectory
+        covers every species and condition of the training set.
+        """
+        per_trajectory = max(1, math.ceil(self.config.stats_pairs / len(self.train_ids)))
+
+        def pairs() -> Iterator[dict[str, torch.Tensor]]:
+            for k, traj_id in enumerate(self.train_ids):
+                one = StridePairs(
+                    self.config.store,
+                    [traj_id],
+                    self.config.strides_fs,
+                    shuffle=True,
+                    buffer_blocks=1,
+                    seed=self.config.seed + 1 + k,
+                )
+                yield from itertools.islice(one, per_trajectory)
+
+        return compute_normalisation(pairs(), self.model.species, tuple(self.config.strides_fs))
 
     def _validation_batches(self) -> list[dict[str, torch.Tensor]]:
         return held_out_batches(

@@ -162,3 +162,35 @@ def test_two_process_ddp_matches_one_process(store_path, tmp_path):
         config.model_copy(update={"output": str(tmp_path / "fresh")}), progress=False
     ).model.state_dict()
     assert any(not torch.equal(initial[k], one[k]) for k in one)  # the steps did change weights
+
+
+def test_normalisation_covers_every_species_of_the_training_set(tmp_path):
+    """Statistics come from every training trajectory: a species found in only one of many
+    trajectories still gets its own scales, not the placeholder of an unseen species."""
+    base = load_recipe(REPO / "data" / "al-emt-tiny.yaml")
+    systems = [
+        {"builder": "crystal", "element": "Al", "supercell": [2, 2, 2], "name": f"al{k}"}
+        for k in range(5)
+    ] + [{"builder": "crystal", "element": "Cu", "supercell": [2, 2, 2], "name": "cu"}]
+    recipe = base.model_validate(
+        {
+            **base.model_dump(),
+            "systems": systems,
+            "temperatures_K": [600.0],
+            "production_fs": 200.0,
+            "equilibration_fs": 20.0,
+        }
+    )
+    path = str(tmp_path / "two-species.zarr")
+    generate(recipe, path, progress=False)
+    config = tiny_config(path, tmp_path / "run", validation=[], stats_pairs=6, steps=1)
+    trainer = Trainer(config, progress=False)
+    try:
+        norm = trainer.norm
+        assert norm.species == (13, 29)
+        for table in (norm.displacement_ms, norm.momentum_ms):
+            assert bool((table != 1.0).all())  # both species measured at both strides
+        # Cu atoms are heavier and slower than Al at one temperature: distinct momentum scales
+        assert not torch.allclose(norm.momentum_ms[0], norm.momentum_ms[1])
+    finally:
+        trainer.close()
