@@ -95,6 +95,10 @@ def random_orthogonal(rng: np.random.Generator) -> np.ndarray:
     return q * np.sign(np.diag(r))
 
 
+def _subset(pairs: list, chosen: np.ndarray | None) -> list:
+    return pairs if chosen is None else [pairs[i] for i in chosen]
+
+
 class StridePairs(torch.utils.data.IterableDataset):
     """Shuffled stride pairs of some trajectories of a store, as batch dictionaries of one system.
 
@@ -113,6 +117,11 @@ class StridePairs(torch.utils.data.IterableDataset):
             forces).
         time_reversal: with probability 1/2 return the reversed pair ((q', -p') -> (q, -p)).
         rank, world_size: this process's share of blocks under DistributedDataParallel.
+        pairs_per_block: when shuffling, take at most this many pairs (a random subset, new each
+            epoch) from each block. A block (one chunk of one trajectory) holds thousands of
+            pairs, so without it a stretch of training sees only the few trajectories in the
+            shuffle buffer; with it every trajectory comes round within ``len(self)`` pairs.
+            None: every pair.
     """
 
     def __init__(
@@ -127,8 +136,12 @@ class StridePairs(torch.utils.data.IterableDataset):
         seed: int = 0,
         rank: int = 0,
         world_size: int = 1,
+        pairs_per_block: int | None = None,
     ):
         super().__init__()
+        if pairs_per_block is not None and pairs_per_block < 1:
+            raise ValueError(f"pairs_per_block must be at least 1, got {pairs_per_block}")
+        self.pairs_per_block = pairs_per_block
         self.location = str(location)
         store = TrajectoryStore.open(self.location)
         self.traj_ids = list(traj_ids)
@@ -159,10 +172,21 @@ class StridePairs(torch.utils.data.IterableDataset):
 
     def __len__(self) -> int:
         """Pairs per epoch over all ranks (a pair exists when its target frame exists)."""
-        store = TrajectoryStore.open(self.location)
-        return sum(
-            max(0, store[t].n_frames - k) for t in self.traj_ids for k in self.steps.values()
-        )
+        return sum(self._taken(self._count_pairs(block)) for block in self.blocks)
+
+    def _taken(self, n_pairs: int) -> int:
+        """Pairs taken from a block that holds ``n_pairs``."""
+        if self.pairs_per_block is None or not self.shuffle:
+            return n_pairs
+        return min(n_pairs, self.pairs_per_block)
+
+    def _selection(self, block: Block, rng: np.random.Generator) -> np.ndarray | None:
+        """Indices of the block's pairs taken this epoch (None: all), drawn from ``rng``."""
+        n_pairs = self._count_pairs(block)
+        taken = self._taken(n_pairs)
+        if taken == n_pairs:
+            return None
+        return np.sort(rng.choice(n_pairs, size=taken, replace=False))
 
     def set_epoch(self, epoch: int, skip_batches: int = 0, batch_size: int = 1) -> None:
         """Change the shuffle of the next iteration (once per epoch, like DistributedSampler).
@@ -196,14 +220,19 @@ class StridePairs(torch.utils.data.IterableDataset):
         blocks = self._my_blocks(rng)
         for position in range(0, len(blocks), self.buffer_blocks):
             group = blocks[position : position + self.buffer_blocks]
-            n_pairs = sum(self._count_pairs(block) for block in group)
+            selections = [self._selection(block, item_rng) for block in group]
+            n_pairs = sum(self._taken(self._count_pairs(block)) for block in group)
             if skip >= n_pairs:  # skip the whole group without reading it
                 order = item_rng.permutation(n_pairs) if self.shuffle else range(n_pairs)
                 for _ in order:
                     self._augmentation(item_rng)
                 skip -= n_pairs
                 continue
-            buffer = [pair for block in group for pair in self._pairs(block)]
+            buffer = [
+                pair
+                for block, chosen in zip(group, selections, strict=True)
+                for pair in _subset(self._pairs(block), chosen)
+            ]
             order = item_rng.permutation(len(buffer)) if self.shuffle else range(len(buffer))
             for i in order:
                 augmentation = self._augmentation(item_rng)

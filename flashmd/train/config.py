@@ -63,6 +63,9 @@ class TrainConfig(_Strict):
     """Training pairs used to compute the normalisation statistics."""
     num_workers: Annotated[int, Field(ge=0)] = 1
     buffer_blocks: PositiveInt = 8
+    pairs_per_block: PositiveInt | None = 64
+    """Training pairs drawn from each block (one chunk of one trajectory) per pass: small values
+    bring every trajectory round often; null takes every pair of a block before the next."""
     rotate: bool = False
     time_reversal: bool = True
     seed: int = 0

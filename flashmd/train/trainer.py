@@ -123,6 +123,7 @@ class Trainer:
             seed=config.seed,
             rank=self.dist.rank,
             world_size=self.dist.world_size,
+            pairs_per_block=config.pairs_per_block,
         )
         self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
         self.best = math.inf

@@ -3,6 +3,7 @@ and energy and force errors of the energy model, on a fixed set of held-out pair
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Iterable
 
@@ -27,11 +28,15 @@ def held_out_batches(
     seed: int = 0,
 ) -> list[dict[str, torch.Tensor]]:
     """A fixed, seeded set of ``pairs_per_stride`` pairs per stride from ``traj_ids``, batched on
-    ``device``; the same arguments always give the same pairs."""
+    ``device``; the same arguments always give the same pairs. The pairs are spread over every
+    block (chunk) of every trajectory, not drawn from the first few."""
     if not traj_ids:
         return []
     items: dict[float, list] = {float(s): [] for s in strides_fs}
-    for item in StridePairs(store, traj_ids, strides_fs, shuffle=True, seed=seed):
+    data = StridePairs(store, traj_ids, strides_fs, shuffle=True, seed=seed)
+    wanted = 2 * pairs_per_stride * len(strides_fs)  # twice: strides are drawn at random
+    data.pairs_per_block = max(1, math.ceil(wanted / len(data.blocks)))
+    for item in data:
         bucket = items[float(item[keys.STRIDE][0])]
         if len(bucket) < pairs_per_stride:
             bucket.append(item)

@@ -109,8 +109,25 @@ def test_ranks_split_blocks_without_overlap(store_path):
     assert sorted(got) == sorted(key(i) for i in whole) and len(got) == len(set(got))
 
 
+def test_pairs_per_block_draws_a_few_pairs_from_every_block(store_path):
+    ids = TrajectoryStore.open(store_path).ids()
+    every = StridePairs(store_path, ids, [8.0, 16.0], shuffle=True, seed=2)
+    few = StridePairs(store_path, ids, [8.0, 16.0], shuffle=True, seed=2, pairs_per_block=5)
+    items = list(few)
+    assert len(items) == len(few) == 5 * len(few.blocks) < len(every)
+    frames = {item["positions"].numpy().tobytes() for item in every}
+    assert all(item["positions"].numpy().tobytes() in frames for item in items)
+    assert len({int(item["n_atoms"][0]) for item in items}) == 2  # both systems come round
+    few.set_epoch(1)
+    again = [item["positions"].numpy().tobytes() for item in few]
+    assert again != [item["positions"].numpy().tobytes() for item in items]  # new subset
+    with pytest.raises(ValueError, match="pairs_per_block"):
+        StridePairs(store_path, ids, [8.0], pairs_per_block=0)
+
+
 @pytest.mark.parametrize("workers", [0, 2])
-def test_skipping_batches_resumes_the_epoch_exactly(store_path, workers):
+@pytest.mark.parametrize("pairs_per_block", [None, 12])
+def test_skipping_batches_resumes_the_epoch_exactly(store_path, workers, pairs_per_block):
     ids = TrajectoryStore.open(store_path).ids()
 
     def batches(skip: int) -> list:
@@ -123,6 +140,7 @@ def test_skipping_batches_resumes_the_epoch_exactly(store_path, workers):
             rotate=True,
             seed=4,
             buffer_blocks=1,
+            pairs_per_block=pairs_per_block,
         )
         data.set_epoch(1, skip_batches=skip, batch_size=3)
         loader = torch.utils.data.DataLoader(
