@@ -7,7 +7,7 @@
 #   scripts/validate-emt-metals.sh [MODEL] [OUT]      (defaults: emt-metals runs/heldout)
 #   STRIDES=10000 JOBS=2 DEVICE=cpu                   (environment overrides)
 #
-# Writes OUT/summary.md: one evaluate table per condition and stride.
+# Writes OUT/summary.md: one table of every run, then each evaluate table in full.
 set -euo pipefail
 model=${1:-emt-metals}
 out=${2:-runs/heldout}
@@ -45,6 +45,8 @@ echo "$runs" | xargs -P "$jobs" -L 1 bash -c 'one "$@"' _
 
 {
     echo "# $model on held-out conditions ($strides strides; NVE run $((strides / 5)))"
+    echo
+    python "$(dirname "$0")/evaluation_table.py" "$out"/report-*/summary.json
     for name in $(echo "$runs" | awk '{print "T"$1"-"$2"fs-"$3}'); do
         echo
         echo "## $name"
