@@ -144,6 +144,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         figures=not args.no_figures,
         html=args.html,
         progress=None if args.quiet else lambda line: print(line, file=sys.stderr),
+        energy=args.energy,
     )
     print(report.summary_table())
     for line in report.unmatched:
@@ -290,6 +291,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="ID",
         help="REF_ID=RUN_ID pairs and/or ids restricting the matching by conditions",
+    )
+    ev.add_argument(
+        "--energy",
+        choices=["stored", "reference"],
+        default="stored",
+        help="rollout potential energies: as stored (the model's V) or recomputed with the "
+        "reference recipe's calculator on the rollout frames",
     )
     ev.add_argument("--html", action="store_true", help="also write report.html")
     ev.add_argument("--no-figures", action="store_true", help="metrics and tables only")

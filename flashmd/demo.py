@@ -7,7 +7,8 @@ Three steps, each a public command of its own, into one output directory:
    ``flashmd generate`` makes it;
 2. ``flashmd.zarr``: the shipped model from the reference's first (equilibrated) frame, same
    thermostat, ``strides`` strides of ``stride_fs``, as ``flashmd md --start-from`` makes it;
-3. ``report/``: ``flashmd evaluate`` of the two (report.md, figures/*.png).
+3. ``report/``: ``flashmd evaluate --energy reference`` of the two (report.md, figures/*.png):
+   the rollout's frames are priced with the reference calculator.
 
 Every step resumes: running the demo again skips what is complete.
 """
@@ -108,6 +109,7 @@ def run_demo(
     seconds["flashmd"] = time.perf_counter() - started
 
     started = time.perf_counter()
-    report = evaluate(reference, rollout, out / "report", progress=None)
+    # the rollout's frames priced by the reference calculator: where the dynamics went
+    report = evaluate(reference, rollout, out / "report", progress=None, energy="reference")
     seconds["evaluate"] = time.perf_counter() - started
     return DemoResult(reference, rollout, report, seconds)

@@ -36,8 +36,12 @@ one() {
     OMP_NUM_THREADS=1 flashmd md --start-from "$out/reference.zarr" --temperature-K "$temperature" \
         --ensemble "$ensemble" --friction-per-fs 0.01 --model "$model" --stride-fs "$stride" \
         --strides "$n" --device "$device" --quiet -o "$out/$name.zarr" > "$out/$name.md.log"
+    # Langevin runs: V of the rollout frames from the reference calculator (where the dynamics
+    # went); NVE: the stored V of the model, which the energy filter conserves
+    local energy=reference
+    [ "$ensemble" = nve ] && energy=stored
     OMP_NUM_THREADS=1 flashmd evaluate --reference "$out/reference.zarr" --rollout "$out/$name.zarr" \
-        --out "$out/report-$name" --quiet > "$out/$name.txt" || true
+        --energy "$energy" --out "$out/report-$name" --quiet > "$out/$name.txt" || true
 }
 export -f one
 export out strides model device

@@ -8,6 +8,7 @@ counted.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -147,11 +148,16 @@ class _Accumulators:
 
 
 def observe(
-    reader: TrajectoryReader, settings: AnalysisSettings, rdf_rmax: float | None
+    reader: TrajectoryReader,
+    settings: AnalysisSettings,
+    rdf_rmax: float | None,
+    energy: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
 ) -> TrajectoryObservables:
     """Read ``reader`` block by block and compute its observables.
 
-    ``rdf_rmax`` Å is the RDF's largest distance (None: no RDF).
+    ``rdf_rmax`` Å is the RDF's largest distance (None: no RDF). ``energy`` (positions (F, A, 3)
+    Å, cell (F, 3, 3) Å) -> (F,) eV replaces the stored potential energies (e.g. the reference
+    calculator's, :mod:`flashmd.analysis.reference_energy`).
 
     Raises:
         ValueError: fewer than two analysable frames, or a non-uniform frame interval.
@@ -171,6 +177,8 @@ def observe(
         if analysed < start:
             continue  # a bad frame came earlier: only count
         good = {k: v[:bad] for k, v in block.items()}
+        if energy is not None and len(good["energy"]):
+            good["energy"] = energy(good["positions"], good["cell"])
         if acc is None and len(good["energy"]):
             acc = _Accumulators(reader, settings, dt_fs, rdf_rmax, good["momenta"])
         if acc is not None and len(good["energy"]):

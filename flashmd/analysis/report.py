@@ -26,6 +26,7 @@ from flashmd.analysis.metrics import Metric, compare, compare_diffusion
 from flashmd.analysis.observables import TrajectoryObservables, largest_rdf_rmax, observe
 from flashmd.analysis.pairing import Condition, pair_trajectories
 from flashmd.analysis.pooled import Pooled
+from flashmd.analysis.reference_energy import energy_function, reference_calculator_spec
 from flashmd.analysis.render import (
     Block,
     Code,
@@ -38,6 +39,7 @@ from flashmd.analysis.render import (
     to_text,
 )
 from flashmd.analysis.tolerances import EvaluationConfig, load_config
+from flashmd.data.recipes import CalculatorSpec
 from flashmd.data.store import TrajectoryStore
 
 HEADER = ("metric", "reference", "rollout", "difference", "tolerance", "status")
@@ -118,9 +120,16 @@ def _row(metric: Metric) -> tuple[str, ...]:
 
 
 def _observe_side(
-    store: TrajectoryStore, ids: Sequence[str], config: EvaluationConfig, rmax: float | None
+    store: TrajectoryStore,
+    ids: Sequence[str],
+    config: EvaluationConfig,
+    rmax: float | None,
+    energy_spec: CalculatorSpec | None = None,
 ) -> Pooled:
-    observed: list[TrajectoryObservables] = [observe(store[i], config.analysis, rmax) for i in ids]
+    observed: list[TrajectoryObservables] = []
+    for i in ids:
+        energy = None if energy_spec is None else energy_function(energy_spec, store[i])
+        observed.append(observe(store[i], config.analysis, rmax, energy))
     intervals = {t.dt_fs for t in observed}
     if len(intervals) > 1:
         raise ValueError(
@@ -149,11 +158,15 @@ def evaluate_condition(
     rollout: TrajectoryStore,
     config: EvaluationConfig,
     figures_dir: Path | None,
+    energy_spec: CalculatorSpec | None = None,
 ) -> ConditionReport:
-    """Observe, pool and judge one condition; draw its figures into ``figures_dir`` if given."""
+    """Observe, pool and judge one condition; draw its figures into ``figures_dir`` if given.
+
+    ``energy_spec``: recompute the rollout's potential energies with this calculator.
+    """
     rmax = _rdf_rmax(condition, reference, rollout, config)
     ref = _observe_side(reference, condition.reference, config, rmax)
-    run = _observe_side(rollout, condition.rollout, config, rmax)
+    run = _observe_side(rollout, condition.rollout, config, rmax, energy_spec)
     metrics = compare(ref, run, config)
     drawn: dict[str, Path] = {}
     if figures_dir is not None:
@@ -265,6 +278,7 @@ def evaluate(
     figures: bool = True,
     html: bool = False,
     progress: Callable[[str], None] | None = None,
+    energy: str = "stored",
 ) -> EvaluationReport:
     """Compare the rollout store with the reference store and write the report into ``out``.
 
@@ -276,6 +290,9 @@ def evaluate(
         figures: draw the PNG figures.
         html: also write ``report.html``.
         progress: called with a line of text before each condition.
+        energy: the rollout's potential energies: ``stored`` (its own, e.g. the model's energy
+            model) or ``reference`` (recomputed with the reference recipe's calculator; see
+            :mod:`flashmd.analysis.reference_energy`).
 
     Raises:
         StoreError: a store is missing or not a flashmd store.
@@ -286,14 +303,19 @@ def evaluate(
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is a file; give a directory for the report")
+    if energy not in ("stored", "reference"):
+        raise ValueError(f"energy must be 'stored' or 'reference', got {energy!r}")
     ref_store, run_store = TrajectoryStore.open(reference), TrajectoryStore.open(rollout)
+    energy_spec = reference_calculator_spec(ref_store) if energy == "reference" else None
     pairing = pair_trajectories(ref_store, run_store, trajectories)
     results = []
     for condition in pairing.conditions:
         if progress is not None:
             progress(f"evaluating {condition.label}")
         figures_dir = out / "figures" if figures else None
-        results.append(evaluate_condition(condition, ref_store, run_store, config, figures_dir))
+        results.append(
+            evaluate_condition(condition, ref_store, run_store, config, figures_dir, energy_spec)
+        )
     report = EvaluationReport(str(reference), str(rollout), out, config, results, pairing.unmatched)
     out.mkdir(parents=True, exist_ok=True)
     blocks = build_blocks(report)

@@ -378,3 +378,24 @@ def test_a_flashmd_md_rollout_is_evaluated_with_its_filter_statistics(reference,
     assert rows["fallback_fraction"]["status"] != "skip"
     assert rows["nve_drift"]["status"] != "skip"  # an NVE rollout
     assert imread(condition["figures"]["filter"]).shape[0] > 200
+
+
+def test_reference_energy_recomputes_the_rollout_energies(reference, tmp_path, capsys):
+    """--energy reference prices the rollout's frames with the reference recipe's calculator:
+    a copy whose stored energies are wrong by 50 meV/atom then agrees with the reference."""
+
+    def misprice(frames):
+        frames["energy"] += 0.05 * frames["positions"].shape[1]
+
+    wrong = copy_store(reference, str(tmp_path / "wrong.zarr"), misprice)
+    common = ["--reference", reference, "--rollout", wrong, "--trajectories", FCC_600]
+    assert run_cli(*common, "--out", str(tmp_path / "stored")) == 1
+    assert statuses(tmp_path / "stored")["potential_energy"] == "fail"
+    assert run_cli(*common, "--out", str(tmp_path / "ref"), "--energy", "reference") == 0
+    summary = json.loads((tmp_path / "ref" / "summary.json").read_text())
+    (energy,) = [m for m in summary["conditions"][0]["metrics"] if m["key"] == "potential_energy"]
+    assert abs(energy["difference"]) < 1e-6  # meV/atom: the same calculator on the same frames
+    # a reference store without a generation recipe cannot name its calculator
+    args = ["--reference", wrong, "--rollout", reference, "--out", str(tmp_path / "x")]
+    assert run_cli(*args, "--trajectories", FCC_600, "--energy", "reference") == 2
+    assert "no generation recipe" in capsys.readouterr().err
