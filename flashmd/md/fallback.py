@@ -9,6 +9,7 @@ counted by the stepper.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 
@@ -34,20 +35,38 @@ def velocity_verlet(
         The state one stride later and its potential energy (S,) eV.
     """
     n_steps = max(1, math.ceil(stride_fs / timestep_fs - 1e-9))
-    dt = stride_fs * FS / n_steps
     cache = None if potential.cutoff is None else NeighborCache(potential.cutoff, skin)
-    mobile = (~state.fixed)[:, None].to(state.positions.dtype)
-    inverse_mass = mobile / state.masses[:, None]
 
     def evaluate(current: MDState) -> tuple[torch.Tensor, torch.Tensor]:
         edges = None if cache is None else cache.edges(current)
         return potential.energy_and_forces(current, edges)
 
     energy, forces = evaluate(state)
+    state, energy, _ = verlet_steps(state, forces, energy, evaluate, stride_fs / n_steps, n_steps)
+    return state, energy
+
+
+def verlet_steps(
+    state: MDState,
+    forces: torch.Tensor,
+    energy: torch.Tensor,
+    evaluate: Callable[[MDState], tuple[torch.Tensor, torch.Tensor]],
+    timestep_fs: float,
+    n_steps: int,
+) -> tuple[MDState, torch.Tensor, torch.Tensor]:
+    """``n_steps`` velocity-Verlet steps from ``state`` whose forces (A, 3) eV/Å and energy (S,)
+    eV are known; ``evaluate(state) -> (energy, forces)``; fixed atoms stay put.
+
+    Returns:
+        The new state, its energy (S,) eV and forces (A, 3) eV/Å (to continue from).
+    """
+    dt = timestep_fs * FS
+    mobile = (~state.fixed)[:, None].to(state.positions.dtype)
+    inverse_mass = mobile / state.masses[:, None]
     positions, momenta = state.positions, state.momenta * mobile
     for _ in range(n_steps):
         momenta = momenta + 0.5 * dt * forces * mobile
         positions = positions + dt * momenta * inverse_mass
         energy, forces = evaluate(state.replace(positions=positions))
         momenta = momenta + 0.5 * dt * forces * mobile
-    return state.replace(positions=positions, momenta=momenta), energy
+    return state.replace(positions=positions, momenta=momenta), energy, forces

@@ -41,13 +41,13 @@ from ase.md.verlet import VelocityVerlet
 from flashmd.data.calculators import EMT_ELEMENTS
 from flashmd.data.recipes import CrystalSystem
 from flashmd.data.systems import build_system
+from flashmd.md.fallback import verlet_steps
 from flashmd.md.neighbors import NeighborCache
 from flashmd.md.propagators import ModelPotential, ModelPropagator
 from flashmd.md.state import MDState, state_from_atoms
 from flashmd.md.stepper import Stepper
 from flashmd.models.io import load_model
 from flashmd.models.model import FlashMDModel
-from flashmd.units import FS
 
 #: Timestep (fs) of both velocity-Verlet baselines and of the equilibration.
 TIMESTEP_FS = 2.0
@@ -173,8 +173,8 @@ class _FlashMD:
 class _ModelVerlet:
     """Velocity Verlet at ``TIMESTEP_FS`` on the model's energy model, ``CHUNK_FS`` per call.
 
-    The same integrator as :func:`~flashmd.md.fallback.velocity_verlet`, but the forces and the
-    neighbour list carry over between calls, so every step costs exactly one force evaluation.
+    The fallback's integrator (:func:`~flashmd.md.fallback.verlet_steps`) with the forces and the
+    neighbour list carried over between calls, so every step costs exactly one force evaluation.
     """
 
     def __init__(self, model: FlashMDModel, atoms: Atoms) -> None:
@@ -182,21 +182,20 @@ class _ModelVerlet:
         self.potential = ModelPotential(model)
         self.cache = NeighborCache(model.cutoff, skin=1.0)
         self.state = state_from_atoms(atoms, device=model.device)
-        self.forces = self._forces(self.state)
-        self.dt = TIMESTEP_FS * FS
-        self.inverse_mass = 1.0 / self.state.masses[:, None]
+        self.energy, self.forces = self._evaluate(self.state)
 
-    def _forces(self, state: MDState) -> torch.Tensor:
-        return self.potential.energy_and_forces(state, self.cache.edges(state))[1]
+    def _evaluate(self, state: MDState) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.potential.energy_and_forces(state, self.cache.edges(state))
 
     def advance(self) -> None:
-        positions, momenta, forces = self.state.positions, self.state.momenta, self.forces
-        for _ in range(round(CHUNK_FS / TIMESTEP_FS)):
-            momenta = momenta + 0.5 * self.dt * forces
-            positions = positions + self.dt * momenta * self.inverse_mass
-            forces = self._forces(self.state.replace(positions=positions))
-            momenta = momenta + 0.5 * self.dt * forces
-        self.state, self.forces = self.state.replace(positions=positions, momenta=momenta), forces
+        self.state, self.energy, self.forces = verlet_steps(
+            self.state,
+            self.forces,
+            self.energy,
+            self._evaluate,
+            TIMESTEP_FS,
+            round(CHUNK_FS / TIMESTEP_FS),
+        )
 
     def counts(self) -> tuple[int, int] | None:
         return None

@@ -209,18 +209,23 @@ def _terminal_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-def test_ctrl_c_with_workers_keeps_the_store_consistent(tmp_path):
-    # long enough that the interrupt always comes first, even on a loaded machine
-    recipe_path = long_recipe(tmp_path, production_fs=400000)
-    store = tmp_path / "interrupted.zarr"
-    command = generate_command(recipe_path, store, "--workers", "2")
-    process = subprocess.Popen(
+def _start(command: list[str]) -> subprocess.Popen:
+    """The command in its own session, with a terminal's Ctrl-C handling, stderr captured."""
+    return subprocess.Popen(
         command,
         start_new_session=True,
         stderr=subprocess.PIPE,
         text=True,
         preexec_fn=_terminal_sigint,
     )
+
+
+def test_ctrl_c_with_workers_keeps_the_store_consistent(tmp_path):
+    # long enough that the interrupt always comes first, even on a loaded machine
+    recipe_path = long_recipe(tmp_path, production_fs=400000)
+    store = tmp_path / "interrupted.zarr"
+    command = generate_command(recipe_path, store, "--workers", "2")
+    process = _start(command)
     deadline = time.time() + 60
     while time.time() < deadline:
         time.sleep(0.05)
@@ -236,13 +241,7 @@ def test_ctrl_c_with_workers_keeps_the_store_consistent(tmp_path):
     assert rows and all(row.status == "partial" for row in rows)
     before = {row.id: row.n_frames for row in rows}
     # resume for a moment and interrupt again: frames only ever grow, without gaps
-    process = subprocess.Popen(
-        command,
-        start_new_session=True,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=_terminal_sigint,
-    )
+    process = _start(command)
     time.sleep(3)
     os.killpg(process.pid, signal.SIGINT)
     process.communicate(timeout=60)
