@@ -70,8 +70,10 @@ class FlashMD(MolecularDynamics):
         model: a :class:`FlashMDModel`, or any propagator (e.g. ``HarmonicCrystal``).
         energy_filter: rescale momenta to conserve the total energy. Needs a potential: the
             model's energy model, a propagator that is also a potential, or ``atoms.calc``.
-        tolerance: largest accepted deviation of the rescaling factor from 1 before the stride
-            is redone as two half strides (when the model serves them) or by velocity Verlet.
+        max_cooling, max_heating: the accepted band ``[1 - max_cooling, 1 + max_heating]`` of
+            the rescaling factor; outside it the stride is redone as two half strides (when the
+            model serves them) or by velocity Verlet (see :mod:`flashmd.md.filters` for why the
+            band is wider on the heating side).
         fallback_timestep_fs: timestep of the velocity-Verlet fallback, fs.
         split_depth: halvings tried before velocity Verlet (see
             :class:`~flashmd.md.filters.FilterConfig`).
@@ -97,7 +99,8 @@ class FlashMD(MolecularDynamics):
         model: Model,
         *,
         energy_filter: bool = True,
-        tolerance: float = 0.05,
+        max_cooling: float = 0.05,
+        max_heating: float = 0.15,
         fallback_timestep_fs: float = 1.0,
         split_depth: int = 2,
         skin: float = 1.0,
@@ -121,7 +124,9 @@ class FlashMD(MolecularDynamics):
             timestep / FS,
             potential=potential,
             thermostat=self.thermostat,
-            filters=FilterConfig(energy_filter, tolerance, fallback_timestep_fs, split_depth),
+            filters=FilterConfig(
+                energy_filter, max_cooling, max_heating, fallback_timestep_fs, split_depth
+            ),
             skin=skin,
         )
         self._device = _device(model)

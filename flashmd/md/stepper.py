@@ -154,7 +154,7 @@ class Stepper:
         energy = self.potential.energy(after, potential_edges)
         scale, failed = torch.ones_like(energy), ~finite
         if self.filters.energy:
-            result = rescale(after, energy, self.filters.tolerance)
+            result = rescale(after, energy, self.filters.max_cooling, self.filters.max_heating)
             after = after.replace(momenta=result.momenta)
             scale, failed = result.scale, failed | ~result.accepted
         stats = StrideStats(scale, failed, energy)

@@ -61,7 +61,7 @@ def test_biased_predictor_falls_back_and_conserves_energy():
 
 
 def test_far_off_and_nan_predictions_fall_back():
-    """Momenta inflated by 30 % need alpha far from 1 (beyond the tolerance), and every 5th
+    """Momenta inflated by 30 % need alpha far below 1 (beyond max_cooling), and every 5th
     prediction is NaN: every stride falls back, nothing becomes NaN, energy is conserved."""
     reference = crystal()
     model = harmonic([reference])
@@ -69,7 +69,7 @@ def test_far_off_and_nan_predictions_fall_back():
         Biased(model, momentum=1.3, nan_every=5),
         16.0,
         potential=model,
-        filters=FilterConfig(tolerance=0.1, fallback_timestep_fs=2.0),
+        filters=FilterConfig(max_cooling=0.1, fallback_timestep_fs=2.0),
     )
     state = stepper.prepare(state_from_atoms(thermal(reference, seed=5)))
     energy0 = total_energy(stepper, state)
@@ -79,6 +79,23 @@ def test_far_off_and_nan_predictions_fall_back():
     assert stepper.fallbacks == 50
     assert bool(torch.isfinite(state.positions).all() & torch.isfinite(state.momenta).all())
     assert float((total_energy(stepper, state) - energy0).abs().max()) < 1e-8
+
+
+def test_energy_band_accepts_the_mse_deficit_and_rejects_an_excess():
+    """Momenta shrunk by 10 % (how an MSE-trained predictor loses energy) need alpha = 1.11,
+    inside the default band, and are restored exactly; momenta inflated by 10 % need 0.91,
+    outside it, and fall back."""
+    reference = crystal()
+    model = harmonic([reference])
+    start = state_from_atoms(thermal(reference, seed=9))
+    for factor, rejected in ((0.9, False), (1.1, True)):
+        stepper = Stepper(Biased(model, momentum=factor), 16.0, potential=model)
+        state, stats = stepper.step(stepper.prepare(start))
+        assert bool(stats.fallback.all()) is rejected
+        if not rejected:
+            assert abs(float(stats.scale[0]) - 1 / factor) < 1e-3
+            exact, _ = Stepper(model, 16.0, potential=model).step(stepper.prepare(start))
+            assert torch.allclose(state.momenta, exact.momenta, atol=1e-8)
 
 
 def test_rejected_stride_is_repaired_by_two_half_strides():
