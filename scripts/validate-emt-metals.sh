@@ -17,14 +17,16 @@ device=${DEVICE:-cpu}
 mkdir -p "$out"
 flashmd generate data/emt-metals-heldout.yaml -o "$out/reference.zarr" --quiet
 
-# temperature_K stride_fs ensemble: the four held-out conditions at 32 and 64 fs, and NVE; the
+# temperature_K stride_fs ensemble: the five held-out conditions at 32 and 64 fs, and NVE; the
 # 256-atom Ni runs (2.4x the cost of the others) last
 runs="750 32 langevin
 800 32 langevin
 2000 32 langevin
+1400 32 langevin
 750 64 langevin
 800 64 langevin
 2000 64 langevin
+1400 64 langevin
 750 64 nve
 900 32 langevin
 900 64 langevin"
