@@ -72,8 +72,8 @@ class FlashMD(MolecularDynamics):
             model's energy model, a propagator that is also a potential, or ``atoms.calc``.
         max_cooling, max_heating: the accepted band ``[1 - max_cooling, 1 + max_heating]`` of
             the rescaling factor; outside it the stride is redone as two half strides (when the
-            model serves them) or by velocity Verlet (see :mod:`flashmd.md.filters` for why the
-            band is wider on the heating side).
+            model serves them) or by velocity Verlet (see :mod:`flashmd.md.filters` for what
+            widening the heating side costs).
         fallback_timestep_fs: timestep of the velocity-Verlet fallback, fs.
         split_depth: halvings tried before velocity Verlet (see
             :class:`~flashmd.md.filters.FilterConfig`).
@@ -100,7 +100,7 @@ class FlashMD(MolecularDynamics):
         *,
         energy_filter: bool = True,
         max_cooling: float = 0.05,
-        max_heating: float = 0.15,
+        max_heating: float = 0.05,
         fallback_timestep_fs: float = 1.0,
         split_depth: int = 2,
         skin: float = 1.0,

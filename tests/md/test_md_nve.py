@@ -81,15 +81,17 @@ def test_far_off_and_nan_predictions_fall_back():
     assert float((total_energy(stepper, state) - energy0).abs().max()) < 1e-8
 
 
-def test_energy_band_accepts_the_mse_deficit_and_rejects_an_excess():
-    """Momenta shrunk by 10 % (how an MSE-trained predictor loses energy) need alpha = 1.11,
-    inside the default band, and are restored exactly; momenta inflated by 10 % need 0.91,
-    outside it, and fall back."""
+def test_energy_band_sides_are_set_separately():
+    """Momenta shrunk by 10 % (how an MSE-trained predictor loses energy) need alpha = 1.11:
+    rejected by the default 5 % band, accepted and restored exactly with max_heating = 0.15.
+    Momenta inflated by 10 % need alpha = 0.91 and are rejected by max_cooling either way."""
     reference = crystal()
     model = harmonic([reference])
     start = state_from_atoms(thermal(reference, seed=9))
-    for factor, rejected in ((0.9, False), (1.1, True)):
-        stepper = Stepper(Biased(model, momentum=factor), 16.0, potential=model)
+    wide = FilterConfig(max_heating=0.15)
+    cases = ((0.9, None, True), (0.9, wide, False), (1.1, None, True), (1.1, wide, True))
+    for factor, filters, rejected in cases:
+        stepper = Stepper(Biased(model, momentum=factor), 16.0, potential=model, filters=filters)
         state, stats = stepper.step(stepper.prepare(start))
         assert bool(stats.fallback.all()) is rejected
         if not rejected:
