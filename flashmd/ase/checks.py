@@ -10,9 +10,7 @@ from ase.constraints import FixAtoms
 from ase.data import covalent_radii
 from ase.neighborlist import neighbor_list
 
-#: Without a model-specific value, warn when two atoms are closer than this fraction of the sum
-#: of their covalent radii (well inside the repulsive wall, where no training data lives).
-CONTACT_FRACTION = 0.6
+from flashmd.md.filters import CONTACT_FRACTION
 
 
 def check_momenta(atoms: ase.Atoms) -> None:

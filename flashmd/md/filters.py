@@ -29,6 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from ase.data import covalent_radii
 
 from flashmd.md import rigid
 from flashmd.md.state import MDState
@@ -37,6 +38,13 @@ from flashmd.units import FS
 
 #: Relative energy difference treated as zero.
 _ROUND_OFF = 1e-12
+#: Default ``FilterConfig.contact_fraction``: well inside the repulsive wall, where no training
+#: data lives (the liquid Al reference at 1400 K never comes closer than 0.78 of it).
+CONTACT_FRACTION = 0.6
+#: Neighbour radius (Å) of the contact check when the potential has no cutoff of its own: more
+#: than ``CONTACT_FRACTION`` times any sum of two covalent radii.
+CONTACT_SEARCH_CUTOFF = 3.0
+_COVALENT_RADII = torch.tensor(covalent_radii, dtype=torch.float64)
 
 
 @dataclass(frozen=True)
@@ -57,6 +65,10 @@ class FilterConfig:
             only where the propagator supports the half stride; velocity Verlet comes after that.
             A model serving 16, 32 and 64 fs repairs a rejected 64 fs stride with two 32 fs ones
             at a fraction of Verlet's cost. 0: straight to velocity Verlet.
+        contact_fraction: a stride that leaves two atoms closer than this fraction of the sum
+            of their covalent radii is rejected like one the energy filter cannot repair (an
+            ML energy model may lack the repulsive wall that would otherwise make ``α``
+            impossible there). None: no check.
     """
 
     energy: bool = True
@@ -64,12 +76,15 @@ class FilterConfig:
     max_heating: float = 0.05
     fallback_timestep_fs: float = 1.0
     split_depth: int = 2
+    contact_fraction: float | None = CONTACT_FRACTION
 
     def __post_init__(self) -> None:
         if not (self.max_cooling > 0 and self.max_heating > 0 and self.fallback_timestep_fs > 0):
             raise ValueError("max_cooling, max_heating and fallback_timestep_fs must be positive")
         if self.max_cooling >= 1:
             raise ValueError(f"max_cooling must be below 1, got {self.max_cooling}")
+        if self.contact_fraction is not None and not 0 < self.contact_fraction < 1:
+            raise ValueError(f"contact_fraction must lie in (0, 1), got {self.contact_fraction}")
         if self.split_depth < 0:
             raise ValueError(f"split_depth must be at least 0, got {self.split_depth}")
 
@@ -149,3 +164,24 @@ def rescale(
     accepted = solvable & (scale >= 1.0 - max_cooling) & (scale <= 1.0 + max_heating)
     factor = torch.where(accepted, scale, 1.0)[state.system, None]
     return Rescaled(fixed_part + factor * internal, scale, accepted)
+
+
+def in_contact(
+    state: MDState, edges: tuple[torch.Tensor, torch.Tensor], fraction: float
+) -> torch.Tensor:
+    """(S,) bool: two atoms of the system are closer than ``fraction`` times the sum of their
+    covalent radii.
+
+    Args:
+        state: positions (A, 3) Å and atomic numbers.
+        edges: ``edge_index`` (2, E) and ``edge_shifts`` (E, 3) Å holding every pair of ``state``
+            within the neighbour cutoff (see :class:`flashmd.md.neighbors.NeighborCache`).
+        fraction: fraction of the covalent-radius sum.
+    """
+    (first, second), shifts = edges
+    positions = state.positions
+    distance = (positions[second] - positions[first] + shifts.to(positions.dtype)).norm(dim=1)
+    radii = _COVALENT_RADII.to(device=positions.device, dtype=positions.dtype)[state.numbers]
+    close = (distance < fraction * (radii[first] + radii[second])).long()
+    count = torch.zeros(state.n_systems, dtype=torch.long, device=positions.device)
+    return count.index_add_(0, state.system[first], close) > 0

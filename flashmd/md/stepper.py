@@ -20,7 +20,7 @@ import torch
 
 from flashmd.md import rigid
 from flashmd.md.fallback import velocity_verlet
-from flashmd.md.filters import FilterConfig, constrain, rescale
+from flashmd.md.filters import CONTACT_SEARCH_CUTOFF, FilterConfig, constrain, in_contact, rescale
 from flashmd.md.neighbors import NeighborCache
 from flashmd.md.propagators import Edges, Potential, Propagator
 from flashmd.md.state import MDState
@@ -153,6 +153,10 @@ class Stepper:
         potential_edges = _edges(caches, self.potential.cutoff, after, self.skin)
         energy = self.potential.energy(after, potential_edges)
         scale, failed = torch.ones_like(energy), ~finite
+        if self.filters.contact_fraction is not None:
+            cutoff = self.potential.cutoff or CONTACT_SEARCH_CUTOFF
+            edges = _edges(caches, cutoff, after, self.skin)
+            failed = failed | in_contact(after, edges, self.filters.contact_fraction)
         if self.filters.energy:
             result = rescale(after, energy, self.filters.max_cooling, self.filters.max_heating)
             after = after.replace(momenta=result.momenta)

@@ -100,6 +100,37 @@ def test_energy_band_sides_are_set_separately():
             assert torch.allclose(state.momenta, exact.momenta, atol=1e-8)
 
 
+class Colliding:
+    """Wraps a propagator and puts atom 1 of each prediction 0.5 Å from atom 0."""
+
+    def __init__(self, inner):
+        self.inner, self.cutoff = inner, inner.cutoff
+
+    def check(self, state, stride_fs):
+        self.inner.check(state, stride_fs)
+
+    def propagate(self, state, edges, stride_fs):
+        positions, momenta = self.inner.propagate(state, edges, stride_fs)
+        positions = positions.clone()
+        positions[1] = positions[0] + torch.tensor([0.5, 0.0, 0.0], dtype=positions.dtype)
+        return positions, momenta
+
+
+def test_stride_leaving_atoms_in_contact_falls_back():
+    """The contact check rejects the stride even without the energy filter (an energy model may
+    have no repulsive wall to make alpha impossible); switched off, the overlap goes through."""
+    reference = crystal()
+    model = harmonic([reference])
+    start = state_from_atoms(thermal(reference, seed=3))
+    for fraction, rejected in ((0.6, True), (None, False)):
+        filters = FilterConfig(energy=False, split_depth=0, contact_fraction=fraction)
+        stepper = Stepper(Colliding(model), 16.0, potential=model, filters=filters)
+        state, stats = stepper.step(stepper.prepare(start))
+        assert bool(stats.fallback.all()) is rejected
+        closest = float((state.positions[1] - state.positions[0]).norm())
+        assert (closest > 2.0) is rejected
+
+
 def test_rejected_stride_is_repaired_by_two_half_strides():
     """Only 32 fs strides are spoilt: each is rejected and redone as two exact 16 fs strides, so
     no velocity Verlet runs and the trajectory equals 2n exact 16 fs strides."""
