@@ -23,6 +23,8 @@ from flashmd.analysis.tolerances import AnalysisSettings
 from flashmd.analysis.vacf import VACFAccumulator, VACFResult
 from flashmd.data.store import TrajectoryReader
 
+#: (positions (F, A, 3) Å, cell (F, 3, 3) Å) -> potential energies (F,) eV, replacing stored ones.
+EnergyFunction = Callable[[np.ndarray, np.ndarray], np.ndarray]
 #: Per-frame arrays of rollout stores with the energy filter's statistics.
 FILTER_KEYS = ("filter_scale", "filter_fallback")
 #: Arrays whose non-finite values are counted.
@@ -151,7 +153,7 @@ def observe(
     reader: TrajectoryReader,
     settings: AnalysisSettings,
     rdf_rmax: float | None,
-    energy: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
+    energy: EnergyFunction | None = None,
 ) -> TrajectoryObservables:
     """Read ``reader`` block by block and compute its observables.
 

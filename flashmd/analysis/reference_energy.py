@@ -9,17 +9,13 @@ reference``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 from ase import Atoms
 
+from flashmd.analysis.observables import EnergyFunction
 from flashmd.data.calculators import make_calculator
 from flashmd.data.recipes import CalculatorSpec
 from flashmd.data.store import TrajectoryReader, TrajectoryStore
-
-#: (positions (F, A, 3) Å, cell (F, 3, 3) Å) -> potential energies (F,) eV.
-EnergyFunction = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
 def reference_calculator_spec(reference: TrajectoryStore) -> CalculatorSpec:
