@@ -45,8 +45,15 @@ class BackboneConfig:
     """Order of the polynomial cutoff envelope."""
     avg_num_neighbors: float = 30.0
     """Typical neighbour count within the cutoff; aggregated messages are divided by its root."""
+    receiver_messages: bool = False
+    """Messages read the receiving atom's features too (``Lin(x_j) + Lin'(x_i)``), so a layer
+    forms products of an atom's own momentum with its bond directions; off in checkpoints written
+    before this field existed."""
 
     kind: ClassVar[str] = "backbone"
+    added_fields: ClassVar[frozenset[str]] = frozenset({"receiver_messages"})
+    """Fields added after checkpoints were first written: one that lacks them gets the default,
+    which is the architecture it was trained with."""
 
     def __post_init__(self) -> None:
         species = tuple(int(z) for z in self.species)
@@ -79,6 +86,7 @@ class BackboneConfig:
             radial_hidden=self.radial_hidden,
             avg_num_neighbors=self.avg_num_neighbors,
             cutoff_p=self.cutoff_p,
+            receiver_messages=self.receiver_messages,
         )
 
     @classmethod
@@ -101,13 +109,15 @@ class BackboneConfig:
 
     @classmethod
     def from_dict(cls: type[C], data: dict[str, Any]) -> C:
-        """Inverse of :meth:`to_dict`; every field must be present and no other.
+        """Inverse of :meth:`to_dict`; every field must be present (except ``added_fields``) and
+        no other.
 
         Raises:
             ValueError: missing or unknown fields (named).
         """
         names = {f.name for f in dataclasses.fields(cls)}
-        missing, unknown = sorted(names - set(data)), sorted(set(data) - names)
+        missing = sorted(names - set(data) - cls.added_fields)
+        unknown = sorted(set(data) - names)
         if missing or unknown:
             raise ValueError(
                 f"{cls.__name__} fields do not match: missing {missing}, unknown {unknown}"

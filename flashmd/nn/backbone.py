@@ -29,6 +29,7 @@ class Backbone(torch.nn.Module):
         radial_hidden: width of the radial MLPs.
         avg_num_neighbors: typical neighbour count, to normalise aggregated messages.
         cutoff_p: order of the polynomial cutoff envelope.
+        receiver_messages: messages read both ends of each edge (see InteractionBlock).
     """
 
     def __init__(
@@ -43,6 +44,7 @@ class Backbone(torch.nn.Module):
         radial_hidden: int,
         avg_num_neighbors: float,
         cutoff_p: int = 6,
+        receiver_messages: bool = False,
     ) -> None:
         super().__init__()
         if n_layers < 1:
@@ -62,7 +64,13 @@ class Backbone(torch.nn.Module):
         irreps.append(self.irreps_out)
         self.layers = torch.nn.ModuleList(
             InteractionBlock(
-                irreps[k], irreps[k + 1], self.irreps_sh, n_radial, radial_hidden, avg_num_neighbors
+                irreps[k],
+                irreps[k + 1],
+                self.irreps_sh,
+                n_radial,
+                radial_hidden,
+                avg_num_neighbors,
+                receiver_messages=receiver_messages,
             )
             for k in range(n_layers)
         )

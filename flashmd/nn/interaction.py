@@ -59,6 +59,11 @@ class InteractionBlock(torch.nn.Module):
     cutoff-enveloped) radial features, so messages vanish smoothly at the cutoff. A residual
     connection is added when ``irreps_in == irreps_out``.
 
+    With ``receiver_messages`` the tensor product reads ``Lin(x_j) + Lin'(x_i)``: each message
+    then depends on both ends of its edge, so products such as ``p_i ⊗ Y(r̂_ij)`` (the receiver's
+    own momentum against each bond, which the change of the force over a stride needs) and
+    relative momenta along bonds are formed in one layer instead of through a two-hop path.
+
     Args:
         irreps_in: irreps of the node features read.
         irreps_out: irreps of the node features written (scalars first, see GatedNonlinearity).
@@ -66,6 +71,7 @@ class InteractionBlock(torch.nn.Module):
         n_radial: number of radial features per edge.
         radial_hidden: width of the two hidden layers of the radial MLP.
         avg_num_neighbors: typical neighbour count; aggregated messages are divided by its root.
+        receiver_messages: add a linear map of the receiver's features to each message's input.
     """
 
     def __init__(
@@ -76,6 +82,7 @@ class InteractionBlock(torch.nn.Module):
         n_radial: int,
         radial_hidden: int,
         avg_num_neighbors: float,
+        receiver_messages: bool = False,
     ) -> None:
         super().__init__()
         self.irreps_in = o3.Irreps(irreps_in)
@@ -93,6 +100,9 @@ class InteractionBlock(torch.nn.Module):
         check_irreps("InteractionBlock messages", irreps_mid, self.gate.irreps_in)
 
         self.linear_up = o3.Linear(self.irreps_in, self.irreps_in)
+        self.linear_receiver = (
+            o3.Linear(self.irreps_in, self.irreps_in) if receiver_messages else None
+        )
         self.tensor_product = o3.TensorProduct(
             self.irreps_in,
             self.irreps_sh,
@@ -138,7 +148,10 @@ class InteractionBlock(torch.nn.Module):
         """
         receiver, sender = edge_index[0], edge_index[1]
         weights = self.radial_mlp(edge_radial)
-        messages = self.tensor_product(self.linear_up(x)[sender], edge_sh, weights)
+        inputs = self.linear_up(x)[sender]
+        if self.linear_receiver is not None:
+            inputs = inputs + self.linear_receiver(x)[receiver]
+        messages = self.tensor_product(inputs, edge_sh, weights)
         aggregated = scatter_sum(messages, receiver, x.shape[0]) * self.norm
         out = self.gate(self.linear_down(aggregated) + self.self_connection(x))
         return x + out if self.residual else out

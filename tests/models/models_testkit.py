@@ -89,7 +89,7 @@ def _built(kind: str, seed: int) -> torch.nn.Module:
     torch.manual_seed(seed)
     if kind == "predictor":
         config = PredictorConfig.preset(
-            "tiny", species=SPECIES, strides_fs=STRIDES_FS, cutoff=CUTOFF
+            "tiny", species=SPECIES, strides_fs=STRIDES_FS, cutoff=CUTOFF, receiver_messages=True
         )
         return randomized(Predictor(config), seed)
     return randomized(

@@ -163,6 +163,12 @@ def test_presets_build_and_round_trip_through_dict(name):
     Predictor(config)
 
 
+def test_config_without_a_later_field_gets_the_architecture_it_was_written_with():
+    data = PredictorConfig.preset("tiny", species=(13,), receiver_messages=True).to_dict()
+    del data["receiver_messages"]  # as in checkpoints written before the field existed
+    assert PredictorConfig.from_dict(data).receiver_messages is False
+
+
 def test_config_errors_are_clear():
     with pytest.raises(ValueError, match="unknown preset 'huge'"):
         PredictorConfig.preset("huge", species=(1,))

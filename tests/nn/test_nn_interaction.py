@@ -60,10 +60,13 @@ def wigner_D(irreps: o3.Irreps, rotation: torch.Tensor) -> torch.Tensor:
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("reflect", [False, True])
-def test_backbone_is_equivariant(dtype, reflect):
+@pytest.mark.parametrize("receiver_messages", [False, True])
+def test_backbone_is_equivariant(dtype, reflect, receiver_messages):
     torch.manual_seed(0)
     irreps_in = o3.Irreps("4x0e + 1x1o + 1x1e + 1x2e + 1x2o")
-    backbone = Backbone(irreps_in, HIDDEN, HIDDEN, 2, 2, 3.0, 4, 8, 5.0).to(dtype)
+    backbone = Backbone(
+        irreps_in, HIDDEN, HIDDEN, 2, 2, 3.0, 4, 8, 5.0, receiver_messages=receiver_messages
+    ).to(dtype)
     generator = torch.Generator().manual_seed(1)
     positions, edge_index = random_graph(generator, dtype)
     x = torch.randn(len(positions), irreps_in.dim, generator=generator, dtype=dtype)
@@ -99,6 +102,36 @@ def test_interaction_is_equivariant_and_uses_residual():
     with torch.no_grad():
         rotated, plain = run(x @ D.T, vectors @ rotation.T), run(x, vectors)
     assert relative_error(rotated, plain @ D.T) < 1e-10
+
+
+def test_receiver_messages_read_the_receiving_atom():
+    """Without them a message ignores its receiver's features; with them it does not."""
+    irreps_sh = o3.Irreps.spherical_harmonics(2)
+    vectors = torch.tensor([[1.0, 0.5, -0.3]], dtype=torch.float64)
+    sh = o3.spherical_harmonics(irreps_sh, vectors, normalize=True, normalization="component")
+    radial = torch.ones(1, 4, dtype=torch.float64)
+    edge_index = torch.tensor([[0], [1]])  # atom 0 receives from atom 1
+    x = torch.randn(2, HIDDEN.dim, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    x_receiver_changed = x.clone()
+    x_receiver_changed[0] += 1.0
+
+    for receiver_messages in (False, True):
+        torch.manual_seed(5)
+        block = InteractionBlock(
+            HIDDEN, HIDDEN, irreps_sh, 4, 8, 5.0, receiver_messages=receiver_messages
+        ).double()
+        gate_inputs = []
+        block.gate.register_forward_pre_hook(lambda _, args: gate_inputs.append(args[0][0]))
+
+        def message(features):
+            """Aggregated message into atom 0: gate input with the edge minus without it."""
+            with torch.no_grad():
+                block(features, sh, radial, edge_index)
+                block(features, sh, 0 * radial, edge_index)
+            return gate_inputs[-2] - gate_inputs[-1]
+
+        changed = not torch.allclose(message(x), message(x_receiver_changed))
+        assert changed == receiver_messages
 
 
 def test_layers_compute_only_reachable_and_needed_irreps():
