@@ -100,6 +100,11 @@ def _cmd_md(args: argparse.Namespace) -> int:
         friction_per_fs=args.friction_per_fs,
         taut_fs=args.taut_fs,
         energy_filter=not args.no_filter,
+        **{
+            name: getattr(args, name)
+            for name in ("max_cooling", "max_heating", "contact_fraction")
+            if getattr(args, name) is not None
+        },
     )
     report = run_md(
         settings, args.output, parse_shard(args.shard), args.device, progress=not args.quiet
@@ -258,6 +263,22 @@ def build_parser() -> argparse.ArgumentParser:
     md.add_argument("--friction-per-fs", type=float, default=0.01, help="Langevin friction")
     md.add_argument("--taut-fs", type=float, default=100.0, help="Bussi time constant")
     md.add_argument("--no-filter", action="store_true", help="switch the energy filter off")
+    md.add_argument(
+        "--max-cooling",
+        type=float,
+        help="filter: largest accepted momentum down-scaling 1 - α (default 0.05)",
+    )
+    md.add_argument(
+        "--max-heating",
+        type=float,
+        help="filter: largest accepted momentum up-scaling α - 1 (default 0.05)",
+    )
+    md.add_argument(
+        "--contact-fraction",
+        type=float,
+        help="reject strides leaving atoms closer than this fraction of their covalent-radius "
+        "sum; 0: no check (default 0.6)",
+    )
     md.add_argument(
         "--shard", default="0/1", help="I/N: run only trajectories with index %% N == I"
     )

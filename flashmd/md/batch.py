@@ -44,6 +44,8 @@ class MDSettings:
     """Everything that fixes a batch of rollouts (stored as the store's recipe).
 
     Times in fs, temperatures in K; ``friction_per_fs`` is the Langevin friction in 1/fs.
+    ``max_cooling``, ``max_heating`` and ``contact_fraction`` are the filter's settings (see
+    :class:`~flashmd.md.filters.FilterConfig`; ``contact_fraction`` None or 0: no contact check).
     """
 
     model: str
@@ -60,6 +62,9 @@ class MDSettings:
     friction_per_fs: float = 0.01
     taut_fs: float = 100.0
     energy_filter: bool = True
+    max_cooling: float = FilterConfig.max_cooling
+    max_heating: float = FilterConfig.max_heating
+    contact_fraction: float | None = FilterConfig.contact_fraction
 
     def __post_init__(self) -> None:
         if self.ensemble not in ("nve", "langevin", "bussi"):
@@ -170,7 +175,12 @@ def run_md(
         settings.stride_fs,
         potential=potential,
         thermostat=_thermostat(settings),
-        filters=FilterConfig(energy=settings.energy_filter and potential is not None),
+        filters=FilterConfig(
+            energy=settings.energy_filter and potential is not None,
+            max_cooling=settings.max_cooling,
+            max_heating=settings.max_heating,
+            contact_fraction=settings.contact_fraction or None,
+        ),
     )
     stepper.prepare(state)  # bad species, stride or masses stop here, before any write
     store = TrajectoryStore.create(location, {"name": "flashmd-md", **asdict(settings)})

@@ -104,6 +104,24 @@ def test_bad_input_is_refused_before_writing(inputs, tmp_path, capsys):
     assert "structure files, a recipe or a store" in capsys.readouterr().err
 
 
+def test_filter_options_reach_the_stepper_and_are_checked(inputs, tmp_path, capsys):
+    model, structure = inputs
+    common = [structure, "--model", model, "--stride-fs", "16", "--strides", "2"]
+    out = tmp_path / "band.zarr"
+    args = ["--max-heating", "0.2", "--contact-fraction", "0", "-o", str(out)]
+    assert run(*common, *args) == 0
+    recipe = TrajectoryStore.open(out).recipe
+    assert (recipe["max_cooling"], recipe["max_heating"], recipe["contact_fraction"]) == (
+        0.05,
+        0.2,
+        0.0,
+    )
+    bad = tmp_path / "bad-band.zarr"
+    assert run(*common, "--max-cooling", "1.5", "-o", str(bad)) == 2
+    assert "max_cooling must be below 1" in capsys.readouterr().err
+    assert not bad.exists()
+
+
 def test_interrupted_md_keeps_frames_and_resumes(inputs, tmp_path, monkeypatch, capsys):
     import flashmd.md.batch as batch
 
