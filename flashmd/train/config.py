@@ -6,7 +6,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveFloat,
+    PositiveInt,
+    ValidationError,
+    model_validator,
+)
 
 from flashmd.data.recipes import RecipeError
 
@@ -16,10 +24,20 @@ class _Strict(BaseModel):
 
 
 class ModelSpec(_Strict):
-    """A model size preset (``tiny``, ``small``, ``medium``) and field overrides."""
+    """A model size preset (``tiny``, ``small``, ``medium``) and field overrides, or (energy
+    model only) a trained model taken from a checkpoint and kept fixed."""
 
     preset: str = "small"
     overrides: dict[str, Any] = Field(default_factory=dict)
+    checkpoint: str | None = None
+    """A flashmd checkpoint (path or shipped name) whose model is used as is and not trained;
+    it must know exactly the store's species. Excludes ``preset`` and ``overrides``."""
+
+    @model_validator(mode="after")
+    def _checkpoint_excludes_size(self) -> ModelSpec:
+        if self.checkpoint is not None and {"preset", "overrides"} & self.model_fields_set:
+            raise ValueError("a model taken from a checkpoint has no preset or overrides")
+        return self
 
 
 class LossWeights(_Strict):
@@ -107,4 +125,11 @@ def load_train_config(path: str | Path, **overrides: Any) -> TrainConfig:
         raise RecipeError("\n".join(lines)) from None
     if config.predictor is None and config.energy_model is None:
         raise RecipeError(f"{path}: predictor and energy_model are both null; nothing to train")
+    if config.predictor is not None and config.predictor.checkpoint is not None:
+        raise RecipeError(
+            f"{path}: predictor.checkpoint: only the energy model can be taken from a checkpoint "
+            "(to train an energy model alone, set predictor: null)"
+        )
+    if config.predictor is None and config.energy_model.checkpoint is not None:
+        raise RecipeError(f"{path}: the energy model is taken from a checkpoint; nothing to train")
     return config.resolve(Path.cwd())

@@ -17,11 +17,20 @@ class Objective(torch.nn.Module):
         model: the predictor and/or energy model being trained.
         norm: the normalisation statistics.
         weights: loss weights.
+        train_energy: include the energy model's terms (off for a frozen energy model, whose
+            terms would be constants).
     """
 
-    def __init__(self, model: FlashMDModel, norm: Normalisation, weights: LossWeights):
+    def __init__(
+        self,
+        model: FlashMDModel,
+        norm: Normalisation,
+        weights: LossWeights,
+        train_energy: bool = True,
+    ):
         super().__init__()
         self.model, self.norm, self.weights = model, norm, weights
+        self.train_energy = train_energy
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         positions = batch[keys.POSITIONS]
@@ -32,7 +41,7 @@ class Objective(torch.nn.Module):
             terms["predictor"] = self.weights.predictor * predictor_loss(
                 self.model, batch, self.norm, new_positions, new_momenta
             )
-        if self.model.energy_model is not None:
+        if self.model.energy_model is not None and self.train_energy:
             want_forces = self.weights.forces > 0 and keys.FORCES in batch
             out = self.model.energy_model.compute(
                 batch, forces=want_forces, create_graph=self.training

@@ -32,7 +32,7 @@ from flashmd.data.dataset import StridePairs, collate_pairs, split_trajectories
 from flashmd.data.graph import batch_to
 from flashmd.data.store import TrajectoryStore
 from flashmd.models.energy import EnergyConfig, EnergyModel
-from flashmd.models.io import checkpoint_dict, save_checkpoint
+from flashmd.models.io import checkpoint_dict, load_model, save_checkpoint
 from flashmd.models.model import FlashMDModel
 from flashmd.models.predictor import Predictor, PredictorConfig
 from flashmd.train import distributed
@@ -58,24 +58,48 @@ def species_and_masses(store: TrajectoryStore, traj_ids: list[str]) -> dict[int,
 
 
 def build_model(config: TrainConfig, masses: dict[int, float]) -> FlashMDModel:
-    species = tuple(masses)
+    """The models of the recipe for the store's species (``masses``: atomic number -> amu).
+
+    An energy model taken from a checkpoint is frozen (``requires_grad`` off) and fixes the
+    species order and cutoff the predictor is built with.
+    """
+    species, cutoff = tuple(masses), {}
     predictor = energy = None
+    if config.energy_model is not None and config.energy_model.checkpoint is not None:
+        energy = frozen_energy_model(config.energy_model.checkpoint, species)
+        species, cutoff = energy.config.species, {"cutoff": energy.config.cutoff}
+    elif config.energy_model is not None:
+        energy = EnergyModel(
+            EnergyConfig.preset(
+                config.energy_model.preset, species=species, **config.energy_model.overrides
+            )
+        )
     if config.predictor is not None:
         predictor = Predictor(
             PredictorConfig.preset(
                 config.predictor.preset,
                 species=species,
                 strides_fs=config.strides_fs,
-                **config.predictor.overrides,
+                **{**cutoff, **config.predictor.overrides},
             )
         )
-    if config.energy_model is not None:
-        energy = EnergyModel(
-            EnergyConfig.preset(
-                config.energy_model.preset, species=species, **config.energy_model.overrides
-            )
+    try:
+        return FlashMDModel(predictor, energy, masses={z: masses[z] for z in species})
+    except ValueError as error:
+        raise TrainingError(f"the recipe's models do not fit together: {error}") from None
+
+
+def frozen_energy_model(checkpoint: str, species: tuple[int, ...]) -> EnergyModel:
+    """The energy model of ``checkpoint`` (path or shipped name), frozen, for ``species``."""
+    energy = load_model(checkpoint, device="cpu").energy_model
+    if energy is None:
+        raise TrainingError(f"energy_model.checkpoint {checkpoint!r} holds no energy model")
+    if set(energy.config.species) != set(species):
+        raise TrainingError(
+            f"the energy model of {checkpoint!r} knows species {list(energy.config.species)} "
+            f"but the store holds {list(species)}; use one trained on the same species"
         )
-    return FlashMDModel(predictor, energy, masses=masses)
+    return energy.requires_grad_(False)
 
 
 def lr_factor(step: int, config: TrainConfig) -> float:
@@ -133,10 +157,14 @@ class Trainer:
             if state
             else self._normalisation()
         )
-        if not state and self.model.energy_model is not None:
+        energy_spec = config.energy_model
+        self.train_energy = energy_spec is not None and energy_spec.checkpoint is None
+        if not state and self.train_energy:
             with torch.no_grad():
                 self.model.energy_model.energy_shift.copy_(self.norm.energy_per_atom_shift)
-        self.objective = Objective(self.model, self.norm, config.loss_weights)
+        self.objective = Objective(
+            self.model, self.norm, config.loss_weights, train_energy=self.train_energy
+        )
         self.ddp = (
             torch.nn.parallel.DistributedDataParallel(
                 self.objective, device_ids=[self.device] if self.device.type == "cuda" else None
@@ -145,7 +173,9 @@ class Trainer:
             else self.objective
         )
         self.optimizer = torch.optim.AdamW(
-            self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay
+            [p for p in self.model.parameters() if p.requires_grad],
+            lr=config.lr,
+            weight_decay=config.weight_decay,
         )
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, functools.partial(lr_factor, config=config)

@@ -17,7 +17,7 @@ import flashmd
 from flashmd.data.dataset import StridePairs, collate_pairs
 from flashmd.data.generate import generate
 from flashmd.data.graph import batch_to
-from flashmd.data.recipes import load_recipe
+from flashmd.data.recipes import RecipeError, load_recipe
 from flashmd.data.store import TrajectoryStore
 from flashmd.train.config import LossWeights, TrainConfig, load_train_config
 from flashmd.train.errors import TrainingError
@@ -115,6 +115,48 @@ def test_best_model_loads_and_validation_is_reported(store_path, tmp_path):
     with open(tmp_path / "run" / "train.csv") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 10 and float(rows[-1]["data_wait_s"]) >= 0
+
+
+def test_energy_model_from_a_checkpoint_is_kept_fixed(store_path, tmp_path):
+    from flashmd.train.config import ModelSpec
+
+    first = tiny_config(store_path, tmp_path / "first", steps=4, validate_every=4)
+    Trainer(first, progress=False).run()
+    source = flashmd.load_model(tmp_path / "first" / "best.pt", device="cpu").energy_model
+    frozen = ModelSpec(checkpoint=str(tmp_path / "first" / "best.pt"))
+    second = tiny_config(
+        store_path, tmp_path / "second", steps=4, validate_every=4, energy_model=frozen
+    )
+    trainer = Trainer(second, progress=False)
+    predictor_before = [p.detach().clone() for p in trainer.model.predictor.parameters()]
+    metrics = trainer.run()
+    assert metrics["forces_rmse_meV_A"] > 0  # the fixed energy model is still validated
+    exported = flashmd.load_model(tmp_path / "second" / "best.pt", device="cpu")
+    for kept, original in zip(
+        exported.energy_model.state_dict().values(), source.state_dict().values(), strict=True
+    ):
+        assert torch.equal(kept, original)
+    trained = list(exported.predictor.parameters())
+    assert any(not torch.equal(a, b) for a, b in zip(trained, predictor_before, strict=True))
+    with open(tmp_path / "second" / "train.csv") as f:
+        assert all(float(row["loss_energy"]) == 0 for row in csv.DictReader(f))
+
+
+def test_energy_model_checkpoint_errors_are_clear(store_path, tmp_path):
+    from flashmd.train.config import ModelSpec
+
+    with pytest.raises(ValueError, match="no preset or overrides"):
+        ModelSpec(checkpoint="x.pt", preset="tiny")
+    recipe = tmp_path / "frozen-predictor.yaml"
+    recipe.write_text(
+        f"{{name: x, store: {store_path}, output: o, predictor: {{checkpoint: x.pt}}}}"
+    )
+    with pytest.raises(RecipeError, match="only the energy model can be taken from a checkpoint"):
+        load_train_config(recipe)
+    wrong_species = ModelSpec(checkpoint="emt-metals")  # knows 7 metals, the store holds Al
+    config = tiny_config(store_path, tmp_path / "run", energy_model=wrong_species)
+    with pytest.raises(TrainingError, match="knows species .* but the store holds \\[13\\]"):
+        Trainer(config, progress=False)
 
 
 def _free_port() -> int:
