@@ -6,6 +6,7 @@
 #
 #   scripts/validate-emt-metals.sh [MODEL] [OUT]      (defaults: emt-metals runs/heldout)
 #   STRIDES=10000 JOBS=2 DEVICE=cpu                   (environment overrides)
+#   ONLY='T750-32fs|T1400'                            (runs whose name matches, grep -E)
 #
 # Writes OUT/summary.md: one table of every run, then each evaluate table in full.
 set -euo pipefail
@@ -30,6 +31,10 @@ runs="750 32 langevin
 750 64 nve
 900 32 langevin
 900 64 langevin"
+
+if [ -n "${ONLY:-}" ]; then
+    runs=$(echo "$runs" | awk '{print $0, "T"$1"-"$2"fs-"$3}' | grep -E -- "$ONLY" | cut -d' ' -f1-3)
+fi
 
 one() {
     local temperature=$1 stride=$2 ensemble=$3
