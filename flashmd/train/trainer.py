@@ -157,8 +157,8 @@ class Trainer:
             if state
             else self._normalisation()
         )
-        energy_spec = config.energy_model
-        self.train_energy = energy_spec is not None and energy_spec.checkpoint is None
+        energy = self.model.energy_model  # frozen when build_model took it from a checkpoint
+        self.train_energy = energy is not None and energy.energy_shift.requires_grad
         if not state and self.train_energy:
             with torch.no_grad():
                 self.model.energy_model.energy_shift.copy_(self.norm.energy_per_atom_shift)
