@@ -88,7 +88,7 @@ def load_systems(settings: MDSettings) -> list[ase.Atoms]:
     """The input systems: every structure file (first frame), a recipe's built systems, or the
     first frames (with momenta) of a store's trajectories at ``settings.temperature_K``."""
     if settings.start_from is not None:
-        return _stored_starts(settings.start_from, settings.temperature_K)
+        return stored_starts(settings.start_from, settings.temperature_K)
     if settings.recipe is None:
         systems = []
         for path in settings.structures:
@@ -104,7 +104,9 @@ def load_systems(settings: MDSettings) -> list[ase.Atoms]:
     return [build_system(spec, rng, f"systems.{k}") for k, spec in enumerate(recipe.systems)]
 
 
-def _stored_starts(location: str, temperature_K: float) -> list[ase.Atoms]:
+def stored_starts(location: str, temperature_K: float) -> list[ase.Atoms]:
+    """First frames (positions and momenta as stored) of the trajectories of the store at
+    ``location`` run at ``temperature_K``; ``atoms.info["start_from"]`` names each source."""
     store = TrajectoryStore.open(location)
     found: dict[float, list[str]] = {}
     for traj_id in store.ids():
