@@ -102,7 +102,7 @@ def _cmd_md(args: argparse.Namespace) -> int:
         energy_filter=not args.no_filter,
         **{
             name: getattr(args, name)
-            for name in ("max_cooling", "max_heating", "contact_fraction")
+            for name in ("max_cooling", "max_heating", "contact_fraction", "restore")
             if getattr(args, name) is not None
         },
     )
@@ -272,6 +272,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-heating",
         type=float,
         help="filter: largest accepted momentum up-scaling α - 1 (default 0.05)",
+    )
+    md.add_argument(
+        "--restore",
+        choices=("scale", "noise"),
+        help="filter: put energy a stride lost back by scaling the momenta (deterministic) or as "
+        "random momenta (stochastic; the unpredictable part of the motion) (default scale)",
     )
     md.add_argument(
         "--contact-fraction",

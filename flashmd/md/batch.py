@@ -44,8 +44,9 @@ class MDSettings:
     """Everything that fixes a batch of rollouts (stored as the store's recipe).
 
     Times in fs, temperatures in K; ``friction_per_fs`` is the Langevin friction in 1/fs.
-    ``max_cooling``, ``max_heating`` and ``contact_fraction`` are the filter's settings (see
-    :class:`~flashmd.md.filters.FilterConfig`; ``contact_fraction`` None or 0: no contact check).
+    ``max_cooling``, ``max_heating``, ``contact_fraction`` and ``restore`` are the filter's
+    settings (see :class:`~flashmd.md.filters.FilterConfig`; ``contact_fraction`` None or 0: no
+    contact check).
     """
 
     model: str
@@ -65,6 +66,7 @@ class MDSettings:
     max_cooling: float = FilterConfig.max_cooling
     max_heating: float = FilterConfig.max_heating
     contact_fraction: float | None = FilterConfig.contact_fraction
+    restore: str = FilterConfig.restore
 
     def __post_init__(self) -> None:
         if self.ensemble not in ("nve", "langevin", "bussi"):
@@ -182,6 +184,7 @@ def run_md(
             max_cooling=settings.max_cooling,
             max_heating=settings.max_heating,
             contact_fraction=settings.contact_fraction or None,
+            restore=settings.restore,
         ),
     )
     stepper.prepare(state)  # bad species, stride or masses stop here, before any write

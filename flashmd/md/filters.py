@@ -45,6 +45,8 @@ CONTACT_FRACTION = 0.6
 #: Neighbour radius (Å) of the contact check when the potential has no cutoff of its own: more
 #: than ``CONTACT_FRACTION`` times any sum of two covalent radii.
 CONTACT_SEARCH_CUTOFF = 3.0
+#: Values of ``FilterConfig.restore``.
+RESTORE_MODES = ("scale", "noise")
 _COVALENT_RADII = torch.tensor(covalent_radii, dtype=torch.float64)
 
 
@@ -54,6 +56,10 @@ class FilterConfig:
 
     Attributes:
         energy: rescale momenta to conserve each system's target energy.
+        restore: how energy a stride lost is put back: ``"scale"`` all internal momenta by
+            ``α`` (:func:`rescale`, deterministic), or ``"noise"``, as random momenta
+            (:func:`replenish`: the part of the motion a mean-squared-error predictor cannot
+            predict, drawn; stochastic). Energy a stride gained is always removed by scaling.
         max_cooling: largest accepted ``1 - α`` (the stride gained energy); beyond it the
             stride falls back.
         max_heating: largest accepted ``α - 1`` (the stride lost energy, as the conditional
@@ -73,6 +79,7 @@ class FilterConfig:
     """
 
     energy: bool = True
+    restore: str = "scale"
     max_cooling: float = 0.05
     max_heating: float = 0.05
     fallback_timestep_fs: float = 1.0
@@ -86,6 +93,8 @@ class FilterConfig:
             raise ValueError(f"max_cooling must be below 1, got {self.max_cooling}")
         if self.contact_fraction is not None and not 0 < self.contact_fraction < 1:
             raise ValueError(f"contact_fraction must lie in (0, 1), got {self.contact_fraction}")
+        if self.restore not in RESTORE_MODES:
+            raise ValueError(f"restore must be one of {RESTORE_MODES}, got {self.restore!r}")
         if self.split_depth < 0:
             raise ValueError(f"split_depth must be at least 0, got {self.split_depth}")
 
@@ -165,6 +174,53 @@ def rescale(
     accepted = solvable & (scale >= 1.0 - max_cooling) & (scale <= 1.0 + max_heating)
     factor = torch.where(accepted, scale, 1.0)[state.system, None]
     return Rescaled(fixed_part + factor * internal, scale, accepted)
+
+
+def replenish(
+    state: MDState,
+    potential_energy: torch.Tensor,
+    max_cooling: float = 1.0,
+    max_heating: float = float("inf"),
+) -> Rescaled:
+    """Give back the kinetic energy a stride lost as random momenta, not by scaling all of them.
+
+    A predictor trained on mean squared error returns the conditional mean of ``p(t+S)``: the
+    part of the motion it cannot predict is missing, and with it the kinetic energy the filter
+    has to restore (``α > 1``). :func:`rescale` puts that energy back along the predicted
+    momenta; this function draws the missing part instead, as Gaussian momenta ``ξ_i ~ N(0,
+    m_i)`` per component (the same temperature for every atom, whatever its mass) with the rigid
+    part removed, and adds ``c ξ`` with the ``c >= 0`` that makes ``K + V`` equal the target.
+    Where the stride gained energy it falls back to :func:`rescale` (noise cannot remove
+    energy). Acceptance is judged by the same ``α = √(available / K)`` as :func:`rescale`, so
+    the band means the same; the draws come from the state's generator (reproducible and
+    resumable, like the thermostats).
+
+    Args:
+        state: positions and momenta after the stride, with the target energies (S,) eV and
+            its noise generator.
+        potential_energy: (S,) ``V`` at ``state.positions`` in eV.
+        max_cooling: largest accepted ``1 - α``.
+        max_heating: largest accepted ``α - 1``.
+    """
+    scaled = rescale(state, potential_energy, max_cooling, max_heating)
+    internal = rigid.internal_momenta(state)
+    mobile = (~state.fixed)[:, None].to(internal.dtype)
+    draws = torch.randn(
+        internal.shape, generator=state.generator, dtype=internal.dtype, device=state.device
+    )
+    noise = rigid.internal_momenta(state, draws * state.masses.sqrt()[:, None] * mobile) * mobile
+    # K(p + c ξ) = K(p) + c Σ p·ξ/m + c² K(ξ) = available, solved for c >= 0
+    missing = state.target_energy - potential_energy - state.kinetic_energy()
+    per_atom = (internal * noise).sum(dim=1) / state.masses
+    linear = scatter_sum(per_atom, state.system, state.n_systems)
+    quadratic = state.kinetic_energy(noise)
+    root = torch.sqrt((linear * linear + 4.0 * quadratic * missing).clamp(min=0.0))
+    c = (root - linear) / (2.0 * quadratic.clamp(min=1e-300))
+    use = scaled.accepted & (missing > 0) & (quadratic > 0)
+    momenta = torch.where(
+        use[state.system, None], state.momenta + c[state.system, None] * noise, scaled.momenta
+    )
+    return Rescaled(momenta, scaled.scale, scaled.accepted)
 
 
 def in_contact(

@@ -108,7 +108,7 @@ def test_filter_options_reach_the_stepper_and_are_checked(inputs, tmp_path, caps
     model, structure = inputs
     common = [structure, "--model", model, "--stride-fs", "16", "--strides", "2"]
     out = tmp_path / "band.zarr"
-    args = ["--max-heating", "0.2", "--contact-fraction", "0", "-o", str(out)]
+    args = ["--max-heating", "0.2", "--contact-fraction", "0", "--restore", "noise", "-o", str(out)]
     assert run(*common, *args) == 0
     recipe = TrajectoryStore.open(out).recipe
     assert (recipe["max_cooling"], recipe["max_heating"], recipe["contact_fraction"]) == (
@@ -116,6 +116,7 @@ def test_filter_options_reach_the_stepper_and_are_checked(inputs, tmp_path, caps
         0.2,
         0.0,
     )
+    assert recipe["restore"] == "noise"
     bad = tmp_path / "bad-band.zarr"
     assert run(*common, "--max-cooling", "1.5", "-o", str(bad)) == 2
     assert "max_cooling must be below 1" in capsys.readouterr().err
