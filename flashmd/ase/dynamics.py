@@ -77,6 +77,8 @@ class FlashMD(MolecularDynamics):
         fallback_timestep_fs: timestep of the velocity-Verlet fallback, fs.
         split_depth: halvings tried before velocity Verlet (see
             :class:`~flashmd.md.filters.FilterConfig`).
+        restore: ``"scale"`` the momenta to put back energy a stride lost, or add it as random
+            momenta, ``"noise"`` (stochastic; see :func:`~flashmd.md.filters.replenish`).
         skin: neighbour-list skin, Å.
         min_distance: warn when atoms are closer than this (Å), the closest contact of the
             model's training data; checkpoints do not record it yet, so the default is a
@@ -103,6 +105,7 @@ class FlashMD(MolecularDynamics):
         max_heating: float = 0.05,
         fallback_timestep_fs: float = 1.0,
         split_depth: int = 2,
+        restore: str = "scale",
         skin: float = 1.0,
         min_distance: float | None = None,
         seed: int | None = None,
@@ -125,7 +128,12 @@ class FlashMD(MolecularDynamics):
             potential=potential,
             thermostat=self.thermostat,
             filters=FilterConfig(
-                energy_filter, max_cooling, max_heating, fallback_timestep_fs, split_depth
+                energy=energy_filter,
+                max_cooling=max_cooling,
+                max_heating=max_heating,
+                fallback_timestep_fs=fallback_timestep_fs,
+                split_depth=split_depth,
+                restore=restore,
             ),
             skin=skin,
         )

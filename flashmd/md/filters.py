@@ -56,10 +56,6 @@ class FilterConfig:
 
     Attributes:
         energy: rescale momenta to conserve each system's target energy.
-        restore: how energy a stride lost is put back: ``"scale"`` all internal momenta by
-            ``α`` (:func:`rescale`, deterministic), or ``"noise"``, as random momenta
-            (:func:`replenish`: the part of the motion a mean-squared-error predictor cannot
-            predict, drawn; stochastic). Energy a stride gained is always removed by scaling.
         max_cooling: largest accepted ``1 - α`` (the stride gained energy); beyond it the
             stride falls back.
         max_heating: largest accepted ``α - 1`` (the stride lost energy, as the conditional
@@ -76,15 +72,19 @@ class FilterConfig:
             of their covalent radii is rejected like one the energy filter cannot repair (an
             ML energy model may lack the repulsive wall that would otherwise make ``α``
             impossible there). None: no check.
+        restore: how energy a stride lost is put back: ``"scale"`` all internal momenta by
+            ``α`` (:func:`rescale`, deterministic), or ``"noise"``, as random momenta
+            (:func:`replenish`: the part of the motion a mean-squared-error predictor cannot
+            predict, drawn; stochastic). Energy a stride gained is always removed by scaling.
     """
 
     energy: bool = True
-    restore: str = "scale"
     max_cooling: float = 0.05
     max_heating: float = 0.05
     fallback_timestep_fs: float = 1.0
     split_depth: int = 2
     contact_fraction: float | None = CONTACT_FRACTION
+    restore: str = "scale"
 
     def __post_init__(self) -> None:
         if not (self.max_cooling > 0 and self.max_heating > 0 and self.fallback_timestep_fs > 0):
