@@ -184,6 +184,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
                 repeats=args.repeats,
                 devices=args.devices,
                 equilibration_fs=args.equilibration_fs,
+                restore=args.restore,
             )
         )
     elif args.what == "train-memory":
@@ -383,6 +384,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     speed.add_argument(
         "--devices", nargs="+", default=[], help="torch devices (default: cpu, and cuda if any)"
+    )
+    speed.add_argument(
+        "--restore",
+        choices=("scale", "noise"),
+        default="scale",
+        help="how the energy filter puts back energy a stride lost (see flashmd md --help)",
     )
     bench.set_defaults(func=_cmd_bench)
     return parser
