@@ -163,7 +163,7 @@ class _FlashMD:
     def __init__(
         self, model: FlashMDModel, stride_fs: float, atoms: Atoms, restore: str = "scale"
     ) -> None:
-        self.label = "flashmd (energy filter)" + ("" if restore == "scale" else f", {restore}")
+        self.label = "flashmd (energy filter" + ("" if restore == "scale" else f", {restore}") + ")"
         self.step_fs, self.chunk_fs = stride_fs, stride_fs
         self.stepper = Stepper(
             ModelPropagator(model),
