@@ -184,7 +184,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
                 repeats=args.repeats,
                 devices=args.devices,
                 equilibration_fs=args.equilibration_fs,
-                restore=args.restore,
+                **({"restore": args.restore} if args.restore else {}),
             )
         )
     elif args.what == "train-memory":
@@ -276,9 +276,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     md.add_argument(
         "--restore",
-        choices=("scale", "noise"),
-        help="filter: put energy a stride lost back by scaling the momenta (deterministic) or as "
-        "random momenta (stochastic; the unpredictable part of the motion) (default scale)",
+        choices=("noise", "scale"),
+        help="filter: put energy a stride lost back as random momenta (the unpredictable part "
+        "of the motion, drawn from --seed) or by scaling the momenta (deterministic) "
+        "(default noise)",
     )
     md.add_argument(
         "--contact-fraction",
@@ -387,8 +388,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     speed.add_argument(
         "--restore",
-        choices=("scale", "noise"),
-        default="scale",
+        choices=("noise", "scale"),
         help="how the energy filter puts back energy a stride lost (see flashmd md --help)",
     )
     bench.set_defaults(func=_cmd_bench)

@@ -77,8 +77,9 @@ class FlashMD(MolecularDynamics):
         fallback_timestep_fs: timestep of the velocity-Verlet fallback, fs.
         split_depth: halvings tried before velocity Verlet (see
             :class:`~flashmd.md.filters.FilterConfig`).
-        restore: ``"scale"`` the momenta to put back energy a stride lost, or add it as random
-            momenta, ``"noise"`` (stochastic; see :func:`~flashmd.md.filters.replenish`).
+        restore: put energy a stride lost back as random momenta, ``"noise"`` (default; drawn
+            from ``seed``), or by scaling the momenta, ``"scale"`` (deterministic); see
+            :class:`~flashmd.md.filters.FilterConfig`.
         skin: neighbour-list skin, Å.
         min_distance: warn when atoms are closer than this (Å), the closest contact of the
             model's training data; checkpoints do not record it yet, so the default is a
@@ -105,7 +106,7 @@ class FlashMD(MolecularDynamics):
         max_heating: float = 0.05,
         fallback_timestep_fs: float = 1.0,
         split_depth: int = 2,
-        restore: str = "scale",
+        restore: str = FilterConfig.restore,
         skin: float = 1.0,
         min_distance: float | None = None,
         seed: int | None = None,

@@ -9,9 +9,11 @@ momenta as stored, the natural way to compare a model with its reference (``flas
 evaluate``). Otherwise initial momenta are Maxwell-Boltzmann at ``temperature_K`` from
 ``SeedSequence(seed, spawn_key=(k,))`` without centre-of-mass motion (and rotation, for open
 systems). The thermostat
-noise of the batch comes from one generator seeded by ``seed`` and the shard, so a run is fixed
-by its settings and shard. Re-running the same command skips complete trajectories and resumes
-partial ones from their last committed frame; other settings on the same store are refused.
+noise and the energy filter's random momenta (``restore="noise"``) come from one generator seeded
+by ``seed`` and the shard, so a run is fixed by its settings and shard (only NVE with
+``restore="scale"`` draws nothing and gives the same trajectories however it is sharded).
+Re-running the same command skips complete trajectories and resumes partial ones from their last
+committed frame; other settings on the same store are refused.
 """
 
 from __future__ import annotations

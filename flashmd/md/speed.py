@@ -160,10 +160,8 @@ class _FlashMD:
     """The batched engine at one stride, NVE with the energy filter (``restore`` as in
     :class:`~flashmd.md.filters.FilterConfig`)."""
 
-    def __init__(
-        self, model: FlashMDModel, stride_fs: float, atoms: Atoms, restore: str = "scale"
-    ) -> None:
-        self.label = "flashmd (energy filter" + ("" if restore == "scale" else f", {restore}") + ")"
+    def __init__(self, model: FlashMDModel, stride_fs: float, atoms: Atoms, restore: str) -> None:
+        self.label = "flashmd (energy filter)"
         self.step_fs, self.chunk_fs = stride_fs, stride_fs
         self.stepper = Stepper(
             ModelPropagator(model),
@@ -365,7 +363,7 @@ def bench_speed(
     devices: Sequence[str] = (),
     equilibration_fs: float = 1000.0,
     seed: int = 0,
-    restore: str = "scale",
+    restore: str = FilterConfig.restore,
 ) -> str:
     """The speed table: simulated ps per wall-clock second of flashmd and of MD, as text.
 
@@ -381,8 +379,8 @@ def bench_speed(
         devices: torch devices of the model rows (default: ``cpu``, and ``cuda`` when available).
         equilibration_fs: Langevin time with the reference calculator before timing, fs.
         seed: seed of the initial momenta and the Langevin noise.
-        restore: how the energy filter puts back energy a stride lost (``"scale"`` or
-            ``"noise"``, see :class:`~flashmd.md.filters.FilterConfig`).
+        restore: how the energy filter puts back energy a stride lost (``"noise"`` or
+            ``"scale"``, see :class:`~flashmd.md.filters.FilterConfig`); named in the header.
 
     Raises:
         ValueError: bad sizes or settings, an element the model or the reference cannot do, or a
