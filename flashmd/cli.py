@@ -102,7 +102,7 @@ def _cmd_md(args: argparse.Namespace) -> int:
         energy_filter=not args.no_filter,
         **{
             name: getattr(args, name)
-            for name in ("max_cooling", "max_heating", "contact_fraction", "restore")
+            for name in ("max_cooling", "max_heating", "contact_fraction")
             if getattr(args, name) is not None
         },
     )
@@ -184,7 +184,6 @@ def _cmd_bench(args: argparse.Namespace) -> int:
                 repeats=args.repeats,
                 devices=args.devices,
                 equilibration_fs=args.equilibration_fs,
-                **({"restore": args.restore} if args.restore else {}),
             )
         )
     elif args.what == "train-memory":
@@ -273,13 +272,6 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-heating",
         type=float,
         help="filter: largest accepted momentum up-scaling α - 1 (default 0.05)",
-    )
-    md.add_argument(
-        "--restore",
-        choices=("noise", "scale"),
-        help="filter: put energy a stride lost back as random momenta (the unpredictable part "
-        "of the motion, drawn from --seed) or by scaling the momenta (deterministic) "
-        "(default noise)",
     )
     md.add_argument(
         "--contact-fraction",
@@ -385,11 +377,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     speed.add_argument(
         "--devices", nargs="+", default=[], help="torch devices (default: cpu, and cuda if any)"
-    )
-    speed.add_argument(
-        "--restore",
-        choices=("noise", "scale"),
-        help="how the energy filter puts back energy a stride lost (see flashmd md --help)",
     )
     bench.set_defaults(func=_cmd_bench)
     return parser

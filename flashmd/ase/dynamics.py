@@ -77,9 +77,6 @@ class FlashMD(MolecularDynamics):
         fallback_timestep_fs: timestep of the velocity-Verlet fallback, fs.
         split_depth: halvings tried before velocity Verlet (see
             :class:`~flashmd.md.filters.FilterConfig`).
-        restore: put energy a stride lost back as random momenta, ``"noise"`` (default; drawn
-            from ``seed``), or by scaling the momenta, ``"scale"`` (deterministic); see
-            :class:`~flashmd.md.filters.FilterConfig`.
         skin: neighbour-list skin, Å.
         min_distance: warn when atoms are closer than this (Å), the closest contact of the
             model's training data; checkpoints do not record it yet, so the default is a
@@ -106,7 +103,6 @@ class FlashMD(MolecularDynamics):
         max_heating: float = 0.05,
         fallback_timestep_fs: float = 1.0,
         split_depth: int = 2,
-        restore: str = FilterConfig.restore,
         skin: float = 1.0,
         min_distance: float | None = None,
         seed: int | None = None,
@@ -129,12 +125,7 @@ class FlashMD(MolecularDynamics):
             potential=potential,
             thermostat=self.thermostat,
             filters=FilterConfig(
-                energy=energy_filter,
-                max_cooling=max_cooling,
-                max_heating=max_heating,
-                fallback_timestep_fs=fallback_timestep_fs,
-                split_depth=split_depth,
-                restore=restore,
+                energy_filter, max_cooling, max_heating, fallback_timestep_fs, split_depth
             ),
             skin=skin,
         )

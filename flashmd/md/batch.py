@@ -9,11 +9,9 @@ momenta as stored, the natural way to compare a model with its reference (``flas
 evaluate``). Otherwise initial momenta are Maxwell-Boltzmann at ``temperature_K`` from
 ``SeedSequence(seed, spawn_key=(k,))`` without centre-of-mass motion (and rotation, for open
 systems). The thermostat
-noise and the energy filter's random momenta (``restore="noise"``) come from one generator seeded
-by ``seed`` and the shard, so a run is fixed by its settings and shard (only NVE with
-``restore="scale"`` draws nothing and gives the same trajectories however it is sharded).
-Re-running the same command skips complete trajectories and resumes partial ones from their last
-committed frame; other settings on the same store are refused.
+noise of the batch comes from one generator seeded by ``seed`` and the shard, so a run is fixed
+by its settings and shard. Re-running the same command skips complete trajectories and resumes
+partial ones from their last committed frame; other settings on the same store are refused.
 """
 
 from __future__ import annotations
@@ -46,9 +44,8 @@ class MDSettings:
     """Everything that fixes a batch of rollouts (stored as the store's recipe).
 
     Times in fs, temperatures in K; ``friction_per_fs`` is the Langevin friction in 1/fs.
-    ``max_cooling``, ``max_heating``, ``contact_fraction`` and ``restore`` are the filter's
-    settings (see :class:`~flashmd.md.filters.FilterConfig`; ``contact_fraction`` None or 0: no
-    contact check).
+    ``max_cooling``, ``max_heating`` and ``contact_fraction`` are the filter's settings (see
+    :class:`~flashmd.md.filters.FilterConfig`; ``contact_fraction`` None or 0: no contact check).
     """
 
     model: str
@@ -68,7 +65,6 @@ class MDSettings:
     max_cooling: float = FilterConfig.max_cooling
     max_heating: float = FilterConfig.max_heating
     contact_fraction: float | None = FilterConfig.contact_fraction
-    restore: str = FilterConfig.restore
 
     def __post_init__(self) -> None:
         if self.ensemble not in ("nve", "langevin", "bussi"):
@@ -186,7 +182,6 @@ def run_md(
             max_cooling=settings.max_cooling,
             max_heating=settings.max_heating,
             contact_fraction=settings.contact_fraction or None,
-            restore=settings.restore,
         ),
     )
     stepper.prepare(state)  # bad species, stride or masses stop here, before any write

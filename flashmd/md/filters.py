@@ -23,14 +23,6 @@ the 5 % band redoes those strides as half strides, which brings the alloy within
 stays 7 meV/atom low, its RDF recovers); with the band opened to ±50 % a 108-atom Cu crystal in NVE
 at 64 fs heated from 600 to 850 K while its potential energy fell. An energy *excess* (``α < 1``)
 marks atoms pushed into a high-energy configuration.
-
-How the deficit is put back matters in NVE. :func:`rescale` multiplies every internal momentum by
-the same ``α``; when ``α`` correlates with the phase of a collective vibration, that pumps it: with
-the jointly trained ``emt-metals`` predictor a 108-atom Cu crystal (NVE, 32 fs, 2000 strides)
-settled after ~600 strides into temperature swings of 400-1100 K with 13 % of strides redone.
-:func:`replenish` (``restore="noise"``) adds the missing energy as random momenta instead (the
-part of the motion the predictor cannot know, drawn): the same run stayed at 570-890 K with no
-stride redone. It is stochastic, so an NVE run is no longer deterministic or time-reversible.
 """
 
 from __future__ import annotations
@@ -53,8 +45,6 @@ CONTACT_FRACTION = 0.6
 #: Neighbour radius (Å) of the contact check when the potential has no cutoff of its own: more
 #: than ``CONTACT_FRACTION`` times any sum of two covalent radii.
 CONTACT_SEARCH_CUTOFF = 3.0
-#: Values of ``FilterConfig.restore``.
-RESTORE_MODES = ("scale", "noise")
 _COVALENT_RADII = torch.tensor(covalent_radii, dtype=torch.float64)
 
 
@@ -80,11 +70,6 @@ class FilterConfig:
             of their covalent radii is rejected like one the energy filter cannot repair (an
             ML energy model may lack the repulsive wall that would otherwise make ``α``
             impossible there). None: no check.
-        restore: how energy a stride lost is put back: ``"noise"`` (default), as random
-            momenta (:func:`replenish`: the part of the motion a mean-squared-error predictor
-            cannot predict, drawn from the state's seeded generator), or ``"scale"`` all internal
-            momenta by ``α`` (:func:`rescale`; deterministic, for runs that must not draw).
-            Energy a stride gained is always removed by scaling. See the module docstring.
     """
 
     energy: bool = True
@@ -93,7 +78,6 @@ class FilterConfig:
     fallback_timestep_fs: float = 1.0
     split_depth: int = 2
     contact_fraction: float | None = CONTACT_FRACTION
-    restore: str = "noise"
 
     def __post_init__(self) -> None:
         if not (self.max_cooling > 0 and self.max_heating > 0 and self.fallback_timestep_fs > 0):
@@ -102,8 +86,6 @@ class FilterConfig:
             raise ValueError(f"max_cooling must be below 1, got {self.max_cooling}")
         if self.contact_fraction is not None and not 0 < self.contact_fraction < 1:
             raise ValueError(f"contact_fraction must lie in (0, 1), got {self.contact_fraction}")
-        if self.restore not in RESTORE_MODES:
-            raise ValueError(f"restore must be one of {RESTORE_MODES}, got {self.restore!r}")
         if self.split_depth < 0:
             raise ValueError(f"split_depth must be at least 0, got {self.split_depth}")
 
@@ -183,57 +165,6 @@ def rescale(
     accepted = solvable & (scale >= 1.0 - max_cooling) & (scale <= 1.0 + max_heating)
     factor = torch.where(accepted, scale, 1.0)[state.system, None]
     return Rescaled(fixed_part + factor * internal, scale, accepted)
-
-
-def replenish(
-    state: MDState,
-    potential_energy: torch.Tensor,
-    max_cooling: float = 1.0,
-    max_heating: float = float("inf"),
-) -> Rescaled:
-    """Give back the kinetic energy a stride lost as random momenta, not by scaling all of them.
-
-    A predictor trained on mean squared error returns the conditional mean of ``p(t+S)``: the
-    part of the motion it cannot predict is missing, and with it the kinetic energy the filter
-    has to restore (``α > 1``). :func:`rescale` puts that energy back along the predicted
-    momenta; this function draws the missing part instead, as Gaussian momenta ``ξ_i ~ N(0,
-    m_i)`` per component (the same temperature for every atom, whatever its mass) with the rigid
-    part removed, and adds ``c ξ`` with the smallest ``|c|`` that makes ``K + V`` equal the
-    target (``c → 0`` as the missing energy does).
-    Where the stride gained energy it falls back to :func:`rescale` (noise cannot remove
-    energy). Acceptance is judged by the same ``α = √(available / K)`` as :func:`rescale`, so
-    the band means the same; the draws come from the state's generator (reproducible and
-    resumable, like the thermostats).
-
-    Args:
-        state: positions and momenta after the stride, with the target energies (S,) eV and
-            its noise generator.
-        potential_energy: (S,) ``V`` at ``state.positions`` in eV.
-        max_cooling: largest accepted ``1 - α``.
-        max_heating: largest accepted ``α - 1``.
-    """
-    scaled = rescale(state, potential_energy, max_cooling, max_heating)
-    internal = rigid.internal_momenta(state)
-    mobile = (~state.fixed)[:, None].to(internal.dtype)
-    draws = torch.randn(
-        internal.shape, generator=state.generator, dtype=internal.dtype, device=state.device
-    )
-    noise = rigid.internal_momenta(state, draws * state.masses.sqrt()[:, None] * mobile) * mobile
-    # K(p + c ξ) = K(p) + c b + c² a = K(p) + missing, with b = Σ p·ξ/m and a = K(ξ): the root
-    # of smaller size (the other one is a large kick that only turns p), in the stable form
-    # c = 2 missing / (b + sign(b) √(b² + 4 a missing)); ξ is symmetric, so the sign is free
-    missing = state.target_energy - potential_energy - state.kinetic_energy()
-    per_atom = (internal * noise).sum(dim=1) / state.masses
-    linear = scatter_sum(per_atom, state.system, state.n_systems)
-    quadratic = state.kinetic_energy(noise)
-    root = torch.sqrt((linear * linear + 4.0 * quadratic * missing).clamp(min=0.0))
-    denominator = linear + torch.where(linear < 0, -root, root)
-    c = 2.0 * missing / torch.where(denominator == 0, 1.0, denominator)
-    use = scaled.accepted & (missing > 0) & (quadratic > 0)
-    momenta = torch.where(
-        use[state.system, None], state.momenta + c[state.system, None] * noise, scaled.momenta
-    )
-    return Rescaled(momenta, scaled.scale, scaled.accepted)
 
 
 def in_contact(

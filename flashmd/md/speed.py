@@ -42,7 +42,6 @@ from flashmd.data.calculators import EMT_ELEMENTS
 from flashmd.data.recipes import CrystalSystem
 from flashmd.data.systems import build_system
 from flashmd.md.fallback import verlet_steps
-from flashmd.md.filters import FilterConfig
 from flashmd.md.neighbors import NeighborCache
 from flashmd.md.propagators import ModelPotential, ModelPropagator
 from flashmd.md.state import MDState, state_from_atoms
@@ -157,18 +156,11 @@ class _Method(Protocol):
 
 
 class _FlashMD:
-    """The batched engine at one stride, NVE with the energy filter (``restore`` as in
-    :class:`~flashmd.md.filters.FilterConfig`)."""
+    """The batched engine at one stride, NVE with the energy filter."""
 
-    def __init__(self, model: FlashMDModel, stride_fs: float, atoms: Atoms, restore: str) -> None:
-        self.label = "flashmd (energy filter)"
-        self.step_fs, self.chunk_fs = stride_fs, stride_fs
-        self.stepper = Stepper(
-            ModelPropagator(model),
-            stride_fs,
-            potential=ModelPotential(model),
-            filters=FilterConfig(restore=restore),
-        )
+    def __init__(self, model: FlashMDModel, stride_fs: float, atoms: Atoms) -> None:
+        self.label, self.step_fs, self.chunk_fs = "flashmd (energy filter)", stride_fs, stride_fs
+        self.stepper = Stepper(ModelPropagator(model), stride_fs, potential=ModelPotential(model))
         self.state = self.stepper.prepare(state_from_atoms(atoms, device=model.device))
 
     def advance(self) -> None:
@@ -363,7 +355,6 @@ def bench_speed(
     devices: Sequence[str] = (),
     equilibration_fs: float = 1000.0,
     seed: int = 0,
-    restore: str = FilterConfig.restore,
 ) -> str:
     """The speed table: simulated ps per wall-clock second of flashmd and of MD, as text.
 
@@ -379,8 +370,6 @@ def bench_speed(
         devices: torch devices of the model rows (default: ``cpu``, and ``cuda`` when available).
         equilibration_fs: Langevin time with the reference calculator before timing, fs.
         seed: seed of the initial momenta and the Langevin noise.
-        restore: how the energy filter puts back energy a stride lost (``"noise"`` or
-            ``"scale"``, see :class:`~flashmd.md.filters.FilterConfig`); named in the header.
 
     Raises:
         ValueError: bad sizes or settings, an element the model or the reference cannot do, or a
@@ -401,14 +390,14 @@ def bench_speed(
         f"speed benchmark: model {model}, fcc {element}, NVE from a {temperature_K:g} K "
         f"Langevin equilibration ({equilibration_fs:g} fs, {reference.name}), "
         f"torch threads {torch.get_num_threads()}, median of {repeats} interleaved runs of "
-        f"about {seconds:g} s each, energy filter restoring by {restore}"
+        f"about {seconds:g} s each"
     )
     blocks = [header]
     for n in cells:
         atoms = equilibrated_crystal(element, n, temperature_K, equilibration_fs, reference, seed)
         for loaded in models.values():
             device = loaded.device
-            methods: list[_Method] = [_FlashMD(loaded, s, atoms, restore) for s in strides_fs]
+            methods: list[_Method] = [_FlashMD(loaded, s, atoms) for s in strides_fs]
             methods += [
                 _ModelVerlet(loaded, atoms),
                 _ReferenceVerlet(reference, atoms, device.type == "cpu"),

@@ -20,14 +20,7 @@ import torch
 
 from flashmd.md import rigid
 from flashmd.md.fallback import velocity_verlet
-from flashmd.md.filters import (
-    CONTACT_SEARCH_CUTOFF,
-    FilterConfig,
-    constrain,
-    in_contact,
-    replenish,
-    rescale,
-)
+from flashmd.md.filters import CONTACT_SEARCH_CUTOFF, FilterConfig, constrain, in_contact, rescale
 from flashmd.md.neighbors import NeighborCache
 from flashmd.md.propagators import Edges, Potential, Propagator
 from flashmd.md.state import MDState
@@ -165,8 +158,7 @@ class Stepper:
             edges = _edges(caches, cutoff, after, self.skin)
             failed = failed | in_contact(after, edges, self.filters.contact_fraction)
         if self.filters.energy:
-            restore = replenish if self.filters.restore == "noise" else rescale
-            result = restore(after, energy, self.filters.max_cooling, self.filters.max_heating)
+            result = rescale(after, energy, self.filters.max_cooling, self.filters.max_heating)
             after = after.replace(momenta=result.momenta)
             scale, failed = result.scale, failed | ~result.accepted
         stats = StrideStats(scale, failed, energy)

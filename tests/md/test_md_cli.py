@@ -48,12 +48,9 @@ def test_md_writes_replicas_and_resumes(inputs, tmp_path, capsys):
     np.testing.assert_array_equal(store[store.ids()[0]].read()["positions"], first)
 
 
-def test_shards_of_deterministic_nve_equal_one_batch(inputs, tmp_path):
-    """With the scaling filter nothing is drawn, so sharding does not change a trajectory (the
-    default filter draws from a generator seeded by the shard, like the thermostats)."""
+def test_shards_of_nve_equal_one_batch(inputs, tmp_path):
     model, structure = inputs
     common = [structure, "--model", model, "--stride-fs", "16", "--strides", "3", "--replicas", "3"]
-    common += ["--restore", "scale"]
     assert run(*common, "-o", str(tmp_path / "all.zarr")) == 0
     for shard in ("0/2", "1/2"):
         assert run(*common, "-o", str(tmp_path / "sharded.zarr"), "--shard", shard) == 0
@@ -111,7 +108,7 @@ def test_filter_options_reach_the_stepper_and_are_checked(inputs, tmp_path, caps
     model, structure = inputs
     common = [structure, "--model", model, "--stride-fs", "16", "--strides", "2"]
     out = tmp_path / "band.zarr"
-    args = ["--max-heating", "0.2", "--contact-fraction", "0", "--restore", "noise", "-o", str(out)]
+    args = ["--max-heating", "0.2", "--contact-fraction", "0", "-o", str(out)]
     assert run(*common, *args) == 0
     recipe = TrajectoryStore.open(out).recipe
     assert (recipe["max_cooling"], recipe["max_heating"], recipe["contact_fraction"]) == (
@@ -119,7 +116,6 @@ def test_filter_options_reach_the_stepper_and_are_checked(inputs, tmp_path, caps
         0.2,
         0.0,
     )
-    assert recipe["restore"] == "noise"
     bad = tmp_path / "bad-band.zarr"
     assert run(*common, "--max-cooling", "1.5", "-o", str(bad)) == 2
     assert "max_cooling must be below 1" in capsys.readouterr().err
