@@ -7,6 +7,7 @@ trained on mean squared error loses kinetic energy (``α > 1``) by the variance 
 the quantiles say what the filter's band (``flashmd.md.filters``) will accept.
 
     python scripts/filter_factors.py runs/heldout/reference.zarr --model emt-metals --strides 32 64
+    python scripts/filter_factors.py runs/emt-metals.zarr --match Al-liquid   # NVE training states
 """
 
 from __future__ import annotations
@@ -46,12 +47,13 @@ def main() -> None:
     parser.add_argument("--model", default="emt-metals")
     parser.add_argument("--strides", type=float, nargs="+", default=[32.0, 64.0])
     parser.add_argument("--frames", type=int, default=96, help="frames per trajectory")
+    parser.add_argument("--match", default="", help="only trajectories whose id contains this")
     args = parser.parse_args()
     model = load_model(args.model, device="cpu")
     store = TrajectoryStore.open(args.reference)
     print("| trajectory | stride fs | α 1 % | α median | α 99 % | outside [0.95, 1.05] |")
     print("|---|---|---|---|---|---|")
-    for trajectory in store.ids():
+    for trajectory in [t for t in store.ids() if args.match in t]:
         for stride in args.strides:
             alpha = factors(model, store, trajectory, stride, args.frames)
             low, mid, high = np.quantile(alpha, QUANTILES)
