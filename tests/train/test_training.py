@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import os
 import socket
+import time
 from pathlib import Path
 
 import numpy as np
@@ -172,6 +173,9 @@ def _ddp_worker(rank: int, world: int, port: int, config: TrainConfig, items, ou
         RANK=str(rank),
         WORLD_SIZE=str(world),
         LOCAL_RANK=str(rank),
+        # gloo otherwise connects through the address the host name resolves to, which on some
+        # sandboxed machines is unreachable: the ranks then wait for each other for 30 minutes
+        GLOO_SOCKET_IFNAME="lo",
     )
     torch.set_num_threads(1)
     trainer = Trainer(config.model_copy(update={"output": f"{out}/rank{rank}"}), progress=False)
@@ -189,12 +193,26 @@ def _ddp_worker(rank: int, world: int, port: int, config: TrainConfig, items, ou
     trainer.close()
 
 
+def _spawn_with_deadline(worker, args: tuple, nprocs: int, seconds: float) -> None:
+    """``mp.spawn`` that fails after ``seconds`` instead of waiting forever on a stuck rank."""
+    context = mp.start_processes(worker, args=args, nprocs=nprocs, join=False)
+    deadline = time.monotonic() + seconds
+    try:
+        while not context.join(timeout=1.0):
+            if time.monotonic() > deadline:
+                pytest.fail(f"the {nprocs} DDP ranks did not finish within {seconds:.0f} s")
+    finally:
+        for process in context.processes:
+            if process.is_alive():
+                process.kill()
+
+
 def test_two_process_ddp_matches_one_process(store_path, tmp_path):
     config = tiny_config(store_path, tmp_path / "ddp", dtype="float64", warmup_steps=0)
     store = TrajectoryStore.open(store_path)
     items = list(StridePairs(store_path, store.ids()[:1], [16.0], shuffle=False))[:4]
     _ddp_worker(0, 1, _free_port(), config, items, str(tmp_path))
-    mp.spawn(_ddp_worker, args=(2, _free_port(), config, items, str(tmp_path)), nprocs=2)
+    _spawn_with_deadline(_ddp_worker, (2, _free_port(), config, items, str(tmp_path)), 2, 300.0)
     one = torch.load(tmp_path / "params_1.pt")
     two = torch.load(tmp_path / "params_2.pt")
     assert one.keys() == two.keys()
