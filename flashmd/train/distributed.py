@@ -6,7 +6,9 @@ then uses ``cuda:LOCAL_RANK`` with NCCL when CUDA is available, else the CPU wit
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import socket
 from dataclasses import dataclass
 
 import torch
@@ -51,8 +53,42 @@ def setup(preference: str = "auto") -> DistInfo:
         backend = "nccl" if device.type == "cuda" else "gloo"
         if device.type == "cuda":
             torch.cuda.set_device(device)
+        else:
+            _pin_gloo_to_loopback(os.environ.get("MASTER_ADDR", ""))
         dist.init_process_group(backend=backend, rank=rank, world_size=world_size)
     return DistInfo(rank, world_size, local_rank, device)
+
+
+def loopback_interface() -> str | None:
+    """Name of this machine's loopback network interface (``lo`` on Linux, ``lo0`` on macOS)."""
+    try:
+        names = [name for _, name in socket.if_nameindex()]
+    except OSError:
+        return None
+    return next((name for name in ("lo", "lo0") if name in names), None)
+
+
+def _pin_gloo_to_loopback(master_addr: str) -> None:
+    """Make gloo talk over loopback when every rank is on this machine.
+
+    gloo binds to the address the host name resolves to; on containers and sandboxes that address
+    can be unreachable, and the ranks then wait for each other until the 30-minute timeout. A
+    ``GLOO_SOCKET_IFNAME`` the user set is kept.
+    """
+    if "GLOO_SOCKET_IFNAME" in os.environ or not _is_loopback(master_addr):
+        return
+    interface = loopback_interface()
+    if interface is not None:
+        os.environ["GLOO_SOCKET_IFNAME"] = interface
+
+
+def _is_loopback(address: str) -> bool:
+    if address == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
 
 
 def barrier(info: DistInfo) -> None:

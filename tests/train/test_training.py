@@ -4,6 +4,7 @@ checkpoints export for load_model, and bad runs get clear errors."""
 from __future__ import annotations
 
 import csv
+import faulthandler
 import os
 import socket
 import time
@@ -166,6 +167,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+RANK_STACK_DUMP_S = 240.0
+
+
 def _ddp_worker(rank: int, world: int, port: int, config: TrainConfig, items, out: str) -> None:
     os.environ.update(
         MASTER_ADDR="127.0.0.1",
@@ -173,11 +177,10 @@ def _ddp_worker(rank: int, world: int, port: int, config: TrainConfig, items, ou
         RANK=str(rank),
         WORLD_SIZE=str(world),
         LOCAL_RANK=str(rank),
-        # gloo otherwise connects through the address the host name resolves to, which on some
-        # sandboxed machines is unreachable: the ranks then wait for each other for 30 minutes
-        GLOO_SOCKET_IFNAME="lo",
     )
     torch.set_num_threads(1)
+    if world > 1:  # a stuck rank prints where it waits (captured in the failure report) and exits
+        faulthandler.dump_traceback_later(RANK_STACK_DUMP_S, exit=True)
     trainer = Trainer(config.model_copy(update={"output": f"{out}/rank{rank}"}), progress=False)
     share = len(items) // world
     mine = items[rank * share : (rank + 1) * share]
@@ -212,7 +215,8 @@ def test_two_process_ddp_matches_one_process(store_path, tmp_path):
     store = TrajectoryStore.open(store_path)
     items = list(StridePairs(store_path, store.ids()[:1], [16.0], shuffle=False))[:4]
     _ddp_worker(0, 1, _free_port(), config, items, str(tmp_path))
-    _spawn_with_deadline(_ddp_worker, (2, _free_port(), config, items, str(tmp_path)), 2, 300.0)
+    args = (2, _free_port(), config, items, str(tmp_path))
+    _spawn_with_deadline(_ddp_worker, args, 2, RANK_STACK_DUMP_S + 60.0)
     one = torch.load(tmp_path / "params_1.pt")
     two = torch.load(tmp_path / "params_2.pt")
     assert one.keys() == two.keys()
