@@ -50,6 +50,25 @@ class LossWeights(_Strict):
     """Forces, in units of their training root mean square."""
 
 
+class InputNoise(_Strict):
+    """Gaussian noise added to the predictor's inputs (never to its targets) while training.
+
+    The predictor then learns to carry a slightly perturbed state back towards the trajectory
+    it came from, as a rollout needs after its own errors (the noise of learned simulators,
+    Sanchez-Gonzalez et al. 2020). The energy model always sees the clean positions.
+    """
+
+    positions_A: Annotated[float, Field(ge=0)] = 0.0
+    """Standard deviation of each position component, Å."""
+    momenta: Annotated[float, Field(ge=0)] = 0.0
+    """Standard deviation of each momentum component as a fraction of that species' RMS momentum
+    component at that stride in the training data (dimensionless)."""
+
+    @property
+    def active(self) -> bool:
+        return self.positions_A > 0 or self.momenta > 0
+
+
 class TrainConfig(_Strict):
     """Everything a training run needs. Paths are relative to the working directory."""
 
@@ -64,6 +83,7 @@ class TrainConfig(_Strict):
     predictor: ModelSpec | None = ModelSpec()
     energy_model: ModelSpec | None = ModelSpec()
     loss_weights: LossWeights = LossWeights()
+    input_noise: InputNoise = InputNoise()
     batch_size: PositiveInt = 8
     """Systems per optimisation step (per process under torchrun)."""
     steps: PositiveInt = 10000

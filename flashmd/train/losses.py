@@ -128,6 +128,29 @@ def compute_normalisation(
     )
 
 
+def input_noise(
+    batch: dict[str, torch.Tensor],
+    norm: Normalisation,
+    positions_A: float,
+    momenta: float,
+    generator: torch.Generator,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(A, 3) position noise in Å and (A, 3) momentum noise for ``batch``'s atoms.
+
+    Positions get ``positions_A`` Å per component; momenta get ``momenta`` times the RMS
+    component of ``p`` for each atom's species and stride (``√(m · momentum_ms)``). Drawn on the
+    CPU from ``generator`` so a run's noise depends on its seed alone, on any device.
+    """
+    q = batch[keys.POSITIONS]
+    _, p_ms = norm.atom_scales(batch)
+    shape = tuple(q.shape)
+    dq = torch.randn(shape, generator=generator, dtype=torch.float64) * positions_A
+    dp = torch.randn(shape, generator=generator, dtype=torch.float64) * momenta
+    p_rms = (p_ms.to(torch.float64).cpu() * batch[keys.MASSES].to(torch.float64).cpu()).sqrt()
+    dp = dp * p_rms[:, None]
+    return dq.to(q.device, q.dtype), dp.to(q.device, q.dtype)
+
+
 def predictor_loss(
     model: FlashMDModel,
     batch: dict[str, torch.Tensor],

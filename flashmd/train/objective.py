@@ -32,14 +32,28 @@ class Objective(torch.nn.Module):
         self.model, self.norm, self.weights = model, norm, weights
         self.train_energy = train_energy
 
-    def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def forward(
+        self,
+        batch: dict[str, torch.Tensor],
+        noise: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """Loss terms of ``batch``; ``noise`` ((A, 3) Å, (A, 3) momentum) is added to the
+        predictor's input positions and momenta only (its targets and the energy model's inputs
+        stay clean), so the predictor learns to undo it."""
         positions = batch[keys.POSITIONS]
         zero = torch.zeros((), dtype=positions.dtype, device=positions.device)
         terms = {"predictor": zero, "energy": zero, "forces": zero}
         if self.model.predictor is not None and self.weights.predictor > 0:
-            new_positions, new_momenta = self.model.predictor(batch)
+            inputs = batch
+            if noise is not None:
+                inputs = {
+                    **batch,
+                    keys.POSITIONS: positions + noise[0],
+                    keys.MOMENTA: batch[keys.MOMENTA] + noise[1],
+                }
+            new_positions, new_momenta = self.model.predictor(inputs)
             terms["predictor"] = self.weights.predictor * predictor_loss(
-                self.model, batch, self.norm, new_positions, new_momenta
+                self.model, inputs, self.norm, new_positions, new_momenta
             )
         if self.model.energy_model is not None and self.train_energy:
             want_forces = self.weights.forces > 0 and keys.FORCES in batch

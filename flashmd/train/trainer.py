@@ -38,7 +38,7 @@ from flashmd.models.predictor import Predictor, PredictorConfig
 from flashmd.train import distributed
 from flashmd.train.config import TrainConfig
 from flashmd.train.errors import TrainingError
-from flashmd.train.losses import Normalisation, compute_normalisation
+from flashmd.train.losses import Normalisation, compute_normalisation, input_noise
 from flashmd.train.objective import Objective
 from flashmd.train.validation import evaluate, held_out_batches
 
@@ -266,8 +266,9 @@ class Trainer:
         """One optimisation step on a batch already on the device; returns the loss terms."""
         self.ddp.train()
         self.optimizer.zero_grad(set_to_none=True)
+        noise = self._input_noise(batch)
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.use_amp):
-            terms = self.ddp(batch)
+            terms = self.ddp(batch, noise)
         terms["total"].backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
         if not torch.isfinite(grad_norm):
@@ -276,6 +277,19 @@ class Trainer:
         self.scheduler.step()
         self.step += 1
         return {name: float(value.detach()) for name, value in terms.items()}
+
+    def _input_noise(
+        self, batch: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """This step's predictor input noise (None when the recipe asks for none); seeded by
+        (seed, step, rank), so a resumed run draws what the uninterrupted one would have."""
+        spec = self.config.input_noise
+        if not spec.active or self.model.predictor is None:
+            return None
+        generator = torch.Generator().manual_seed(
+            (self.config.seed * 1_000_003 + self.step) * 1_009 + self.dist.rank
+        )
+        return input_noise(batch, self.norm, spec.positions_A, spec.momenta, generator)
 
     def validate(self) -> dict[str, float]:
         """Metrics on the held-out pairs plus the validation loss (main process)."""

@@ -21,9 +21,9 @@ from flashmd.data.generate import generate
 from flashmd.data.graph import batch_to
 from flashmd.data.recipes import RecipeError, load_recipe
 from flashmd.data.store import TrajectoryStore
-from flashmd.train.config import LossWeights, TrainConfig, load_train_config
+from flashmd.train.config import InputNoise, LossWeights, TrainConfig, load_train_config
 from flashmd.train.errors import TrainingError
-from flashmd.train.losses import compute_normalisation
+from flashmd.train.losses import compute_normalisation, input_noise
 from flashmd.train.objective import Objective
 from flashmd.train.trainer import Trainer, build_model, species_and_masses
 
@@ -87,6 +87,7 @@ def test_resume_continues_the_same_loss_curve(store_path, tmp_path):
         checkpoint_every=5,
         validate_every=5,
         dtype="float64",
+        input_noise=InputNoise(positions_A=0.01, momenta=0.05),  # its draws must resume too
     )
     Trainer(straight, progress=False).run()
     split = straight.model_copy(update={"output": str(tmp_path / "split")})
@@ -104,6 +105,45 @@ def test_resume_continues_the_same_loss_curve(store_path, tmp_path):
     changed = split.model_copy(update={"lr": 0.1})
     with pytest.raises(TrainingError, match="recipe changed.*lr"):
         Trainer(changed, resume=True, progress=False)
+
+
+def test_input_noise_perturbs_only_the_predictor_inputs(store_path):
+    store = TrajectoryStore.open(store_path)
+    config = tiny_config(store_path, Path("unused"), dtype="float64")
+    model = build_model(config, species_and_masses(store, store.ids())).double()
+    items = list(StridePairs(store_path, store.ids()[:2], [16.0, 32.0], shuffle=False))[:64]
+    norm = compute_normalisation(items, model.species, (16.0, 32.0))
+    batch = batch_to(collate_pairs(items, model.cutoff), dtype=torch.float64)
+    generator = torch.Generator().manual_seed(0)
+    dq, dp = input_noise(batch, norm, 0.02, 0.1, generator)
+    assert dq.std().item() == pytest.approx(0.02, rel=0.05)
+    # momenta: a tenth of the data's RMS momentum component of each species and stride
+    _, p_ms = norm.atom_scales(batch)
+    ratio = dp / (p_ms * batch["masses"]).sqrt()[:, None]
+    assert ratio.std().item() == pytest.approx(0.1, rel=0.05)
+    objective = Objective(model, norm, LossWeights())
+    clean = {k: float(v) for k, v in objective(batch).items()}
+    noisy = {k: float(v) for k, v in objective(batch, (dq, dp)).items()}
+    assert noisy["energy"] == clean["energy"] and noisy["forces"] == clean["forces"]
+    assert noisy["predictor"] != clean["predictor"]
+    # the targets stay the clean trajectory's: removing the noise in the prediction is rewarded
+    undone = Objective(_Undo(model, dq, dp), norm, LossWeights(energy=0, forces=0))
+    loss = float(undone(batch, (dq, dp))["predictor"])
+    assert loss == pytest.approx(clean["predictor"], rel=1e-9)
+
+
+class _Undo(torch.nn.Module):
+    """A model whose predictor subtracts known input noise before predicting."""
+
+    def __init__(self, model, dq, dp):
+        super().__init__()
+        self.inner, self.dq, self.dp = model, dq, dp
+        self.energy_model = None
+
+    def predictor(self, batch):
+        clean = {**batch, "positions": batch["positions"] - self.dq}
+        clean["momenta"] = batch["momenta"] - self.dp
+        return self.inner.predictor(clean)
 
 
 def test_best_model_loads_and_validation_is_reported(store_path, tmp_path):
