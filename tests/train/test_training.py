@@ -122,13 +122,13 @@ def test_input_noise_perturbs_only_the_predictor_inputs(store_path):
     ratio = dp / (p_ms * batch["masses"]).sqrt()[:, None]
     assert ratio.std().item() == pytest.approx(0.1, rel=0.05)
     objective = Objective(model, norm, LossWeights())
-    clean = {k: float(v) for k, v in objective(batch).items()}
-    noisy = {k: float(v) for k, v in objective(batch, (dq, dp)).items()}
+    clean = {k: float(v.detach()) for k, v in objective(batch).items()}
+    noisy = {k: float(v.detach()) for k, v in objective(batch, (dq, dp)).items()}
     assert noisy["energy"] == clean["energy"] and noisy["forces"] == clean["forces"]
     assert noisy["predictor"] != clean["predictor"]
     # the targets stay the clean trajectory's: removing the noise in the prediction is rewarded
     undone = Objective(_Undo(model, dq, dp), norm, LossWeights(energy=0, forces=0))
-    loss = float(undone(batch, (dq, dp))["predictor"])
+    loss = float(undone(batch, (dq, dp))["predictor"].detach())
     assert loss == pytest.approx(clean["predictor"], rel=1e-9)
 
 
