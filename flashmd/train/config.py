@@ -63,6 +63,10 @@ class InputNoise(_Strict):
     momenta: Annotated[float, Field(ge=0)] = 0.0
     """Standard deviation of each momentum component as a fraction of that species' RMS momentum
     component at that stride in the training data (dimensionless)."""
+    keep_kinetic_energy: bool = False
+    """Rescale each system's noisy momenta to its clean kinetic energy, so the noise turns their
+    directions only. Noise that adds energy on average teaches the predictor to remove that much
+    from every input, which the energy filter sees as an extra deficit (more strides redone)."""
 
     @property
     def active(self) -> bool:

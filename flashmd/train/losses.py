@@ -15,6 +15,7 @@ import torch
 
 from flashmd import keys
 from flashmd.models.model import FlashMDModel
+from flashmd.nn.scatter import scatter_sum
 
 
 @dataclass
@@ -134,12 +135,15 @@ def input_noise(
     positions_A: float,
     momenta: float,
     generator: torch.Generator,
+    keep_kinetic_energy: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(A, 3) position noise in Å and (A, 3) momentum noise for ``batch``'s atoms.
 
     Positions get ``positions_A`` Å per component; momenta get ``momenta`` times the RMS
     component of ``p`` for each atom's species and stride (``√(m · momentum_ms)``). Drawn on the
-    CPU from ``generator`` so a run's noise depends on its seed alone, on any device.
+    CPU from ``generator`` so a run's noise depends on its seed alone, on any device. With
+    ``keep_kinetic_energy`` each system's noisy momenta are scaled back to its clean kinetic
+    energy ``Σ p² / 2m`` (the returned noise is then ``scaled noisy - clean``).
     """
     q = batch[keys.POSITIONS]
     _, p_ms = norm.atom_scales(batch)
@@ -148,6 +152,15 @@ def input_noise(
     dp = torch.randn(shape, generator=generator, dtype=torch.float64) * momenta
     p_rms = (p_ms.to(torch.float64).cpu() * batch[keys.MASSES].to(torch.float64).cpu()).sqrt()
     dp = dp * p_rms[:, None]
+    if keep_kinetic_energy:
+        p = batch[keys.MOMENTA].detach().to(torch.float64).cpu()
+        inv_m = 1.0 / batch[keys.MASSES].to(torch.float64).cpu()[:, None]
+        system = batch[keys.SYSTEM].cpu()
+        n_systems = int(batch[keys.N_ATOMS].shape[0])
+        clean = scatter_sum((p**2 * inv_m).sum(1), system, n_systems)
+        noisy = scatter_sum(((p + dp) ** 2 * inv_m).sum(1), system, n_systems)
+        scale = torch.sqrt(clean / noisy.clamp(min=torch.finfo(torch.float64).tiny))
+        dp = (p + dp) * scale[system][:, None] - p
     return dq.to(q.device, q.dtype), dp.to(q.device, q.dtype)
 
 

@@ -289,7 +289,9 @@ class Trainer:
         generator = torch.Generator().manual_seed(
             (self.config.seed * 1_000_003 + self.step) * 1_009 + self.dist.rank
         )
-        return input_noise(batch, self.norm, spec.positions_A, spec.momenta, generator)
+        return input_noise(
+            batch, self.norm, spec.positions_A, spec.momenta, generator, spec.keep_kinetic_energy
+        )
 
     def validate(self) -> dict[str, float]:
         """Metrics on the held-out pairs plus the validation loss (main process)."""

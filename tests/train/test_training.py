@@ -121,6 +121,17 @@ def test_input_noise_perturbs_only_the_predictor_inputs(store_path):
     _, p_ms = norm.atom_scales(batch)
     ratio = dp / (p_ms * batch["masses"]).sqrt()[:, None]
     assert ratio.std().item() == pytest.approx(0.1, rel=0.05)
+    # keep_kinetic_energy: only directions change; every system keeps its kinetic energy
+    _, turned = input_noise(batch, norm, 0.0, 0.1, torch.Generator().manual_seed(0), True)
+
+    def kinetic(p):
+        per_atom = (p**2).sum(1) / (2 * batch["masses"])
+        return torch.zeros(len(batch["n_atoms"]), dtype=p.dtype).index_add_(
+            0, batch["system"], per_atom
+        )
+
+    torch.testing.assert_close(kinetic(batch["momenta"] + turned), kinetic(batch["momenta"]))
+    assert float(turned.abs().max()) > 0.01 * float(batch["momenta"].abs().max())
     objective = Objective(model, norm, LossWeights())
     clean = {k: float(v.detach()) for k, v in objective(batch).items()}
     noisy = {k: float(v.detach()) for k, v in objective(batch, (dq, dp)).items()}
