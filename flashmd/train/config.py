@@ -66,7 +66,9 @@ class InputNoise(_Strict):
     keep_kinetic_energy: bool = False
     """Rescale each system's noisy momenta to its clean kinetic energy, so the noise turns their
     directions only. Noise that adds energy on average teaches the predictor to remove that much
-    from every input, which the energy filter sees as an extra deficit (more strides redone)."""
+    from every input, which the energy filter sees as an extra deficit (more strides redone);
+    but on emt-metals, momentum noise kept this way with little position noise gave a predictor
+    that gains energy in NVE (see its model card). Check any noise setting in NVE."""
 
     @property
     def active(self) -> bool:
