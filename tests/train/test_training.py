@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.distributed as dist
 import torch.multiprocessing as mp
 
 import flashmd
@@ -21,6 +22,8 @@ from flashmd.data.generate import generate
 from flashmd.data.graph import batch_to
 from flashmd.data.recipes import RecipeError, load_recipe
 from flashmd.data.store import TrajectoryStore
+from flashmd.nn.scatter import scatter_sum
+from flashmd.train import distributed
 from flashmd.train.config import InputNoise, LossWeights, TrainConfig, load_train_config
 from flashmd.train.errors import TrainingError
 from flashmd.train.losses import compute_normalisation, input_noise
@@ -126,9 +129,7 @@ def test_input_noise_perturbs_only_the_predictor_inputs(store_path):
 
     def kinetic(p):
         per_atom = (p**2).sum(1) / (2 * batch["masses"])
-        return torch.zeros(len(batch["n_atoms"]), dtype=p.dtype).index_add_(
-            0, batch["system"], per_atom
-        )
+        return scatter_sum(per_atom, batch["system"], len(batch["n_atoms"]))
 
     torch.testing.assert_close(kinetic(batch["momenta"] + turned), kinetic(batch["momenta"]))
     assert float(turned.abs().max()) > 0.01 * float(batch["momenta"].abs().max())
@@ -262,22 +263,19 @@ def _spawn_with_deadline(worker, args: tuple, nprocs: int, seconds: float) -> No
 
 
 def _gloo_probe(rank: int, world: int, port: int) -> None:
-    """Two processes joining a gloo group over loopback and summing one number, nothing else."""
-    from datetime import timedelta
-
-    import torch.distributed as dist
-
-    from flashmd.train import distributed
-
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    distributed._pin_gloo_to_loopback("127.0.0.1")
-    dist.init_process_group(
-        "gloo", rank=rank, world_size=world, timeout=timedelta(seconds=GLOO_PROBE_S)
+    """Two processes joining a gloo group through ``distributed.setup`` and summing one number."""
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        RANK=str(rank),
+        WORLD_SIZE=str(world),
+        LOCAL_RANK=str(rank),
     )
+    info = distributed.setup("cpu")
     total = torch.ones(1)
     dist.all_reduce(total)
     assert float(total) == world
-    dist.destroy_process_group()
+    distributed.teardown(info)
 
 
 GLOO_PROBE_S = 60.0
