@@ -27,6 +27,7 @@ marks atoms pushed into a high-energy configuration.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -45,7 +46,13 @@ CONTACT_FRACTION = 0.6
 #: Neighbour radius (Å) of the contact check when the potential has no cutoff of its own: more
 #: than ``CONTACT_FRACTION`` times any sum of two covalent radii.
 CONTACT_SEARCH_CUTOFF = 3.0
-_COVALENT_RADII = torch.tensor(covalent_radii, dtype=torch.float64)
+
+
+@functools.cache
+def _covalent_radii(device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """(119,) covalent radii in Å by atomic number, made once per device and dtype (not copied
+    to the GPU every stride)."""
+    return torch.tensor(covalent_radii, dtype=dtype, device=device)
 
 
 @dataclass(frozen=True)
@@ -182,7 +189,7 @@ def in_contact(
     (first, second), shifts = edges
     positions = state.positions
     distance = (positions[second] - positions[first] + shifts.to(positions.dtype)).norm(dim=1)
-    radii = _COVALENT_RADII.to(device=positions.device, dtype=positions.dtype)[state.numbers]
+    radii = _covalent_radii(positions.device, positions.dtype)[state.numbers]
     close = (distance < fraction * (radii[first] + radii[second])).long()
     count = torch.zeros(state.n_systems, dtype=torch.long, device=positions.device)
     return count.index_add_(0, state.system[first], close) > 0
