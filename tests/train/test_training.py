@@ -219,10 +219,8 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-RANK_STACK_DUMP_S = 240.0
-
-
-def _ddp_worker(rank: int, world: int, port: int, config: TrainConfig, items, out: str) -> None:
+def _rank_environment(rank: int, world: int, port: int) -> None:
+    """The variables torchrun sets for one rank of a loopback group."""
     os.environ.update(
         MASTER_ADDR="127.0.0.1",
         MASTER_PORT=str(port),
@@ -230,6 +228,13 @@ def _ddp_worker(rank: int, world: int, port: int, config: TrainConfig, items, ou
         WORLD_SIZE=str(world),
         LOCAL_RANK=str(rank),
     )
+
+
+RANK_STACK_DUMP_S = 240.0
+
+
+def _ddp_worker(rank: int, world: int, port: int, config: TrainConfig, items, out: str) -> None:
+    _rank_environment(rank, world, port)
     torch.set_num_threads(1)
     if world > 1:  # a stuck rank prints where it waits (captured in the failure report) and exits
         faulthandler.dump_traceback_later(RANK_STACK_DUMP_S, exit=True)
@@ -264,13 +269,7 @@ def _spawn_with_deadline(worker, args: tuple, nprocs: int, seconds: float) -> No
 
 def _gloo_probe(rank: int, world: int, port: int) -> None:
     """Two processes joining a gloo group through ``distributed.setup`` and summing one number."""
-    os.environ.update(
-        MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(port),
-        RANK=str(rank),
-        WORLD_SIZE=str(world),
-        LOCAL_RANK=str(rank),
-    )
+    _rank_environment(rank, world, port)
     info = distributed.setup("cpu")
     total = torch.ones(1)
     dist.all_reduce(total)
