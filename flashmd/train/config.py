@@ -65,10 +65,10 @@ class InputNoise(_Strict):
     component at that stride in the training data (dimensionless)."""
     keep_kinetic_energy: bool = False
     """Rescale each system's noisy momenta to its clean kinetic energy, so the noise turns their
-    directions only. Noise that adds energy on average teaches the predictor to remove that much
-    from every input, which the energy filter sees as an extra deficit (more strides redone);
-    but on emt-metals, momentum noise kept this way with little position noise gave a predictor
-    that gains energy in NVE (see its model card). Check any noise setting in NVE."""
+    directions only. Input noise makes strides lose energy (the noise's own energy and more),
+    which the energy filter sees as an extra deficit (more strides redone); but on emt-metals,
+    momentum noise kept this way with little position noise gave a predictor that gains energy
+    in NVE (see its model card). Check any noise setting in NVE and under a thermostat."""
 
     @property
     def active(self) -> bool:
