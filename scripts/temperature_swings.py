@@ -14,8 +14,8 @@ import argparse
 from dataclasses import dataclass
 
 import numpy as np
-from ase.units import kB
 
+from flashmd.analysis.temperature import kinetic_temperature
 from flashmd.data.store import TrajectoryStore
 
 
@@ -40,13 +40,6 @@ class Swings:
     alpha_median: float
     alpha_mean: float
     redone: float
-
-
-def kinetic_temperature(momenta: np.ndarray, masses: np.ndarray) -> np.ndarray:
-    """(F,) kinetic temperature in K of (F, N, 3) momenta (amu·Å/ASE-time) and (N,) masses (amu),
-    with 3N degrees of freedom."""
-    kinetic = (momenta**2 / (2 * masses[None, :, None])).sum((1, 2))
-    return 2 * kinetic / (3 * len(masses) * kB)
 
 
 def swings(
@@ -100,16 +93,17 @@ def main() -> None:
             times = np.asarray(group["time_fs"][args.skip :])
             temperature = kinetic_temperature(
                 np.asarray(group["momenta"][args.skip :]), np.asarray(group["masses"][:])
-            )
-            filtered = "filter_scale" in group and "filter_fallback" in group
-            # a run with --no-filter stores factor 1 and no fallback for every stride
-            filtered = filtered and not bool(np.all(np.asarray(group["filter_scale"][:]) == 1))
-            row = swings(
-                temperature,
-                float(np.median(np.diff(times))),
-                np.asarray(group["filter_scale"][args.skip :]) if filtered else None,
-                np.asarray(group["filter_fallback"][args.skip :]) if filtered else None,
-            )
+            ).total
+            scale = fallback = None
+            if "filter_scale" in group and "filter_fallback" in group:
+                scale = np.asarray(group["filter_scale"][:])
+                # a run with --no-filter stores factor 1 and no fallback for every stride
+                if np.all(scale == 1):
+                    scale = None
+                else:
+                    scale = scale[args.skip :]
+                    fallback = np.asarray(group["filter_fallback"][args.skip :])
+            row = swings(temperature, float(np.median(np.diff(times))), scale, fallback)
             print(
                 f"{path + ' ' + tid:58.58} {row.mean_K:7.0f} {row.std_K:5.0f} {row.min_K:5.0f} "
                 f"{row.max_K:5.0f} {row.peak_THz:8.2f} {row.peak_share:5.2f} "
