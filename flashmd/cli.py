@@ -73,8 +73,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
     trainer = Trainer(config, resume=args.resume, progress=not args.quiet)
     try:
         metrics = trainer.run()
-    finally:
-        trainer.close()
+    except BaseException:
+        trainer.close(failed=True)
+        raise
+    trainer.close()
     if metrics and trainer.dist.is_main:
         print(format_metrics(metrics, config.strides_fs))
     print(f"{config.name}: step {trainer.step}; best model {config.output}/best.pt")

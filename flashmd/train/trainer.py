@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import functools
+import gc
 import itertools
 import math
 import os
@@ -337,9 +338,16 @@ class Trainer:
             bar.close()
         return metrics
 
-    def close(self) -> None:
-        """Leave the process group (under torchrun)."""
-        distributed.teardown(self.dist)
+    def close(self, failed: bool = False) -> None:
+        """Leave the process group (under torchrun); ``failed`` when leaving on an error.
+
+        The DistributedDataParallel wrapper holds the group's communicators; it is released
+        before the group is destroyed (with ``distributed.teardown``'s wait for the other ranks,
+        each of the two removed a hang at exit of two-rank CPU runs on its own).
+        """
+        self.ddp = self.objective
+        gc.collect()
+        distributed.teardown(self.dist, wait_for_peers=not failed)
 
     # ------------------------------------------------------------------ outputs
     def _append_csv(self, name: str, row: dict[str, Any]) -> None:
