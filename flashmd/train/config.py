@@ -24,19 +24,30 @@ class _Strict(BaseModel):
 
 
 class ModelSpec(_Strict):
-    """A model size preset (``tiny``, ``small``, ``medium``) and field overrides, or (energy
-    model only) a trained model taken from a checkpoint and kept fixed."""
+    """A model size preset (``tiny``, ``small``, ``medium``) and field overrides; or a trained
+    model from a checkpoint, either trained further (``start_from``) or (energy model only) kept
+    fixed (``checkpoint``)."""
 
     preset: str = "small"
     overrides: dict[str, Any] = Field(default_factory=dict)
     checkpoint: str | None = None
     """A flashmd checkpoint (path or shipped name) whose model is used as is and not trained;
     it must know exactly the store's species. Excludes ``preset`` and ``overrides``."""
+    start_from: str | None = None
+    """A flashmd checkpoint (path or shipped name) whose model of this kind, architecture and
+    weights, starts the training (fine-tuning); it must know exactly the store's species (and,
+    for a predictor, the recipe's strides). Excludes ``preset``, ``overrides`` and
+    ``checkpoint``."""
 
     @model_validator(mode="after")
     def _checkpoint_excludes_size(self) -> ModelSpec:
-        if self.checkpoint is not None and {"preset", "overrides"} & self.model_fields_set:
-            raise ValueError("a model taken from a checkpoint has no preset or overrides")
+        taken = [name for name in ("checkpoint", "start_from") if getattr(self, name) is not None]
+        if len(taken) > 1:
+            raise ValueError("checkpoint (kept fixed) and start_from (trained) exclude each other")
+        if taken and {"preset", "overrides"} & self.model_fields_set:
+            raise ValueError(
+                f"a model taken from a checkpoint ({taken[0]}) has no preset or overrides"
+            )
         return self
 
 
@@ -48,6 +59,10 @@ class LossWeights(_Strict):
     """Energy per atom, in units of its training standard deviation."""
     forces: Annotated[float, Field(ge=0)] = 10.0
     """Forces, in units of their training root mean square."""
+    kinetic: Annotated[float, Field(ge=0)] = 0.0
+    """Kinetic energy of each species in each system after the stride, relative to its expected
+    value (:func:`flashmd.train.losses.kinetic_loss`); 0 leaves the predictor a conditional mean,
+    which loses kinetic energy across a stride."""
 
 
 class InputNoise(_Strict):
@@ -154,7 +169,8 @@ def load_train_config(path: str | Path, **overrides: Any) -> TrainConfig:
     if config.predictor is not None and config.predictor.checkpoint is not None:
         raise RecipeError(
             f"{path}: predictor.checkpoint: only the energy model can be taken from a checkpoint "
-            "(to train an energy model alone, set predictor: null)"
+            "and kept fixed (to train an energy model alone, set predictor: null; to train a "
+            "predictor further, use predictor: {start_from: CHECKPOINT})"
         )
     if config.predictor is None and config.energy_model.checkpoint is not None:
         raise RecipeError(f"{path}: the energy model is taken from a checkpoint; nothing to train")

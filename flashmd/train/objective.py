@@ -7,11 +7,12 @@ import torch
 from flashmd import keys
 from flashmd.models.model import FlashMDModel
 from flashmd.train.config import LossWeights
-from flashmd.train.losses import Normalisation, energy_loss, predictor_loss
+from flashmd.train.losses import Normalisation, energy_loss, kinetic_loss, predictor_loss
 
 
 class Objective(torch.nn.Module):
-    """Loss terms of a batch: ``{"predictor", "energy", "forces", "total"}`` (weighted scalars).
+    """Loss terms of a batch: ``{"predictor", "energy", "forces", "total"}`` and ``"kinetic"``
+    when its weight is set (weighted scalars).
 
     Args:
         model: the predictor and/or energy model being trained.
@@ -55,6 +56,10 @@ class Objective(torch.nn.Module):
             terms["predictor"] = self.weights.predictor * predictor_loss(
                 self.model, inputs, self.norm, new_positions, new_momenta
             )
+            if self.weights.kinetic > 0:  # only then a term (and a train.csv column)
+                terms["kinetic"] = self.weights.kinetic * kinetic_loss(
+                    inputs, self.norm, new_momenta
+                )
         if self.model.energy_model is not None and self.train_energy:
             want_forces = self.weights.forces > 0 and keys.FORCES in batch
             out = self.model.energy_model.compute(
@@ -63,5 +68,5 @@ class Objective(torch.nn.Module):
             terms["energy"], terms["forces"] = energy_loss(
                 batch, self.norm, out[keys.ENERGY], out.get(keys.FORCES), self.weights
             )
-        terms["total"] = terms["predictor"] + terms["energy"] + terms["forces"]
+        terms["total"] = sum(terms.values())
         return terms

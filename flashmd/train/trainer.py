@@ -22,7 +22,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -61,27 +61,36 @@ def species_and_masses(store: TrajectoryStore, traj_ids: list[str]) -> dict[int,
 def build_model(config: TrainConfig, masses: dict[int, float]) -> FlashMDModel:
     """The models of the recipe for the store's species (``masses``: atomic number -> amu).
 
-    An energy model taken from a checkpoint is frozen (``requires_grad`` off) and fixes the
-    species order and cutoff the predictor is built with.
+    An energy model taken from a checkpoint (``checkpoint``) is frozen (``requires_grad`` off);
+    one started from a checkpoint (``start_from``) is trained further. Either fixes the species
+    order and cutoff a new predictor is built with.
     """
     species, cutoff = tuple(masses), {}
     predictor = energy = None
-    if config.energy_model is not None and config.energy_model.checkpoint is not None:
-        energy = frozen_energy_model(config.energy_model.checkpoint, species)
+    spec = config.energy_model
+    if spec is not None and (spec.checkpoint or spec.start_from):
+        energy = model_from_checkpoint(spec.checkpoint or spec.start_from, "energy_model", species)
+        energy.requires_grad_(spec.start_from is not None)
         species, cutoff = energy.config.species, {"cutoff": energy.config.cutoff}
-    elif config.energy_model is not None:
-        energy = EnergyModel(
-            EnergyConfig.preset(
-                config.energy_model.preset, species=species, **config.energy_model.overrides
+    elif spec is not None:
+        energy = EnergyModel(EnergyConfig.preset(spec.preset, species=species, **spec.overrides))
+    spec = config.predictor
+    if spec is not None and spec.start_from:
+        predictor = model_from_checkpoint(spec.start_from, "predictor", species)
+        if tuple(predictor.config.strides_fs) != tuple(config.strides_fs):
+            raise TrainingError(
+                f"predictor.start_from {spec.start_from!r} serves strides "
+                f"{list(predictor.config.strides_fs)} fs but the recipe asks for "
+                f"{list(config.strides_fs)}; set strides_fs to the checkpoint's"
             )
-        )
-    if config.predictor is not None:
+        predictor.requires_grad_(True)
+    elif spec is not None:
         predictor = Predictor(
             PredictorConfig.preset(
-                config.predictor.preset,
+                spec.preset,
                 species=species,
                 strides_fs=config.strides_fs,
-                **{**cutoff, **config.predictor.overrides},
+                **{**cutoff, **spec.overrides},
             )
         )
     try:
@@ -90,17 +99,20 @@ def build_model(config: TrainConfig, masses: dict[int, float]) -> FlashMDModel:
         raise TrainingError(f"the recipe's models do not fit together: {error}") from None
 
 
-def frozen_energy_model(checkpoint: str, species: tuple[int, ...]) -> EnergyModel:
-    """The energy model of ``checkpoint`` (path or shipped name), frozen, for ``species``."""
-    energy = load_model(checkpoint, device="cpu").energy_model
-    if energy is None:
-        raise TrainingError(f"energy_model.checkpoint {checkpoint!r} holds no energy model")
-    if set(energy.config.species) != set(species):
+def model_from_checkpoint(
+    checkpoint: str, kind: Literal["predictor", "energy_model"], species: tuple[int, ...]
+) -> Predictor | EnergyModel:
+    """The ``kind`` model of ``checkpoint`` (path or shipped name), which must know ``species``."""
+    part = getattr(load_model(checkpoint, device="cpu"), kind)
+    if part is None:
+        raise TrainingError(f"{kind}: checkpoint {checkpoint!r} holds no {kind.replace('_', ' ')}")
+    if set(part.config.species) != set(species):
         raise TrainingError(
-            f"the energy model of {checkpoint!r} knows species {list(energy.config.species)} "
-            f"but the store holds {list(species)}; use one trained on the same species"
+            f"the {kind.replace('_', ' ')} of {checkpoint!r} knows species "
+            f"{list(part.config.species)} but the store holds {list(species)}; use one trained "
+            "on the same species"
         )
-    return energy.requires_grad_(False)
+    return part
 
 
 def lr_factor(step: int, config: TrainConfig) -> float:
@@ -160,7 +172,8 @@ class Trainer:
         )
         energy = self.model.energy_model  # frozen when build_model took it from a checkpoint
         self.train_energy = energy is not None and energy.energy_shift.requires_grad
-        if not state and self.train_energy:
+        started = config.energy_model is not None and config.energy_model.start_from is not None
+        if not state and self.train_energy and not started:
             with torch.no_grad():
                 self.model.energy_model.energy_shift.copy_(self.norm.energy_per_atom_shift)
         self.objective = Objective(
@@ -355,8 +368,12 @@ class Trainer:
             return
         path = self.output / name
         new = not path.exists()
+        fields = list(row)
+        if not new:  # a run resumed by a newer version keeps its file's columns
+            with open(path, newline="") as f:
+                fields = next(csv.reader(f), fields)
         with open(path, "a", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(row))
+            writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
             if new:
                 writer.writeheader()
             writer.writerow(row)

@@ -61,7 +61,9 @@ def evaluate(model: FlashMDModel, batches: Iterable[dict[str, torch.Tensor]]) ->
 
     Keys: ``pos_rmse_{S}`` (Å), ``pos_ff_rmse_{S}``, ``pos_ratio_{S}`` (model / free flight),
     ``mom_rmse_{S}`` (amu·Å/ASE-time), ``mom_ff_rmse_{S}``, ``mom_ratio_{S}`` for every stride S in
-    fs; ``energy_rmse_meV_atom`` and ``forces_rmse_meV_A`` with an energy model.
+    fs, and ``kinetic_ratio_{S}``, the predicted over the true kinetic energy after the stride
+    (below 1: strides lose energy, which the energy filter must restore); ``energy_rmse_meV_atom``
+    and ``forces_rmse_meV_A`` with an energy model.
     """
     sums: dict[str, float] = defaultdict(float)
     counts: dict[str, int] = defaultdict(int)
@@ -84,6 +86,11 @@ def evaluate(model: FlashMDModel, batches: Iterable[dict[str, torch.Tensor]]) ->
                     sums[f"{label}_ff_rmse_{name}"] += float(((ff - target)[mask] ** 2).sum())
                     counts[f"{label}_rmse_{name}"] += int(mask.sum()) * 3
                     counts[f"{label}_ff_rmse_{name}"] += int(mask.sum()) * 3
+                inverse_mass = 1.0 / batch[keys.MASSES][mask][:, None]
+                sums[f"kinetic_{name}"] += float((momenta[mask] ** 2 * inverse_mass).sum())
+                sums[f"kinetic_true_{name}"] += float(
+                    (batch[keys.TARGET_MOMENTA][mask] ** 2 * inverse_mass).sum()
+                )
         if model.energy_model is not None:
             out = model.energy_model.compute(batch, forces=keys.FORCES in batch)
             per_atom = (out[keys.ENERGY] - batch[keys.ENERGY]) / batch[keys.N_ATOMS]
@@ -95,7 +102,10 @@ def evaluate(model: FlashMDModel, batches: Iterable[dict[str, torch.Tensor]]) ->
                 )
                 counts["forces_rmse_meV_A"] += batch[keys.FORCES].numel()
     model.train(was_training)
-    metrics = {name: (sums[name] / counts[name]) ** 0.5 for name in sums}
+    metrics = {name: (sums[name] / counts[name]) ** 0.5 for name in sums if name in counts}
+    for name in [n for n in sums if n.startswith("kinetic_") and "_true_" not in n]:
+        stride = name.removeprefix("kinetic_")
+        metrics[f"kinetic_ratio_{stride}"] = sums[name] / sums[f"kinetic_true_{stride}"]
     for name in list(metrics):
         if name.startswith(("pos_rmse_", "mom_rmse_")):
             label, stride = name.split("_rmse_")
@@ -142,12 +152,15 @@ def format_metrics(metrics: dict[str, float], strides_fs: Iterable[float]) -> st
     lines = []
     strides = [f"{s:g}" for s in strides_fs if f"pos_rmse_{s:g}" in metrics]
     if strides:
-        lines.append("stride fs  pos RMSE Å  free flight Å  ratio   mom RMSE   free flight  ratio")
+        lines.append(
+            "stride fs  pos RMSE Å  free flight Å  ratio   mom RMSE   free flight  ratio  K'/K'true"
+        )
         for s in strides:
             lines.append(
                 f"{s:>9}  {metrics[f'pos_rmse_{s}']:10.4f}  {metrics[f'pos_ff_rmse_{s}']:13.4f}  "
                 f"{metrics[f'pos_ratio_{s}']:5.3f}  {metrics[f'mom_rmse_{s}']:9.4f}  "
-                f"{metrics[f'mom_ff_rmse_{s}']:11.4f}  {metrics[f'mom_ratio_{s}']:5.3f}"
+                f"{metrics[f'mom_ff_rmse_{s}']:11.4f}  {metrics[f'mom_ratio_{s}']:5.3f}  "
+                f"{metrics.get(f'kinetic_ratio_{s}', float('nan')):9.3f}"
             )
     if "energy_rmse_meV_atom" in metrics:
         lines.append(

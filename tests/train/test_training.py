@@ -196,6 +196,47 @@ def test_energy_model_from_a_checkpoint_is_kept_fixed(store_path, tmp_path):
         assert all(float(row["loss_energy"]) == 0 for row in csv.DictReader(f))
 
 
+def test_fine_tuning_starts_from_a_checkpoint_and_adds_the_kinetic_term(store_path, tmp_path):
+    from flashmd.train.config import ModelSpec
+
+    first = tiny_config(store_path, tmp_path / "first", steps=4, validate_every=4)
+    Trainer(first, progress=False).run()
+    source = flashmd.load_model(tmp_path / "first" / "best.pt", device="cpu")
+    start = ModelSpec(start_from=str(tmp_path / "first" / "best.pt"))
+    second = tiny_config(
+        store_path,
+        tmp_path / "second",
+        steps=4,
+        validate_every=4,
+        predictor=start,
+        energy_model=start,
+        loss_weights=LossWeights(kinetic=2.0),
+    )
+    trainer = Trainer(second, progress=False)
+    for name, model in (
+        ("predictor", trainer.model.predictor),
+        ("energy", trainer.model.energy_model),
+    ):
+        started = model.state_dict()
+        original = getattr(source, "energy_model" if name == "energy" else name).state_dict()
+        assert all(torch.equal(started[k], original[k]) for k in original), name
+    metrics = trainer.run()
+    assert 0 < metrics["kinetic_ratio_16"] < 2 and 0 < metrics["kinetic_ratio_32"] < 2
+    with open(tmp_path / "second" / "train.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert all(float(row["loss_kinetic"]) >= 0 for row in rows) and len(rows) == 4
+    tuned = flashmd.load_model(tmp_path / "second" / "best.pt", device="cpu")
+    for part in ("predictor", "energy_model"):
+        pairs = zip(
+            getattr(tuned, part).parameters(), getattr(source, part).parameters(), strict=True
+        )
+        assert any(not torch.equal(a, b) for a, b in pairs), f"{part} was not trained"
+    with pytest.raises(TrainingError, match=r"serves strides \[16.0, 32.0\] fs but the recipe"):
+        Trainer(second.model_copy(update={"strides_fs": (16.0,), "output": "x"}), progress=False)
+    with pytest.raises(ValueError, match="exclude each other"):
+        ModelSpec(start_from="a.pt", checkpoint="a.pt")
+
+
 def test_energy_model_checkpoint_errors_are_clear(store_path, tmp_path):
     from flashmd.train.config import ModelSpec
 
