@@ -63,6 +63,10 @@ class LossWeights(_Strict):
     """Kinetic energy of each species in each system after the stride, relative to its expected
     value (:func:`flashmd.train.losses.kinetic_loss`); 0 leaves the predictor a conditional mean,
     which loses kinetic energy across a stride."""
+    potential: Annotated[float, Field(ge=0)] = 0.0
+    """Potential energy (by the energy model) at the predicted positions against the true ones,
+    relative to the system's expected kinetic energy (:func:`flashmd.train.losses.potential_loss`);
+    needs an energy model kept fixed (``energy_model: {checkpoint: ...}``)."""
 
 
 class InputNoise(_Strict):
@@ -171,6 +175,13 @@ def load_train_config(path: str | Path, **overrides: Any) -> TrainConfig:
             f"{path}: predictor.checkpoint: only the energy model can be taken from a checkpoint "
             "and kept fixed (to train an energy model alone, set predictor: null; to train a "
             "predictor further, use predictor: {start_from: CHECKPOINT})"
+        )
+    if config.loss_weights.potential > 0 and (
+        config.energy_model is None or config.energy_model.checkpoint is None
+    ):
+        raise RecipeError(
+            f"{path}: loss_weights.potential prices the predicted positions with an energy model "
+            "kept fixed; set energy_model: {checkpoint: NAME_OR_PATH} (a trained energy model)"
         )
     if config.predictor is None and config.energy_model.checkpoint is not None:
         raise RecipeError(f"{path}: the energy model is taken from a checkpoint; nothing to train")

@@ -182,19 +182,30 @@ def predictor_loss(
     return (d_err + p_err).mean()
 
 
+def _species_groups(
+    batch: dict[str, torch.Tensor], norm: Normalisation
+) -> tuple[torch.Tensor, int]:
+    """(A,) group of each atom, ``system · n_species + species index``, and the number of groups."""
+    s, _ = norm._index(batch)
+    n_groups = int(batch[keys.N_ATOMS].shape[0]) * len(norm.species)
+    return batch[keys.SYSTEM] * len(norm.species) + s, n_groups
+
+
 def kinetic_energies(
     batch: dict[str, torch.Tensor], norm: Normalisation, momenta: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
+) -> torch.Tensor:
     """(G,) kinetic energy ``Σ p² / 2m`` in eV of each species group of each system (group ``g =
-    system · n_species + species index``; empty groups are 0), and (G,) its expected value
-    ``Σ 3/2 · momentum_ms`` (eV) from the normalisation table at the system's stride."""
-    s, _ = norm._index(batch)
+    system · n_species + species index``; empty groups are 0) for ``momenta`` (A, 3)."""
+    group, n_groups = _species_groups(batch, norm)
+    return scatter_sum((momenta**2).sum(1) / (2 * batch[keys.MASSES]), group, n_groups)
+
+
+def expected_kinetic_energies(batch: dict[str, torch.Tensor], norm: Normalisation) -> torch.Tensor:
+    """(G,) expected kinetic energy in eV of each species group of each system after the stride,
+    ``Σ 3/2 · momentum_ms`` from the normalisation table (0 for empty groups)."""
+    group, n_groups = _species_groups(batch, norm)
     _, p_scale = norm.atom_scales(batch)
-    group = batch[keys.SYSTEM] * len(norm.species) + s
-    n_groups = int(batch[keys.N_ATOMS].shape[0]) * len(norm.species)
-    per_atom = (momenta**2).sum(1) / (2 * batch[keys.MASSES])
-    expected = scatter_sum(1.5 * p_scale.to(momenta.dtype), group, n_groups)
-    return scatter_sum(per_atom, group, n_groups), expected
+    return scatter_sum(1.5 * p_scale.to(batch[keys.MASSES].dtype), group, n_groups)
 
 
 def kinetic_loss(
@@ -207,10 +218,39 @@ def kinetic_loss(
     filter must make up, about 10 % at 64 fs. This term asks for the right kinetic energy of each
     species in each system, so it also asks for equipartition between species.
     """
-    predicted, expected = kinetic_energies(batch, norm, momenta)
-    true, _ = kinetic_energies(batch, norm, batch[keys.TARGET_MOMENTA])
+    predicted = kinetic_energies(batch, norm, momenta)
+    true = kinetic_energies(batch, norm, batch[keys.TARGET_MOMENTA])
+    expected = expected_kinetic_energies(batch, norm).to(momenta.dtype)
     present = expected > 0
     return (((predicted - true) / expected.clamp(min=1e-12))[present] ** 2).mean()
+
+
+def potential_loss(
+    energy_model: torch.nn.Module,
+    batch: dict[str, torch.Tensor],
+    norm: Normalisation,
+    positions: torch.Tensor,
+) -> torch.Tensor:
+    """Mean over systems of ``((V(q'_pred) - V(q'_true)) / K_expected)²`` (scalar).
+
+    ``V`` is the energy model's potential energy (eV) at the predicted and the true positions
+    after the stride, each with its own neighbour list; ``K_expected`` is the system's expected
+    kinetic energy (eV, :func:`expected_kinetic_energies`), so this term and the kinetic one are the
+    two parts of the energy filter's factor. The conditional mean of the positions sits nearer the
+    lattice sites than the true ones, i.e. lower in ``V``; this term asks for the true ``V``.
+    Gradients reach the predictor only through ``positions`` (A, 3) Å.
+    """
+    from flashmd.data.graph import with_neighbors
+
+    cutoff = float(energy_model.config.cutoff)
+    predicted = with_neighbors({**batch, keys.POSITIONS: positions}, cutoff)
+    v_pred = energy_model.compute(predicted, forces=False)[keys.ENERGY]
+    with torch.no_grad():
+        true = with_neighbors({**batch, keys.POSITIONS: batch[keys.TARGET_POSITIONS]}, cutoff)
+        v_true = energy_model.compute(true, forces=False)[keys.ENERGY]
+    expected = expected_kinetic_energies(batch, norm).to(positions.dtype)
+    per_system = expected.reshape(-1, len(norm.species)).sum(1)
+    return (((v_pred - v_true) / per_system) ** 2).mean()
 
 
 def energy_loss(

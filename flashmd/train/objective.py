@@ -7,12 +7,18 @@ import torch
 from flashmd import keys
 from flashmd.models.model import FlashMDModel
 from flashmd.train.config import LossWeights
-from flashmd.train.losses import Normalisation, energy_loss, kinetic_loss, predictor_loss
+from flashmd.train.losses import (
+    Normalisation,
+    energy_loss,
+    kinetic_loss,
+    potential_loss,
+    predictor_loss,
+)
 
 
 class Objective(torch.nn.Module):
-    """Loss terms of a batch: ``{"predictor", "energy", "forces", "total"}`` and ``"kinetic"``
-    when its weight is set (weighted scalars).
+    """Loss terms of a batch: ``{"predictor", "energy", "forces", "total"}``, and ``"kinetic"``
+    and ``"potential"`` when their weights are set (weighted scalars).
 
     Args:
         model: the predictor and/or energy model being trained.
@@ -32,6 +38,11 @@ class Objective(torch.nn.Module):
         super().__init__()
         self.model, self.norm, self.weights = model, norm, weights
         self.train_energy = train_energy
+        if weights.potential > 0 and (model.energy_model is None or train_energy):
+            raise ValueError(
+                "loss_weights.potential needs an energy model kept fixed "
+                "(energy_model: {checkpoint: NAME_OR_PATH}); a trained one would learn from it"
+            )
 
     def forward(
         self,
@@ -59,6 +70,10 @@ class Objective(torch.nn.Module):
             if self.weights.kinetic > 0:  # only then a term (and a train.csv column)
                 terms["kinetic"] = self.weights.kinetic * kinetic_loss(
                     inputs, self.norm, new_momenta
+                )
+            if self.weights.potential > 0:  # the energy model is fixed (load_train_config)
+                terms["potential"] = self.weights.potential * potential_loss(
+                    self.model.energy_model, inputs, self.norm, new_positions
                 )
         if self.model.energy_model is not None and self.train_energy:
             want_forces = self.weights.forces > 0 and keys.FORCES in batch

@@ -231,8 +231,30 @@ def test_fine_tuning_starts_from_a_checkpoint_and_adds_the_kinetic_term(store_pa
             getattr(tuned, part).parameters(), getattr(source, part).parameters(), strict=True
         )
         assert any(not torch.equal(a, b) for a, b in pairs), f"{part} was not trained"
+    # the potential term prices predicted positions with the fixed energy model
+    priced = second.model_copy(
+        update={
+            "output": str(tmp_path / "third"),
+            "steps": 2,
+            "energy_model": ModelSpec(checkpoint=str(tmp_path / "first" / "best.pt")),
+            "loss_weights": LossWeights(potential=1.0),
+        }
+    )
+    Trainer(priced, progress=False).run()
+    with open(tmp_path / "third" / "train.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert all(float(row["loss_potential"]) > 0 for row in rows) and "loss_kinetic" not in rows[0]
+    with pytest.raises(ValueError, match="potential needs an energy model kept fixed"):
+        Trainer(
+            second.model_copy(
+                update={"output": str(tmp_path / "y"), "loss_weights": priced.loss_weights}
+            )
+        )
     with pytest.raises(TrainingError, match=r"serves strides \[16.0, 32.0\] fs but the recipe"):
-        Trainer(second.model_copy(update={"strides_fs": (16.0,), "output": "x"}), progress=False)
+        Trainer(
+            second.model_copy(update={"strides_fs": (16.0,), "output": str(tmp_path / "x")}),
+            progress=False,
+        )
     with pytest.raises(ValueError, match="exclude each other"):
         ModelSpec(start_from="a.pt", checkpoint="a.pt")
 
