@@ -80,15 +80,20 @@ def main() -> None:
     model = load_model(args.model, device="cpu")
     store = TrajectoryStore.open(args.store)
     _, held_out = split_trajectories(store, args.validation, args.seed)
-    print("| stride fs | pairs | kinetic part mean | median | potential part mean | median |")
-    print("|---|---|---|---|---|---|")
+    print(
+        "| stride fs | pairs | kinetic part mean | median | potential part mean | median "
+        "| ln α² std | α outside [0.95, 1.05] |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
     for stride in args.strides:
         table = np.concatenate(
             [parts(model, store, args.store, t, stride, args.pairs) for t in held_out]
         )
         kin, pot = table[:, 0], table[:, 1]
         cells = [f"{kin.mean():+.3f}", f"{np.median(kin):+.3f}"]
-        cells += [f"{pot.mean():+.3f}", f"{np.median(pot):+.3f}"]
+        cells += [f"{pot.mean():+.3f}", f"{np.median(pot):+.3f}", f"{(kin + pot).std():.3f}"]
+        alpha = np.exp((kin + pot) / 2)
+        cells.append(f"{np.mean(np.abs(alpha - 1) > 0.05):.2f}")
         print(f"| {stride:g} | {len(table)} | " + " | ".join(cells) + " |")
 
 

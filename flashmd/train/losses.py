@@ -236,9 +236,10 @@ def potential_loss(
     ``V`` is the energy model's potential energy (eV) at the predicted and the true positions
     after the stride, each with its own neighbour list; ``K_expected`` is the system's expected
     kinetic energy (eV, :func:`expected_kinetic_energies`), so this term and the kinetic one are the
-    two parts of the energy filter's factor. The conditional mean of the positions sits nearer the
-    lattice sites than the true ones, i.e. lower in ``V``; this term asks for the true ``V``.
-    Gradients reach the predictor only through ``positions`` (A, 3) Å.
+    two parts of the energy filter's factor: with the kinetic part trained away, the scatter of
+    ``V`` at the predicted positions is what makes the filter redo strides, and its bias what
+    shifts a thermostatted rollout's mean potential energy. Gradients reach the predictor only
+    through ``positions`` (A, 3) Å; the energy model must be kept fixed.
     """
     from flashmd.data.graph import with_neighbors
 

@@ -71,7 +71,7 @@ class Objective(torch.nn.Module):
                 terms["kinetic"] = self.weights.kinetic * kinetic_loss(
                     inputs, self.norm, new_momenta
                 )
-            if self.weights.potential > 0:  # the energy model is fixed (load_train_config)
+            if self.weights.potential > 0:  # the energy model is fixed (checked in __init__)
                 terms["potential"] = self.weights.potential * potential_loss(
                     self.model.energy_model, inputs, self.norm, new_positions
                 )
