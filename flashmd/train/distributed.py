@@ -101,7 +101,7 @@ def teardown(info: DistInfo, wait_for_peers: bool = True) -> None:
 
     Without the wait, a rank that finished first could destroy the group while a peer still held
     its DistributedDataParallel wrapper, and the peer then hung at exit in that wrapper's
-    destructor (about one two-rank CPU run in three; none in 10 with the wait alone). A rank
+    destructor (2 of 4 two-rank CPU test runs; none in 10 with the wait alone). A rank
     leaving on an error passes ``wait_for_peers=False``: its peers may be blocked in a collective
     that it will never join, and waiting for them would turn the error into a hang.
     """
