@@ -1,8 +1,9 @@
 """Models: the long-stride predictor, the energy model, the constraint layer and checkpoints.
 
 :mod:`.config` (shared hyperparameters and presets), :mod:`.predictor`, :mod:`.energy`,
-:mod:`.constraints`, :mod:`.model` (``FlashMDModel``: both models with input validation) and
-:mod:`.io` (checkpoint save/load, ``load_model``).
+:mod:`.generating` (the learned generating function of symplectic strides), :mod:`.constraints`,
+:mod:`.model` (``FlashMDModel``: the models with input validation) and :mod:`.io` (checkpoint
+save/load, ``load_model``).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 from flashmd.models.config import PRESETS, BackboneConfig
 from flashmd.models.constraints import apply_constraints
 from flashmd.models.energy import EnergyConfig, EnergyModel
+from flashmd.models.generating import GeneratingConfig, GeneratingFunction
 from flashmd.models.io import load_checkpoint, load_model, save_checkpoint
 from flashmd.models.model import FlashMDModel
 from flashmd.models.predictor import Predictor, PredictorConfig
@@ -20,6 +22,8 @@ __all__ = [
     "EnergyConfig",
     "EnergyModel",
     "FlashMDModel",
+    "GeneratingConfig",
+    "GeneratingFunction",
     "Predictor",
     "PredictorConfig",
     "apply_constraints",

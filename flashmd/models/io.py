@@ -10,8 +10,9 @@ A checkpoint is a ``torch.save`` dictionary (readable with ``weights_only=True``
     species          [Z, ...]           masses  {Z: amu}
     strides_fs       [fs, ...]          cutoff  Å
     dtype            "float32" | "float64"
-    models           {"predictor": {"kind", "config", "state_dict"}, "energy": {...}}
-                     (either or both)
+    models           {"predictor": {"kind", "config", "state_dict"}, "energy": {...},
+                     "generating": {...}} (predictor or energy or both; "generating", the
+                     correction of symplectic strides, only beside "energy")
     metadata         free-form dict (training recipe, dataset, ...)
 
 Loading checks every field and raises errors that say what is wrong and what to do.
@@ -29,6 +30,7 @@ import torch
 import flashmd
 from flashmd.models.config import BackboneConfig
 from flashmd.models.energy import EnergyConfig, EnergyModel
+from flashmd.models.generating import GeneratingConfig, GeneratingFunction
 from flashmd.models.model import FlashMDModel, resolve_device
 from flashmd.models.predictor import Predictor, PredictorConfig
 from flashmd.units import UNITS
@@ -39,9 +41,14 @@ KIND = "flashmd"
 #: Directory of the checkpoints shipped with the library, loadable by name.
 PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "pretrained"
 
-_MODELS: dict[str, tuple[type[Predictor] | type[EnergyModel], type[BackboneConfig]]] = {
+_Module = type[Predictor] | type[EnergyModel] | type[GeneratingFunction]
+_MODELS: dict[str, tuple[_Module, type[BackboneConfig]]] = {
     config.kind: (module, config)
-    for module, config in ((Predictor, PredictorConfig), (EnergyModel, EnergyConfig))
+    for module, config in (
+        (Predictor, PredictorConfig),
+        (EnergyModel, EnergyConfig),
+        (GeneratingFunction, GeneratingConfig),
+    )
 }
 _FIELDS = (
     "format_version",
@@ -71,7 +78,7 @@ def checkpoint_dict(model: FlashMDModel, metadata: dict[str, Any] | None = None)
             "config": module.config.to_dict(),
             "state_dict": {k: v.detach().cpu().clone() for k, v in module.state_dict().items()},
         }
-        for module in (model.predictor, model.energy_model)
+        for module in (model.predictor, model.energy_model, model.generating)
         if module is not None
     }
     return {
@@ -188,7 +195,7 @@ def _check_version(path: Path, data: dict[str, Any]) -> None:
 
 def _build(
     name: str, entry: dict[str, Any], dtype: torch.dtype, path: Path
-) -> Predictor | EnergyModel:
+) -> Predictor | EnergyModel | GeneratingFunction:
     module_class, config_class = _MODELS[name]
     if entry.get("kind") != name:
         raise CheckpointError(f"models[{name!r}] of {str(path)!r} has kind {entry.get('kind')!r}")
@@ -216,8 +223,13 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "auto"
     dtype = _DTYPES[data["dtype"]]
     modules = {name: _build(name, entry, dtype, path) for name, entry in data["models"].items()}
     predictor, energy = modules.get(PredictorConfig.kind), modules.get(EnergyConfig.kind)
+    generating = modules.get(GeneratingConfig.kind)
     assert isinstance(predictor, Predictor | None) and isinstance(energy, EnergyModel | None)
-    model = FlashMDModel(predictor, energy, data["masses"])
+    assert isinstance(generating, GeneratingFunction | None)
+    try:
+        model = FlashMDModel(predictor, energy, data["masses"], generating)
+    except ValueError as error:
+        raise CheckpointError(f"checkpoint {str(path)!r}: {error}") from error
     stored = {"species": list(data["species"]), "strides_fs": list(data["strides_fs"])}
     actual = {"species": list(model.species), "strides_fs": list(model.strides_fs)}
     if stored != actual or data["cutoff"] != model.cutoff:

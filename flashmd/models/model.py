@@ -12,6 +12,7 @@ from flashmd import keys
 from flashmd.data.graph import batch_from_atoms
 from flashmd.models.config import BackboneConfig
 from flashmd.models.energy import EnergyModel
+from flashmd.models.generating import GeneratingFunction
 from flashmd.models.predictor import Predictor
 
 #: Relative tolerance when comparing strides and masses with the supported ones.
@@ -30,16 +31,19 @@ def _names(numbers: Sequence[int]) -> str:
 
 
 class FlashMDModel(torch.nn.Module):
-    """A long-stride predictor and/or an energy model for the same species and cutoff.
+    """A long-stride predictor and/or an energy model for the same species and cutoff, and
+    optionally a generating function for symplectic strides.
 
     Args:
         predictor: the long-stride map, or None (an energy-only model).
         energy_model: the energy model, or None (no energy filter, no calculator).
         masses: training mass in amu of each species; defaults to ASE's standard masses.
+        generating: the learned correction of the generating function of symplectic strides
+            (:mod:`flashmd.models.generating`), or None; it needs the energy model.
 
     Raises:
-        ValueError: neither model given, models disagreeing on species or cutoff, or masses not
-            covering exactly the species.
+        ValueError: neither model given, models disagreeing on species or cutoff, masses not
+            covering exactly the species, or a generating function without an energy model.
     """
 
     def __init__(
@@ -47,17 +51,23 @@ class FlashMDModel(torch.nn.Module):
         predictor: Predictor | None = None,
         energy_model: EnergyModel | None = None,
         masses: Mapping[int, float] | None = None,
+        generating: GeneratingFunction | None = None,
     ) -> None:
         super().__init__()
-        models = [m for m in (predictor, energy_model) if m is not None]
-        if not models:
+        models = [m for m in (predictor, energy_model, generating) if m is not None]
+        if predictor is None and energy_model is None:
             raise ValueError("FlashMDModel needs a predictor, an energy model or both")
+        if generating is not None and energy_model is None:
+            raise ValueError(
+                "a generating function needs the energy model it was trained with (S = h(K + V "
+                "+ W)); pass energy_model"
+            )
         species, cutoff = models[0].config.species, models[0].config.cutoff
         for m in models[1:]:
             if m.config.species != species or m.config.cutoff != cutoff:
                 raise ValueError(
-                    f"predictor and energy model disagree: species {species} vs "
-                    f"{m.config.species}, cutoff {cutoff} vs {m.config.cutoff}"
+                    f"the models disagree: species {species} vs {m.config.species}, cutoff "
+                    f"{cutoff} vs {m.config.cutoff}"
                 )
         masses = {z: float(atomic_masses[z]) for z in species} if masses is None else masses
         masses = {int(z): float(m) for z, m in masses.items()}
@@ -65,6 +75,7 @@ class FlashMDModel(torch.nn.Module):
             raise ValueError(f"masses are given for {sorted(masses)} but species are {species}")
         self.predictor = predictor
         self.energy_model = energy_model
+        self.generating = generating
         self.masses: dict[int, float] = masses
 
     @property
@@ -81,6 +92,11 @@ class FlashMDModel(torch.nn.Module):
     def strides_fs(self) -> tuple[float, ...]:
         """Strides in fs the predictor serves (empty without a predictor)."""
         return () if self.predictor is None else self.predictor.config.strides_fs
+
+    @property
+    def symplectic_strides_fs(self) -> tuple[float, ...]:
+        """Strides in fs of symplectic strides (empty without a generating function)."""
+        return () if self.generating is None else self.generating.config.strides_fs
 
     @property
     def device(self) -> torch.device:
@@ -108,17 +124,37 @@ class FlashMDModel(torch.nn.Module):
                 f"the model does not support {_names(unknown)}; it supports {_names(self.species)}"
             )
 
-    def check_strides(self, stride_fs: Sequence[float] | torch.Tensor) -> None:
-        """Raise ``ValueError`` naming any stride (fs) that is not one of :attr:`strides_fs`."""
-        if self.predictor is None:
+    def check_strides(
+        self, stride_fs: Sequence[float] | torch.Tensor, symplectic: bool = False
+    ) -> None:
+        """Raise ``ValueError`` naming any stride (fs) that is not one of :attr:`strides_fs`
+        (of :attr:`symplectic_strides_fs` when ``symplectic``)."""
+        if symplectic:
+            self.check_symplectic()
+            strides = self.symplectic_strides_fs
+        elif self.predictor is None:
             raise ValueError("this model has no predictor; it can only compute energies")
-        supported = torch.tensor(self.strides_fs, dtype=torch.float64)
+        else:
+            strides = self.strides_fs
+        supported = torch.tensor(strides, dtype=torch.float64)
         for stride in torch.as_tensor(stride_fs, dtype=torch.float64).unique().tolist():
             if not bool(torch.any(torch.abs(supported - stride) <= RTOL * supported)):
                 raise ValueError(
-                    f"stride {stride:g} fs is not supported; supported strides are "
-                    f"{[f'{s:g}' for s in self.strides_fs]} fs"
+                    f"stride {stride:g} fs is not supported; supported "
+                    f"{'symplectic ' if symplectic else ''}strides are "
+                    f"{[f'{s:g}' for s in strides]} fs"
                 )
+
+    def check_symplectic(self) -> None:
+        """Raise ``ValueError``, saying how to train one, if the model has no generating
+        function (symplectic strides need one)."""
+        if self.generating is None:
+            raise ValueError(
+                "this model has no generating function, so it cannot take symplectic strides; "
+                "train one from its stride data with a recipe that sets 'generating: {preset: "
+                "small}' and keeps this model's energy model fixed (see "
+                "training/emt-metals-symplectic.yaml), or run without symplectic strides"
+            )
 
     def check_masses(self, numbers: torch.Tensor, masses: torch.Tensor) -> None:
         """Raise ``ValueError`` if masses differ from the masses the model was trained with."""

@@ -14,6 +14,7 @@ from ase import Atoms
 from ase.build import bulk
 
 from flashmd.models.energy import EnergyConfig, EnergyModel
+from flashmd.models.generating import GeneratingConfig, GeneratingFunction
 from flashmd.models.predictor import Predictor, PredictorConfig
 
 SPECIES = (13, 29)
@@ -78,7 +79,7 @@ def randomized(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, parameter in model.named_parameters():
-            if name in ("correction_scale", "energy_shift"):
+            if name in ("correction_scale", "energy_shift", "stride_scale"):
                 parameter.copy_(torch.randn(parameter.shape, generator=generator))
     return model
 
@@ -92,6 +93,11 @@ def _built(kind: str, seed: int) -> torch.nn.Module:
             "tiny", species=SPECIES, strides_fs=STRIDES_FS, cutoff=CUTOFF, receiver_messages=True
         )
         return randomized(Predictor(config), seed)
+    if kind == "generating":
+        config = GeneratingConfig.preset(
+            "tiny", species=SPECIES, strides_fs=STRIDES_FS, cutoff=CUTOFF
+        )
+        return randomized(GeneratingFunction(config), seed)
     return randomized(
         EnergyModel(EnergyConfig.preset("tiny", species=SPECIES, cutoff=CUTOFF)), seed
     )
@@ -100,6 +106,11 @@ def _built(kind: str, seed: int) -> torch.nn.Module:
 def tiny_predictor(dtype: torch.dtype = torch.float64, seed: int = 0) -> Predictor:
     """A fresh copy of a seeded, randomised tiny predictor for Al/Cu."""
     return copy.deepcopy(_built("predictor", seed)).to(dtype)
+
+
+def tiny_generating(dtype: torch.dtype = torch.float64, seed: int = 0) -> GeneratingFunction:
+    """A fresh copy of a seeded, randomised tiny generating function for Al/Cu."""
+    return copy.deepcopy(_built("generating", seed)).to(dtype)
 
 
 def tiny_energy(dtype: torch.dtype = torch.float64, seed: int = 0) -> EnergyModel:
