@@ -102,9 +102,16 @@ def _cmd_md(args: argparse.Namespace) -> int:
         friction_per_fs=args.friction_per_fs,
         taut_fs=args.taut_fs,
         energy_filter=not args.no_filter,
+        symplectic=args.symplectic,
         **{
             name: getattr(args, name)
-            for name in ("max_cooling", "max_heating", "contact_fraction")
+            for name in (
+                "max_cooling",
+                "max_heating",
+                "contact_fraction",
+                "solver_tolerance_A",
+                "solver_max_iterations",
+            )
             if getattr(args, name) is not None
         },
     )
@@ -115,6 +122,7 @@ def _cmd_md(args: argparse.Namespace) -> int:
         f"md: {report.frames} frames of {report.strides} strides written to {args.output} in "
         f"{report.wall_time_s:.1f} s; {report.fallbacks} filter fallbacks "
         f"({report.verlet_fallbacks} by velocity Verlet), {report.rebuilds} neighbour-list builds"
+        + (f"; {report.solver_iterations} solver iterations" if settings.symplectic else "")
     )
     return 0
 
@@ -129,6 +137,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         strides=args.strides,
         device=args.device,
         progress=not args.quiet,
+        symplectic=args.symplectic,
     )
     report = result.report
     print(report.summary_table())
@@ -186,6 +195,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
                 repeats=args.repeats,
                 devices=args.devices,
                 equilibration_fs=args.equilibration_fs,
+                symplectic=args.symplectic,
             )
         )
     elif args.what == "train-memory":
@@ -282,6 +292,22 @@ def build_parser() -> argparse.ArgumentParser:
         "sum; 0: no check (default 0.6)",
     )
     md.add_argument(
+        "--symplectic",
+        action="store_true",
+        help="symplectic, time-reversible strides from the model's generating function, solved "
+        "at the stride's midpoint (the model must carry one)",
+    )
+    md.add_argument(
+        "--solver-tolerance-A",
+        type=float,
+        help="symplectic solver: residual tolerance in Å (default 1e-05)",
+    )
+    md.add_argument(
+        "--solver-max-iterations",
+        type=int,
+        help="symplectic solver: iterations before a stride is redone (default 30)",
+    )
+    md.add_argument(
         "--shard", default="0/1", help="I/N: run only trajectories with index %% N == I"
     )
     md.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
@@ -296,6 +322,19 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--model", default="emt-metals", help="shipped model name or checkpoint")
     demo.add_argument("--stride-fs", type=float, default=32.0, help="one of the model's strides")
     demo.add_argument("--strides", type=int, default=1000, help="strides of the flashmd run")
+    kind = demo.add_mutually_exclusive_group()
+    kind.add_argument(
+        "--symplectic",
+        action="store_true",
+        default=None,
+        help="symplectic strides (default: when the model carries a generating function)",
+    )
+    kind.add_argument(
+        "--direct",
+        dest="symplectic",
+        action="store_false",
+        help="the direct predictor's strides even when the model has a generating function",
+    )
     demo.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
     demo.set_defaults(func=_cmd_demo)
@@ -379,6 +418,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     speed.add_argument(
         "--devices", nargs="+", default=[], help="torch devices (default: cpu, and cuda if any)"
+    )
+    speed.add_argument(
+        "--symplectic",
+        action="store_true",
+        help="add rows of symplectic strides (the model needs a generating function)",
     )
     bench.set_defaults(func=_cmd_bench)
     return parser

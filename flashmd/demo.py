@@ -6,7 +6,8 @@ Three steps, each a public command of its own, into one output directory:
    a random Cu3Au alloy, 108 atoms, Langevin at 700 K, asap3 EMT at 2 fs), as
    ``flashmd generate`` makes it;
 2. ``flashmd.zarr``: the shipped model from the reference's first (equilibrated) frame, same
-   thermostat, ``strides`` strides of ``stride_fs``, as ``flashmd md --start-from`` makes it;
+   thermostat, ``strides`` strides of ``stride_fs`` (symplectic when the model carries a
+   generating function), as ``flashmd md --start-from [--symplectic]`` makes it;
 3. ``report/``: ``flashmd evaluate --energy reference`` of the two (report.md, figures/*.png):
    the rollout's frames are priced with the reference calculator.
 
@@ -32,12 +33,21 @@ from flashmd.models.io import PRETRAINED_DIR, load_model
 DEMO_RECIPE = "demo.yaml"
 
 
-def _check_model(model: str, recipe: Recipe, stride_fs: float, device: str) -> None:
+def _check_model(
+    model: str, recipe: Recipe, stride_fs: float, device: str, symplectic: bool | None
+) -> bool:
+    """Check species and stride before any work; returns whether strides are symplectic
+    (``symplectic`` None: when the model carries a generating function for the stride)."""
     loaded = load_model(model, device=device)
     rng = np.random.default_rng(recipe.seed)
     for k, spec in enumerate(recipe.systems):
         loaded.check_species(build_system(spec, rng, f"systems.{k}").numbers)
-    loaded.check_strides([stride_fs])
+    if symplectic is None:
+        symplectic = stride_fs in loaded.symplectic_strides_fs
+    loaded.check_strides([stride_fs], symplectic=symplectic)
+    if not symplectic:
+        loaded.check_strides([stride_fs])
+    return symplectic
 
 
 def demo_recipe() -> Recipe:
@@ -68,6 +78,7 @@ def run_demo(
     device: str = "auto",
     progress: bool = True,
     recipe: Recipe | None = None,
+    symplectic: bool | None = None,
 ) -> DemoResult:
     """Reference MD, flashmd from its first frame, and the evaluation report, into ``out``.
 
@@ -79,6 +90,8 @@ def run_demo(
         device: where the model runs (auto, cpu, cuda, ...).
         progress: progress bars on stderr.
         recipe: the reference recipe (default :func:`demo_recipe`); one temperature.
+        symplectic: symplectic strides (:mod:`flashmd.md.symplectic`) or the direct predictor's;
+            None: symplectic when the model carries a generating function for ``stride_fs``.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -86,7 +99,7 @@ def run_demo(
     if len(recipe.temperatures_K) != 1:
         raise ValueError(f"the demo recipe needs one temperature, got {recipe.temperatures_K}")
     (temperature_K,) = recipe.temperatures_K
-    _check_model(model, recipe, stride_fs, device)  # before minutes of reference MD
+    symplectic = _check_model(model, recipe, stride_fs, device, symplectic)  # before any work
     reference, rollout = out / "reference.zarr", out / "flashmd.zarr"
     seconds: dict[str, float] = {}
 
@@ -104,6 +117,7 @@ def run_demo(
         strides=strides,
         friction_per_fs=recipe.ensemble.friction_per_fs,
         taut_fs=recipe.ensemble.taut_fs,
+        symplectic=symplectic,
     )
     run_md(settings, str(rollout), device=device, progress=progress)
     seconds["flashmd"] = time.perf_counter() - started

@@ -14,7 +14,7 @@ REFERENCE = f"{reference_calculator().name} (reference)"
 TINY = {"seconds": 0.01, "repeats": 1, "equilibration_fs": 20.0, "devices": ["cpu"]}
 ROW = re.compile(
     r"^\| (?P<label>.+?) +\| +(?P<step>[\d.]+) \| +(?P<rate>[\d.e+-]+) \| +(?P<ratio>[\d.]+)x \| "
-    r"+(?P<fallback>[\d.]+ %|-) \| +(?P<ps>[\d.e+-]+) \|$",
+    r"+(?P<fallback>[\d.]+ %|-) \| +(?P<iterations>[\d.]+|-) \| +(?P<ps>[\d.e+-]+) \|$",
     flags=re.M,
 )
 
@@ -47,6 +47,7 @@ def test_table_has_every_row_for_every_size():
         assert [r["fallback"] == "-" for r in rows] == [False, False, False, True, True]
         assert all(0 <= float(r["fallback"][:-2]) <= 100 for r in rows[:3])
     assert out.count("targets vs VV on energy model: 32 fs >= 10x") == 2
+    assert all(r["iterations"] == "-" for rows in blocks.values() for r in rows)
 
 
 def test_equilibrated_crystal_is_thermal_and_seeded():

@@ -17,8 +17,6 @@ import ase
 import numpy as np
 import torch
 
-from flashmd import keys
-
 
 @dataclass(frozen=True)
 class TimeReversalResult:
@@ -37,39 +35,38 @@ class TimeReversalResult:
 
 
 def time_reversal_error(
-    model, atoms: ase.Atoms | Sequence[ase.Atoms], stride_fs: float
+    model,
+    atoms: ase.Atoms | Sequence[ase.Atoms],
+    stride_fs: float,
+    symplectic: bool = False,
+    solver=None,
 ) -> TimeReversalResult:
     """Time-reversal error of ``model`` (a :class:`~flashmd.models.model.FlashMDModel`) at
-    ``stride_fs`` from the states in ``atoms`` (positions and momenta; one or several systems)."""
-    batch = model.make_batch(atoms, stride_fs=stride_fs)
-    start_q, start_p = batch[keys.POSITIONS], batch[keys.MOMENTA]
-    with torch.no_grad():
-        q1, p1 = model.predict(batch)
-        reversed_batch = model.make_batch(_with_state(atoms, q1, -p1), stride_fs=stride_fs)
-        q2, p2 = model.predict(reversed_batch)
-    system = batch[keys.SYSTEM]
-    n_systems = int(batch[keys.N_ATOMS].shape[0])
+    ``stride_fs`` from the states in ``atoms`` (positions and momenta; one or several systems).
+
+    Strides are those of the rollout engine: the direct predictor, or with ``symplectic`` the
+    generating function's midpoint solve (``solver``: a
+    :class:`~flashmd.md.symplectic.SolverConfig`), whose error is bounded by its tolerance.
+    """
+    from flashmd.md.neighbors import NeighborCache
+    from flashmd.md.state import state_from_atoms
+    from flashmd.md.symplectic import model_propagator
+
+    propagator = model_propagator(model, symplectic, solver)
+    start = state_from_atoms(atoms, device=model.device)
+    propagator.check(start, stride_fs)
+
+    def stride(state):
+        return propagator.propagate(state, NeighborCache(model.cutoff).edges(state), stride_fs)
+
+    q1, p1 = stride(start)
+    q2, p2 = stride(start.replace(positions=q1, momenta=-p1))
 
     def rmse(difference: torch.Tensor) -> np.ndarray:
-        sums = torch.zeros(n_systems, dtype=difference.dtype, device=difference.device)
-        sums.index_add_(0, system, (difference**2).sum(1))
-        return torch.sqrt(sums / (3 * batch[keys.N_ATOMS])).cpu().numpy().astype(float)
+        sums = torch.zeros(start.n_systems, dtype=difference.dtype, device=difference.device)
+        sums.index_add_(0, start.system, (difference**2).sum(1))
+        return torch.sqrt(sums / (3 * start.n_atoms)).cpu().numpy().astype(float)
 
-    return TimeReversalResult(rmse(q2 - start_q), rmse(-p2 - start_p), float(stride_fs))
-
-
-def _with_state(
-    atoms: ase.Atoms | Sequence[ase.Atoms], positions: torch.Tensor, momenta: torch.Tensor
-) -> list[ase.Atoms]:
-    """Copies of ``atoms`` with positions and momenta (A, 3) taken in batch order."""
-    systems = [atoms] if isinstance(atoms, ase.Atoms) else list(atoms)
-    q, p = positions.detach().cpu().double().numpy(), momenta.detach().cpu().double().numpy()
-    out, start = [], 0
-    for system in systems:
-        copy = system.copy()
-        n = len(copy)
-        copy.set_positions(q[start : start + n])
-        copy.set_momenta(p[start : start + n])
-        out.append(copy)
-        start += n
-    return out
+    return TimeReversalResult(
+        rmse(q2 - start.positions), rmse(-p2 - start.momenta), float(stride_fs)
+    )

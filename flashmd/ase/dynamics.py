@@ -23,15 +23,10 @@ from ase.md.md import MolecularDynamics
 from flashmd.ase.calculator import EnergyCalculator
 from flashmd.ase.checks import check_constraints, check_momenta, warn_close_contacts
 from flashmd.md.filters import FilterConfig
-from flashmd.md.propagators import (
-    CalculatorPotential,
-    ModelPotential,
-    ModelPropagator,
-    Potential,
-    Propagator,
-)
+from flashmd.md.propagators import CalculatorPotential, ModelPotential, Potential, Propagator
 from flashmd.md.state import MDState, state_from_atoms
 from flashmd.md.stepper import Stepper, StrideStats
+from flashmd.md.symplectic import SolverConfig, SymplecticPropagator, model_propagator
 from flashmd.md.thermostats import Bussi, Langevin, Thermostat
 from flashmd.models.model import FlashMDModel
 from flashmd.units import FS
@@ -39,16 +34,21 @@ from flashmd.units import FS
 Model = FlashMDModel | Propagator
 
 
-def _components(model: Model, atoms: ase.Atoms) -> tuple[Propagator, Potential | None]:
-    """The propagator of ``model`` and the potential for the filter: the model's energy model,
-    the model itself when it is also a potential (the harmonic crystal), else ``atoms.calc``."""
+def _components(
+    model: Model, atoms: ase.Atoms, symplectic: bool, solver: SolverConfig | None
+) -> tuple[Propagator, Potential | None]:
+    """The propagator of ``model`` (symplectic strides when asked) and the potential for the
+    filter: the model's energy model, the model itself when it is also a potential (the harmonic
+    crystal), else ``atoms.calc``."""
     if isinstance(model, FlashMDModel):
-        propagator: Propagator = ModelPropagator(model)
+        propagator: Propagator = model_propagator(model, symplectic, solver)
         if model.energy_model is not None:
             if atoms.calc is None:
                 atoms.calc = EnergyCalculator(model)
             return propagator, ModelPotential(model)
     elif isinstance(model, Propagator):
+        if symplectic or solver is not None:
+            raise ValueError("symplectic strides need a FlashMDModel with a generating function")
         propagator = model
         if isinstance(model, Potential):
             return propagator, model
@@ -78,6 +78,10 @@ class FlashMD(MolecularDynamics):
         split_depth: halvings tried before velocity Verlet (see
             :class:`~flashmd.md.filters.FilterConfig`).
         skin: neighbour-list skin, Å.
+        symplectic: take symplectic, time-reversible strides from the model's generating
+            function, solved at the stride's midpoint (:mod:`flashmd.md.symplectic`); the model
+            must carry one.
+        solver: settings of that solver (default :class:`~flashmd.md.symplectic.SolverConfig`).
         min_distance: warn when atoms are closer than this (Å), the closest contact of the
             model's training data; checkpoints do not record it yet, so the default is a
             fraction of the sum of covalent radii (see :mod:`flashmd.ase.checks`).
@@ -86,8 +90,9 @@ class FlashMD(MolecularDynamics):
 
     Raises:
         ValueError: no momenta, a timestep not among the model's strides, species the model does
-            not know, masses it was not trained with, an unsupported constraint, or an energy
-            filter without any potential.
+            not know, masses it was not trained with, an unsupported constraint, an energy
+            filter without any potential, or symplectic strides from a model without a
+            generating function.
     """
 
     thermostat: Thermostat | None = None
@@ -104,6 +109,8 @@ class FlashMD(MolecularDynamics):
         fallback_timestep_fs: float = FilterConfig.fallback_timestep_fs,
         split_depth: int = FilterConfig.split_depth,
         skin: float = 1.0,
+        symplectic: bool = False,
+        solver: SolverConfig | None = None,
         min_distance: float | None = None,
         seed: int | None = None,
         trajectory: str | None = None,
@@ -113,7 +120,7 @@ class FlashMD(MolecularDynamics):
     ) -> None:
         check_momenta(atoms)
         check_constraints(atoms)
-        propagator, potential = _components(model, atoms)
+        propagator, potential = _components(model, atoms, symplectic, solver)
         if energy_filter and potential is None:
             raise ValueError(
                 "the energy filter needs V(q): use a model with an energy model, attach a "
@@ -191,8 +198,21 @@ class FlashMD(MolecularDynamics):
         """Strides the energy filter rejected so far (redone as half strides or by Verlet)."""
         return self.stepper.fallbacks
 
+    @property
+    def mean_solver_iterations(self) -> float:
+        """Evaluations of the generating function's gradient per symplectic stride so far (NaN
+        for direct strides or before the first)."""
+        propagator = self.stepper.propagator
+        if isinstance(propagator, SymplecticPropagator):
+            return propagator.mean_iterations
+        return float("nan")
+
     def todict(self) -> dict[str, Any]:
-        return {**super().todict(), "energy_filter": self.stepper.filters.energy}
+        return {
+            **super().todict(),
+            "energy_filter": self.stepper.filters.energy,
+            "symplectic": isinstance(self.stepper.propagator, SymplecticPropagator),
+        }
 
 
 class FlashMDLangevin(FlashMD):

@@ -4,7 +4,8 @@ One concept per module: :mod:`.state` (the batched state), :mod:`.rigid` (centre
 rotational momenta), :mod:`.neighbors` (neighbour lists with a skin), :mod:`.propagators` (the
 interfaces the stepper calls and adapters for models and ASE calculators), :mod:`.harmonic` (an
 exact analytic propagator), :mod:`.filters` (momentum constraints and energy rescaling),
-:mod:`.fallback` (velocity Verlet when the filter cannot repair a stride), :mod:`.thermostats`,
+:mod:`.fallback` (velocity Verlet when the filter cannot repair a stride), :mod:`.symplectic`
+(symplectic strides: the midpoint solve of a learned generating function), :mod:`.thermostats`,
 :mod:`.stepper` (one stride), :mod:`.rollout` and :mod:`.output` (many strides, into a store),
 :mod:`.batch` (``flashmd md``), :mod:`.bench` (``flashmd bench rollout``) and :mod:`.speed`
 (``flashmd bench speed``).
@@ -25,6 +26,7 @@ from flashmd.md.propagators import (
 from flashmd.md.rollout import RolloutReport, rollout
 from flashmd.md.state import MDState, state_from_atoms, state_to_atoms
 from flashmd.md.stepper import Stepper, StrideStats
+from flashmd.md.symplectic import SolverConfig, SymplecticPropagator, model_propagator
 from flashmd.md.thermostats import Bussi, Langevin
 
 __all__ = [
@@ -40,8 +42,11 @@ __all__ = [
     "Potential",
     "Propagator",
     "RolloutReport",
+    "SolverConfig",
     "Stepper",
     "StrideStats",
+    "SymplecticPropagator",
+    "model_propagator",
     "rollout",
     "state_from_atoms",
     "state_to_atoms",

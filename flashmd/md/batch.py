@@ -30,10 +30,11 @@ from flashmd.data.store import TrajectoryStore
 from flashmd.data.systems import build_system
 from flashmd.md.filters import FilterConfig
 from flashmd.md.output import RolloutWriter
-from flashmd.md.propagators import ModelPotential, ModelPropagator
+from flashmd.md.propagators import ModelPotential
 from flashmd.md.rollout import RolloutReport, rollout
 from flashmd.md.state import state_from_atoms
 from flashmd.md.stepper import Stepper
+from flashmd.md.symplectic import SolverConfig, SymplecticPropagator, model_propagator
 from flashmd.md.thermostats import Bussi, Langevin, Thermostat
 from flashmd.models.io import load_model
 from flashmd.units import FS
@@ -46,6 +47,8 @@ class MDSettings:
     Times in fs, temperatures in K; ``friction_per_fs`` is the Langevin friction in 1/fs.
     ``max_cooling``, ``max_heating`` and ``contact_fraction`` are the filter's settings (see
     :class:`~flashmd.md.filters.FilterConfig`; ``contact_fraction`` None or 0: no contact check).
+    ``symplectic`` takes symplectic strides (:mod:`flashmd.md.symplectic`) solved to
+    ``solver_tolerance_A`` in at most ``solver_max_iterations`` iterations.
     """
 
     model: str
@@ -65,6 +68,9 @@ class MDSettings:
     max_cooling: float = FilterConfig.max_cooling
     max_heating: float = FilterConfig.max_heating
     contact_fraction: float | None = FilterConfig.contact_fraction
+    symplectic: bool = False
+    solver_tolerance_A: float = SolverConfig.tolerance_A
+    solver_max_iterations: int = SolverConfig.max_iterations
 
     def __post_init__(self) -> None:
         if self.ensemble not in ("nve", "langevin", "bussi"):
@@ -149,6 +155,19 @@ def _initial(atoms: ase.Atoms, settings: MDSettings, index: int) -> ase.Atoms:
     return atoms
 
 
+def _final_attrs(stepper: Stepper) -> dict[str, float | int]:
+    """Counts written to every trajectory of a finished run."""
+    attrs: dict[str, float | int] = {
+        "fallbacks": stepper.fallbacks,
+        "verlet_fallbacks": stepper.verlet_fallbacks,
+    }
+    propagator = stepper.propagator
+    if isinstance(propagator, SymplecticPropagator):
+        attrs["solver_mean_iterations"] = propagator.mean_iterations
+        attrs["solver_unconverged"] = propagator.unconverged
+    return attrs
+
+
 def run_md(
     settings: MDSettings,
     location: str,
@@ -172,8 +191,11 @@ def run_md(
     seed = settings.seed * 1_000_003 + shard[0] * 1_009 + shard[1]
     state = state_from_atoms(atoms, device=model.device, seed=seed)
     potential = ModelPotential(model) if model.energy_model is not None else None
+    solver = SolverConfig(
+        tolerance_A=settings.solver_tolerance_A, max_iterations=settings.solver_max_iterations
+    )
     stepper = Stepper(
-        ModelPropagator(model),
+        model_propagator(model, settings.symplectic, solver if settings.symplectic else None),
         settings.stride_fs,
         potential=potential,
         thermostat=_thermostat(settings),
@@ -222,8 +244,6 @@ def run_md(
         bar.close()
         writer.close(
             complete=complete,
-            attrs={"fallbacks": stepper.fallbacks, "verlet_fallbacks": stepper.verlet_fallbacks}
-            if complete
-            else None,
+            attrs=_final_attrs(stepper) if complete else None,
         )
     return report

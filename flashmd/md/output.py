@@ -1,13 +1,16 @@
 """Rollout frames into a trajectory store (reference schema) plus per-frame filter statistics.
 
 Each system of a batched state is one trajectory. Besides the schema's arrays (positions,
-momenta, cell, energy = ``V(q)`` of the energy model, time_fs), every trajectory gets three
+momenta, cell, energy = ``V(q)`` of the energy model, time_fs), every trajectory gets four
 per-frame arrays (float64, dimension ``frame``), written before the frame count is committed so
 every trusted frame has them:
 
-    filter_scale     energy-filter factor α of the stride that produced the frame (1 at frame 0)
-    filter_fallback  1.0 if that stride fell back to velocity Verlet, else 0.0
-    target_energy    eV, the total energy the filter conserves after that stride
+    filter_scale       energy-filter factor α of the stride that produced the frame (1 at frame 0)
+    filter_fallback    1.0 if the filter rejected that stride and it was redone, else 0.0
+    target_energy      eV, the total energy the filter conserves after that stride
+    solver_iterations  evaluations of the generating function's gradient that stride took
+                       (symplectic strides; summed over the strides between frames and over a
+                       redone stride's half strides), 0 for direct strides and at frame 0
 
 The noise generator's state is committed with every block of frames (attribute ``rng_state``),
 so an interrupted rollout resumes exactly where its last committed frame left it.
@@ -28,7 +31,7 @@ from flashmd.md.state import MDState
 from flashmd.md.stepper import StrideStats
 
 #: Extra per-frame arrays of rollout trajectories.
-STAT_ARRAYS = ("filter_scale", "filter_fallback", "target_energy")
+STAT_ARRAYS = ("filter_scale", "filter_fallback", "target_energy", "solver_iterations")
 
 
 def encode_generator(generator: torch.Generator) -> str:
@@ -120,8 +123,17 @@ class RolloutWriter:
             target[s] = float(np.asarray(self._stats[s]["target_energy"][index : index + 1])[0])
         return state.replace(positions=positions, momenta=momenta, target_energy=target)
 
-    def append(self, state: MDState, stats: StrideStats, time_fs: float) -> None:
-        """Append the current frame of every system with the statistics of its last stride."""
+    def append(
+        self,
+        state: MDState,
+        stats: StrideStats,
+        time_fs: float,
+        iterations: torch.Tensor | None = None,
+    ) -> None:
+        """Append the current frame of every system with the statistics of its last stride and
+        ``iterations`` (S,), the solver's iterations since the last frame (None: 0)."""
+        if iterations is None:
+            iterations = torch.zeros_like(state.target_energy)
         cpu = {
             "positions": state.positions.cpu().numpy(),
             "momenta": state.momenta.cpu().numpy(),
@@ -130,11 +142,14 @@ class RolloutWriter:
             "scale": stats.scale.cpu().numpy(),
             "fallback": stats.fallback.cpu().numpy().astype(np.float64),
             "target": state.target_energy.cpu().numpy(),
+            "iterations": iterations.cpu().numpy(),
         }
         commit = {"rng_state": encode_generator(state.generator)}
         for s, (writer, part) in enumerate(zip(self.writers, self._slices, strict=True)):
             self._buffers[s].append(
-                np.array([cpu["scale"][s], cpu["fallback"][s], cpu["target"][s]])
+                np.array(
+                    [cpu["scale"][s], cpu["fallback"][s], cpu["target"][s], cpu["iterations"][s]]
+                )
             )
             if (writer.n_frames + 1) % writer.chunk == 0:
                 self._flush_stats(s)

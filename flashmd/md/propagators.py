@@ -45,6 +45,14 @@ class Propagator(Protocol):
 
 
 @runtime_checkable
+class SolvedPropagator(Propagator, Protocol):
+    """A propagator that solves an equation per stride and reports its iterations."""
+
+    last_iterations: torch.Tensor
+    """(S,) long, iterations each system of the latest :meth:`propagate` took."""
+
+
+@runtime_checkable
 class Potential(Protocol):
     """Potential energy per system and forces."""
 

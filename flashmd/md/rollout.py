@@ -25,7 +25,9 @@ class RolloutReport:
         strides: strides taken now; fallbacks: system-strides the energy filter rejected;
         rebuilds: neighbour-list builds; frames: frames written now; wall_time_s: seconds;
         verlet_fallbacks: rejected (sub-)strides that needed velocity Verlet (the others were
-        repaired by half strides, see :class:`~flashmd.md.filters.FilterConfig`).
+        repaired by half strides, see :class:`~flashmd.md.filters.FilterConfig`);
+        solver_iterations: evaluations of the generating function's gradient summed over
+        system-strides (symplectic strides; 0 for direct ones).
     """
 
     strides: int
@@ -34,6 +36,12 @@ class RolloutReport:
     frames: int
     wall_time_s: float
     verlet_fallbacks: int = 0
+    solver_iterations: int = 0
+
+    def mean_solver_iterations(self, n_systems: int) -> float:
+        """Solver iterations per system-stride (NaN when no stride was taken)."""
+        taken = self.strides * n_systems
+        return self.solver_iterations / taken if taken else float("nan")
 
 
 def initial_stats(stepper: Stepper, state: MDState) -> StrideStats:
@@ -74,17 +82,21 @@ def rollout(
     if writer is not None:
         state = writer.resume_state(state)
     state = stepper.prepare(state)
-    written = 0
+    written, solver_iterations = 0, 0.0
     if done == 0:
         if writer is not None:
             writer.append(state, initial_stats(stepper, state), 0.0)
         written, done = 1, 1
         on_frame(1)
     for frame in range(done, n_frames):
+        iterations = torch.zeros_like(state.target_energy)
         for _ in range(every):
             state, stats = stepper.step(state)
+            if stats.iterations is not None:
+                iterations = iterations + stats.iterations
+        solver_iterations += float(iterations.sum())
         if writer is not None:
-            writer.append(state, stats, frame * every * stepper.stride_fs)
+            writer.append(state, stats, frame * every * stepper.stride_fs, iterations)
         written += 1
         on_frame(1)
     report = RolloutReport(
@@ -94,5 +106,6 @@ def rollout(
         frames=written,
         wall_time_s=time.perf_counter() - started,
         verlet_fallbacks=stepper.verlet_fallbacks - verlet,
+        solver_iterations=round(solver_iterations),
     )
     return state, report

@@ -43,9 +43,10 @@ from flashmd.data.recipes import CrystalSystem
 from flashmd.data.systems import build_system
 from flashmd.md.fallback import verlet_steps
 from flashmd.md.neighbors import NeighborCache
-from flashmd.md.propagators import ModelPotential, ModelPropagator
+from flashmd.md.propagators import ModelPotential
 from flashmd.md.state import MDState, state_from_atoms
 from flashmd.md.stepper import Stepper
+from flashmd.md.symplectic import SymplecticPropagator, model_propagator
 from flashmd.models.io import load_model
 from flashmd.models.model import FlashMDModel
 
@@ -154,13 +155,21 @@ class _Method(Protocol):
         """(fallbacks, strides) so far, or None for a method without a filter."""
         ...
 
+    def solver_iterations(self) -> float | None:
+        """Solver iterations per stride so far (symplectic strides), else None."""
+        ...
+
 
 class _FlashMD:
-    """The batched engine at one stride, NVE with the energy filter."""
+    """The batched engine at one stride, NVE with the energy filter; direct or symplectic."""
 
-    def __init__(self, model: FlashMDModel, stride_fs: float, atoms: Atoms) -> None:
-        self.label, self.step_fs, self.chunk_fs = "flashmd (energy filter)", stride_fs, stride_fs
-        self.stepper = Stepper(ModelPropagator(model), stride_fs, potential=ModelPotential(model))
+    def __init__(
+        self, model: FlashMDModel, stride_fs: float, atoms: Atoms, symplectic: bool = False
+    ) -> None:
+        kind = "flashmd symplectic" if symplectic else "flashmd"
+        self.label, self.step_fs, self.chunk_fs = f"{kind} (energy filter)", stride_fs, stride_fs
+        self.propagator = model_propagator(model, symplectic)
+        self.stepper = Stepper(self.propagator, stride_fs, potential=ModelPotential(model))
         self.state = self.stepper.prepare(state_from_atoms(atoms, device=model.device))
 
     def advance(self) -> None:
@@ -168,6 +177,11 @@ class _FlashMD:
 
     def counts(self) -> tuple[int, int] | None:
         return self.stepper.fallbacks, self.stepper.strides
+
+    def solver_iterations(self) -> float | None:
+        if isinstance(self.propagator, SymplecticPropagator):
+            return self.propagator.mean_iterations
+        return None
 
 
 class _ModelVerlet:
@@ -200,6 +214,9 @@ class _ModelVerlet:
     def counts(self) -> tuple[int, int] | None:
         return None
 
+    def solver_iterations(self) -> float | None:
+        return None
+
 
 class _ReferenceVerlet:
     """ASE ``VelocityVerlet`` at ``TIMESTEP_FS`` with the reference calculator (on the CPU)."""
@@ -217,6 +234,9 @@ class _ReferenceVerlet:
         self.dynamics.run(self.steps)
 
     def counts(self) -> tuple[int, int] | None:
+        return None
+
+    def solver_iterations(self) -> float | None:
         return None
 
 
@@ -255,6 +275,7 @@ class Row:
         ps_per_s: median simulated ps per wall-clock second over the repeats.
         timed_ps: simulated ps of one timed run.
         fallback: fraction of timed strides that fell back to velocity Verlet (None: no filter).
+        iterations: solver iterations per stride of symplectic strides (None: direct strides).
     """
 
     label: str
@@ -262,6 +283,7 @@ class Row:
     ps_per_s: float
     timed_ps: float
     fallback: float | None
+    iterations: float | None = None
 
 
 def measure(
@@ -290,6 +312,7 @@ def measure(
                 timed_ps / float(np.median(times[k])),
                 timed_ps,
                 fraction,
+                method.solver_iterations(),
             )
         )
     return rows
@@ -315,7 +338,17 @@ def format_block(title: str, rows: Sequence[Row]) -> str:
     """``title``, a markdown table of ``rows`` with speed-ups against :data:`BASELINE`, and a line
     with the issue's targets (:data:`TARGETS`) for the flashmd strides measured."""
     baseline = next(r.ps_per_s for r in rows if r.label == BASELINE)
-    table = [("method", "step fs", "sim ps / wall s", f"vs {BASELINE}", "fallbacks", "timed ps")]
+    table = [
+        (
+            "method",
+            "step fs",
+            "sim ps / wall s",
+            f"vs {BASELINE}",
+            "fallbacks",
+            "iterations",
+            "timed ps",
+        )
+    ]
     targets = []
     for r in rows:
         ratio = r.ps_per_s / baseline
@@ -327,10 +360,12 @@ def format_block(title: str, rows: Sequence[Row]) -> str:
                 f"{r.ps_per_s:.3g}",
                 f"{ratio:.1f}x",
                 fallback,
+                "-" if r.iterations is None else f"{r.iterations:.1f}",
                 f"{r.timed_ps:.3g}",
             )
         )
-        goal = TARGETS.get(r.step_fs) if r.fallback is not None else None
+        direct = r.fallback is not None and r.iterations is None
+        goal = TARGETS.get(r.step_fs) if direct else None
         if goal is not None:
             verdict = "met" if ratio >= goal else "NOT met"
             targets.append(f"{r.step_fs:g} fs >= {goal:g}x: {ratio:.1f}x ({verdict})")
@@ -355,6 +390,7 @@ def bench_speed(
     devices: Sequence[str] = (),
     equilibration_fs: float = 1000.0,
     seed: int = 0,
+    symplectic: bool = False,
 ) -> str:
     """The speed table: simulated ps per wall-clock second of flashmd and of MD, as text.
 
@@ -370,6 +406,8 @@ def bench_speed(
         devices: torch devices of the model rows (default: ``cpu``, and ``cuda`` when available).
         equilibration_fs: Langevin time with the reference calculator before timing, fs.
         seed: seed of the initial momenta and the Langevin noise.
+        symplectic: add rows of symplectic strides (the model needs a generating function),
+            with their solver iterations per stride.
 
     Raises:
         ValueError: bad sizes or settings, an element the model or the reference cannot do, or a
@@ -386,6 +424,8 @@ def bench_speed(
     for loaded in models.values():
         check_element(loaded, element, reference)
         loaded.check_strides(strides_fs)
+        if symplectic:
+            loaded.check_strides(strides_fs, symplectic=True)
     header = (
         f"speed benchmark: model {model}, fcc {element}, NVE from a {temperature_K:g} K "
         f"Langevin equilibration ({equilibration_fs:g} fs, {reference.name}), "
@@ -398,6 +438,8 @@ def bench_speed(
         for loaded in models.values():
             device = loaded.device
             methods: list[_Method] = [_FlashMD(loaded, s, atoms) for s in strides_fs]
+            if symplectic:
+                methods += [_FlashMD(loaded, s, atoms, symplectic=True) for s in strides_fs]
             methods += [
                 _ModelVerlet(loaded, atoms),
                 _ReferenceVerlet(reference, atoms, device.type == "cpu"),

@@ -22,7 +22,7 @@ from flashmd.md import rigid
 from flashmd.md.fallback import velocity_verlet
 from flashmd.md.filters import CONTACT_SEARCH_CUTOFF, FilterConfig, constrain, in_contact, rescale
 from flashmd.md.neighbors import NeighborCache
-from flashmd.md.propagators import Edges, Potential, Propagator
+from flashmd.md.propagators import Edges, Potential, Propagator, SolvedPropagator
 from flashmd.md.state import MDState
 from flashmd.md.thermostats import Thermostat
 from flashmd.units import FS
@@ -38,11 +38,15 @@ class StrideStats:
         fallback: (S,) bool, the filter rejected the stride, which was integrated again (as half
             strides or by velocity Verlet).
         potential_energy: (S,) eV, ``V`` at the new positions (NaN without a potential).
+        iterations: (S,) float, evaluations of the generating function's gradient the stride
+            took (symplectic strides, :mod:`flashmd.md.symplectic`; a redone stride adds its
+            half strides'), 0 for a direct predictor; None when not recorded.
     """
 
     scale: torch.Tensor
     fallback: torch.Tensor
     potential_energy: torch.Tensor
+    iterations: torch.Tensor | None = None
 
 
 class Stepper:
@@ -136,6 +140,7 @@ class Stepper:
         target = rigid.conserved(before)
         edges = _edges(caches, self.propagator.cutoff, before, self.skin)
         positions, momenta = self.propagator.propagate(before, edges, stride_fs)
+        iterations = self._iterations(before)
         finite = _systems_all(
             before, torch.isfinite(positions).all(dim=1) & torch.isfinite(momenta).all(dim=1)
         )
@@ -149,7 +154,7 @@ class Stepper:
         after = before.replace(positions=positions, momenta=momenta)
         if self.potential is None:
             ones = torch.ones_like(before.target_energy)
-            return after, StrideStats(ones, ~finite, self.potential_energy(after))
+            return after, StrideStats(ones, ~finite, self.potential_energy(after), iterations)
         potential_edges = _edges(caches, self.potential.cutoff, after, self.skin)
         energy = self.potential.energy(after, potential_edges)
         scale, failed = torch.ones_like(energy), ~finite
@@ -161,7 +166,7 @@ class Stepper:
             result = rescale(after, energy, self.filters.max_cooling, self.filters.max_heating)
             after = after.replace(momenta=result.momenta)
             scale, failed = result.scale, failed | ~result.accepted
-        stats = StrideStats(scale, failed, energy)
+        stats = StrideStats(scale, failed, energy, iterations)
         if not bool(failed.any()):
             return after, stats
         if depth == 0:
@@ -172,11 +177,22 @@ class Stepper:
             positions=after.positions.masked_scatter(atoms, repaired.positions),
             momenta=after.momenta.masked_scatter(atoms, repaired.momenta),
         )
+        if iterations is not None and repaired_stats.iterations is not None:
+            iterations = iterations.masked_scatter(
+                failed, iterations[failed] + repaired_stats.iterations
+            )
         return new, StrideStats(
             stats.scale.masked_scatter(failed, repaired_stats.scale),
             failed,
             stats.potential_energy.masked_scatter(failed, repaired_stats.potential_energy),
+            iterations,
         )
+
+    def _iterations(self, state: MDState) -> torch.Tensor | None:
+        """(S,) float solver iterations of the stride just propagated, or None (direct map)."""
+        if not isinstance(self.propagator, SolvedPropagator):
+            return None
+        return self.propagator.last_iterations.to(state.device, torch.float64)
 
     def _retry(self, subset: MDState, stride_fs: float, depth: int) -> tuple[MDState, StrideStats]:
         """Integrate the rejected systems ``subset`` over ``stride_fs`` again: two filtered half
@@ -185,8 +201,12 @@ class Stepper:
         if depth < self.filters.split_depth and self._supports(subset, half):
             self.splits += subset.n_systems
             caches: dict[float, NeighborCache] = {}
-            state, _ = self._stride(subset, half, caches, depth + 1)
-            return self._stride(state, half, caches, depth + 1)
+            state, first = self._stride(subset, half, caches, depth + 1)
+            state, second = self._stride(state, half, caches, depth + 1)
+            if first.iterations is None or second.iterations is None:
+                return state, second
+            total = first.iterations + second.iterations
+            return state, StrideStats(second.scale, second.fallback, second.potential_energy, total)
         return self._verlet(subset, stride_fs)
 
     def _supports(self, state: MDState, stride_fs: float) -> bool:

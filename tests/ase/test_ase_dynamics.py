@@ -164,3 +164,26 @@ def test_warns_about_close_contacts():
     atoms.positions[1] = atoms.positions[0] + [0.9, 0.0, 0.0]
     with pytest.warns(RuntimeWarning, match="0.900 Å apart"):
         FlashMD(atoms, 16 * units.fs, model=tiny_model())
+
+
+def test_symplectic_strides_through_ase():
+    from md_testkit import tiny_symplectic_model
+
+    model = tiny_symplectic_model()
+    atoms = thermal(crystal(), seed=11)
+    dyn = FlashMDBussi(
+        atoms,
+        16 * units.fs,
+        temperature_K=300,
+        taut=100 * units.fs,
+        model=model,
+        symplectic=True,
+        seed=0,
+    )
+    dyn.run(3)
+    assert dyn.mean_solver_iterations >= 1 and dyn.todict()["symplectic"] is True
+    assert np.isfinite(atoms.positions).all()
+    direct = FlashMD(thermal(crystal(), seed=11), 16 * units.fs, model=model)
+    assert np.isnan(direct.mean_solver_iterations) and direct.todict()["symplectic"] is False
+    with pytest.raises(ValueError, match="no generating function"):
+        FlashMD(thermal(crystal(), seed=11), 16 * units.fs, model=tiny_model(), symplectic=True)

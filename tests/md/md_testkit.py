@@ -16,6 +16,7 @@ from ase.build import bulk
 from flashmd.md.harmonic import HarmonicCrystal
 from flashmd.md.state import MDState
 from flashmd.models import EnergyConfig, EnergyModel, FlashMDModel, Predictor, PredictorConfig
+from flashmd.models.generating import GeneratingConfig, GeneratingFunction
 from flashmd.units import KB
 
 STRIDES_FS = (16.0, 32.0)
@@ -98,6 +99,25 @@ def _tiny(seed: int) -> FlashMDModel:
                     if name in ("correction_scale", "energy_shift"):
                         parameter.copy_(0.1 * torch.randn(parameter.shape, generator=generator))
     return FlashMDModel(predictor, energy)
+
+
+@functools.cache
+def _tiny_symplectic(seed: int) -> FlashMDModel:
+    model = copy.deepcopy(_tiny(seed))
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        config = GeneratingConfig.preset(
+            "tiny", species=(13,), strides_fs=STRIDES_FS, cutoff=CUTOFF
+        )
+        generating = GeneratingFunction(config)
+        with torch.no_grad():
+            generating.stride_scale.copy_(torch.tensor([0.5, 1.0]))
+    return FlashMDModel(model.predictor, model.energy_model, None, generating)
+
+
+def tiny_symplectic_model(dtype: torch.dtype = torch.float64, seed: int = 0) -> FlashMDModel:
+    """``tiny_model`` with a seeded tiny generating function whose correction is on."""
+    return copy.deepcopy(_tiny_symplectic(seed)).to(dtype)
 
 
 def tiny_model(dtype: torch.dtype = torch.float64, seed: int = 0) -> FlashMDModel:

@@ -152,3 +152,25 @@ def test_interrupted_md_keeps_frames_and_resumes(inputs, tmp_path, monkeypatch, 
     monkeypatch.setattr(batch, "rollout", original)
     assert run(*args) == 0
     np.testing.assert_array_equal(store[store.ids()[0]].read()["positions"], expected)
+
+
+def test_md_symplectic_records_solver_iterations(tmp_path, capsys):
+    from md_testkit import tiny_symplectic_model
+
+    model = str(save_checkpoint(tiny_symplectic_model(), tmp_path / "sym.pt"))
+    structure = tmp_path / "al.xyz"
+    ase.io.write(structure, crystal((2, 2, 1)))
+    out = str(tmp_path / "sym.zarr")
+    common = [str(structure), "--model", model, "--stride-fs", "16", "--strides", "4"]
+    assert run(*common, "--every", "2", "--symplectic", "-o", out) == 0
+    assert "solver iterations" in capsys.readouterr().out
+    reader = TrajectoryStore.open(out)[TrajectoryStore.open(out).ids()[0]]
+    iterations = reader.group["solver_iterations"][:]
+    assert iterations[0] == 0 and (iterations[1:] >= 2).all()  # two strides per frame
+    assert reader.attrs["solver_mean_iterations"] > 1 and reader.attrs["solver_unconverged"] == 0
+    plain = str(tmp_path / "plain.pt")
+    save_checkpoint(tiny_model(), plain)
+    bad = [str(structure), "--model", plain, "--stride-fs", "16", "--strides", "2"]
+    assert run(*bad, "--symplectic", "-o", str(tmp_path / "x.zarr")) != 0
+    assert "no generating function" in capsys.readouterr().err
+    assert not (tmp_path / "x.zarr").exists()
