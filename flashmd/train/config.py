@@ -63,6 +63,9 @@ class LossWeights(_Strict):
     """Kinetic energy of each species in each system after the stride, relative to its expected
     value (:func:`flashmd.train.losses.kinetic_loss`); 0 leaves the predictor a conditional mean,
     which loses kinetic energy across a stride."""
+    generating: Annotated[float, Field(ge=0)] = 1.0
+    """The generating function's midpoint condition ``x' - x = J ∇S((x + x')/2)`` on the true
+    pairs, in the predictor's normalised units (see ``losses.midpoint_prediction``)."""
     potential: Annotated[float, Field(ge=0)] = 0.0
     """Potential energy (by the energy model) at the predicted positions against the true ones,
     relative to the system's expected kinetic energy (:func:`flashmd.train.losses.potential_loss`);
@@ -107,6 +110,10 @@ class TrainConfig(_Strict):
     """Fraction of trajectories held out, or their ids (split by trajectory, never frame)."""
     predictor: ModelSpec | None = ModelSpec()
     energy_model: ModelSpec | None = ModelSpec()
+    generating: ModelSpec | None = None
+    """The generating function of symplectic strides (:mod:`flashmd.models.generating`); it
+    needs an energy model kept fixed (``energy_model: {checkpoint: ...}``), and the predictor
+    may then be kept fixed too (``predictor: {checkpoint: ...}``: it starts the solver)."""
     loss_weights: LossWeights = LossWeights()
     input_noise: InputNoise = InputNoise()
     batch_size: PositiveInt = 8
@@ -170,7 +177,9 @@ def load_train_config(path: str | Path, **overrides: Any) -> TrainConfig:
         raise RecipeError("\n".join(lines)) from None
     if config.predictor is None and config.energy_model is None:
         raise RecipeError(f"{path}: predictor and energy_model are both null; nothing to train")
-    if config.predictor is not None and config.predictor.checkpoint is not None:
+    if config.generating is not None:
+        _check_generating(path, config)
+    elif config.predictor is not None and config.predictor.checkpoint is not None:
         raise RecipeError(
             f"{path}: predictor.checkpoint: only the energy model can be taken from a checkpoint "
             "and kept fixed (to train an energy model alone, set predictor: null; to train a "
@@ -183,6 +192,24 @@ def load_train_config(path: str | Path, **overrides: Any) -> TrainConfig:
             f"{path}: loss_weights.potential prices the predicted positions with an energy model "
             "kept fixed; set energy_model: {checkpoint: NAME_OR_PATH} (a trained energy model)"
         )
-    if config.predictor is None and config.energy_model.checkpoint is not None:
+    if (
+        config.predictor is None
+        and config.generating is None
+        and config.energy_model.checkpoint is not None
+    ):
         raise RecipeError(f"{path}: the energy model is taken from a checkpoint; nothing to train")
     return config.resolve(Path.cwd())
+
+
+def _check_generating(path: Path, config: TrainConfig) -> None:
+    """A generating function is trained against a fixed energy model (it is part of ``S``)."""
+    if config.energy_model is None or config.energy_model.checkpoint is None:
+        raise RecipeError(
+            f"{path}: generating: the generating function S = h(K + V + W) learns W on top of a "
+            "trained energy model V kept fixed; set energy_model: {checkpoint: NAME_OR_PATH}"
+        )
+    if config.generating.checkpoint is not None:
+        raise RecipeError(
+            f"{path}: generating.checkpoint: a generating function is trained here; to train one "
+            "further use generating: {start_from: CHECKPOINT}"
+        )

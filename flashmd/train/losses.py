@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from flashmd import keys
+from flashmd.models.generating import stride_gradients
 from flashmd.models.model import FlashMDModel
 from flashmd.nn.scatter import scatter_sum
 
@@ -180,6 +181,32 @@ def predictor_loss(
     d_err = ((d_pred - d_true) ** 2).mean(1) / d_scale
     p_err = ((p_pred - p_true) ** 2).mean(1) / p_scale
     return (d_err + p_err).mean()
+
+
+def midpoint_prediction(
+    model: FlashMDModel, batch: dict[str, torch.Tensor], create_graph: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The generating function's stride at the true pair's midpoint: ``x + J ∇S((x + x')/2)``,
+    positions (A, 3) Å and momenta (A, 3), for the batch's pairs (no solve: the midpoint
+    condition of :mod:`flashmd.md.symplectic` evaluated with the true end ``x'``).
+
+    Neighbours are listed anew at the midpoint positions; ``create_graph`` keeps the graph of the
+    derivatives of ``W`` (training).
+    """
+    from flashmd.data.graph import with_neighbors
+
+    assert model.generating is not None and model.energy_model is not None
+    positions, momenta = batch[keys.POSITIONS], batch[keys.MOMENTA]
+    midpoint = with_neighbors(
+        {
+            **batch,
+            keys.POSITIONS: 0.5 * (positions + batch[keys.TARGET_POSITIONS]),
+            keys.MOMENTA: 0.5 * (momenta + batch[keys.TARGET_MOMENTA]),
+        },
+        model.cutoff,
+    )
+    dq, dp = stride_gradients(model.generating, model.energy_model, midpoint, create_graph)
+    return positions + dq, momenta + dp
 
 
 def _species_groups(

@@ -11,14 +11,16 @@ from flashmd.train.losses import (
     Normalisation,
     energy_loss,
     kinetic_loss,
+    midpoint_prediction,
     potential_loss,
     predictor_loss,
 )
 
 
 class Objective(torch.nn.Module):
-    """Loss terms of a batch: ``{"predictor", "energy", "forces", "total"}``, and ``"kinetic"``
-    and ``"potential"`` when their weights are set (weighted scalars).
+    """Loss terms of a batch: ``{"predictor", "energy", "forces", "total"}``, ``"kinetic"``
+    and ``"potential"`` when their weights are set, and ``"generating"`` with a generating
+    function (weighted scalars).
 
     Args:
         model: the predictor and/or energy model being trained.
@@ -26,6 +28,7 @@ class Objective(torch.nn.Module):
         weights: loss weights.
         train_energy: include the energy model's terms (off for a frozen energy model, whose
             terms would be constants).
+        train_predictor: include the predictor's terms (off for a predictor kept fixed).
     """
 
     def __init__(
@@ -34,10 +37,12 @@ class Objective(torch.nn.Module):
         norm: Normalisation,
         weights: LossWeights,
         train_energy: bool = True,
+        train_predictor: bool = True,
     ):
         super().__init__()
         self.model, self.norm, self.weights = model, norm, weights
         self.train_energy = train_energy
+        self.train_predictor = train_predictor
         if weights.potential > 0 and (model.energy_model is None or train_energy):
             raise ValueError(
                 "loss_weights.potential needs an energy model kept fixed "
@@ -55,7 +60,15 @@ class Objective(torch.nn.Module):
         positions = batch[keys.POSITIONS]
         zero = torch.zeros((), dtype=positions.dtype, device=positions.device)
         terms = {"predictor": zero, "energy": zero, "forces": zero}
-        if self.model.predictor is not None and self.weights.predictor > 0:
+        if self.model.generating is not None and self.weights.generating > 0:
+            new_positions, new_momenta = midpoint_prediction(
+                self.model, batch, create_graph=self.training
+            )
+            terms["generating"] = self.weights.generating * predictor_loss(
+                self.model, batch, self.norm, new_positions, new_momenta
+            )
+        predictor = self.model.predictor
+        if predictor is not None and self.train_predictor and self.weights.predictor > 0:
             inputs = batch
             if noise is not None:
                 inputs = {

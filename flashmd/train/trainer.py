@@ -33,6 +33,7 @@ from flashmd.data.dataset import StridePairs, collate_pairs, split_trajectories
 from flashmd.data.graph import batch_to
 from flashmd.data.store import TrajectoryStore
 from flashmd.models.energy import EnergyConfig, EnergyModel
+from flashmd.models.generating import GeneratingConfig, GeneratingFunction
 from flashmd.models.io import checkpoint_dict, load_model, save_checkpoint
 from flashmd.models.model import FlashMDModel
 from flashmd.models.predictor import Predictor, PredictorConfig
@@ -61,9 +62,9 @@ def species_and_masses(store: TrajectoryStore, traj_ids: list[str]) -> dict[int,
 def build_model(config: TrainConfig, masses: dict[int, float]) -> FlashMDModel:
     """The models of the recipe for the store's species (``masses``: atomic number -> amu).
 
-    An energy model taken from a checkpoint (``checkpoint``) is frozen (``requires_grad`` off);
-    one started from a checkpoint (``start_from``) is trained further. Either fixes the species
-    order and cutoff a new predictor is built with.
+    A model taken from a checkpoint (``checkpoint``) is frozen (``requires_grad`` off); one
+    started from a checkpoint (``start_from``) is trained further. An energy model from a
+    checkpoint fixes the species order and cutoff the other models are built with.
     """
     species, cutoff = tuple(masses), {}
     predictor = energy = None
@@ -75,15 +76,15 @@ def build_model(config: TrainConfig, masses: dict[int, float]) -> FlashMDModel:
     elif spec is not None:
         energy = EnergyModel(EnergyConfig.preset(spec.preset, species=species, **spec.overrides))
     spec = config.predictor
-    if spec is not None and spec.start_from:
-        predictor = model_from_checkpoint(spec.start_from, "predictor", species)
-        if tuple(predictor.config.strides_fs) != tuple(config.strides_fs):
+    if spec is not None and (spec.start_from or spec.checkpoint):
+        predictor = model_from_checkpoint(spec.start_from or spec.checkpoint, "predictor", species)
+        if spec.start_from and tuple(predictor.config.strides_fs) != tuple(config.strides_fs):
             raise TrainingError(
                 f"predictor.start_from {spec.start_from!r} serves strides "
                 f"{list(predictor.config.strides_fs)} fs but the recipe asks for "
                 f"{list(config.strides_fs)}; set strides_fs to the checkpoint's"
             )
-        predictor.requires_grad_(True)
+        predictor.requires_grad_(spec.start_from is not None)
     elif spec is not None:
         predictor = Predictor(
             PredictorConfig.preset(
@@ -93,15 +94,45 @@ def build_model(config: TrainConfig, masses: dict[int, float]) -> FlashMDModel:
                 **{**cutoff, **spec.overrides},
             )
         )
+    generating = _generating(config, species, cutoff)
     try:
-        return FlashMDModel(predictor, energy, masses={z: masses[z] for z in species})
+        return FlashMDModel(predictor, energy, {z: masses[z] for z in species}, generating)
     except ValueError as error:
         raise TrainingError(f"the recipe's models do not fit together: {error}") from None
 
 
+def _generating(
+    config: TrainConfig, species: tuple[int, ...], cutoff: dict[str, float]
+) -> GeneratingFunction | None:
+    """The recipe's generating function: new from a preset, or trained further from a
+    checkpoint (its strides must be the recipe's)."""
+    spec = config.generating
+    if spec is None:
+        return None
+    if spec.start_from:
+        generating = model_from_checkpoint(spec.start_from, "generating", species)
+        if tuple(generating.config.strides_fs) != tuple(config.strides_fs):
+            raise TrainingError(
+                f"generating.start_from {spec.start_from!r} serves strides "
+                f"{list(generating.config.strides_fs)} fs but the recipe asks for "
+                f"{list(config.strides_fs)}; set strides_fs to the checkpoint's"
+            )
+        return generating.requires_grad_(True)
+    return GeneratingFunction(
+        GeneratingConfig.preset(
+            spec.preset,
+            species=species,
+            strides_fs=config.strides_fs,
+            **{**cutoff, **spec.overrides},
+        )
+    )
+
+
 def model_from_checkpoint(
-    checkpoint: str, kind: Literal["predictor", "energy_model"], species: tuple[int, ...]
-) -> Predictor | EnergyModel:
+    checkpoint: str,
+    kind: Literal["predictor", "energy_model", "generating"],
+    species: tuple[int, ...],
+) -> Predictor | EnergyModel | GeneratingFunction:
     """The ``kind`` model of ``checkpoint`` (path or shipped name), which must know ``species``."""
     part = getattr(load_model(checkpoint, device="cpu"), kind)
     if part is None:
@@ -176,8 +207,14 @@ class Trainer:
         if not state and self.train_energy and not started:
             with torch.no_grad():
                 self.model.energy_model.energy_shift.copy_(self.norm.energy_per_atom_shift)
+        predictor = self.model.predictor
         self.objective = Objective(
-            self.model, self.norm, config.loss_weights, train_energy=self.train_energy
+            self.model,
+            self.norm,
+            config.loss_weights,
+            train_energy=self.train_energy,
+            train_predictor=predictor is not None
+            and any(p.requires_grad for p in predictor.parameters()),
         )
         self.ddp = (
             torch.nn.parallel.DistributedDataParallel(
@@ -464,6 +501,7 @@ class Trainer:
         for name, module in (
             ("predictor", self.model.predictor),
             ("energy", self.model.energy_model),
+            ("generating", self.model.generating),
         ):
             if module is not None:
                 module.load_state_dict(state["model"]["models"][name]["state_dict"])

@@ -13,6 +13,7 @@ from flashmd import keys
 from flashmd.data.dataset import StridePairs, collate_pairs
 from flashmd.data.graph import batch_to
 from flashmd.models.model import FlashMDModel
+from flashmd.train.losses import midpoint_prediction
 from flashmd.units import FS
 
 
@@ -63,7 +64,9 @@ def evaluate(model: FlashMDModel, batches: Iterable[dict[str, torch.Tensor]]) ->
     ``mom_rmse_{S}`` (amu·Å/ASE-time), ``mom_ff_rmse_{S}``, ``mom_ratio_{S}`` for every stride S in
     fs, and ``kinetic_ratio_{S}``, the predicted over the true kinetic energy after the stride
     (below 1: strides lose energy, which the energy filter must restore); ``energy_rmse_meV_atom``
-    and ``forces_rmse_meV_A`` with an energy model.
+    and ``forces_rmse_meV_A`` with an energy model; with a generating function, the same position
+    and momentum keys prefixed ``mid_`` for its midpoint condition on the true pairs
+    (:func:`~flashmd.train.losses.midpoint_prediction`; free flight is the baseline there too).
     """
     sums: dict[str, float] = defaultdict(float)
     counts: dict[str, int] = defaultdict(int)
@@ -73,24 +76,10 @@ def evaluate(model: FlashMDModel, batches: Iterable[dict[str, torch.Tensor]]) ->
         if model.predictor is not None:
             with torch.no_grad():
                 positions, momenta = model.predictor(batch)
-            baseline = free_flight(batch)
-            atom_stride = batch[keys.STRIDE][batch[keys.SYSTEM]]
-            for stride in batch[keys.STRIDE].unique().tolist():
-                mask = atom_stride == stride
-                name = f"{stride:g}"
-                for label, pred, ff, target in (
-                    ("pos", positions, baseline[0], batch[keys.TARGET_POSITIONS]),
-                    ("mom", momenta, baseline[1], batch[keys.TARGET_MOMENTA]),
-                ):
-                    sums[f"{label}_rmse_{name}"] += float(((pred - target)[mask] ** 2).sum())
-                    sums[f"{label}_ff_rmse_{name}"] += float(((ff - target)[mask] ** 2).sum())
-                    counts[f"{label}_rmse_{name}"] += int(mask.sum()) * 3
-                    counts[f"{label}_ff_rmse_{name}"] += int(mask.sum()) * 3
-                inverse_mass = 1.0 / batch[keys.MASSES][mask][:, None]
-                sums[f"kinetic_{name}"] += float((momenta[mask] ** 2 * inverse_mass).sum())
-                sums[f"kinetic_true_{name}"] += float(
-                    (batch[keys.TARGET_MOMENTA][mask] ** 2 * inverse_mass).sum()
-                )
+            _add_stride_errors(sums, counts, "", batch, positions, momenta)
+        if model.generating is not None:
+            positions, momenta = midpoint_prediction(model, batch)
+            _add_stride_errors(sums, counts, "mid_", batch, positions, momenta)
         if model.energy_model is not None:
             out = model.energy_model.compute(batch, forces=keys.FORCES in batch)
             per_atom = (out[keys.ENERGY] - batch[keys.ENERGY]) / batch[keys.N_ATOMS]
@@ -107,12 +96,46 @@ def evaluate(model: FlashMDModel, batches: Iterable[dict[str, torch.Tensor]]) ->
         stride = name.removeprefix("kinetic_")
         metrics[f"kinetic_ratio_{stride}"] = sums[name] / sums[f"kinetic_true_{stride}"]
     for name in list(metrics):
-        if name.startswith(("pos_rmse_", "mom_rmse_")):
+        if name.startswith(("pos_rmse_", "mom_rmse_", "mid_pos_rmse_", "mid_mom_rmse_")):
             label, stride = name.split("_rmse_")
             metrics[f"{label}_ratio_{stride}"] = (
                 metrics[name] / metrics[f"{label}_ff_rmse_{stride}"]
             )
     return metrics
+
+
+def _add_stride_errors(
+    sums: dict[str, float],
+    counts: dict[str, int],
+    prefix: str,
+    batch: dict[str, torch.Tensor],
+    positions: torch.Tensor,
+    momenta: torch.Tensor,
+) -> None:
+    """Add one batch's squared errors per stride of ``positions`` and ``momenta`` (A, 3), and of
+    free flight, to ``sums`` and ``counts`` under keys starting with ``prefix``; the unprefixed
+    (direct predictor's) keys also add the kinetic energies before and after."""
+    positions, momenta = positions.detach(), momenta.detach()
+    baseline = free_flight(batch)
+    atom_stride = batch[keys.STRIDE][batch[keys.SYSTEM]]
+    for stride in batch[keys.STRIDE].unique().tolist():
+        mask = atom_stride == stride
+        name = f"{stride:g}"
+        for label, pred, ff, target in (
+            ("pos", positions, baseline[0], batch[keys.TARGET_POSITIONS]),
+            ("mom", momenta, baseline[1], batch[keys.TARGET_MOMENTA]),
+        ):
+            sums[f"{prefix}{label}_rmse_{name}"] += float(((pred - target)[mask] ** 2).sum())
+            sums[f"{prefix}{label}_ff_rmse_{name}"] += float(((ff - target)[mask] ** 2).sum())
+            counts[f"{prefix}{label}_rmse_{name}"] += int(mask.sum()) * 3
+            counts[f"{prefix}{label}_ff_rmse_{name}"] += int(mask.sum()) * 3
+        if prefix:
+            continue
+        inverse_mass = 1.0 / batch[keys.MASSES][mask][:, None]
+        sums[f"kinetic_{name}"] += float((momenta[mask] ** 2 * inverse_mass).sum())
+        sums[f"kinetic_true_{name}"] += float(
+            (batch[keys.TARGET_MOMENTA][mask] ** 2 * inverse_mass).sum()
+        )
 
 
 def validate_run(config, pairs_per_stride: int, checkpoint: str = "best.pt") -> dict[str, float]:
@@ -161,6 +184,16 @@ def format_metrics(metrics: dict[str, float], strides_fs: Iterable[float]) -> st
                 f"{metrics[f'pos_ratio_{s}']:5.3f}  {metrics[f'mom_rmse_{s}']:9.4f}  "
                 f"{metrics[f'mom_ff_rmse_{s}']:11.4f}  {metrics[f'mom_ratio_{s}']:5.3f}  "
                 f"{metrics.get(f'kinetic_ratio_{s}', float('nan')):9.3f}"
+            )
+    mid = [f"{s:g}" for s in strides_fs if f"mid_pos_rmse_{s:g}" in metrics]
+    if mid:
+        lines.append("generating function, midpoint condition on the true pairs (no solve):")
+        lines.append("stride fs  pos RMSE Å  ratio   mom RMSE   ratio")
+        for s in mid:
+            pos, mom = metrics[f"mid_pos_rmse_{s}"], metrics[f"mid_mom_rmse_{s}"]
+            lines.append(
+                f"{s:>9}  {pos:10.4f}  {metrics[f'mid_pos_ratio_{s}']:5.3f}  {mom:9.4f}  "
+                f"{metrics[f'mid_mom_ratio_{s}']:5.3f}"
             )
     if "energy_rmse_meV_atom" in metrics:
         lines.append(

@@ -150,7 +150,7 @@ class _Undo(torch.nn.Module):
     def __init__(self, model, dq, dp):
         super().__init__()
         self.inner, self.dq, self.dp = model, dq, dp
-        self.energy_model = None
+        self.energy_model = self.generating = None
 
     def predictor(self, batch):
         clean = {**batch, "positions": batch["positions"] - self.dq}
@@ -402,3 +402,47 @@ def test_normalisation_covers_every_species_of_the_training_set(tmp_path):
         assert not torch.allclose(norm.momentum_ms[0], norm.momentum_ms[1])
     finally:
         trainer.close()
+
+
+def test_generating_function_trains_on_fixed_predictor_and_energy_model(store_path, tmp_path):
+    from flashmd.train.config import ModelSpec
+
+    first = tiny_config(store_path, tmp_path / "first", steps=4, validate_every=4)
+    Trainer(first, progress=False).run()
+    checkpoint = str(tmp_path / "first" / "best.pt")
+    source = flashmd.load_model(checkpoint, device="cpu")
+    fixed = ModelSpec(checkpoint=checkpoint)
+    config = tiny_config(
+        store_path,
+        tmp_path / "gen",
+        steps=30,
+        validate_every=15,
+        checkpoint_every=15,
+        lr=0.01,
+        warmup_steps=1,
+        predictor=fixed,
+        energy_model=fixed,
+        generating=ModelSpec(preset="tiny"),
+    )
+    metrics = Trainer(config, progress=False).run()
+    assert {"mid_pos_ratio_16", "mid_mom_ratio_32", "pos_ratio_16"} <= set(metrics)
+    with open(tmp_path / "gen" / "train.csv") as f:
+        rows = list(csv.DictReader(f))
+    losses = [float(row["loss_generating"]) for row in rows]
+    assert all(float(row["loss_predictor"]) == 0 for row in rows)
+    assert np.mean(losses[-10:]) < np.mean(losses[:10])
+    trained = flashmd.load_model(tmp_path / "gen" / "last.pt", device="cpu")
+    assert trained.symplectic_strides_fs == (16.0, 32.0)
+    assert float(trained.generating.stride_scale.detach().abs().sum()) > 0
+    for part in ("predictor", "energy_model"):  # kept fixed, exported unchanged
+        pairs = zip(
+            getattr(trained, part).parameters(), getattr(source, part).parameters(), strict=True
+        )
+        assert all(torch.equal(a, b) for a, b in pairs), part
+
+
+def test_generating_function_recipe_errors_are_clear(store_path, tmp_path):
+    recipe = tmp_path / "gen.yaml"
+    recipe.write_text(f"{{name: x, store: {store_path}, output: o, generating: {{preset: tiny}}}}")
+    with pytest.raises(RecipeError, match="learns W on top of a trained energy model"):
+        load_train_config(recipe)
