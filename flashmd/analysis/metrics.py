@@ -160,6 +160,8 @@ def compare(reference: Pooled, rollout: Pooled, config: EvaluationConfig) -> lis
         )
     )
     rows.append(_fallback_row(rollout, config))
+    if rollout.solver_iterations is not None:  # symplectic strides: shown, not judged
+        rows.append(_solver_row(rollout.solver_iterations))
     return rows
 
 
@@ -261,6 +263,21 @@ def _overlap_row(reference: Pooled, rollout: Pooled, config: EvaluationConfig) -
         f"rollout ≤ {tol}",
         _judge(run <= tol),
         note,
+    )
+
+
+def _solver_row(iterations: float) -> Metric:
+    return Metric(
+        "solver_iterations",
+        "symplectic solver iterations per stride",
+        "count",
+        None,
+        iterations,
+        None,
+        "count",
+        "—",
+        "skip",
+        "recorded, not judged",
     )
 
 

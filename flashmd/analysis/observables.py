@@ -41,6 +41,8 @@ class TrajectoryObservables:
 
     ``min_distance`` (n_frames,) Å closest pair per frame; ``filter_scale`` and
     ``filter_fallback`` (n_frames,) or None when the store has no filter statistics;
+    ``solver_iterations`` the symplectic solver's mean iterations per stride, or None (direct
+    strides, or a store without them);
     ``rdf`` is None for geometries without a periodic volume; ``ensemble`` is the production
     ensemble ("nve", "langevin", "bussi", or "?").
     """
@@ -64,6 +66,7 @@ class TrajectoryObservables:
     min_distance: np.ndarray
     filter_scale: np.ndarray | None
     filter_fallback: np.ndarray | None
+    solver_iterations: float | None = None
 
     @property
     def n_atoms(self) -> int:
@@ -213,4 +216,20 @@ def observe(
         min_distance=acc.min_distance.result().distance,
         filter_scale=np.concatenate(stats["filter_scale"]) if filters else None,
         filter_fallback=np.concatenate(stats["filter_fallback"]) if filters else None,
+        solver_iterations=_solver_iterations(reader, analysed),
     )
+
+
+def _solver_iterations(reader: TrajectoryReader, n_frames: int) -> float | None:
+    """Mean solver iterations per stride over frames ``1..n_frames-1`` of a rollout store's
+    ``solver_iterations`` (each frame sums the strides since the previous one); None when
+    absent or all zero (direct strides)."""
+    if "solver_iterations" not in reader.group or n_frames < 2:
+        return None
+    per_frame = np.asarray(reader.group["solver_iterations"][1:n_frames], dtype=np.float64)
+    stride = reader.attrs.get("timestep_fs")
+    interval = reader.attrs.get("sample_interval_fs")
+    strides_per_frame = round(interval / stride) if stride and interval else 1
+    if not np.isfinite(per_frame).all() or not per_frame.any():
+        return None
+    return float(per_frame.mean()) / max(1, strides_per_frame)

@@ -108,6 +108,14 @@ class Pooled:
         return all(t.filter_fallback is not None for t in self.trajectories)
 
     @property
+    def solver_iterations(self) -> float | None:
+        """Mean symplectic-solver iterations per stride over the trajectories (None: direct)."""
+        values = [t.solver_iterations for t in self.trajectories]
+        if any(v is None for v in values):
+            return None
+        return float(np.mean(values))
+
+    @property
     def fallback_fraction(self) -> float:
         """Fraction of strides (frames after the first) that fell back to velocity Verlet."""
         flags = [t.filter_fallback[1:] for t in self.trajectories if t.filter_fallback is not None]
