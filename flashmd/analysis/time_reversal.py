@@ -47,6 +47,7 @@ def time_reversal_error(
     Strides are those of the rollout engine: the direct predictor, or with ``symplectic`` the
     generating function's midpoint solve (``solver``: a
     :class:`~flashmd.md.symplectic.SolverConfig`), whose error is bounded by its tolerance.
+    Systems whose solve did not converge (either way) get NaN.
     """
     from flashmd.md.neighbors import NeighborCache
     from flashmd.md.state import state_from_atoms
@@ -60,11 +61,17 @@ def time_reversal_error(
         return propagator.propagate(state, NeighborCache(model.cutoff).edges(state), stride_fs)
 
     q1, p1 = stride(start)
+    failed = ~torch.isfinite(torch.cat([q1, p1], dim=1)).all(dim=1)  # unconverged solves
+    q1 = torch.where(failed[:, None], start.positions, q1)
+    p1 = torch.where(failed[:, None], start.momenta, p1)
     q2, p2 = stride(start.replace(positions=q1, momenta=-p1))
 
     def rmse(difference: torch.Tensor) -> np.ndarray:
         sums = torch.zeros(start.n_systems, dtype=difference.dtype, device=difference.device)
         sums.index_add_(0, start.system, (difference**2).sum(1))
+        bad = torch.zeros(start.n_systems, dtype=torch.bool, device=difference.device)
+        bad.index_put_((start.system,), failed, accumulate=True)
+        sums[bad] = float("nan")
         return torch.sqrt(sums / (3 * start.n_atoms)).cpu().numpy().astype(float)
 
     return TimeReversalResult(
