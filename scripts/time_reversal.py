@@ -3,8 +3,9 @@
 One stride forward, momenta flipped, one stride forward, momenta flipped: exact dynamics returns
 to the start. For each chosen trajectory (``STORE:ID_SUBSTRING``) the script takes ``--states``
 frames spread over it, and prints the root-mean-square distance to the start (positions, Å;
-momenta relative to their RMS) for the direct predictor and, when the model has a generating
-function, for symplectic strides (with their solver iterations per stride):
+momenta relative to their RMS) over the states whose strides were solved, for the direct
+predictor and, when the model has a generating function, for symplectic strides (a symplectic
+stride whose solve does not converge, either way, leaves its state out and is counted):
 
     python scripts/time_reversal.py MODEL runs/heldout/reference.zarr:Cu-750 \
         runs/heldout/reference.zarr:Cu3Au runs/emt-metals.zarr:Pt-fcc100 --stride-fs 32 64
@@ -42,12 +43,16 @@ def main() -> None:
     parser.add_argument("--stride-fs", type=float, nargs="+", default=[32.0, 64.0])
     parser.add_argument("--states", type=int, default=4, help="frames per trajectory")
     parser.add_argument("--tolerance-A", type=float, default=SolverConfig.tolerance_A)
+    parser.add_argument("--max-iterations", type=int, default=SolverConfig.max_iterations)
     args = parser.parse_args()
     model = load_model(args.model, device="cpu")
-    solver = SolverConfig(tolerance_A=args.tolerance_A)
+    solver = SolverConfig(tolerance_A=args.tolerance_A, max_iterations=args.max_iterations)
     kinds = [("direct", False)] + ([("symplectic", True)] if model.generating else [])
-    print("| trajectory | stride fs | strides | position RMSE Å | momentum RMSE / RMS p |")
-    print("|---|---|---|---|---|")
+    print(
+        "| trajectory | stride fs | strides | position RMSE Å | momentum RMSE / RMS p | "
+        "states solved |"
+    )
+    print("|---|---|---|---|---|---|")
     for spec in args.trajectories:
         traj_id, atoms = states(spec, args.states)
         p_rms = float(np.sqrt(np.mean([np.mean(a.get_momenta() ** 2) for a in atoms])))
@@ -56,9 +61,12 @@ def main() -> None:
                 result = time_reversal_error(
                     model, atoms, stride, symplectic, solver if symplectic else None
                 )
+                solved = np.isfinite(result.position_rmse)
+                position = result.position_rmse[solved].mean() if solved.any() else np.nan
+                momentum = result.momentum_rmse[solved].mean() if solved.any() else np.nan
                 print(
-                    f"| {traj_id} | {stride:g} | {label} | {result.position_rmse.mean():.2e} | "
-                    f"{result.momentum_rmse.mean() / p_rms:.2e} |"
+                    f"| {traj_id} | {stride:g} | {label} | {position:.2e} | "
+                    f"{momentum / p_rms:.2e} | {int(solved.sum())}/{solved.size} |"
                 )
 
 
