@@ -21,6 +21,23 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+def stride_fields(strides_fs, n_stride_basis: int, momentum_scale: float) -> tuple[float, ...]:
+    """Validate the stride fields shared by the stride models; returns ``strides_fs`` as floats.
+
+    Raises:
+        ValueError: strides not distinct and positive, fewer than 2 stride features, or a
+            non-positive momentum scale.
+    """
+    strides = tuple(float(s) for s in strides_fs)
+    if not strides or min(strides) <= 0 or len(set(strides)) != len(strides):
+        raise ValueError(f"strides_fs must be distinct positive strides, got {strides_fs}")
+    if n_stride_basis < 2:
+        raise ValueError(f"n_stride_basis must be >= 2, got {n_stride_basis}")
+    if not momentum_scale > 0:
+        raise ValueError(f"momentum_scale must be positive, got {momentum_scale}")
+    return strides
+
+
 @dataclass(frozen=True, kw_only=True)
 class BackboneConfig:
     """Hyperparameters of the equivariant message-passing trunk (see ``flashmd.nn.Backbone``)."""

@@ -38,7 +38,7 @@ from e3nn import o3
 
 from flashmd import keys
 from flashmd.data.graph import edge_vectors
-from flashmd.models.config import BackboneConfig
+from flashmd.models.config import BackboneConfig, stride_fields
 from flashmd.nn import (
     GaussianEmbedding,
     PolynomialCutoff,
@@ -69,14 +69,10 @@ class GeneratingConfig(BackboneConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        strides = tuple(float(s) for s in self.strides_fs)
-        if not strides or min(strides) <= 0 or len(set(strides)) != len(strides):
-            raise ValueError(f"strides_fs must be distinct positive strides, got {self.strides_fs}")
+        strides = stride_fields(self.strides_fs, self.n_stride_basis, self.momentum_scale)
         object.__setattr__(self, "strides_fs", strides)
-        if self.n_stride_basis < 2:
-            raise ValueError(f"n_stride_basis must be >= 2, got {self.n_stride_basis}")
-        if not self.momentum_scale > 0 or not self.energy_scale > 0:
-            raise ValueError("momentum_scale and energy_scale must be positive")
+        if not self.energy_scale > 0:
+            raise ValueError(f"energy_scale must be positive, got {self.energy_scale}")
         if self.readout_hidden < 1:
             raise ValueError(f"readout_hidden must be >= 1, got {self.readout_hidden}")
 

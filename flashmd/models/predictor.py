@@ -10,7 +10,7 @@ from e3nn import o3
 
 from flashmd import keys
 from flashmd.data.graph import edge_vectors
-from flashmd.models.config import BackboneConfig
+from flashmd.models.config import BackboneConfig, stride_fields
 from flashmd.models.constraints import apply_constraints
 from flashmd.nn import GaussianEmbedding, SpeciesEmbedding, VectorReadout
 from flashmd.units import FS
@@ -31,14 +31,8 @@ class PredictorConfig(BackboneConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        strides = tuple(float(s) for s in self.strides_fs)
-        if not strides or min(strides) <= 0 or len(set(strides)) != len(strides):
-            raise ValueError(f"strides_fs must be distinct positive strides, got {self.strides_fs}")
+        strides = stride_fields(self.strides_fs, self.n_stride_basis, self.momentum_scale)
         object.__setattr__(self, "strides_fs", strides)
-        if self.n_stride_basis < 2:
-            raise ValueError(f"n_stride_basis must be >= 2, got {self.n_stride_basis}")
-        if not self.momentum_scale > 0:
-            raise ValueError(f"momentum_scale must be positive, got {self.momentum_scale}")
 
 
 class Predictor(torch.nn.Module):
