@@ -45,8 +45,6 @@ def _check_model(
     if symplectic is None:
         symplectic = stride_fs in loaded.symplectic_strides_fs
     loaded.check_strides([stride_fs], symplectic=symplectic)
-    if not symplectic:
-        loaded.check_strides([stride_fs])
     return symplectic
 
 

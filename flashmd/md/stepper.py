@@ -78,6 +78,8 @@ class Stepper:
         if not stride_fs > 0:
             raise ValueError(f"stride_fs must be positive, got {stride_fs}")
         self.propagator = propagator
+        # a runtime Protocol check inspects attributes: once here, not on every stride
+        self._solved = isinstance(propagator, SolvedPropagator)
         self.stride_fs = float(stride_fs)
         self.potential = potential
         self.thermostat = thermostat
@@ -190,7 +192,7 @@ class Stepper:
 
     def _iterations(self, state: MDState) -> torch.Tensor | None:
         """(S,) float solver iterations of the stride just propagated, or None (direct map)."""
-        if not isinstance(self.propagator, SolvedPropagator):
+        if not self._solved:
             return None
         return self.propagator.last_iterations.to(state.device, torch.float64)
 
