@@ -12,8 +12,10 @@ import os
 import queue
 import signal
 import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
+from typing import Any
 
 from tqdm.auto import tqdm
 
@@ -87,11 +89,22 @@ def _report_or_stop(frames: int) -> None:
         raise KeyboardInterrupt
 
 
-def _run_in_worker(recipe: Recipe, task: TrajectoryTask, location: str) -> int:
+def _run_in_worker(run: Callable[..., int], job: tuple[Any, ...]) -> int:
     try:
-        return run_trajectory(recipe, task, location, on_frames=_report_or_stop)
+        return run(*job, on_frames=_report_or_stop)
     except KeyboardInterrupt:
         return 0
+
+
+def check_workers(location: str, workers: int) -> None:
+    """Raise ValueError for fewer than one worker, or several on a store they cannot share."""
+    if workers < 1:
+        raise ValueError(f"workers must be at least 1, got {workers}")
+    if workers > 1 and location.startswith("memory://"):
+        raise ValueError(
+            f"{location} is an in-memory store, which worker processes cannot share; "
+            "use --workers 1 or write to a path or object-storage URL"
+        )
 
 
 def generate(
@@ -107,13 +120,7 @@ def generate(
         RecipeError: a system or the calculator is unusable (nothing is written).
         StoreError: ``location`` holds something else, or a store from another recipe.
     """
-    if workers < 1:
-        raise ValueError(f"workers must be at least 1, got {workers}")
-    if workers > 1 and location.startswith("memory://"):
-        raise ValueError(
-            f"{location} is an in-memory store, which worker processes cannot share; "
-            "use --workers 1 or write to a path or object-storage URL"
-        )
+    check_workers(location, workers)
     started = time.perf_counter()
     tasks = select_tasks(recipe, shard)
     preflight(recipe, tasks)
@@ -136,7 +143,8 @@ def generate(
             for task in todo:
                 written += run_trajectory(recipe, task, location, on_frames=bar.update)
         else:
-            written = _run_pool(recipe, todo, location, workers, bar)
+            jobs = [(recipe, task, location) for task in todo]
+            written = run_pool(run_trajectory, jobs, workers, bar)
     finally:
         bar.close()
     return GenerateReport(
@@ -144,20 +152,28 @@ def generate(
     )
 
 
-def _run_pool(
-    recipe: Recipe, todo: list[TrajectoryTask], location: str, workers: int, bar: tqdm
+def run_pool(
+    run: Callable[..., int], jobs: Sequence[tuple[Any, ...]], workers: int, bar: tqdm
 ) -> int:
+    """Call ``run(*job, on_frames=...)`` for every job in ``min(workers, len(jobs))`` spawned
+    processes and return the sum of what the calls return (frames written).
+
+    ``run`` must be a picklable (module-level) function that reports frames through
+    ``on_frames``; the reports advance ``bar``. On an error or Ctrl-C in the parent, the workers
+    are asked to stop: the next report raises ``KeyboardInterrupt`` in them, so a run that writes
+    through a :class:`~flashmd.data.store.TrajectoryWriter` commits its frames and returns.
+    """
     context = mp.get_context("spawn")
     progress: mp.Queue = context.Queue()
     stop = context.Event()
     written = 0
     with ProcessPoolExecutor(
-        min(workers, len(todo)),
+        min(workers, len(jobs)),
         mp_context=context,
         initializer=_init_worker,
         initargs=(progress, stop),
     ) as pool:
-        pending: set[Future] = {pool.submit(_run_in_worker, recipe, t, location) for t in todo}
+        pending: set[Future] = {pool.submit(_run_in_worker, run, job) for job in jobs}
         try:
             while pending:
                 finished, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
