@@ -7,14 +7,18 @@ with one call so only those chunks are decompressed), keeps a few blocks in a sh
 yields their pairs in random order. Memory is bounded by the buffer, not by the store's size.
 
 Splits are by trajectory (:func:`split_trajectories`), never by frame: neighbouring frames are
-correlated, so a frame split would leak training data into validation.
+correlated, so a frame split would leak training data into validation. Pairs may come from several
+stores at once (a base store and, say, reference continuations written later), which must share
+one sample interval.
 """
 
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import torch
@@ -28,12 +32,13 @@ _FRAME_KEYS = ("positions", "momenta", "cell", "energy", "forces")
 
 @dataclass(frozen=True)
 class Block:
-    """Frames ``[start, stop)`` of trajectory ``traj_id`` are pair origins; ``stop + lookahead``
-    frames are read."""
+    """Frames ``[start, stop)`` of trajectory ``traj_id`` of source (store) number ``source`` are
+    pair origins; ``stop + lookahead`` frames are read."""
 
     traj_id: str
     start: int
     stop: int
+    source: int = 0
 
 
 def split_trajectories(
@@ -63,14 +68,23 @@ def split_trajectories(
     return [t for t in ids if t not in chosen], [t for t in ids if t in chosen]
 
 
+def sample_interval(store: TrajectoryStore, traj_ids: Sequence[str]) -> float:
+    """The sample interval (fs) shared by the trajectories ``traj_ids`` of ``store``."""
+    intervals = {float(store[t].attrs["sample_interval_fs"]) for t in traj_ids}
+    if len(intervals) != 1:
+        raise ValueError(f"trajectories have different sample intervals {sorted(intervals)} fs")
+    return intervals.pop()
+
+
 def stride_steps(
     store: TrajectoryStore, traj_ids: Sequence[str], strides_fs: Sequence[float]
 ) -> dict[float, int]:
     """Frames per stride: each stride must be a whole multiple of every trajectory's interval."""
-    intervals = {float(store[t].attrs["sample_interval_fs"]) for t in traj_ids}
-    if len(intervals) != 1:
-        raise ValueError(f"trajectories have different sample intervals {sorted(intervals)} fs")
-    interval = intervals.pop()
+    return _steps(sample_interval(store, traj_ids), strides_fs)
+
+
+def _steps(interval: float, strides_fs: Sequence[float]) -> dict[float, int]:
+    """Frames per stride for frames ``interval`` fs apart."""
     steps = {}
     for stride in strides_fs:
         ratio = stride / interval
@@ -99,17 +113,44 @@ def _subset(pairs: list, chosen: np.ndarray | None) -> list:
     return pairs if chosen is None else [pairs[i] for i in chosen]
 
 
+def _sources(
+    location: str | os.PathLike | Sequence[str | os.PathLike],
+    traj_ids: Sequence[str] | Sequence[Sequence[str]],
+) -> tuple[list[str], list[list[str]]]:
+    """(store locations, their trajectory id lists) of :class:`StridePairs`'s arguments."""
+    if isinstance(location, (str, os.PathLike)):
+        return [os.fspath(location)], [list(cast(Sequence[str], traj_ids))]
+    locations = [os.fspath(item) for item in location]
+    if not locations:
+        raise ValueError("StridePairs needs at least one store location")
+    if isinstance(traj_ids, str) or any(isinstance(ids, str) for ids in traj_ids):
+        raise ValueError(
+            f"with {len(locations)} store locations traj_ids must hold one sequence of "
+            "trajectory ids per location, not trajectory ids"
+        )
+    id_lists = [list(ids) for ids in traj_ids]
+    if len(id_lists) != len(locations):
+        raise ValueError(
+            f"{len(locations)} store locations but {len(id_lists)} trajectory id lists; "
+            "give one id list per location"
+        )
+    return locations, id_lists
+
+
 class StridePairs(torch.utils.data.IterableDataset):
-    """Shuffled stride pairs of some trajectories of a store, as batch dictionaries of one system.
+    """Shuffled stride pairs of some trajectories of one or more stores, as batch dictionaries of
+    one system.
 
     Each item has the keys of :func:`flashmd.data.graph.atoms_to_batch` (state at ``t``, float64)
     plus ``stride`` (fs), ``target_positions`` and ``target_momenta`` (state at ``t + k``), and
-    ``energy`` and ``forces`` at ``t`` when the store has forces. Join items with
+    ``energy`` and ``forces`` at ``t`` when every trajectory has forces. Join items with
     :func:`flashmd.data.graph.collate`.
 
     Args:
-        location: store path or URL.
-        traj_ids: the trajectories to draw from (see :func:`split_trajectories`).
+        location: store path or URL; or a sequence of them (the base store first, then e.g.
+            stores of reference continuations), all with one sample interval.
+        traj_ids: the trajectories to draw from (see :func:`split_trajectories`); with a sequence
+            of locations, one sequence of ids per location (an empty one draws nothing there).
         strides_fs: strides in fs, whole multiples of the sample interval.
         shuffle: random block order and pair order (seeded by ``seed`` and :meth:`set_epoch`).
         buffer_blocks: blocks mixed together in the shuffle buffer.
@@ -126,8 +167,8 @@ class StridePairs(torch.utils.data.IterableDataset):
 
     def __init__(
         self,
-        location: str,
-        traj_ids: Sequence[str],
+        location: str | os.PathLike | Sequence[str | os.PathLike],
+        traj_ids: Sequence[str] | Sequence[Sequence[str]],
         strides_fs: Sequence[float],
         shuffle: bool = True,
         buffer_blocks: int = 8,
@@ -142,33 +183,66 @@ class StridePairs(torch.utils.data.IterableDataset):
         if pairs_per_block is not None and pairs_per_block < 1:
             raise ValueError(f"pairs_per_block must be at least 1, got {pairs_per_block}")
         self.pairs_per_block = pairs_per_block
-        self.location = str(location)
-        store = TrajectoryStore.open(self.location)
-        self.traj_ids = list(traj_ids)
+        self.locations, self.source_ids = _sources(location, traj_ids)
+        self.location = self.locations[0]
+        self.traj_ids = [traj_id for ids in self.source_ids for traj_id in ids]
         if not self.traj_ids:
             raise ValueError("StridePairs needs at least one trajectory")
-        self.steps = stride_steps(store, self.traj_ids, strides_fs)
+        stores = {  # sources with trajectories, by number
+            source: TrajectoryStore.open(self.locations[source])
+            for source, ids in enumerate(self.source_ids)
+            if ids
+        }
+        self.steps = _steps(self._shared_interval(stores), strides_fs)
         self.lookahead = max(self.steps.values())
-        self.blocks = self._blocks(store)
+        self.blocks = self._blocks(stores)
         if not self.blocks:
             raise ValueError(f"trajectories {self.traj_ids} are shorter than the longest stride")
-        self.with_forces = all(store[t].has_forces for t in self.traj_ids)
+        self.with_forces = all(
+            store[t].has_forces for source, store in stores.items() for t in self.source_ids[source]
+        )
         self.shuffle, self.buffer_blocks = shuffle, buffer_blocks
         self.rotate, self.time_reversal = rotate, time_reversal
         self.seed, self.epoch, self.skip_batches, self.batch_size = seed, 0, 0, 1
         self.rank, self.world_size = rank, world_size
-        self._store: TrajectoryStore | None = None
+        self._stores: dict[int, TrajectoryStore] = {}  # by source, opened lazily in each worker
 
-    def _blocks(self, store: TrajectoryStore) -> list[Block]:
+    def _shared_interval(self, stores: dict[int, TrajectoryStore]) -> float:
+        """The sample interval (fs) of every trajectory of every source (the first source with
+        trajectories is the reference)."""
+        reference: tuple[str, float] | None = None
+        for source, store in stores.items():
+            where = self.locations[source]
+            interval = sample_interval(store, self.source_ids[source])
+            if reference is None:
+                reference = (where, interval)
+            elif not math.isclose(interval, reference[1], rel_tol=1e-9):
+                raise ValueError(
+                    f"store {where} has sample interval {interval} fs but {reference[0]} has "
+                    f"{reference[1]} fs; an extra store's sample interval must equal the base "
+                    "store's"
+                )
+        assert reference is not None
+        return reference[1]
+
+    def _blocks(self, stores: dict[int, TrajectoryStore]) -> list[Block]:
         blocks = []
-        self._n_frames: dict[str, int] = {}
-        for traj_id in self.traj_ids:
-            reader = store[traj_id]
-            self._n_frames[traj_id] = reader.n_frames
-            last_origin = reader.n_frames - min(self.steps.values())
-            for start in range(0, last_origin, reader.chunk_frames):
-                blocks.append(Block(traj_id, start, min(start + reader.chunk_frames, last_origin)))
+        self._n_frames: dict[tuple[int, str], int] = {}
+        for source, store in stores.items():
+            for traj_id in self.source_ids[source]:
+                reader = store[traj_id]
+                self._n_frames[source, traj_id] = reader.n_frames
+                last_origin = reader.n_frames - min(self.steps.values())
+                for start in range(0, last_origin, reader.chunk_frames):
+                    stop = min(start + reader.chunk_frames, last_origin)
+                    blocks.append(Block(traj_id, start, stop, source))
         return blocks
+
+    def _open(self, source: int) -> TrajectoryStore:
+        """The store of ``source``, opened on first use (once per loader worker process)."""
+        if source not in self._stores:
+            self._stores[source] = TrajectoryStore.open(self.locations[source])
+        return self._stores[source]
 
     def __len__(self) -> int:
         """Pairs per epoch over all ranks (a pair exists when its target frame exists)."""
@@ -210,8 +284,6 @@ class StridePairs(torch.utils.data.IterableDataset):
         return [self.blocks[i] for i in order[share :: self.world_size * n_workers]]
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
-        if self._store is None:  # opened lazily: once per loader worker process
-            self._store = TrajectoryStore.open(self.location)
         rng = np.random.default_rng([self.seed, self.epoch])  # block order: same on every rank
         info = torch.utils.data.get_worker_info()
         worker, n_workers = (info.id, info.num_workers) if info else (0, 1)
@@ -243,12 +315,11 @@ class StridePairs(torch.utils.data.IterableDataset):
 
     def _count_pairs(self, block: Block) -> int:
         """Pairs :meth:`_pairs` would return for ``block``, without reading it."""
-        n_frames = self._n_frames[block.traj_id]
+        n_frames = self._n_frames[block.source, block.traj_id]
         return sum(max(0, min(block.stop, n_frames - k) - block.start) for k in self.steps.values())
 
     def _pairs(self, block: Block) -> list[tuple[dict, int, float]]:
-        assert self._store is not None
-        reader = self._store[block.traj_id]
+        reader = self._open(block.source)[block.traj_id]
         stop = min(reader.n_frames, block.stop + self.lookahead)
         frames = reader.read(
             block.start,

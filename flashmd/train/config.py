@@ -103,6 +103,12 @@ class TrainConfig(_Strict):
     name: str
     store: str
     """Trajectory store made by ``flashmd generate``."""
+    extra_stores: tuple[str, ...] = ()
+    """Further trajectory stores whose complete trajectories all train (none validates), e.g.
+    reference continuations written by ``flashmd learn``; validation and the split come from
+    ``store`` alone, so adding extra stores never moves a validation trajectory into training.
+    The models' species cover every store and the normalisation statistics include the extra
+    trajectories; every store must have the base store's sample interval."""
     output: str
     """Run directory: checkpoints, metrics CSV, the exported best model."""
     strides_fs: tuple[PositiveFloat, ...] = (16.0, 32.0, 64.0)
@@ -145,13 +151,20 @@ class TrainConfig(_Strict):
     """bfloat16 autocast and TF32 matmuls on CUDA (ignored on CPU)."""
 
     def resolve(self, base: Path) -> TrainConfig:
-        """Relative ``store`` and ``output`` taken relative to ``base``."""
+        """Relative ``store``, ``extra_stores`` and ``output`` taken relative to ``base`` (URLs
+        are kept)."""
         return self.model_copy(
             update={
-                "store": self.store if "://" in self.store else str(base / self.store),
+                "store": _resolve_store(self.store, base),
+                "extra_stores": tuple(_resolve_store(s, base) for s in self.extra_stores),
                 "output": str(base / self.output),
             }
         )
+
+
+def _resolve_store(location: str, base: Path) -> str:
+    """A store path relative to ``base``; a URL (``scheme://...``) as it is."""
+    return location if "://" in location else str(base / location)
 
 
 def load_train_config(path: str | Path, **overrides: Any) -> TrainConfig:

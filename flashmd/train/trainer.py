@@ -20,7 +20,7 @@ import math
 import os
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 
 from flashmd.data.dataset import StridePairs, collate_pairs, split_trajectories
 from flashmd.data.graph import batch_to
-from flashmd.data.store import TrajectoryStore
+from flashmd.data.store import StoreError, TrajectoryStore
 from flashmd.models.energy import EnergyConfig, EnergyModel
 from flashmd.models.generating import GeneratingConfig, GeneratingFunction
 from flashmd.models.io import checkpoint_dict, load_model, save_checkpoint
@@ -46,17 +46,66 @@ from flashmd.train.validation import evaluate, held_out_batches
 
 STATE_VERSION = 1
 _RESUMABLE_CHANGES = {"steps", "validate_every", "checkpoint_every", "num_workers", "device"}
+_ADDED_FIELDS: dict[str, Any] = {"extra_stores": []}
+"""Recipe fields newer than some saved runs, with the value such a run had (JSON)."""
 
 
-def species_and_masses(store: TrajectoryStore, traj_ids: list[str]) -> dict[int, float]:
-    """Atomic number -> mass (amu) over the trajectories; one mass per species is required."""
-    masses: dict[int, float] = {}
+def species_and_masses(
+    store: TrajectoryStore, traj_ids: list[str], known: dict[int, float] | None = None
+) -> dict[int, float]:
+    """Atomic number -> mass (amu) over the trajectories; one mass per species is required.
+
+    Args:
+        known: masses found already (e.g. in another store) that these trajectories must agree
+            with and that the result includes.
+    """
+    masses: dict[int, float] = dict(known or {})
     for traj_id in traj_ids:
         reader = store[traj_id]
         for z, m in zip(reader.numbers.tolist(), reader.masses.tolist(), strict=True):
             if not math.isclose(masses.setdefault(z, m), m, rel_tol=1e-9):
-                raise TrainingError(f"species {z} has masses {masses[z]} and {m} in {traj_id}")
+                where = traj_id if known is None else f"{store.location}:{traj_id}"
+                raise TrainingError(f"species {z} has masses {masses[z]} and {m} in {where}")
     return dict(sorted(masses.items()))
+
+
+def extra_trajectories(locations: Sequence[str], base: str) -> list[tuple[str, list[str]]]:
+    """(location, complete trajectory ids) of each extra store of a recipe; all of them train.
+
+    Raises:
+        TrainingError: a store cannot be opened, holds no complete trajectory, is the base store
+            ``base`` or is given twice.
+    """
+    extras: list[tuple[str, list[str]]] = []
+    seen = {_same_store_key(base): "the base store (store)"}
+    for location in locations:
+        key = _same_store_key(location)
+        if key in seen:
+            raise TrainingError(
+                f"extra_stores: {location} is {seen[key]} already; list each extra store once "
+                "and never the base store, whose validation trajectories must not train"
+            )
+        seen[key] = "listed in extra_stores"
+        try:
+            store = TrajectoryStore.open(location)
+        except StoreError as error:
+            raise TrainingError(
+                f"extra_stores: cannot open {location} ({error}); give a trajectory store "
+                "written by `flashmd learn` or `flashmd generate`, or remove it from extra_stores"
+            ) from None
+        ids = [t for t in store.ids() if store[t].status == "complete"]
+        if not ids:
+            raise TrainingError(
+                f"extra_stores: {location} holds no complete trajectory to train on; let the "
+                "run that writes it finish, or remove it from extra_stores"
+            )
+        extras.append((location, ids))
+    return extras
+
+
+def _same_store_key(location: str) -> str:
+    """A key equal for two spellings of one local store path (URLs compared as written)."""
+    return location if "://" in location else str(Path(location).resolve())
 
 
 def build_model(config: TrainConfig, masses: dict[int, float]) -> FlashMDModel:
@@ -177,12 +226,16 @@ class Trainer:
         self.train_ids, self.val_ids = split_trajectories(
             self.store, config.validation, config.seed
         )
-        self.model = build_model(config, species_and_masses(self.store, self.store.ids()))
+        self.extra = extra_trajectories(config.extra_stores, config.store)
+        masses = species_and_masses(self.store, self.store.ids())
+        for location, ids in self.extra:
+            masses = species_and_masses(TrajectoryStore.open(location), ids, known=masses)
+        self.model = build_model(config, masses)
         self.model.to(device=self.device, dtype=self.dtype)
         self.cutoff = self.model.cutoff
         self.train_data = StridePairs(
-            config.store,
-            self.train_ids,
+            [location for location, _ in self.training_sources],
+            [ids for _, ids in self.training_sources],
             config.strides_fs,
             shuffle=True,
             buffer_blocks=config.buffer_blocks,
@@ -240,6 +293,12 @@ class Trainer:
         self.val_batches = self._validation_batches() if self.dist.is_main else []
 
     # ------------------------------------------------------------------ setup
+    @property
+    def training_sources(self) -> list[tuple[str, list[str]]]:
+        """(store location, trajectory ids) that train: the base store's training split, then
+        every complete trajectory of each extra store."""
+        return [(self.config.store, self.train_ids), *self.extra]
+
     def _check_output(self, resume: bool) -> None:
         state = self.output / "state.pt"
         if resume and not state.exists():
@@ -253,18 +312,20 @@ class Trainer:
             self.output.mkdir(parents=True, exist_ok=True)
 
     def _normalisation(self) -> Normalisation:
-        """Statistics from about ``stats_pairs`` pairs drawn evenly from every training trajectory.
+        """Statistics from about ``stats_pairs`` pairs drawn evenly from every training trajectory
+        (of the base store's split and of the extra stores).
 
         The shuffled training stream mixes only a few chunks at a time, so its first pairs come
         from a handful of trajectories and can miss whole species; drawing from each trajectory
         covers every species and condition of the training set.
         """
-        per_trajectory = max(1, math.ceil(self.config.stats_pairs / len(self.train_ids)))
+        trajectories = [(where, t) for where, ids in self.training_sources for t in ids]
+        per_trajectory = max(1, math.ceil(self.config.stats_pairs / len(trajectories)))
 
         def pairs() -> Iterator[dict[str, torch.Tensor]]:
-            for k, traj_id in enumerate(self.train_ids):
+            for k, (location, traj_id) in enumerate(trajectories):
                 one = StridePairs(
-                    self.config.store,
+                    location,
                     [traj_id],
                     self.config.strides_fs,
                     shuffle=True,
@@ -488,7 +549,8 @@ class Trainer:
                 f"{self.output}/state.pt has state version "
                 f"{state.get('state_version')}; this flashmd reads {STATE_VERSION}"
             )
-        saved, now = state["config"], self.config.model_dump(mode="json")
+        saved = {**_ADDED_FIELDS, **state["config"]}
+        now = self.config.model_dump(mode="json")
         changed = sorted(k for k in now if now[k] != saved.get(k) and k not in _RESUMABLE_CHANGES)
         if changed:
             raise TrainingError(

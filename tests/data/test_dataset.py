@@ -153,3 +153,75 @@ def test_skipping_batches_resumes_the_epoch_exactly(store_path, workers, pairs_p
     for a, b in zip(full[6:], resumed, strict=True):
         for x, y in zip(a, b, strict=True):
             assert torch.equal(x, y)
+
+
+def _small_store(directory, **changes) -> str:
+    """A store of the tiny Al recipe with ``changes`` (40 fs of production unless changed)."""
+    from flashmd.data.recipes import load_recipe
+    from tests.conftest import REPO
+
+    recipe = load_recipe(REPO / "data" / "al-emt-tiny.yaml")
+    update = {"production_fs": 40.0, "equilibration_fs": 20.0, **changes}
+    path = str(directory / "s.zarr")
+    generate(recipe.model_validate({**recipe.model_dump(), **update}), path, progress=False)
+    return path
+
+
+@pytest.fixture(scope="module")
+def extra_path(tmp_path_factory):
+    """A second store: other seed and temperature, one system, the same sample interval."""
+    return _small_store(
+        tmp_path_factory.mktemp("extra"),
+        seed=7,
+        temperatures_K=[750.0],
+        systems=[{"name": "al-fcc", "builder": "crystal", "element": "Al", "supercell": [3, 3, 3]}],
+    )
+
+
+def test_pairs_come_from_several_stores(store_path, extra_path):
+    base_ids = TrajectoryStore.open(store_path).ids()[:2]
+    extra_ids = TrajectoryStore.open(extra_path).ids()
+    base = StridePairs(store_path, base_ids, [8.0, 16.0], shuffle=False)
+    extra = StridePairs(extra_path, extra_ids, [8.0, 16.0], shuffle=False)
+    both = StridePairs([store_path, extra_path], [base_ids, extra_ids], [8.0, 16.0], shuffle=False)
+    assert len(both) == len(base) + len(extra) and len(extra) > 0
+    assert {b.source for b in both.blocks} == {0, 1} and both.with_forces
+    assert both.traj_ids == base_ids + extra_ids and both.location == store_path
+    items = list(both)
+    assert len(items) == len(both)
+    expected = list(base) + list(extra)  # unshuffled: base store first, then the extra one
+    for got, want in zip(items, expected, strict=True):
+        assert torch.equal(got["positions"], want["positions"])
+        assert torch.equal(got["target_momenta"], want["target_momenta"])
+    # shuffled: every pair of both stores once
+    key = lambda item: (item["positions"].numpy().tobytes(), float(item["stride"][0]))  # noqa: E731
+    mixed = [key(i) for i in StridePairs([store_path, extra_path], [base_ids, extra_ids], [8.0])]
+    single = [
+        key(i)
+        for s, ids in ((store_path, base_ids), (extra_path, extra_ids))
+        for i in StridePairs(s, ids, [8.0], shuffle=False)
+    ]
+    assert sorted(mixed) == sorted(single)
+    # a source with no trajectory is skipped; one store as a list is the single-store stream
+    only_extra = StridePairs([store_path, extra_path], [[], extra_ids], [8.0, 16.0], shuffle=False)
+    assert len(only_extra) == len(extra) and {b.source for b in only_extra.blocks} == {1}
+    as_list = StridePairs([store_path], [base_ids], [8.0, 16.0], seed=3, pairs_per_block=4)
+    plain = StridePairs(store_path, base_ids, [8.0, 16.0], seed=3, pairs_per_block=4)
+    assert [key(i) for i in as_list] == [key(i) for i in plain]
+
+
+def test_several_stores_need_one_id_list_each_and_one_sample_interval(
+    store_path, extra_path, tmp_path
+):
+    ids = TrajectoryStore.open(store_path).ids()
+    with pytest.raises(ValueError, match="2 store locations but 1 trajectory id lists"):
+        StridePairs([store_path, extra_path], [ids], [8.0])
+    with pytest.raises(ValueError, match="one sequence of trajectory ids per location"):
+        StridePairs([store_path, extra_path], ids[:2], [8.0])
+    with pytest.raises(ValueError, match="at least one trajectory"):
+        StridePairs([store_path, extra_path], [[], []], [8.0])
+    coarse = _small_store(tmp_path, sample_interval_fs=8.0)
+    coarse_ids = TrajectoryStore.open(coarse).ids()
+    with pytest.raises(ValueError, match="sample interval must equal the base store's") as error:
+        StridePairs([store_path, coarse], [ids, coarse_ids], [16.0])
+    assert "8.0 fs" in str(error.value) and coarse in str(error.value)
