@@ -162,6 +162,8 @@ def compare(reference: Pooled, rollout: Pooled, config: EvaluationConfig) -> lis
     rows.append(_fallback_row(rollout, config))
     if rollout.solver_iterations is not None:  # symplectic strides: shown, not judged
         rows.append(_solver_row(rollout.solver_iterations))
+    if rollout.uncertainty is not None:  # shown, not judged
+        rows.append(_uncertainty_row(rollout.uncertainty))
     return rows
 
 
@@ -278,6 +280,22 @@ def _solver_row(iterations: float) -> Metric:
         "—",
         "skip",
         "recorded, not judged",
+    )
+
+
+def _uncertainty_row(per_frame: np.ndarray) -> Metric:
+    return Metric(
+        "uncertainty",
+        "stride uncertainty, largest atom (median)",
+        "Å",
+        None,
+        float(np.median(per_frame)),
+        None,
+        "Å",
+        "—",
+        "skip",
+        f"recorded, not judged; 95th percentile {np.percentile(per_frame, 95):.3f} Å, "
+        f"largest {per_frame.max():.3f} Å",
     )
 
 

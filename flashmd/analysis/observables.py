@@ -42,7 +42,8 @@ class TrajectoryObservables:
     ``min_distance`` (n_frames,) Å closest pair per frame; ``filter_scale`` and
     ``filter_fallback`` (n_frames,) or None when the store has no filter statistics;
     ``solver_iterations`` the symplectic solver's mean iterations per stride, or None (direct
-    strides, or a store without them);
+    strides, or a store without them); ``uncertainty`` (n_frames,) Å the largest stride
+    uncertainty of an atom per frame (``flashmd md --uncertainty``), or None;
     ``rdf`` is None for geometries without a periodic volume; ``ensemble`` is the production
     ensemble ("nve", "langevin", "bussi", or "?").
     """
@@ -67,6 +68,7 @@ class TrajectoryObservables:
     filter_scale: np.ndarray | None
     filter_fallback: np.ndarray | None
     solver_iterations: float | None = None
+    uncertainty: np.ndarray | None = None
 
     @property
     def n_atoms(self) -> int:
@@ -217,7 +219,15 @@ def observe(
         filter_scale=np.concatenate(stats["filter_scale"]) if filters else None,
         filter_fallback=np.concatenate(stats["filter_fallback"]) if filters else None,
         solver_iterations=_solver_iterations(reader, analysed),
+        uncertainty=_uncertainty(reader, analysed),
     )
+
+
+def _uncertainty(reader: TrajectoryReader, n_frames: int) -> np.ndarray | None:
+    """(n_frames,) Å the largest atom's stride uncertainty per frame, or None (not stored)."""
+    if "uncertainty" not in reader.group:
+        return None
+    return np.asarray(reader.group["uncertainty"][:n_frames], dtype=np.float64).max(axis=1)
 
 
 def _solver_iterations(reader: TrajectoryReader, n_frames: int) -> float | None:

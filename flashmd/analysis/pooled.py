@@ -108,6 +108,15 @@ class Pooled:
         return all(t.filter_fallback is not None for t in self.trajectories)
 
     @property
+    def uncertainty(self) -> np.ndarray | None:
+        """Largest atom's stride uncertainty per frame (Å) of every trajectory, or None when
+        a trajectory has none stored."""
+        values = [t.uncertainty for t in self.trajectories]
+        if any(v is None for v in values):
+            return None
+        return np.concatenate(values)
+
+    @property
     def solver_iterations(self) -> float | None:
         """Mean symplectic-solver iterations per stride over the trajectories (None: direct)."""
         values = [t.solver_iterations for t in self.trajectories]

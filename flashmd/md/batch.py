@@ -16,11 +16,13 @@ partial ones from their last committed frame; other settings on the same store a
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import ase
 import ase.io
 import numpy as np
+import torch
 from ase.md.velocitydistribution import Stationary, ZeroRotation, thermalize_momenta
 from tqdm.auto import tqdm
 
@@ -28,15 +30,17 @@ from flashmd import __version__
 from flashmd.data.recipes import load_recipe
 from flashmd.data.store import TrajectoryStore
 from flashmd.data.systems import build_system
+from flashmd.md.consistency import StrideConsistency
 from flashmd.md.filters import FilterConfig
 from flashmd.md.output import RolloutWriter
-from flashmd.md.propagators import ModelPotential
+from flashmd.md.propagators import ModelPotential, ModelPropagator
 from flashmd.md.rollout import RolloutReport, rollout
-from flashmd.md.state import state_from_atoms
+from flashmd.md.state import MDState, state_from_atoms
 from flashmd.md.stepper import Stepper
 from flashmd.md.symplectic import SolverConfig, SymplecticPropagator, model_propagator
 from flashmd.md.thermostats import Bussi, Langevin, Thermostat
 from flashmd.models.io import load_model
+from flashmd.models.model import FlashMDModel
 from flashmd.units import FS
 
 
@@ -48,7 +52,9 @@ class MDSettings:
     ``max_cooling``, ``max_heating`` and ``contact_fraction`` are the filter's settings (see
     :class:`~flashmd.md.filters.FilterConfig`; ``contact_fraction`` None or 0: no contact check).
     ``symplectic`` takes symplectic strides (:mod:`flashmd.md.symplectic`) solved to
-    ``solver_tolerance_A`` in at most ``solver_max_iterations`` iterations.
+    ``solver_tolerance_A`` in at most ``solver_max_iterations`` iterations. ``uncertainty``
+    stores the stride self-consistency of every frame per atom (:mod:`flashmd.md.consistency`;
+    three more predictor passes per frame).
     """
 
     model: str
@@ -71,6 +77,7 @@ class MDSettings:
     symplectic: bool = False
     solver_tolerance_A: float = SolverConfig.tolerance_A
     solver_max_iterations: int = SolverConfig.max_iterations
+    uncertainty: bool = False
 
     def __post_init__(self) -> None:
         if self.ensemble not in ("nve", "langevin", "bussi"):
@@ -168,6 +175,20 @@ def _final_attrs(stepper: Stepper) -> dict[str, float | int]:
     return attrs
 
 
+def _uncertainty_probe(
+    model: FlashMDModel, stride_fs: float
+) -> Callable[[MDState], dict[str, torch.Tensor]]:
+    """Per-atom self-consistency (Å) of the direct predictor's ``stride_fs`` from a state (for
+    symplectic strides too: the predictor starts their solver, and is far cheaper to probe)."""
+    consistency = StrideConsistency(ModelPropagator(model), model.strides_fs)
+    consistency.long_stride(stride_fs)  # no comparison for this stride: say so now
+
+    def probe(state: MDState) -> dict[str, torch.Tensor]:
+        return {"uncertainty": consistency(state, stride_fs).positions}
+
+    return probe
+
+
 def run_md(
     settings: MDSettings,
     location: str,
@@ -207,6 +228,7 @@ def run_md(
         ),
     )
     stepper.prepare(state)  # bad species, stride or masses stop here, before any write
+    probe = _uncertainty_probe(model, settings.stride_fs) if settings.uncertainty else None
     store = TrajectoryStore.create(location, {"name": "flashmd-md", **asdict(settings)})
     ids = [f"{k:05d}_{systems[s].get_chemical_formula('metal')}_r{r}" for k, s, r in chosen]
     if all(i in store and store[i].status == "complete" for i in ids):
@@ -226,7 +248,14 @@ def run_md(
         }
         for k, s, r in chosen
     ]
-    writer = RolloutWriter(store, ids, attrs, state, capacity=settings.n_frames)
+    writer = RolloutWriter(
+        store,
+        ids,
+        attrs,
+        state,
+        capacity=settings.n_frames,
+        atom_arrays=("uncertainty",) if probe else (),
+    )
     bar = tqdm(
         total=settings.n_frames,
         initial=writer.n_frames,
@@ -237,7 +266,13 @@ def run_md(
     complete = False
     try:
         _, report = rollout(
-            stepper, state, settings.n_frames, settings.every, writer, on_frame=bar.update
+            stepper,
+            state,
+            settings.n_frames,
+            settings.every,
+            writer,
+            on_frame=bar.update,
+            probe=probe,
         )
         complete = True
     finally:

@@ -12,6 +12,10 @@ every trusted frame has them:
                        (symplectic strides; summed over the strides between frames and over a
                        redone stride's half strides), 0 for direct strides and at frame 0
 
+A rollout run with ``uncertainty`` also gets a per-atom array (float64, dimensions ``frame``,
+``atom``): ``uncertainty``, Å, the stride self-consistency of the stride that starts at the frame
+(:mod:`flashmd.md.consistency`; the largest atom of a frame is that frame's summary).
+
 The noise generator's state is committed with every block of frames (attribute ``rng_state``),
 so an interrupted rollout resumes exactly where its last committed frame left it.
 """
@@ -32,6 +36,8 @@ from flashmd.md.stepper import StrideStats
 
 #: Extra per-frame arrays of rollout trajectories.
 STAT_ARRAYS = ("filter_scale", "filter_fallback", "target_energy", "solver_iterations")
+#: Optional per-atom, per-frame arrays of rollout trajectories (Å).
+ATOM_ARRAYS = ("uncertainty",)
 
 
 def encode_generator(generator: torch.Generator) -> str:
@@ -54,6 +60,8 @@ class RolloutWriter:
         attrs: provenance attributes of each trajectory.
         state: the initial state (numbers and masses are written from it).
         capacity: frames to allocate up front.
+        atom_arrays: per-atom arrays (names of :data:`ATOM_ARRAYS`) given to every
+            :meth:`append`.
     """
 
     def __init__(
@@ -63,9 +71,14 @@ class RolloutWriter:
         attrs: Sequence[Mapping[str, Any]],
         state: MDState,
         capacity: int = 0,
+        atom_arrays: Sequence[str] = (),
     ) -> None:
         if len(ids) != state.n_systems or len(attrs) != state.n_systems:
             raise ValueError(f"need one id and attrs per system ({state.n_systems})")
+        unknown = set(atom_arrays) - set(ATOM_ARRAYS)
+        if unknown:
+            raise ValueError(f"unknown per-atom arrays {sorted(unknown)}; known: {ATOM_ARRAYS}")
+        self.atom_arrays = tuple(atom_arrays)
         self.store = store
         self.ids = list(ids)
         numbers, masses = state.numbers.cpu().numpy(), state.masses.cpu().numpy()
@@ -78,7 +91,9 @@ class RolloutWriter:
             for i, part, a in zip(self.ids, self._slices, attrs, strict=True)
         ]
         self._stats = [self._stat_arrays(w, capacity) for w in self.writers]
+        self._atoms = [self._atom_arrays(w, capacity) for w in self.writers]
         self._buffers: list[list[np.ndarray]] = [[] for _ in self.writers]
+        self._atom_buffers: list[list[np.ndarray]] = [[] for _ in self.writers]
         #: Frames every trajectory holds: the batch resumes from here.
         self.n_frames = min(w.n_frames for w in self.writers)
         for writer in self.writers:
@@ -101,6 +116,27 @@ class RolloutWriter:
                     compressors=COMPRESSOR,
                     fill_value=np.nan,
                     dimension_names=("frame",),
+                )
+            )
+        return arrays
+
+    def _atom_arrays(self, writer: TrajectoryWriter, capacity: int) -> dict[str, zarr.Array]:
+        arrays = {}
+        n_atoms = int(writer.group["numbers"].shape[0])
+        for name in self.atom_arrays:
+            existing = writer.group.get(name)
+            arrays[name] = (
+                existing
+                if isinstance(existing, zarr.Array)
+                else writer.group.create_array(
+                    name,
+                    shape=(capacity, n_atoms),
+                    chunks=(writer.chunk, n_atoms),
+                    dtype="float64",
+                    compressors=COMPRESSOR,
+                    fill_value=np.nan,
+                    dimension_names=("frame", "atom"),
+                    attributes={"units": "Å"},
                 )
             )
         return arrays
@@ -129,11 +165,17 @@ class RolloutWriter:
         stats: StrideStats,
         time_fs: float,
         iterations: torch.Tensor | None = None,
+        atom_values: Mapping[str, torch.Tensor] | None = None,
     ) -> None:
-        """Append the current frame of every system with the statistics of its last stride and
-        ``iterations`` (S,), the solver's iterations since the last frame (None: 0)."""
+        """Append the current frame of every system with the statistics of its last stride,
+        ``iterations`` (S,), the solver's iterations since the last frame (None: 0), and
+        ``atom_values``: (A,) per atom for each of the writer's ``atom_arrays``."""
         if iterations is None:
             iterations = torch.zeros_like(state.target_energy)
+        atom_values = atom_values or {}
+        if set(atom_values) != set(self.atom_arrays):
+            raise ValueError(f"need values for {self.atom_arrays}, got {sorted(atom_values)}")
+        per_atom = {name: value.detach().cpu().numpy() for name, value in atom_values.items()}
         cpu = {
             "positions": state.positions.cpu().numpy(),
             "momenta": state.momenta.cpu().numpy(),
@@ -151,6 +193,10 @@ class RolloutWriter:
                     [cpu["scale"][s], cpu["fallback"][s], cpu["target"][s], cpu["iterations"][s]]
                 )
             )
+            if self.atom_arrays:
+                self._atom_buffers[s].append(
+                    np.stack([per_atom[name][part] for name in self.atom_arrays])
+                )
             if (writer.n_frames + 1) % writer.chunk == 0:
                 self._flush_stats(s)
             frame = {
@@ -177,6 +223,14 @@ class RolloutWriter:
                 array.resize((max(stop, 2 * array.shape[0]),))
             array[start:stop] = block[:, k]
         rows.clear()
+        if self.atom_arrays:
+            atom_block = np.stack(self._atom_buffers[s])  # (frames, arrays, atoms)
+            for k, name in enumerate(self.atom_arrays):
+                array = self._atoms[s][name]
+                if array.shape[0] < stop:
+                    array.resize((max(stop, 2 * array.shape[0]), array.shape[1]))
+                array[start:stop] = atom_block[:, k]
+            self._atom_buffers[s].clear()
 
     def close(self, complete: bool, attrs: Mapping[str, Any] | None = None) -> None:
         """Flush everything; with ``complete`` trim the arrays and mark trajectories complete."""
@@ -187,4 +241,6 @@ class RolloutWriter:
             if complete:
                 for array in self._stats[s].values():
                     array.resize((writer.n_frames,))
+                for array in self._atoms[s].values():
+                    array.resize((writer.n_frames, array.shape[1]))
             writer.close(complete=complete, attrs=attrs)

@@ -59,6 +59,7 @@ def rollout(
     every: int = 1,
     writer: RolloutWriter | None = None,
     on_frame: Callable[[int], None] = lambda n: None,
+    probe: Callable[[MDState], dict[str, torch.Tensor]] | None = None,
 ) -> tuple[MDState, RolloutReport]:
     """Advance ``state`` until ``n_frames`` frames (frame 0 = the initial state) exist.
 
@@ -69,6 +70,8 @@ def rollout(
         every: strides between frames.
         writer: where frames go (None: nowhere; frames are then only counted).
         on_frame: called with 1 after each frame (progress bars).
+        probe: per-atom values (A,) of each written state, by name (the writer's
+            ``atom_arrays``, e.g. the stride uncertainty of :mod:`flashmd.md.consistency`).
 
     Returns:
         The final state and a report.
@@ -76,6 +79,10 @@ def rollout(
     if n_frames < 1 or every < 1:
         raise ValueError(f"need n_frames >= 1 and every >= 1, got {n_frames}, {every}")
     started = time.perf_counter()
+
+    def _probe(state: MDState) -> dict[str, torch.Tensor] | None:
+        return None if probe is None else probe(state)
+
     strides, fallbacks, rebuilds = stepper.strides, stepper.fallbacks, stepper.rebuilds
     verlet = stepper.verlet_fallbacks
     done = 0 if writer is None else writer.n_frames
@@ -85,7 +92,7 @@ def rollout(
     written, solver_iterations = 0, 0.0
     if done == 0:
         if writer is not None:
-            writer.append(state, initial_stats(stepper, state), 0.0)
+            writer.append(state, initial_stats(stepper, state), 0.0, atom_values=_probe(state))
         written, done = 1, 1
         on_frame(1)
     for frame in range(done, n_frames):
@@ -96,7 +103,8 @@ def rollout(
                 iterations = iterations + stats.iterations
         solver_iterations += float(iterations.sum())
         if writer is not None:
-            writer.append(state, stats, frame * every * stepper.stride_fs, iterations)
+            time_fs = frame * every * stepper.stride_fs
+            writer.append(state, stats, time_fs, iterations, atom_values=_probe(state))
         written += 1
         on_frame(1)
     report = RolloutReport(
