@@ -103,6 +103,7 @@ def _cmd_md(args: argparse.Namespace) -> int:
         taut_fs=args.taut_fs,
         energy_filter=not args.no_filter,
         symplectic=args.symplectic,
+        uncertainty=args.uncertainty,
         **{
             name: getattr(args, name)
             for name in (
@@ -123,6 +124,24 @@ def _cmd_md(args: argparse.Namespace) -> int:
         f"{report.wall_time_s:.1f} s; {report.fallbacks} filter fallbacks "
         f"({report.verlet_fallbacks} by velocity Verlet), {report.rebuilds} neighbour-list builds"
         + (f"; {report.solver_iterations} solver iterations" if settings.symplectic else "")
+    )
+    return 0
+
+
+def _cmd_learn(args: argparse.Namespace) -> int:
+    from flashmd.learn.loop import LearnLoop
+    from flashmd.learn.recipe import load_learn_recipe
+
+    recipe = load_learn_recipe(
+        args.recipe, iterations=args.iterations, workers=args.workers, device=args.device
+    )
+    loop = LearnLoop(recipe, progress=not args.quiet)
+    rows = loop.run()
+    last = rows[-1]
+    print(
+        f"learn {recipe.name}: {len(rows) - 1} iterations, {last['reference_calls']} reference "
+        f"calls on {last['labelled_states']} states; model {loop.state.checkpoint}; "
+        f"{loop.output / 'learning.csv'} and learning.png"
     )
     return 0
 
@@ -239,6 +258,18 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--summary", action="store_true", help="print the store's table afterwards")
     gen.set_defaults(func=_cmd_generate)
 
+    learn = commands.add_parser(
+        "learn",
+        help="active learning: explore with the model, label its most uncertain states with "
+        "the reference, retrain; resumes where it stopped",
+    )
+    learn.add_argument("recipe", help="learning recipe YAML (see training/emt-metals-learn.yaml)")
+    learn.add_argument("--iterations", type=int, help="iterations in all (default: the recipe's)")
+    learn.add_argument("--workers", type=int, help="processes for the reference continuations")
+    learn.add_argument("--device", help="auto, cpu, cuda, cuda:N (default: the recipe's)")
+    learn.add_argument("--quiet", action="store_true", help="no progress bars")
+    learn.set_defaults(func=_cmd_learn)
+
     train = commands.add_parser("train", help="train a predictor and energy model (torchrun-ready)")
     train.add_argument("recipe", help="training recipe YAML (see training/*.yaml)")
     train.add_argument("--resume", action="store_true", help="continue the run in its output dir")
@@ -306,6 +337,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--solver-max-iterations",
         type=int,
         help="symplectic solver: iterations before a stride is redone (default 30)",
+    )
+    md.add_argument(
+        "--uncertainty",
+        action="store_true",
+        help="store each frame's stride uncertainty per atom (the predictor's self-consistency, "
+        "Å; three more predictor passes per frame), shown by flashmd evaluate and used by "
+        "flashmd learn",
     )
     md.add_argument(
         "--shard", default="0/1", help="I/N: run only trajectories with index %% N == I"

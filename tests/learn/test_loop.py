@@ -1,0 +1,132 @@
+"""``flashmd learn`` end to end on the tiny Al recipe: explore, select, label, retrain, record;
+resumed after a kill without labelling twice; bad recipes refused before any work."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from flashmd.cli import main
+from flashmd.data.generate import generate
+from flashmd.data.recipes import RecipeError, load_recipe
+from flashmd.data.store import TrajectoryStore
+from flashmd.learn import loop as loop_module
+from flashmd.learn.loop import LearnLoop
+from flashmd.learn.recipe import load_learn_recipe
+from flashmd.train.config import load_train_config
+from flashmd.train.trainer import Trainer
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory) -> dict[str, str]:
+    """A tiny Al store, a training recipe for it and a model trained on it for a few steps."""
+    folder = tmp_path_factory.mktemp("learn")
+    recipe = load_recipe(REPO / "data" / "al-emt-tiny.yaml").model_copy(
+        update={"production_fs": 200.0, "equilibration_fs": 20.0}
+    )
+    store = str(folder / "s.zarr")
+    generate(recipe, store, progress=False)
+    train = yaml.safe_load((REPO / "training" / "tiny.yaml").read_text())
+    train.update(store=store, output=str(folder / "base"), steps=6, validate_every=6)
+    (folder / "train.yaml").write_text(yaml.safe_dump(train))
+    trainer = Trainer(load_train_config(folder / "train.yaml"), progress=False)
+    trainer.run()
+    trainer.close()
+    return {"train": str(folder / "train.yaml"), "model": str(folder / "base" / "best.pt")}
+
+
+def write_recipe(base: dict[str, str], folder: Path, **changes) -> Path:
+    recipe = {
+        "name": "tiny-learn",
+        "model": base["model"],
+        "train": base["train"],
+        "output": str(folder / "run"),
+        "iterations": 1,
+        "explore": [{"temperature_K": 600, "stride_fs": 32, "strides": 8, "every": 2}],
+        "select": {"reference_calls": 60, "min_gap_fs": 64, "tail_fs": 8},
+        "retrain": {"steps": 2, "validate_every": 2, "warmup_steps": 1},
+        "device": "cpu",
+        **changes,
+    }
+    path = folder / "learn.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    return path
+
+
+def test_learn_runs_resumes_after_a_kill_and_labels_once(base, tmp_path, monkeypatch, capsys):
+    path = write_recipe(base, tmp_path)
+    recipe = load_learn_recipe(path)
+    real_retrain = LearnLoop._retrain
+
+    def killed(self, k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(LearnLoop, "_retrain", killed)
+    with pytest.raises(KeyboardInterrupt):
+        LearnLoop(recipe, progress=False).run()
+    state = json.loads((tmp_path / "run" / "learn.json").read_text())
+    assert state["phase"] == "retrain" and state["iteration"] == 1
+    assert state["reference_calls"] == 2 * 21 and state["labelled_states"] == 2
+    labels = TrajectoryStore.open(str(tmp_path / "run" / "labels.zarr"))
+    assert all(labels[t].status == "complete" for t in labels.ids())
+    first = {t: labels[t].read(0, labels[t].n_frames)["positions"].copy() for t in labels.ids()}
+
+    def never(*args, **kwargs):
+        raise AssertionError("labelled twice")
+
+    monkeypatch.setattr(LearnLoop, "_retrain", real_retrain)
+    monkeypatch.setattr(loop_module, "label_states", never)
+    assert main(["learn", str(path), "--quiet"]) == 0
+    assert "1 iterations, 42 reference calls on 2 states" in capsys.readouterr().out
+    labels = TrajectoryStore.open(str(tmp_path / "run" / "labels.zarr"))
+    for traj_id, positions in first.items():
+        reader = labels[traj_id]
+        assert (reader.read(0, reader.n_frames)["positions"] == positions).all()
+        assert reader.attrs["origin"] == "learn" and reader.attrs["iteration"] == 1
+        assert reader.attrs["start_from"]["frame"] > 0
+    with open(tmp_path / "run" / "learning.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [row["iteration"] for row in rows] == ["0", "1"]
+    assert float(rows[1]["reference_calls"]) == 42
+    assert float(rows[1]["own_pos_rmse_32"]) > 0 and float(rows[1]["val_pos_rmse_32"]) > 0
+    assert 0 <= float(rows[1]["explore_fallback_32"]) <= 1
+    assert (tmp_path / "run" / "learning.png").stat().st_size > 0
+    state = json.loads((tmp_path / "run" / "learn.json").read_text())
+    assert state["iteration"] == 2 and state["checkpoint"].endswith("iter-01/train/last.pt")
+
+
+def test_bad_recipes_are_refused_before_any_work(base, tmp_path):
+    with pytest.raises(RecipeError, match="cannot label one state"):
+        LearnLoop(load_learn_recipe(write_recipe(base, tmp_path, select={"reference_calls": 5})))
+    assert not (tmp_path / "run").exists()
+    with pytest.raises(RecipeError, match="select.reference_calls"):
+        load_learn_recipe(write_recipe(base, tmp_path, select={"reference_calls": 0}))
+    train = yaml.safe_load(Path(base["train"]).read_text())
+    train["strides_fs"] = [16]
+    (tmp_path / "train16.yaml").write_text(yaml.safe_dump(train))
+    with pytest.raises(RecipeError, match="serves strides"):
+        LearnLoop(
+            load_learn_recipe(write_recipe(base, tmp_path, train=str(tmp_path / "train16.yaml")))
+        )
+    hot = [{"temperature_K": 450, "stride_fs": 32}]
+    with pytest.raises(RecipeError, match="no trajectory at 450 K"):
+        LearnLoop(load_learn_recipe(write_recipe(base, tmp_path, explore=hot)))
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "learn.json").write_text(
+        json.dumps(
+            {
+                "fingerprint": "another",
+                "iteration": 1,
+                "phase": "explore",
+                "checkpoint": base["model"],
+            }
+        )
+    )
+    with pytest.raises(RecipeError, match="another recipe"):
+        LearnLoop(load_learn_recipe(write_recipe(base, tmp_path)))
