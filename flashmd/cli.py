@@ -104,6 +104,7 @@ def _cmd_md(args: argparse.Namespace) -> int:
         energy_filter=not args.no_filter,
         symplectic=args.symplectic,
         uncertainty=args.uncertainty,
+        adaptive_threshold_A=args.adaptive_threshold_A,
         **{
             name: getattr(args, name)
             for name in (
@@ -124,6 +125,12 @@ def _cmd_md(args: argparse.Namespace) -> int:
         f"{report.wall_time_s:.1f} s; {report.fallbacks} filter fallbacks "
         f"({report.verlet_fallbacks} by velocity Verlet), {report.rebuilds} neighbour-list builds"
         + (f"; {report.solver_iterations} solver iterations" if settings.symplectic else "")
+        + (
+            f"; {report.declined} strides declined as unsure (taken as half strides), "
+            f"effective stride {report.effective_stride_fs:.1f} fs"
+            if settings.stride_fs == "auto"
+            else ""
+        )
     )
     return 0
 
@@ -242,6 +249,16 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _stride(text: str) -> float | str:
+    """``--stride-fs``: a number of fs or ``auto``."""
+    if text == "auto":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a stride in fs or auto, got {text!r}") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="flashmd", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"flashmd {__version__}")
@@ -298,7 +315,13 @@ def build_parser() -> argparse.ArgumentParser:
     md.add_argument("-o", "--output", required=True, help="store path or fsspec URL (.zarr)")
     md.add_argument("--ensemble", choices=["nve", "langevin", "bussi"], default="nve")
     md.add_argument("--temperature-K", type=float, default=300.0, help="initial and bath K")
-    md.add_argument("--stride-fs", type=float, required=True, help="one of the model's strides")
+    md.add_argument(
+        "--stride-fs",
+        type=_stride,
+        required=True,
+        help="one of the model's strides, or auto: its longest, taken as half strides where "
+        "the predictor is unsure of it (adaptive; frames stay on the grid of the longest)",
+    )
     md.add_argument("--strides", type=int, required=True, help="strides per trajectory")
     md.add_argument("--every", type=int, default=1, help="strides between stored frames")
     md.add_argument("--replicas", type=int, default=1, help="replicas of every system")
@@ -337,6 +360,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--solver-max-iterations",
         type=int,
         help="symplectic solver: iterations before a stride is redone (default 30)",
+    )
+    md.add_argument(
+        "--adaptive-threshold-A",
+        type=float,
+        help="--stride-fs auto: largest atom self-consistency in Å up to which a stride is "
+        "taken whole (default 0.1)",
     )
     md.add_argument(
         "--uncertainty",

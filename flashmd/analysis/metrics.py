@@ -162,6 +162,8 @@ def compare(reference: Pooled, rollout: Pooled, config: EvaluationConfig) -> lis
     rows.append(_fallback_row(rollout, config))
     if rollout.solver_iterations is not None:  # symplectic strides: shown, not judged
         rows.append(_solver_row(rollout.solver_iterations))
+    if rollout.declined_fraction is not None:  # adaptive strides: shown, not judged
+        rows.append(_declined_row(rollout.declined_fraction))
     if rollout.uncertainty is not None:  # shown, not judged
         rows.append(_uncertainty_row(rollout.uncertainty))
     return rows
@@ -280,6 +282,21 @@ def _solver_row(iterations: float) -> Metric:
         "—",
         "skip",
         "recorded, not judged",
+    )
+
+
+def _declined_row(fraction: float) -> Metric:
+    return Metric(
+        "declined_fraction",
+        "strides declined as unsure (adaptive)",
+        "fraction",
+        None,
+        fraction,
+        None,
+        "fraction",
+        "—",
+        "skip",
+        "recorded, not judged: taken as half strides before the filter",
     )
 
 

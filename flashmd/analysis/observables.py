@@ -44,6 +44,7 @@ class TrajectoryObservables:
     ``solver_iterations`` the symplectic solver's mean iterations per stride, or None (direct
     strides, or a store without them); ``uncertainty`` (n_frames,) Å the largest stride
     uncertainty of an atom per frame (``flashmd md --uncertainty``), or None;
+    ``declined_fraction`` the fraction of strides an adaptive stride declined, or None (fixed);
     ``rdf`` is None for geometries without a periodic volume; ``ensemble`` is the production
     ensemble ("nve", "langevin", "bussi", or "?").
     """
@@ -69,6 +70,7 @@ class TrajectoryObservables:
     filter_fallback: np.ndarray | None
     solver_iterations: float | None = None
     uncertainty: np.ndarray | None = None
+    declined_fraction: float | None = None
 
     @property
     def n_atoms(self) -> int:
@@ -220,7 +222,19 @@ def observe(
         filter_fallback=np.concatenate(stats["filter_fallback"]) if filters else None,
         solver_iterations=_solver_iterations(reader, analysed),
         uncertainty=_uncertainty(reader, analysed),
+        declined_fraction=_declined_fraction(reader, analysed),
     )
+
+
+def _declined_fraction(reader: TrajectoryReader, n_frames: int) -> float | None:
+    """Fraction of frames ``1..n_frames-1`` whose stride the adaptive stride declined; None when
+    not stored or none declined (a fixed stride)."""
+    if "stride_declined" not in reader.group or n_frames < 2:
+        return None
+    values = np.asarray(reader.group["stride_declined"][1:n_frames], dtype=np.float64)
+    if not np.isfinite(values).all() or not values.any():
+        return None
+    return float(values.mean())
 
 
 def _uncertainty(reader: TrajectoryReader, n_frames: int) -> np.ndarray | None:

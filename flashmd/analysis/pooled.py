@@ -117,6 +117,13 @@ class Pooled:
         return np.concatenate(values)
 
     @property
+    def declined_fraction(self) -> float | None:
+        """Fraction of strides adaptive strides declined, over the trajectories (None: none
+        recorded)."""
+        values = [t.declined_fraction for t in self.trajectories if t.declined_fraction is not None]
+        return float(np.mean(values)) if values else None
+
+    @property
     def solver_iterations(self) -> float | None:
         """Mean symplectic-solver iterations per stride over the trajectories (None: direct)."""
         values = [t.solver_iterations for t in self.trajectories]

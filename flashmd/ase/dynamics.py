@@ -22,10 +22,17 @@ from ase.md.md import MolecularDynamics
 
 from flashmd.ase.calculator import EnergyCalculator
 from flashmd.ase.checks import check_constraints, check_momenta, warn_close_contacts
+from flashmd.md.consistency import StrideConsistency
 from flashmd.md.filters import FilterConfig
-from flashmd.md.propagators import CalculatorPotential, ModelPotential, Potential, Propagator
+from flashmd.md.propagators import (
+    CalculatorPotential,
+    ModelPotential,
+    ModelPropagator,
+    Potential,
+    Propagator,
+)
 from flashmd.md.state import MDState, state_from_atoms
-from flashmd.md.stepper import Stepper, StrideStats
+from flashmd.md.stepper import DEFAULT_THRESHOLD_A, AdaptiveStride, Stepper, StrideStats
 from flashmd.md.symplectic import SolverConfig, SymplecticPropagator, model_propagator
 from flashmd.md.thermostats import Bussi, Langevin, Thermostat
 from flashmd.models.model import FlashMDModel
@@ -57,6 +64,23 @@ def _components(
     return propagator, None if atoms.calc is None else CalculatorPotential(atoms.calc)
 
 
+def _adaptive(
+    model: Model, symplectic: bool, adaptive: bool, threshold_A: float, stride_fs: float
+) -> AdaptiveStride | None:
+    """The adaptive stride of ``model`` when asked (None otherwise)."""
+    if not adaptive:
+        return None
+    if not isinstance(model, FlashMDModel) or symplectic:
+        raise ValueError("adaptive strides need a FlashMDModel and direct (not symplectic) strides")
+    found = AdaptiveStride(StrideConsistency(ModelPropagator(model), model.strides_fs), threshold_A)
+    if not found.checks(stride_fs):
+        raise ValueError(
+            f"an adaptive {stride_fs:g} fs stride needs the model to serve its half too; it "
+            f"serves {model.strides_fs} fs"
+        )
+    return found
+
+
 def _device(model: Model) -> torch.device:
     return model.device if isinstance(model, FlashMDModel) else torch.device("cpu")
 
@@ -82,6 +106,11 @@ class FlashMD(MolecularDynamics):
             function, solved at the stride's midpoint (:mod:`flashmd.md.symplectic`); the model
             must carry one.
         solver: settings of that solver (default :class:`~flashmd.md.symplectic.SolverConfig`).
+        adaptive: decline strides the predictor is unsure of (its stride self-consistency,
+            :mod:`flashmd.md.consistency`, above ``adaptive_threshold_A``) and take them as half
+            strides; ``timestep`` is then the output interval and the longest stride tried
+            (the model must serve its half). Needs a :class:`FlashMDModel`, direct strides.
+        adaptive_threshold_A: Å (default :data:`~flashmd.md.stepper.DEFAULT_THRESHOLD_A`).
         min_distance: warn when atoms are closer than this (Å), the closest contact of the
             model's training data; checkpoints do not record it yet, so the default is a
             fraction of the sum of covalent radii (see :mod:`flashmd.ase.checks`).
@@ -111,6 +140,8 @@ class FlashMD(MolecularDynamics):
         skin: float = 1.0,
         symplectic: bool = False,
         solver: SolverConfig | None = None,
+        adaptive: bool = False,
+        adaptive_threshold_A: float = DEFAULT_THRESHOLD_A,
         min_distance: float | None = None,
         seed: int | None = None,
         trajectory: str | None = None,
@@ -135,6 +166,7 @@ class FlashMD(MolecularDynamics):
                 energy_filter, max_cooling, max_heating, fallback_timestep_fs, split_depth
             ),
             skin=skin,
+            adaptive=_adaptive(model, symplectic, adaptive, adaptive_threshold_A, timestep / FS),
         )
         self._device = _device(model)
         self._seed = int(np.random.default_rng().integers(2**62)) if seed is None else int(seed)
@@ -199,6 +231,11 @@ class FlashMD(MolecularDynamics):
         return self.stepper.fallbacks
 
     @property
+    def declined(self) -> int:
+        """Strides the adaptive stride declined as unsure and took as half strides so far."""
+        return self.stepper.declined
+
+    @property
     def mean_solver_iterations(self) -> float:
         """Evaluations of the generating function's gradient per symplectic stride so far (NaN
         for direct strides or before the first)."""
@@ -212,6 +249,7 @@ class FlashMD(MolecularDynamics):
             **super().todict(),
             "energy_filter": self.stepper.filters.energy,
             "symplectic": isinstance(self.stepper.propagator, SymplecticPropagator),
+            "adaptive": self.stepper.adaptive is not None,
         }
 
 

@@ -36,7 +36,7 @@ from flashmd.md.output import RolloutWriter
 from flashmd.md.propagators import ModelPotential, ModelPropagator
 from flashmd.md.rollout import RolloutReport, rollout
 from flashmd.md.state import MDState, state_from_atoms
-from flashmd.md.stepper import Stepper
+from flashmd.md.stepper import DEFAULT_THRESHOLD_A, AdaptiveStride, Stepper
 from flashmd.md.symplectic import SolverConfig, SymplecticPropagator, model_propagator
 from flashmd.md.thermostats import Bussi, Langevin, Thermostat
 from flashmd.models.io import load_model
@@ -54,7 +54,11 @@ class MDSettings:
     ``symplectic`` takes symplectic strides (:mod:`flashmd.md.symplectic`) solved to
     ``solver_tolerance_A`` in at most ``solver_max_iterations`` iterations. ``uncertainty``
     stores the stride self-consistency of every frame per atom (:mod:`flashmd.md.consistency`;
-    three more predictor passes per frame).
+    three more predictor passes per frame). ``stride_fs = "auto"`` takes the model's longest
+    stride adaptively (:class:`~flashmd.md.stepper.AdaptiveStride`): a stride whose predictor
+    disagrees with itself by more than ``adaptive_threshold_A`` (default
+    :data:`~flashmd.md.stepper.DEFAULT_THRESHOLD_A`) is taken as half strides; frames stay on
+    the grid of ``every`` longest strides.
     """
 
     model: str
@@ -63,7 +67,7 @@ class MDSettings:
     start_from: str | None = None
     ensemble: str = "nve"
     temperature_K: float = 300.0
-    stride_fs: float = 32.0
+    stride_fs: float | str = 32.0
     strides: int = 100
     every: int = 1
     replicas: int = 1
@@ -78,6 +82,7 @@ class MDSettings:
     solver_tolerance_A: float = SolverConfig.tolerance_A
     solver_max_iterations: int = SolverConfig.max_iterations
     uncertainty: bool = False
+    adaptive_threshold_A: float | None = None
 
     def __post_init__(self) -> None:
         if self.ensemble not in ("nve", "langevin", "bussi"):
@@ -89,12 +94,35 @@ class MDSettings:
             )
         if self.strides < 1 or self.every < 1 or self.replicas < 1:
             raise ValueError("strides, every and replicas must be at least 1")
+        if isinstance(self.stride_fs, str) and self.stride_fs != "auto":
+            raise ValueError(f"stride_fs must be a number of fs or 'auto', got {self.stride_fs!r}")
+        if self.adaptive_threshold_A is not None and self.stride_fs != "auto":
+            raise ValueError("an adaptive threshold needs stride_fs 'auto' (--stride-fs auto)")
+        if self.stride_fs == "auto" and self.symplectic:
+            raise ValueError(
+                "adaptive strides are the direct predictor's; drop --symplectic or give a stride"
+            )
         if self.strides % self.every:
             raise ValueError(f"strides ({self.strides}) must be a multiple of every ({self.every})")
 
     @property
     def n_frames(self) -> int:
         return self.strides // self.every + 1
+
+
+def stride_for(settings: MDSettings, model: FlashMDModel) -> float:
+    """The stride in fs: the settings' own, or the model's longest for ``"auto"``."""
+    if settings.stride_fs == "auto":
+        return max(model.strides_fs)
+    return float(settings.stride_fs)
+
+
+def adaptive_for(settings: MDSettings, model: FlashMDModel) -> AdaptiveStride | None:
+    """The adaptive stride of ``"auto"`` settings (None: a fixed stride)."""
+    if settings.stride_fs != "auto":
+        return None
+    threshold = settings.adaptive_threshold_A or DEFAULT_THRESHOLD_A
+    return AdaptiveStride(StrideConsistency(ModelPropagator(model), model.strides_fs), threshold)
 
 
 def load_systems(settings: MDSettings) -> list[ase.Atoms]:
@@ -215,9 +243,10 @@ def run_md(
     solver = SolverConfig(
         tolerance_A=settings.solver_tolerance_A, max_iterations=settings.solver_max_iterations
     )
+    stride = stride_for(settings, model)
     stepper = Stepper(
         model_propagator(model, settings.symplectic, solver if settings.symplectic else None),
-        settings.stride_fs,
+        stride,
         potential=potential,
         thermostat=_thermostat(settings),
         filters=FilterConfig(
@@ -226,9 +255,10 @@ def run_md(
             max_heating=settings.max_heating,
             contact_fraction=settings.contact_fraction or None,
         ),
+        adaptive=adaptive_for(settings, model),
     )
     stepper.prepare(state)  # bad species, stride or masses stop here, before any write
-    probe = _uncertainty_probe(model, settings.stride_fs) if settings.uncertainty else None
+    probe = _uncertainty_probe(model, stride) if settings.uncertainty else None
     store = TrajectoryStore.create(location, {"name": "flashmd-md", **asdict(settings)})
     ids = [f"{k:05d}_{systems[s].get_chemical_formula('metal')}_r{r}" for k, s, r in chosen]
     if all(i in store and store[i].status == "complete" for i in ids):
@@ -238,8 +268,8 @@ def run_md(
             "calculator": {"name": "flashmd", "model": settings.model, "version": __version__},
             "ensemble": settings.ensemble,
             "temperature_K": settings.temperature_K,
-            "timestep_fs": settings.stride_fs,
-            "sample_interval_fs": settings.stride_fs * settings.every,
+            "timestep_fs": stride,
+            "sample_interval_fs": stride * settings.every,
             "seed": {"seed": settings.seed, "spawn_key": [k]},
             "system": {"index": s, "formula": systems[s].get_chemical_formula("metal")},
             "pbc": [bool(p) for p in systems[s].pbc],

@@ -11,6 +11,8 @@ every trusted frame has them:
     solver_iterations  evaluations of the generating function's gradient that stride took
                        (symplectic strides; summed over the strides between frames and over a
                        redone stride's half strides), 0 for direct strides and at frame 0
+    stride_declined    1.0 if the adaptive stride declined that stride as unsure and took it
+                       as half strides, else 0.0
 
 A rollout run with ``uncertainty`` also gets a per-atom array (float64, dimensions ``frame``,
 ``atom``): ``uncertainty``, Å, the stride self-consistency of the stride that starts at the frame
@@ -35,7 +37,13 @@ from flashmd.md.state import MDState
 from flashmd.md.stepper import StrideStats
 
 #: Extra per-frame arrays of rollout trajectories.
-STAT_ARRAYS = ("filter_scale", "filter_fallback", "target_energy", "solver_iterations")
+STAT_ARRAYS = (
+    "filter_scale",
+    "filter_fallback",
+    "target_energy",
+    "solver_iterations",
+    "stride_declined",
+)
 #: Optional per-atom, per-frame arrays of rollout trajectories (Å).
 ATOM_ARRAYS = ("uncertainty",)
 
@@ -185,12 +193,23 @@ class RolloutWriter:
             "fallback": stats.fallback.cpu().numpy().astype(np.float64),
             "target": state.target_energy.cpu().numpy(),
             "iterations": iterations.cpu().numpy(),
+            "declined": (
+                np.zeros(state.n_systems)
+                if stats.declined is None
+                else stats.declined.cpu().numpy().astype(np.float64)
+            ),
         }
         commit = {"rng_state": encode_generator(state.generator)}
         for s, (writer, part) in enumerate(zip(self.writers, self._slices, strict=True)):
             self._buffers[s].append(
                 np.array(
-                    [cpu["scale"][s], cpu["fallback"][s], cpu["target"][s], cpu["iterations"][s]]
+                    [
+                        cpu["scale"][s],
+                        cpu["fallback"][s],
+                        cpu["target"][s],
+                        cpu["iterations"][s],
+                        cpu["declined"][s],
+                    ]
                 )
             )
             if self.atom_arrays:

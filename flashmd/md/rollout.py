@@ -27,7 +27,10 @@ class RolloutReport:
         verlet_fallbacks: rejected (sub-)strides that needed velocity Verlet (the others were
         repaired by half strides, see :class:`~flashmd.md.filters.FilterConfig`);
         solver_iterations: evaluations of the generating function's gradient summed over
-        system-strides (symplectic strides; 0 for direct ones).
+        system-strides (symplectic strides; 0 for direct ones);
+        declined: system-strides the adaptive stride took as half strides;
+        effective_stride_fs: simulated time per predicted (sub-)stride (the stride itself
+        without adaptive strides or fallbacks).
     """
 
     strides: int
@@ -37,11 +40,19 @@ class RolloutReport:
     wall_time_s: float
     verlet_fallbacks: int = 0
     solver_iterations: int = 0
+    declined: int = 0
+    effective_stride_fs: float = float("nan")
 
     def mean_solver_iterations(self, n_systems: int) -> float:
         """Solver iterations per system-stride (NaN when no stride was taken)."""
         taken = self.strides * n_systems
         return self.solver_iterations / taken if taken else float("nan")
+
+
+def _effective_stride(stepper: Stepper, strides: int, n_systems: int, predictions: int) -> float:
+    """fs of simulated time per system (sub-)stride the propagator predicted: ``strides``
+    strides of ``n_systems`` systems took ``predictions`` predictions (NaN: none)."""
+    return stepper.stride_fs * strides * n_systems / predictions if predictions else float("nan")
 
 
 def initial_stats(stepper: Stepper, state: MDState) -> StrideStats:
@@ -84,7 +95,8 @@ def rollout(
         return None if probe is None else probe(state)
 
     strides, fallbacks, rebuilds = stepper.strides, stepper.fallbacks, stepper.rebuilds
-    verlet = stepper.verlet_fallbacks
+    verlet, declined = stepper.verlet_fallbacks, stepper.declined
+    predictions = stepper.predictions
     done = 0 if writer is None else writer.n_frames
     if writer is not None:
         state = writer.resume_state(state)
@@ -115,5 +127,12 @@ def rollout(
         wall_time_s=time.perf_counter() - started,
         verlet_fallbacks=stepper.verlet_fallbacks - verlet,
         solver_iterations=round(solver_iterations),
+        declined=stepper.declined - declined,
+        effective_stride_fs=_effective_stride(
+            stepper,
+            stepper.strides - strides,
+            state.n_systems,
+            stepper.predictions - predictions,
+        ),
     )
     return state, report

@@ -10,6 +10,13 @@ when the propagator serves them (recursively, ``FilterConfig.split_depth`` deep)
 velocity Verlet on the potential's forces (:mod:`flashmd.md.fallback`), then rescaled when
 possible. No NaN leaves a
 stride: with a potential every failure falls back; without one a non-finite prediction raises.
+
+An adaptive stride (:class:`AdaptiveStride`) checks each stride first: the check computes the
+stride both whole and as two half strides (:mod:`flashmd.md.consistency`), and a system whose
+two results differ by more than a threshold is *declined*: it takes the two half strides, which
+are already computed, instead of the whole one. Either way the filter then judges the result
+once, so a check costs three predictor passes and one energy evaluation per stride, whatever
+it decides.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from dataclasses import dataclass
 import torch
 
 from flashmd.md import rigid
+from flashmd.md.consistency import StrideConsistency
 from flashmd.md.fallback import velocity_verlet
 from flashmd.md.filters import CONTACT_SEARCH_CUTOFF, FilterConfig, constrain, in_contact, rescale
 from flashmd.md.neighbors import NeighborCache
@@ -47,6 +55,36 @@ class StrideStats:
     fallback: torch.Tensor
     potential_energy: torch.Tensor
     iterations: torch.Tensor | None = None
+    declined: torch.Tensor | None = None
+
+
+#: Default threshold of :class:`AdaptiveStride` in Å (see ``flashmd/pretrained/emt-metals.md``).
+DEFAULT_THRESHOLD_A = 0.1
+
+
+@dataclass(frozen=True)
+class AdaptiveStride:
+    """Decline strides the predictor is unsure of (see the module docstring).
+
+    Args:
+        consistency: the predictor's stride self-consistency.
+        threshold_A: largest atom self-consistency (Å) of a system up to which its stride is
+            taken whole.
+    """
+
+    consistency: StrideConsistency
+    threshold_A: float
+
+    def __post_init__(self) -> None:
+        if not self.threshold_A > 0:
+            raise ValueError(f"threshold_A must be positive, got {self.threshold_A}")
+
+    def checks(self, stride_fs: float) -> bool:
+        """Whether strides of ``stride_fs`` are checked (the model serves their half)."""
+        try:
+            return self.consistency.long_stride(stride_fs) == stride_fs
+        except ValueError:
+            return False
 
 
 class Stepper:
@@ -59,11 +97,16 @@ class Stepper:
         thermostat: applied for half a stride before and after the map (None: NVE).
         filters: energy-filter settings (default :class:`FilterConfig`).
         skin: neighbour-list skin in Å.
+        adaptive: decline unsure strides (None: take every stride whole).
 
     Attributes:
         strides: strides taken; fallbacks: system-strides the filter rejected (repaired by half
             strides or velocity Verlet); splits: rejected (sub-)strides retried as two halves;
-            verlet_fallbacks: (sub-)strides integrated by velocity Verlet.
+            verlet_fallbacks: (sub-)strides integrated by velocity Verlet;
+            declined: system-strides the adaptive stride took as two half strides;
+            predictions: system (sub-)strides the propagator predicted, an adaptive stride's
+            whole and half strides included (``strides * n_systems * stride_fs / predictions``
+            is the effective stride).
     """
 
     def __init__(
@@ -74,6 +117,7 @@ class Stepper:
         thermostat: Thermostat | None = None,
         filters: FilterConfig | None = None,
         skin: float = 1.0,
+        adaptive: AdaptiveStride | None = None,
     ) -> None:
         if not stride_fs > 0:
             raise ValueError(f"stride_fs must be positive, got {stride_fs}")
@@ -85,11 +129,14 @@ class Stepper:
         self.thermostat = thermostat
         self.filters = FilterConfig() if filters is None else filters
         self.skin = float(skin)
+        self.adaptive = adaptive
         self._caches: dict[float, NeighborCache] = {}
         self.strides = 0
         self.fallbacks = 0
         self.splits = 0
         self.verlet_fallbacks = 0
+        self.declined = 0
+        self.predictions = 0
 
     @property
     def rebuilds(self) -> int:
@@ -140,8 +187,9 @@ class Stepper:
         their own); ``depth`` counts the halvings above this stride.
         """
         target = rigid.conserved(before)
-        edges = _edges(caches, self.propagator.cutoff, before, self.skin)
-        positions, momenta = self.propagator.propagate(before, edges, stride_fs)
+        positions, momenta, unsure = self._predict(before, stride_fs, caches, check=depth == 0)
+        if unsure is not None:
+            self.declined += int(unsure.sum())
         iterations = self._iterations(before)
         finite = _systems_all(
             before, torch.isfinite(positions).all(dim=1) & torch.isfinite(momenta).all(dim=1)
@@ -156,7 +204,8 @@ class Stepper:
         after = before.replace(positions=positions, momenta=momenta)
         if self.potential is None:
             ones = torch.ones_like(before.target_energy)
-            return after, StrideStats(ones, ~finite, self.potential_energy(after), iterations)
+            energy = self.potential_energy(after)
+            return after, StrideStats(ones, ~finite, energy, iterations, unsure)
         potential_edges = _edges(caches, self.potential.cutoff, after, self.skin)
         energy = self.potential.energy(after, potential_edges)
         scale, failed = torch.ones_like(energy), ~finite
@@ -168,7 +217,7 @@ class Stepper:
             result = rescale(after, energy, self.filters.max_cooling, self.filters.max_heating)
             after = after.replace(momenta=result.momenta)
             scale, failed = result.scale, failed | ~result.accepted
-        stats = StrideStats(scale, failed, energy, iterations)
+        stats = StrideStats(scale, failed, energy, iterations, unsure)
         if not bool(failed.any()):
             return after, stats
         if depth == 0:
@@ -188,7 +237,27 @@ class Stepper:
             failed,
             stats.potential_energy.masked_scatter(failed, repaired_stats.potential_energy),
             iterations,
+            unsure,
         )
+
+    def _predict(
+        self, before: MDState, stride_fs: float, caches: dict[float, NeighborCache], check: bool
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """(A, 3) positions and momenta one stride later, and (S,) bool systems the adaptive
+        stride declined and took as two half strides (None: not checked; only a whole stride is,
+        ``check``, not the half strides of a rejected one)."""
+        self.predictions += before.n_systems
+        if check and self.adaptive is not None and self.adaptive.checks(stride_fs):
+            found = self.adaptive.consistency(before, stride_fs)
+            unsure = found.per_system(before.n_systems) > self.adaptive.threshold_A
+            self.predictions += 2 * before.n_systems  # the two half strides
+            halves = unsure[before.system, None]
+            positions = torch.where(halves, found.short_positions, found.long_positions)
+            momenta = torch.where(halves, found.short_momenta, found.long_momenta)
+            return positions, momenta, unsure
+        edges = _edges(caches, self.propagator.cutoff, before, self.skin)
+        positions, momenta = self.propagator.propagate(before, edges, stride_fs)
+        return positions, momenta, None
 
     def _iterations(self, state: MDState) -> torch.Tensor | None:
         """(S,) float solver iterations of the stride just propagated, or None (direct map)."""

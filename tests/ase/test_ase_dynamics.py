@@ -187,3 +187,30 @@ def test_symplectic_strides_through_ase():
     assert np.isnan(direct.mean_solver_iterations) and direct.todict()["symplectic"] is False
     with pytest.raises(ValueError, match="no generating function"):
         FlashMD(thermal(crystal(), seed=11), 16 * units.fs, model=tiny_model(), symplectic=True)
+
+
+def test_adaptive_strides_decline_unsure_strides_and_are_checked():
+    atoms = thermal(crystal((2, 2, 2)), 7, 600.0)
+    model = tiny_model()
+    sure = FlashMD(
+        atoms.copy(), 32 * units.fs, model=model, adaptive=True, adaptive_threshold_A=10.0
+    )
+    sure.run(2)
+    assert sure.declined == 0 and sure.todict()["adaptive"]
+    unsure = FlashMD(
+        atoms.copy(),
+        32 * units.fs,
+        model=model,
+        adaptive=True,
+        adaptive_threshold_A=1e-9,
+        energy_filter=False,
+    )
+    unsure.run(2)
+    assert unsure.declined == 2 and unsure.fallbacks == 0
+    fixed = FlashMD(atoms.copy(), 16 * units.fs, model=model, energy_filter=False)
+    fixed.run(4)  # two declined 32 fs strides are four 16 fs strides
+    assert np.allclose(unsure.atoms.positions, fixed.atoms.positions, atol=1e-9)
+    with pytest.raises(ValueError, match="serve its half"):
+        FlashMD(atoms.copy(), 16 * units.fs, model=model, adaptive=True)
+    with pytest.raises(ValueError, match="direct"):
+        FlashMD(atoms.copy(), 32 * units.fs, model=harmonic([crystal((2, 2, 2))]), adaptive=True)
