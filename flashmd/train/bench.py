@@ -2,7 +2,9 @@
 
 Two stores of the same Al EMT trajectories, one with ``factor`` times more of them, are each trained
 for the same number of steps in a fresh process (no loader workers, so all memory is in that one
-process); the table shows each process's peak resident memory.
+process); then the small store again with an extra store of many short trajectories, as the
+labels of ``flashmd learn`` grow over its iterations (``extra_stores``). The table shows each
+process's peak resident memory.
 """
 
 from __future__ import annotations
@@ -18,9 +20,9 @@ from flashmd.data.generate import generate
 from flashmd.data.recipes import parse_recipe
 
 
-def _recipe(replicas: int) -> dict:
+def _recipe(replicas: int, production_fs: float = 4000.0) -> dict:
     return {
-        "name": f"memory-bench-{replicas}",
+        "name": f"memory-bench-{replicas}-{production_fs:g}",
         "seed": 0,
         "calculator": {"name": "asap3-emt"},
         "systems": [{"builder": "crystal", "element": "Al", "supercell": [3, 3, 3]}],
@@ -29,7 +31,7 @@ def _recipe(replicas: int) -> dict:
         "timestep_fs": 2.0,
         "sample_interval_fs": 8.0,
         "equilibration_fs": 40.0,
-        "production_fs": 4000.0,
+        "production_fs": production_fs,
     }
 
 
@@ -51,46 +53,29 @@ def train_child(config_json: str) -> None:
 
 
 def bench_train_memory(base_trajectories: int = 4, factor: int = 20, steps: int = 40) -> str:
-    """Peak RSS of training on a store and on one ``factor`` times larger."""
-    from flashmd.train.config import TrainConfig
-
+    """Peak RSS of training on a store, on one ``factor`` times larger, and on the first with
+    an extra store of ``10 * factor * base_trajectories`` continuation-long (96 fs) ones."""
     rows = [("store", "trajectories", "frames", "training pairs", "peak RSS MiB", "ratio")]
-    peaks = []
+    peaks: list[float] = []
     with tempfile.TemporaryDirectory() as directory:
-        for count in (base_trajectories, base_trajectories * factor):
-            store = str(Path(directory) / f"s{count}.zarr")
-            report = generate(parse_recipe(_recipe(count)), store, workers=2, progress=False)
-            config = TrainConfig(
-                name="memory",
-                store=store,
-                output=str(Path(directory) / f"run{count}"),
-                strides_fs=(16.0, 32.0, 64.0),
-                validation=0.25,
-                predictor={"preset": "tiny"},
-                energy_model={"preset": "tiny"},
-                batch_size=4,
-                steps=steps,
-                warmup_steps=5,
-                validate_every=steps,
-                checkpoint_every=steps,
-                val_pairs=16,
-                stats_pairs=64,
-                num_workers=0,
+        folder = Path(directory)
+        base = str(folder / f"s{base_trajectories}.zarr")
+        runs = [
+            (base, (), base_trajectories, 4000.0),
+            (str(folder / "large.zarr"), (), base_trajectories * factor, 4000.0),
+            (base, (str(folder / "labels.zarr"),), 10 * factor * base_trajectories, 96.0),
+        ]
+        for k, (store, extra, count, production) in enumerate(runs):
+            location = extra[0] if extra else store
+            report = generate(
+                parse_recipe(_recipe(count, production)), location, workers=2, progress=False
             )
-            code = (
-                "import sys; from flashmd.train.bench import train_child; train_child(sys.argv[1])"
-            )
-            child = subprocess.run(
-                [sys.executable, "-c", code, config.model_dump_json()],
-                capture_output=True,
-                text=True,
-                check=True,
-            )
-            result = json.loads(child.stdout.strip().splitlines()[-1])
+            result = _train(_config(store, extra, folder / f"run{k}", steps))
             peaks.append(result["peak_rss_MiB"])
+            name = Path(store).name + "".join(f" + {Path(e).name}" for e in extra)
             rows.append(
                 (
-                    Path(store).name,
+                    name,
                     str(count),
                     str(report.frames_written),
                     str(result["pairs"]),
@@ -103,6 +88,41 @@ def bench_train_memory(base_trajectories: int = 4, factor: int = 20, steps: int 
     lines.insert(1, "  ".join("-" * w for w in widths))
     header = (
         f"training peak memory vs store size: {steps} steps, tiny models, batch 4, "
-        "no loader workers, Al 108 atoms"
+        "no loader workers, Al 108 atoms (third row: short trajectories as an extra store)"
     )
     return header + "\n" + "\n".join(lines)
+
+
+def _config(store: str, extra: tuple[str, ...], output: Path, steps: int):
+    from flashmd.train.config import TrainConfig
+
+    return TrainConfig(
+        name="memory",
+        store=store,
+        extra_stores=extra,
+        output=str(output),
+        strides_fs=(16.0, 32.0, 64.0),
+        validation=0.25,
+        predictor={"preset": "tiny"},
+        energy_model={"preset": "tiny"},
+        batch_size=4,
+        steps=steps,
+        warmup_steps=5,
+        validate_every=steps,
+        checkpoint_every=steps,
+        val_pairs=16,
+        stats_pairs=64,
+        num_workers=0,
+    )
+
+
+def _train(config) -> dict:
+    """Peak RSS and training pairs of training ``config`` in a fresh process."""
+    code = "import sys; from flashmd.train.bench import train_child; train_child(sys.argv[1])"
+    child = subprocess.run(
+        [sys.executable, "-c", code, config.model_dump_json()],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(child.stdout.strip().splitlines()[-1])
