@@ -13,6 +13,8 @@ Each iteration ``k`` runs five public steps, each resumable on its own:
     retrain   fine-tuning from the current checkpoint on the training store plus every label so
               far (:class:`flashmd.train.trainer.Trainer` with ``start_from`` and
               ``extra_stores``), validated on the training recipe's unchanged held-out split
+    validate  (with ``heldout`` in the recipe) rollouts of the new model on held-out
+              conditions, judged by :func:`flashmd.analysis.report.evaluate`
     record    one row of ``learning.csv`` and the figure ``learning.png``
 
 The loop's state (iteration, phase, checkpoint, reference calls spent) is ``learn.json`` in the run
@@ -27,7 +29,9 @@ of strides the energy filter redid and ``explore_uncertainty_<S>`` (Å) the medi
 uncertainty in the exploration of stride ``S``, and ``own_pos_rmse_<S>`` (Å) the position error on
 the new labels, all three of the model that *entered* the iteration; ``val_pos_rmse_<S>`` (Å),
 ``val_mom_ratio_<S>`` and ``val_energy_rmse_meV_atom`` on the training recipe's held-out
-trajectories, of the model the iteration *produced*. The generating function of symplectic strides
+trajectories, and ``heldout_fallback_<T>K_<S>`` (fraction of strides redone) and
+``heldout_failed_<T>K_<S>`` (observables out of tolerance) of each held-out condition, of the
+model the iteration *produced*. The generating function of symplectic strides
 is not carried over by the retraining (train it again on the final model).
 """
 
@@ -60,7 +64,7 @@ from flashmd.learn.select import (
 from flashmd.train.config import TrainConfig, load_train_config
 
 #: The phases of one iteration, in order.
-PHASES = ("explore", "select", "label", "retrain", "record")
+PHASES = ("explore", "select", "label", "retrain", "validate", "record")
 STATE_FILE = "learn.json"
 
 
@@ -172,6 +176,11 @@ class LearnLoop:
                 model.check_strides([condition.stride_fs])
                 for atoms in stored_starts(self._start(condition), condition.temperature_K):
                     model.check_species(atoms.numbers)
+            heldout = self.recipe.heldout
+            for judged in heldout.conditions if heldout else []:
+                model.check_strides([judged.stride_fs])
+                for atoms in stored_starts(heldout.reference, judged.temperature_K):
+                    model.check_species(atoms.numbers)
         except ValueError as error:
             raise RecipeError(f"{self.recipe.name}: {error}") from None
         TrajectoryStore.create(self.labels, self._store_recipe())  # another recipe's: refused
@@ -192,7 +201,11 @@ class LearnLoop:
         of ``learning.csv``."""
         self.output.mkdir(parents=True, exist_ok=True)
         if not (self.output / "iter-00" / "metrics.json").exists():
-            self._merge(0, {"reference_calls": 0, "labelled_states": 0, **self._validate(None)})
+            self._merge(
+                0, {"reference_calls": 0, "labelled_states": 0, **self._split_metrics(None)}
+            )
+        for row in self.rows():  # the starting model, and iterations before ``heldout`` was set
+            self._heldout(int(row["iteration"]))
         while self.state.iteration <= self.recipe.iterations:
             k = self.state.iteration
             for phase in PHASES[PHASES.index(self.state.phase) :]:
@@ -349,7 +362,52 @@ class LearnLoop:
         trainer.close()
 
     def _trained(self, k: int) -> str:
-        return str(self._folder(k) / "train" / "last.pt")
+        return str(self._folder(k) / "train" / "last.pt") if k else self.recipe.model
+
+    def _validate(self, k: int) -> None:
+        self._heldout(k)
+
+    def _heldout(self, k: int) -> None:
+        """Held-out rollouts of iteration ``k``'s model (0: the starting one), each judged by
+        ``flashmd evaluate``; resumable, and skipped when already recorded."""
+        from flashmd.analysis.report import evaluate
+        from flashmd.md.batch import MDSettings, run_md
+
+        spec = self.recipe.heldout
+        if spec is None:
+            return
+        done = self._metrics_of(k)
+        for condition in spec.conditions:
+            name = f"{condition.temperature_K:g}K_{condition.stride_fs:g}"
+            if f"heldout_failed_{name}" in done:
+                continue
+            self._say(f"iteration {k}: held-out {name} fs")
+            location = str(self._folder(k) / f"heldout-{name}.zarr")
+            settings = MDSettings(
+                model=self._trained(k),
+                start_from=spec.reference,
+                ensemble=condition.ensemble,
+                temperature_K=condition.temperature_K,
+                stride_fs=condition.stride_fs,
+                strides=condition.strides,
+                friction_per_fs=condition.friction_per_fs,
+            )
+            run_md(settings, location, device=self.recipe.device, progress=self.progress)
+            report = evaluate(
+                spec.reference, location, self._folder(k) / f"heldout-{name}-report", figures=False
+            )
+            fallback, _ = _rollout_summary(location, uncertainty=False)
+            self._merge(
+                k,
+                {
+                    f"heldout_fallback_{name}": fallback,
+                    f"heldout_failed_{name}": len(report.failures),
+                },
+            )
+
+    def _metrics_of(self, k: int) -> dict[str, float]:
+        path = self._folder(k) / "metrics.json"
+        return json.loads(path.read_text()) if path.exists() else {}
 
     def _record(self, k: int) -> None:
         self._merge(
@@ -357,7 +415,7 @@ class LearnLoop:
             {
                 "reference_calls": self.state.reference_calls,
                 "labelled_states": self.state.labelled_states,
-                **self._validate(self._trained(k)),
+                **self._split_metrics(self._trained(k)),
             },
         )
         from flashmd.learn.report import plot_learning, write_csv
@@ -367,7 +425,7 @@ class LearnLoop:
         plot_learning(rows, self.output / "learning.png")
 
     # ------------------------------------------------------------------ metrics
-    def _validate(self, checkpoint: str | None) -> dict[str, float]:
+    def _split_metrics(self, checkpoint: str | None) -> dict[str, float]:
         """Metrics of ``checkpoint`` (None: the starting model) on the training recipe's
         held-out trajectories."""
         _, val_ids = split_trajectories(self.store, self.base.validation, self.base.seed)
@@ -410,12 +468,16 @@ class LearnLoop:
         return rows
 
 
-def _rollout_summary(location: str) -> tuple[float, float]:
-    """(fraction of strides redone, median largest-atom uncertainty in Å) of a rollout store."""
+def _rollout_summary(location: str, uncertainty: bool = True) -> tuple[float, float]:
+    """(fraction of strides redone, median largest-atom uncertainty in Å, NaN when not
+    ``uncertainty``) of a rollout store."""
     store = TrajectoryStore.open(location)
-    fallbacks, scores = [], []
+    fallbacks, scores = [], [np.array([np.nan])]
     for traj_id in store.ids():
         reader = store[traj_id]
         fallbacks.append(np.asarray(reader.group["filter_fallback"][1 : reader.n_frames]))
-        scores.append(np.asarray(reader.group["uncertainty"][1 : reader.n_frames]).max(axis=1))
-    return float(np.concatenate(fallbacks).mean()), float(np.median(np.concatenate(scores)))
+        if uncertainty:
+            values = np.asarray(reader.group["uncertainty"][1 : reader.n_frames])
+            scores.append(values.max(axis=1))
+    median = float(np.nanmedian(np.concatenate(scores))) if uncertainty else float("nan")
+    return float(np.concatenate(fallbacks).mean()), median

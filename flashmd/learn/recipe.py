@@ -65,6 +65,26 @@ class RetrainSpec(_Strict):
     ``keep``: keep it fixed."""
 
 
+class HeldoutCondition(_Strict):
+    """One held-out rollout judged by ``flashmd evaluate`` after every iteration."""
+
+    temperature_K: PositiveFloat
+    """The reference trajectories at this temperature are the start and the judge."""
+    stride_fs: PositiveFloat = 64.0
+    strides: PositiveInt = 500
+    ensemble: Literal["nve", "langevin", "bussi"] = "langevin"
+    friction_per_fs: PositiveFloat = 0.01
+
+
+class HeldoutSpec(_Strict):
+    """Held-out validation of every iteration's model (and of the starting one): rollouts from
+    a reference store of conditions the training recipe does not hold, judged against it."""
+
+    reference: str
+    """A store made by ``flashmd generate`` (e.g. of ``data/emt-metals-heldout.yaml``)."""
+    conditions: list[HeldoutCondition] = Field(min_length=1)
+
+
 class LearnRecipe(_Strict):
     """Everything ``flashmd learn`` needs. Paths are relative to the working directory."""
 
@@ -80,13 +100,16 @@ class LearnRecipe(_Strict):
     explore: list[ExploreCondition] = Field(min_length=1)
     select: SelectSpec
     retrain: RetrainSpec = RetrainSpec()
+    heldout: HeldoutSpec | None = None
+    """Held-out validation after every iteration (None: only the training recipe's split)."""
     workers: PositiveInt = 1
     """Processes for the reference continuations."""
     device: str = "auto"
 
     def fingerprint(self) -> str:
-        """A short hash of everything but ``iterations`` (which a run may extend)."""
-        data = self.model_dump(mode="json", exclude={"iterations", "workers", "device"})
+        """A short hash of what decides the learning: everything but ``iterations`` (a run may
+        be extended), ``heldout`` (validation only), ``workers`` and ``device``."""
+        data = self.model_dump(mode="json", exclude={"iterations", "heldout", "workers", "device"})
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -22,12 +22,22 @@ def write_csv(rows: Sequence[dict[str, float]], path: str | Path) -> None:
     tmp.replace(path)
 
 
-#: Panels of the figure: (title, column prefix, y label).
+#: Panels of the figure: (title, column prefix, y label, whether the column describes the
+#: model that *entered* the iteration, plotted at the calls spent before it).
 PANELS = (
-    ("strides redone while exploring", "explore_fallback_", "fraction of strides"),
-    ("error on its own states (before retraining)", "own_pos_rmse_", "position RMSE (Å)"),
-    ("error on the held-out trajectories", "val_pos_rmse_", "position RMSE (Å)"),
+    ("strides redone while exploring", "explore_fallback_", "fraction of strides", True),
+    ("error on its own new states", "own_pos_rmse_", "position RMSE (Å)", True),
+    ("error on the held-out trajectories", "val_pos_rmse_", "position RMSE (Å)", False),
+    ("held-out conditions: strides redone", "heldout_fallback_", "fraction of strides", False),
 )
+
+
+def _natural(name: str) -> tuple:
+    """Sort key: numbers in ``name`` by value (``16`` before ``64``, ``750K_32`` before
+    ``750K_64``)."""
+    import re
+
+    return tuple(float(part) if part else 0.0 for part in re.findall(r"(\d+\.?\d*)", name))
 
 
 def plot_learning(rows: Sequence[dict[str, float]], path: str | Path) -> None:
@@ -37,20 +47,23 @@ def plot_learning(rows: Sequence[dict[str, float]], path: str | Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(PANELS), figsize=(5 * len(PANELS), 3.6))
-    calls = [row.get("reference_calls", 0) for row in rows]
-    for ax, (title, prefix, label) in zip(axes, PANELS, strict=True):
+    fig, axes = plt.subplots(2, 2, figsize=(10, 7))
+    axes = axes.ravel()
+    produced = [row.get("reference_calls", 0) for row in rows]
+    entered = [0, *produced[:-1]]  # the model entering iteration k is iteration k - 1's
+    for ax, (title, prefix, label, entering) in zip(axes, PANELS, strict=True):
+        calls = entered if entering else produced
         columns = sorted(
-            {name for row in rows for name in row if name.startswith(prefix)},
-            key=lambda name: float(name[len(prefix) :]),
+            {name for row in rows for name in row if name.startswith(prefix)}, key=_natural
         )
         for name in columns:
             points = [(c, row[name]) for c, row in zip(calls, rows, strict=True) if name in row]
             if points:
                 x, y = zip(*points, strict=True)
-                ax.plot(x, y, "o-", label=f"{name[len(prefix) :]} fs")
+                condition = name[len(prefix) :].replace("_", " ")
+                ax.plot(x, y, "o-", label=f"{condition} fs")
         ax.set_title(title, fontsize=10)
-        ax.set_xlabel("reference calls spent")
+        ax.set_xlabel("reference calls spent" + (" before the iteration" if entering else ""))
         ax.set_ylabel(label)
         if columns:
             ax.legend(fontsize=8)

@@ -38,7 +38,11 @@ def base(tmp_path_factory) -> dict[str, str]:
     trainer = Trainer(load_train_config(folder / "train.yaml"), progress=False)
     trainer.run()
     trainer.close()
-    return {"train": str(folder / "train.yaml"), "model": str(folder / "base" / "best.pt")}
+    return {
+        "train": str(folder / "train.yaml"),
+        "model": str(folder / "base" / "best.pt"),
+        "store": store,
+    }
 
 
 def write_recipe(base: dict[str, str], folder: Path, **changes) -> Path:
@@ -51,6 +55,10 @@ def write_recipe(base: dict[str, str], folder: Path, **changes) -> Path:
         "explore": [{"temperature_K": 600, "stride_fs": 32, "strides": 8, "every": 2}],
         "select": {"reference_calls": 60, "min_gap_fs": 64, "tail_fs": 8},
         "retrain": {"steps": 2, "validate_every": 2, "warmup_steps": 1},
+        "heldout": {
+            "reference": base["store"],
+            "conditions": [{"temperature_K": 900, "stride_fs": 32, "strides": 4}],
+        },
         "device": "cpu",
         **changes,
     }
@@ -96,6 +104,9 @@ def test_learn_runs_resumes_after_a_kill_and_labels_once(base, tmp_path, monkeyp
     assert float(rows[1]["reference_calls"]) == 42
     assert float(rows[1]["own_pos_rmse_32"]) > 0 and float(rows[1]["val_pos_rmse_32"]) > 0
     assert 0 <= float(rows[1]["explore_fallback_32"]) <= 1
+    for row in rows:  # the starting model too
+        assert 0 <= float(row["heldout_fallback_900K_32"]) <= 1
+        assert int(row["heldout_failed_900K_32"]) >= 0
     assert (tmp_path / "run" / "learning.png").stat().st_size > 0
     state = json.loads((tmp_path / "run" / "learn.json").read_text())
     assert state["iteration"] == 2 and state["checkpoint"].endswith("iter-01/train/last.pt")
@@ -117,6 +128,9 @@ def test_bad_recipes_are_refused_before_any_work(base, tmp_path):
     hot = [{"temperature_K": 450, "stride_fs": 32}]
     with pytest.raises(RecipeError, match="no trajectory at 450 K"):
         LearnLoop(load_learn_recipe(write_recipe(base, tmp_path, explore=hot)))
+    judged = {"reference": base["store"], "conditions": [{"temperature_K": 600, "stride_fs": 48}]}
+    with pytest.raises(RecipeError, match="48"):
+        LearnLoop(load_learn_recipe(write_recipe(base, tmp_path, heldout=judged)))
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "learn.json").write_text(
         json.dumps(
