@@ -192,8 +192,7 @@ class LearnLoop:
         return condition.start_from or self.base.store
 
     def _store_recipe(self) -> dict[str, Any]:
-        recipe = self.recipe.model_dump(mode="json", exclude={"iterations", "workers", "device"})
-        return {"name": f"flashmd-learn:{self.recipe.name}", "learn": recipe}
+        return {"name": f"flashmd-learn:{self.recipe.name}", "learn": self.recipe.learning()}
 
     # ------------------------------------------------------------------ loop
     def run(self) -> list[dict[str, float]]:

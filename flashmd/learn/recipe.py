@@ -106,10 +106,14 @@ class LearnRecipe(_Strict):
     """Processes for the reference continuations."""
     device: str = "auto"
 
+    def learning(self) -> dict:
+        """What decides the learning, as JSON: everything but ``iterations`` (a run may be
+        extended), ``heldout`` (validation only), ``workers`` and ``device``."""
+        return self.model_dump(mode="json", exclude={"iterations", "heldout", "workers", "device"})
+
     def fingerprint(self) -> str:
-        """A short hash of what decides the learning: everything but ``iterations`` (a run may
-        be extended), ``heldout`` (validation only), ``workers`` and ``device``."""
-        data = self.model_dump(mode="json", exclude={"iterations", "heldout", "workers", "device"})
+        """A short hash of :meth:`learning`."""
+        data = self.learning()
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
