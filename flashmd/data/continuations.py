@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 from flashmd.data.calculators import check_elements, make_calculator, provenance
 from flashmd.data.generate import GenerateReport, check_workers, run_pool
 from flashmd.data.recipes import CalculatorSpec, Recipe, RecipeError
-from flashmd.data.reference import produce, snapshot
+from flashmd.data.reference import produce, resume_from, snapshot
 from flashmd.data.store import TrajectoryStore
 from flashmd.units import FS
 
@@ -281,10 +281,7 @@ def run_continuation(
     ) as writer:
         already = writer.n_frames
         if already:
-            last = store[continuation.id].frame(already - 1)
-            atoms.set_cell(last["cell"])
-            atoms.set_positions(last["positions"])
-            atoms.set_momenta(last["momenta"])
+            resume_from(atoms, store, continuation.id, already - 1)
         else:
             writer.append(snapshot(atoms, 0.0, settings.store_forces))
             on_frames(1)

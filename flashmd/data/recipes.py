@@ -22,10 +22,10 @@ Example (``data/al-emt-tiny.yaml``)::
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import (
@@ -242,6 +242,38 @@ def _format_errors(error: ValidationError, source: str) -> str:
 
 
 _BUILDER_TAGS = {"crystal", "alloy", "surface", "file"}
+
+T = TypeVar("T", bound=BaseModel)
+
+
+def validate_yaml(path: str | Path, model: type[T], kind: str, overrides: Mapping[str, Any]) -> T:
+    """Read the YAML mapping in ``path``, replace its top-level fields by ``overrides`` (those
+    not None) and validate it as ``model``; ``kind`` names the file in errors ("training
+    recipe").
+
+    Raises:
+        RecipeError: the file is missing, is not valid YAML or not a mapping, or a field is
+            wrong (each one named, an unknown key as such).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise RecipeError(f"{kind} {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise RecipeError(f"{path} is not valid YAML: {error}") from None
+    if not isinstance(data, dict):
+        raise RecipeError(f"invalid {kind} {path}: expected a mapping")
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return model.model_validate(data)
+    except ValidationError as error:
+        lines = [f"invalid {kind} {path}:"]
+        for item in error.errors():
+            where = ".".join(str(p) for p in item["loc"]) or "(top level)"
+            message = "unknown key" if item["type"] == "extra_forbidden" else item["msg"]
+            lines.append(f"  {where}: {message}")
+        raise RecipeError("\n".join(lines)) from None
 
 
 def parse_recipe(data: Any, source: str = "<recipe>", base_dir: Path | None = None) -> Recipe:

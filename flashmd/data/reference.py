@@ -224,6 +224,14 @@ def equilibrate(
         dynamics.step()
 
 
+def resume_from(atoms: Atoms, store: TrajectoryStore, traj_id: str, index: int) -> None:
+    """Set ``atoms``' cell, positions and momenta to frame ``index`` of a stored trajectory."""
+    last = store[traj_id].frame(index)
+    atoms.set_cell(last["cell"])
+    atoms.set_positions(last["positions"])
+    atoms.set_momenta(last["momenta"])
+
+
 def run_trajectory(
     recipe: Recipe,
     task: TrajectoryTask,
@@ -246,10 +254,7 @@ def run_trajectory(
     ) as writer:
         already = writer.n_frames
         if already:
-            last = store[task.id].frame(already - 1)
-            atoms.set_cell(last["cell"])
-            atoms.set_positions(last["positions"])
-            atoms.set_momenta(last["momenta"])
+            resume_from(atoms, store, task.id, already - 1)
             restore_rng_state(rng, store[task.id].attrs["rng_state"])
         else:
             equilibrate(atoms, recipe, task, rng)

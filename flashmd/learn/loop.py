@@ -231,22 +231,17 @@ class LearnLoop:
 
     # ------------------------------------------------------------------ phases
     def _explore(self, k: int) -> None:
-        from flashmd.md.batch import MDSettings, run_md
+        from flashmd.md.batch import run_md
 
         metrics: dict[str, list[float]] = {}
         for j, condition in enumerate(self.recipe.explore):
             location = self._explore_stores(k)[j]
-            settings = MDSettings(
-                model=self.state.checkpoint,
-                start_from=self._start(condition),
-                ensemble=condition.ensemble,
-                temperature_K=condition.temperature_K,
-                stride_fs=condition.stride_fs,
-                strides=condition.strides,
+            settings = condition.settings(
+                self.state.checkpoint,
+                self._start(condition),
                 every=condition.every,
                 replicas=condition.replicas,
                 seed=1000 * k + j,
-                friction_per_fs=condition.friction_per_fs,
                 uncertainty=True,
             )
             run_md(settings, location, device=self.recipe.device, progress=self.progress)
@@ -370,7 +365,7 @@ class LearnLoop:
         """Held-out rollouts of iteration ``k``'s model (0: the starting one), each judged by
         ``flashmd evaluate``; resumable, and skipped when already recorded."""
         from flashmd.analysis.report import evaluate
-        from flashmd.md.batch import MDSettings, run_md
+        from flashmd.md.batch import run_md
 
         spec = self.recipe.heldout
         if spec is None:
@@ -382,15 +377,7 @@ class LearnLoop:
                 continue
             self._say(f"iteration {k}: held-out {name} fs")
             location = str(self._folder(k) / f"heldout-{name}.zarr")
-            settings = MDSettings(
-                model=self._trained(k),
-                start_from=spec.reference,
-                ensemble=condition.ensemble,
-                temperature_K=condition.temperature_K,
-                stride_fs=condition.stride_fs,
-                strides=condition.strides,
-                friction_per_fs=condition.friction_per_fs,
-            )
+            settings = condition.settings(self._trained(k), spec.reference)
             run_md(settings, location, device=self.recipe.device, progress=self.progress)
             report = evaluate(
                 spec.reference, location, self._folder(k) / f"heldout-{name}-report", figures=False

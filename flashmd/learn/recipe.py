@@ -10,30 +10,54 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt
 
-from flashmd.data.recipes import RecipeError
+from flashmd.data.recipes import validate_yaml
+
+if TYPE_CHECKING:
+    from flashmd.md.batch import MDSettings
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class ExploreCondition(_Strict):
-    """One batch of rollouts of the current model (``flashmd md --uncertainty``)."""
+class RolloutCondition(_Strict):
+    """A batch of rollouts from the stored states at one temperature (``flashmd md
+    --start-from``)."""
 
     temperature_K: PositiveFloat
     """Thermostat temperature; the rollouts start from the equilibrated first frames of the
-    trajectories at this temperature in ``start_from``."""
+    trajectories at this temperature in the store they start from."""
     stride_fs: PositiveFloat = 64.0
+    strides: PositiveInt = 500
+    ensemble: Literal["nve", "langevin", "bussi"] = "langevin"
+    friction_per_fs: PositiveFloat = 0.01
+
+    def settings(self, model: str, start_from: str, **more: Any) -> MDSettings:
+        """The :class:`~flashmd.md.batch.MDSettings` of these rollouts of ``model``."""
+        from flashmd.md.batch import MDSettings
+
+        return MDSettings(
+            model=model,
+            start_from=start_from,
+            ensemble=self.ensemble,
+            temperature_K=self.temperature_K,
+            stride_fs=self.stride_fs,
+            strides=self.strides,
+            friction_per_fs=self.friction_per_fs,
+            **more,
+        )
+
+
+class ExploreCondition(RolloutCondition):
+    """One batch of rollouts of the current model (``flashmd md --uncertainty``)."""
+
     strides: PositiveInt = 400
     every: PositiveInt = 4
     """Strides between stored frames (each stored frame costs three more predictor passes)."""
-    ensemble: Literal["nve", "langevin", "bussi"] = "langevin"
-    friction_per_fs: PositiveFloat = 0.01
     start_from: str | None = None
     """A reference store with states at ``temperature_K`` (default: the training store)."""
     replicas: PositiveInt = 1
@@ -65,15 +89,8 @@ class RetrainSpec(_Strict):
     ``keep``: keep it fixed."""
 
 
-class HeldoutCondition(_Strict):
+class HeldoutCondition(RolloutCondition):
     """One held-out rollout judged by ``flashmd evaluate`` after every iteration."""
-
-    temperature_K: PositiveFloat
-    """The reference trajectories at this temperature are the start and the judge."""
-    stride_fs: PositiveFloat = 64.0
-    strides: PositiveInt = 500
-    ensemble: Literal["nve", "langevin", "bussi"] = "langevin"
-    friction_per_fs: PositiveFloat = 0.01
 
 
 class HeldoutSpec(_Strict):
@@ -118,23 +135,9 @@ class LearnRecipe(_Strict):
 
 
 def load_learn_recipe(path: str | Path, **overrides: object) -> LearnRecipe:
-    """Read and validate a learning recipe; ``overrides`` (not None) replace top-level fields."""
-    path = Path(path)
-    if not path.is_file():
-        raise RecipeError(f"learning recipe {path} does not exist")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as error:
-        raise RecipeError(f"{path} is not valid YAML: {error}") from None
-    if not isinstance(data, dict):
-        raise RecipeError(f"invalid learning recipe {path}: expected a mapping")
-    data.update({k: v for k, v in overrides.items() if v is not None})
-    try:
-        return LearnRecipe.model_validate(data)
-    except ValidationError as error:
-        lines = [f"invalid learning recipe {path}:"]
-        for item in error.errors():
-            where = ".".join(str(p) for p in item["loc"]) or "(top level)"
-            message = "unknown key" if item["type"] == "extra_forbidden" else item["msg"]
-            lines.append(f"  {where}: {message}")
-        raise RecipeError("\n".join(lines)) from None
+    """Read and validate a learning recipe; ``overrides`` (not None) replace top-level fields.
+
+    Raises:
+        RecipeError: the file is missing or invalid (each wrong field named).
+    """
+    return validate_yaml(path, LearnRecipe, "learning recipe", overrides)

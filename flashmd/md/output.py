@@ -110,44 +110,14 @@ class RolloutWriter:
 
     @staticmethod
     def _stat_arrays(writer: TrajectoryWriter, capacity: int) -> dict[str, zarr.Array]:
-        arrays = {}
-        for name in STAT_ARRAYS:
-            existing = writer.group.get(name)
-            arrays[name] = (
-                existing
-                if isinstance(existing, zarr.Array)
-                else writer.group.create_array(
-                    name,
-                    shape=(capacity,),
-                    chunks=(writer.chunk,),
-                    dtype="float64",
-                    compressors=COMPRESSOR,
-                    fill_value=np.nan,
-                    dimension_names=("frame",),
-                )
-            )
-        return arrays
+        return {name: _array(writer, name, (capacity,), ("frame",)) for name in STAT_ARRAYS}
 
     def _atom_arrays(self, writer: TrajectoryWriter, capacity: int) -> dict[str, zarr.Array]:
-        arrays = {}
         n_atoms = int(writer.group["numbers"].shape[0])
-        for name in self.atom_arrays:
-            existing = writer.group.get(name)
-            arrays[name] = (
-                existing
-                if isinstance(existing, zarr.Array)
-                else writer.group.create_array(
-                    name,
-                    shape=(capacity, n_atoms),
-                    chunks=(writer.chunk, n_atoms),
-                    dtype="float64",
-                    compressors=COMPRESSOR,
-                    fill_value=np.nan,
-                    dimension_names=("frame", "atom"),
-                    attributes={"units": "Å"},
-                )
-            )
-        return arrays
+        shape, dims = (capacity, n_atoms), ("frame", "atom")
+        return {
+            name: _array(writer, name, shape, dims, {"units": "Å"}) for name in self.atom_arrays
+        }
 
     def resume_state(self, state: MDState) -> MDState:
         """``state`` set to the last committed frame (positions, momenta, target, noise)."""
@@ -263,3 +233,27 @@ class RolloutWriter:
                 for array in self._atoms[s].values():
                     array.resize((writer.n_frames, array.shape[1]))
             writer.close(complete=complete, attrs=attrs)
+
+
+def _array(
+    writer: TrajectoryWriter,
+    name: str,
+    shape: tuple[int, ...],
+    dims: tuple[str, ...],
+    attributes: dict[str, Any] | None = None,
+) -> zarr.Array:
+    """The trajectory's float64 array ``name`` (chunked along frames like the writer's, NaN
+    until written), created unless it exists (a resumed run)."""
+    existing = writer.group.get(name)
+    if isinstance(existing, zarr.Array):
+        return existing
+    return writer.group.create_array(
+        name,
+        shape=shape,
+        chunks=(writer.chunk, *shape[1:]),
+        dtype="float64",
+        compressors=COMPRESSOR,
+        fill_value=np.nan,
+        dimension_names=dims,
+        attributes=attributes or {},
+    )

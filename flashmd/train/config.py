@@ -5,18 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
     PositiveFloat,
     PositiveInt,
-    ValidationError,
     model_validator,
 )
 
-from flashmd.data.recipes import RecipeError
+from flashmd.data.recipes import RecipeError, validate_yaml
 
 
 class _Strict(BaseModel):
@@ -170,24 +168,7 @@ def _resolve_store(location: str, base: Path) -> str:
 def load_train_config(path: str | Path, **overrides: Any) -> TrainConfig:
     """Read and validate a training recipe; ``overrides`` replace top-level fields."""
     path = Path(path)
-    if not path.is_file():
-        raise RecipeError(f"training recipe {path} does not exist")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as error:
-        raise RecipeError(f"{path} is not valid YAML: {error}") from None
-    if not isinstance(data, dict):
-        raise RecipeError(f"invalid training recipe {path}: expected a mapping")
-    data.update({k: v for k, v in overrides.items() if v is not None})
-    try:
-        config = TrainConfig.model_validate(data)
-    except ValidationError as error:
-        lines = [f"invalid training recipe {path}:"]
-        for item in error.errors():
-            where = ".".join(str(p) for p in item["loc"]) or "(top level)"
-            message = "unknown key" if item["type"] == "extra_forbidden" else item["msg"]
-            lines.append(f"  {where}: {message}")
-        raise RecipeError("\n".join(lines)) from None
+    config = validate_yaml(path, TrainConfig, "training recipe", overrides)
     if config.predictor is None and config.energy_model is None:
         raise RecipeError(f"{path}: predictor and energy_model are both null; nothing to train")
     if config.generating is not None:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 import zarr
-from md_testkit import crystal, thermal, tiny_model
+from md_testkit import crystal, thermal
 from md_testkit import harmonic as harmonic_model
 from test_consistency import Biased
 
@@ -16,7 +16,6 @@ from flashmd.md.batch import MDSettings, run_md
 from flashmd.md.consistency import StrideConsistency
 from flashmd.md.state import state_from_atoms
 from flashmd.md.stepper import AdaptiveStride, Stepper
-from flashmd.models.io import save_checkpoint
 
 STRIDES = (16.0, 32.0, 64.0)
 
@@ -62,12 +61,8 @@ def test_an_unsure_stride_takes_the_two_half_strides_of_its_check(system):
     assert stepper.predictions == 3
 
 
-def test_md_auto_stride_records_declined_strides_on_the_longest_grid(tmp_path, tiny_recipe):
-    from flashmd.data.generate import generate
-
-    reference = str(tmp_path / "ref.zarr")
-    generate(tiny_recipe, reference, progress=False)
-    model = str(save_checkpoint(tiny_model(), tmp_path / "tiny.pt"))
+def test_md_auto_stride_records_declined_strides_on_the_longest_grid(tmp_path, reference_and_model):
+    reference, model = reference_and_model
     settings = MDSettings(
         model=model,
         start_from=reference,

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 import zarr
-from md_testkit import crystal, thermal, tiny_model
+from md_testkit import crystal, thermal
 from md_testkit import harmonic as harmonic_model
 
 from flashmd.analysis.report import evaluate
@@ -15,7 +15,6 @@ from flashmd.md.batch import MDSettings, run_md
 from flashmd.md.consistency import StrideConsistency
 from flashmd.md.harmonic import HarmonicCrystal
 from flashmd.md.state import state_from_atoms
-from flashmd.models.io import save_checkpoint
 
 
 class Biased:
@@ -65,12 +64,10 @@ def test_the_compared_stride_and_models_without_a_double(harmonic):
         StrideConsistency(exact, (16.0, 48.0))
 
 
-def test_md_stores_uncertainty_per_atom_and_frame_and_evaluate_shows_it(tmp_path, tiny_recipe):
-    from flashmd.data.generate import generate
-
-    reference = str(tmp_path / "ref.zarr")
-    generate(tiny_recipe, reference, progress=False)
-    model = str(save_checkpoint(tiny_model(), tmp_path / "tiny.pt"))
+def test_md_stores_uncertainty_per_atom_and_frame_and_evaluate_shows_it(
+    tmp_path, reference_and_model
+):
+    reference, model = reference_and_model
     settings = MDSettings(
         model=model,
         start_from=reference,
