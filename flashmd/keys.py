@@ -31,6 +31,8 @@ FORCES = "forces"
 STRESS = "stress"
 TARGET_POSITIONS = "target_positions"
 TARGET_MOMENTA = "target_momenta"
+UNROLL_POSITIONS = "unroll_positions"
+UNROLL_MOMENTA = "unroll_momenta"
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,8 @@ KEYS: dict[str, Key] = {
         Key(EDGE_VECTORS, ("E", 3), "float", "Å", "edge", "r_ij = r_j - r_i + shift"),
         Key(TARGET_POSITIONS, ("A", 3), "float", "Å", "atom", "positions after one stride"),
         Key(TARGET_MOMENTA, ("A", 3), "float", "amu·Å/ASE-time", "atom", "momenta after a stride"),
+        Key(UNROLL_POSITIONS, ("A", "U", 3), "float", "Å", "atom", "positions, strides 2..U+1"),
+        Key(UNROLL_MOMENTA, ("A", "U", 3), "float", "amu·Å/ASE-time", "atom", "momenta, same"),
     ]
 }
 

@@ -163,6 +163,9 @@ class StridePairs(torch.utils.data.IterableDataset):
             pairs, so without it a stretch of training sees only the few trajectories in the
             shuffle buffer; with it every trajectory comes round within ``len(self)`` pairs.
             None: every pair.
+        unroll: further strides whose targets every item carries (``unroll_positions`` and
+            ``unroll_momenta``, (A, unroll, 3): the states ``2k, ..., (1 + unroll) k`` after
+            ``t``, reversed along with the pair); a pair exists only when all of them do.
     """
 
     def __init__(
@@ -178,10 +181,14 @@ class StridePairs(torch.utils.data.IterableDataset):
         rank: int = 0,
         world_size: int = 1,
         pairs_per_block: int | None = None,
+        unroll: int = 0,
     ):
         super().__init__()
         if pairs_per_block is not None and pairs_per_block < 1:
             raise ValueError(f"pairs_per_block must be at least 1, got {pairs_per_block}")
+        if unroll < 0:
+            raise ValueError(f"unroll must be at least 0, got {unroll}")
+        self.unroll = unroll
         self.pairs_per_block = pairs_per_block
         self.locations, self.source_ids = _sources(location, traj_ids)
         self.location = self.locations[0]
@@ -194,7 +201,9 @@ class StridePairs(torch.utils.data.IterableDataset):
             if ids
         }
         self.steps = _steps(self._shared_interval(stores), strides_fs)
-        self.lookahead = max(self.steps.values())
+        #: frames from a pair's origin to its last target, per stride
+        self.span = {stride: k * (1 + unroll) for stride, k in self.steps.items()}
+        self.lookahead = max(self.span.values())
         self.blocks = self._blocks(stores)
         if not self.blocks:
             raise ValueError(f"trajectories {self.traj_ids} are shorter than the longest stride")
@@ -232,7 +241,7 @@ class StridePairs(torch.utils.data.IterableDataset):
             for traj_id in self.source_ids[source]:
                 reader = store[traj_id]
                 self._n_frames[source, traj_id] = reader.n_frames
-                last_origin = reader.n_frames - min(self.steps.values())
+                last_origin = reader.n_frames - min(self.span.values())
                 for start in range(0, last_origin, reader.chunk_frames):
                     stop = min(start + reader.chunk_frames, last_origin)
                     blocks.append(Block(traj_id, start, stop, source))
@@ -316,7 +325,7 @@ class StridePairs(torch.utils.data.IterableDataset):
     def _count_pairs(self, block: Block) -> int:
         """Pairs :meth:`_pairs` would return for ``block``, without reading it."""
         n_frames = self._n_frames[block.source, block.traj_id]
-        return sum(max(0, min(block.stop, n_frames - k) - block.start) for k in self.steps.values())
+        return sum(max(0, min(block.stop, n_frames - k) - block.start) for k in self.span.values())
 
     def _pairs(self, block: Block) -> list[tuple[dict, int, float]]:
         reader = self._open(block.source)[block.traj_id]
@@ -329,7 +338,7 @@ class StridePairs(torch.utils.data.IterableDataset):
         frames["masses"], frames["numbers"] = reader.masses, reader.numbers
         frames["pbc"] = np.asarray(reader.attrs.get("pbc", [True] * 3), dtype=bool)
         pairs = []
-        for stride, k in self.steps.items():
+        for stride, k in self.span.items():
             for t in range(0, min(block.stop, reader.n_frames - k) - block.start):
                 pairs.append((frames, t, stride))
         return pairs
@@ -343,19 +352,22 @@ class StridePairs(torch.utils.data.IterableDataset):
         self, frames: dict, t: int, stride: float, reverse: bool, rotation: np.ndarray | None
     ) -> dict[str, torch.Tensor]:
         k = self.steps[stride]
-        q, p = frames["positions"][t], frames["momenta"][t]
-        q2, p2 = frames["positions"][t + k], frames["momenta"][t + k]
-        cell, origin = frames["cell"][t], t
-        if reverse:
-            q, p, q2, p2 = q2, -p2, q, -p
-            cell, origin = frames["cell"][t + k], t + k
+        order = [t + j * k for j in range(self.unroll + 2)]  # origin, target, unrolled targets
+        sign = 1.0
+        if reverse:  # ((q', -p') -> (q, -p)), and so on back along the sequence
+            order, sign = order[::-1], -1.0
+        origin = order[0]
         item = {
-            keys.POSITIONS: q,
-            keys.MOMENTA: p,
-            keys.TARGET_POSITIONS: q2,
-            keys.TARGET_MOMENTA: p2,
-            keys.CELL: cell[None],
+            keys.POSITIONS: frames["positions"][origin],
+            keys.MOMENTA: sign * frames["momenta"][origin],
+            keys.TARGET_POSITIONS: frames["positions"][order[1]],
+            keys.TARGET_MOMENTA: sign * frames["momenta"][order[1]],
+            keys.CELL: frames["cell"][origin][None],
         }
+        if self.unroll:
+            later = order[2:]
+            item[keys.UNROLL_POSITIONS] = frames["positions"][later].transpose(1, 0, 2)
+            item[keys.UNROLL_MOMENTA] = sign * frames["momenta"][later].transpose(1, 0, 2)
         if self.with_forces:
             item[keys.FORCES] = frames["forces"][origin]
         if rotation is not None:

@@ -64,6 +64,9 @@ class LossWeights(_Strict):
     generating: Annotated[float, Field(ge=0)] = 1.0
     """The generating function's midpoint condition ``x' - x = J ∇S((x + x')/2)`` on the true
     pairs, in the predictor's normalised units (see ``losses.midpoint_prediction``)."""
+    unroll: Annotated[float, Field(ge=0)] = 1.0
+    """The unrolled strides of ``unroll_strides`` (mean over them), in the predictor's
+    normalised units."""
     potential: Annotated[float, Field(ge=0)] = 0.0
     """Potential energy (by the energy model) at the predicted positions against the true ones,
     relative to the system's expected kinetic energy (:func:`flashmd.train.losses.potential_loss`);
@@ -142,6 +145,11 @@ class TrainConfig(_Strict):
     bring every trajectory round often; null takes every pair of a block before the next."""
     rotate: bool = False
     time_reversal: bool = True
+    unroll_strides: Annotated[int, Field(ge=0, le=8)] = 0
+    """Further strides every training pair is rolled out for: the predictor is fed its own
+    prediction (its momenta energy-filtered by the energy model, as a rollout does, and detached:
+    no gradient flows back through the chain) and judged against the true states further on
+    (loss term ``unroll``). 0: single strides only."""
     seed: int = 0
     device: str = "auto"
     dtype: Literal["float32", "float64"] = "float32"

@@ -296,3 +296,25 @@ def energy_loss(
     if forces is not None and keys.FORCES in batch:
         f_term = ((forces - batch[keys.FORCES]) ** 2).mean() / norm.forces_ms
     return weights.energy * e_term, weights.forces * f_term
+
+
+def filtered_momenta(
+    batch: dict[str, torch.Tensor],
+    target_energy: torch.Tensor,
+    potential_energy: torch.Tensor,
+    momenta: torch.Tensor,
+) -> torch.Tensor:
+    """(A, 3) ``momenta`` with each system's internal part (centre-of-mass motion removed)
+    scaled so that ``K + V`` equals ``target_energy`` (S,) eV at ``potential_energy`` (S,) eV,
+    as the rollout's energy filter does; unchanged where no real factor exists."""
+    system, n = batch[keys.SYSTEM], len(batch[keys.N_ATOMS])
+    masses = batch[keys.MASSES][:, None]
+    total_mass = scatter_sum(masses[:, 0], system, n)[:, None]
+    velocity = scatter_sum(momenta, system, n) / total_mass  # (S, 3) centre of mass
+    internal = momenta - masses * velocity[system]
+    k_internal = scatter_sum((internal**2).sum(1) / (2 * masses[:, 0]), system, n)
+    k_centre = 0.5 * total_mass[:, 0] * (velocity**2).sum(1)
+    available = target_energy - potential_energy - k_centre
+    real = (available > 0) & (k_internal > 0)
+    scale = torch.where(real, torch.sqrt(available.clamp(min=0) / k_internal.clamp(min=1e-30)), 1.0)
+    return momenta - internal + scale[system, None] * internal

@@ -10,6 +10,7 @@ from flashmd.train.config import LossWeights
 from flashmd.train.losses import (
     Normalisation,
     energy_loss,
+    filtered_momenta,
     kinetic_loss,
     midpoint_prediction,
     potential_loss,
@@ -19,8 +20,8 @@ from flashmd.train.losses import (
 
 class Objective(torch.nn.Module):
     """Loss terms of a batch: ``{"predictor", "energy", "forces", "total"}``, ``"kinetic"``
-    and ``"potential"`` when their weights are set, and ``"generating"`` with a generating
-    function (weighted scalars).
+    and ``"potential"`` when their weights are set, ``"generating"`` with a generating
+    function, and ``"unroll"`` for batches with unrolled targets (weighted scalars).
 
     Args:
         model: the predictor and/or energy model being trained.
@@ -88,6 +89,10 @@ class Objective(torch.nn.Module):
                 terms["potential"] = self.weights.potential * potential_loss(
                     self.model.energy_model, inputs, self.norm, new_positions
                 )
+            if keys.UNROLL_POSITIONS in batch and self.weights.unroll > 0:
+                terms["unroll"] = self.weights.unroll * self.unrolled_loss(
+                    batch, new_positions, new_momenta
+                )
         if self.model.energy_model is not None and self.train_energy:
             want_forces = self.weights.forces > 0 and keys.FORCES in batch
             out = self.model.energy_model.compute(
@@ -98,3 +103,40 @@ class Objective(torch.nn.Module):
             )
         terms["total"] = sum(terms.values())
         return terms
+
+    def unrolled_loss(
+        self, batch: dict[str, torch.Tensor], positions: torch.Tensor, momenta: torch.Tensor
+    ) -> torch.Tensor:
+        """Mean predictor loss of the strides after the first, each from the previous
+        prediction (``positions``, ``momenta``: the first, (A, 3)), detached and, with an energy
+        model, energy-filtered to the clean start's ``K + V``, against ``unroll_positions`` and
+        ``unroll_momenta`` (A, U, 3)."""
+        from flashmd.data.graph import with_neighbors
+
+        assert self.model.predictor is not None
+        energy = self.model.energy_model
+        start_energy = None
+        if energy is not None:
+            with torch.no_grad():
+                start = energy.compute(batch, forces=False)[keys.ENERGY]
+                kinetic = (batch[keys.MOMENTA] ** 2).sum(1) / (2 * batch[keys.MASSES])
+                start_energy = start + torch.zeros_like(start).index_add_(
+                    0, batch[keys.SYSTEM], kinetic
+                )
+        losses = []
+        for j in range(batch[keys.UNROLL_POSITIONS].shape[1]):
+            state = with_neighbors({**batch, keys.POSITIONS: positions.detach()}, self.model.cutoff)
+            momenta = momenta.detach()
+            if energy is not None and start_energy is not None:
+                with torch.no_grad():
+                    potential = energy.compute(state, forces=False)[keys.ENERGY]
+                    momenta = filtered_momenta(state, start_energy, potential, momenta)
+            state = {
+                **state,
+                keys.MOMENTA: momenta,
+                keys.TARGET_POSITIONS: batch[keys.UNROLL_POSITIONS][:, j],
+                keys.TARGET_MOMENTA: batch[keys.UNROLL_MOMENTA][:, j],
+            }
+            positions, momenta = self.model.predictor(state)
+            losses.append(predictor_loss(self.model, state, self.norm, positions, momenta))
+        return torch.stack(losses).mean()

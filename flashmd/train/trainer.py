@@ -46,8 +46,10 @@ from flashmd.train.validation import evaluate, held_out_batches
 
 STATE_VERSION = 1
 _RESUMABLE_CHANGES = {"steps", "validate_every", "checkpoint_every", "num_workers", "device"}
-_ADDED_FIELDS: dict[str, Any] = {"extra_stores": []}
+_ADDED_FIELDS: dict[str, Any] = {"extra_stores": [], "unroll_strides": 0}
 """Recipe fields newer than some saved runs, with the value such a run had (JSON)."""
+_ADDED_LOSS_WEIGHTS: dict[str, Any] = {"unroll": 1.0}
+"""Loss weights newer than some saved runs (their terms were off in such a run)."""
 
 
 def species_and_masses(
@@ -245,6 +247,7 @@ class Trainer:
             rank=self.dist.rank,
             world_size=self.dist.world_size,
             pairs_per_block=config.pairs_per_block,
+            unroll=config.unroll_strides,
         )
         self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
         self.best = math.inf
@@ -550,6 +553,7 @@ class Trainer:
                 f"{state.get('state_version')}; this flashmd reads {STATE_VERSION}"
             )
         saved = {**_ADDED_FIELDS, **state["config"]}
+        saved["loss_weights"] = {**_ADDED_LOSS_WEIGHTS, **saved.get("loss_weights", {})}
         now = self.config.model_dump(mode="json")
         changed = sorted(k for k in now if now[k] != saved.get(k) and k not in _RESUMABLE_CHANGES)
         if changed:

@@ -225,3 +225,36 @@ def test_several_stores_need_one_id_list_each_and_one_sample_interval(
     with pytest.raises(ValueError, match="sample interval must equal the base store's") as error:
         StridePairs([store_path, coarse], [ids, coarse_ids], [16.0])
     assert "8.0 fs" in str(error.value) and coarse in str(error.value)
+
+
+def test_unrolled_pairs_carry_the_later_states_and_reverse_with_the_pair(store_path):
+    store = TrajectoryStore.open(store_path)
+    traj_id = store.ids()[0]
+    frames = store[traj_id].read()
+    data = StridePairs(store_path, [traj_id], [8.0], shuffle=False, unroll=2)
+    items = list(data)
+    assert len(items) == len(data) == 41 - 3 * 2  # origins with targets 2, 4 and 6 frames on
+    first = items[0]
+    assert first["unroll_positions"].shape == (len(first["numbers"]), 2, 3)
+    for j, t in enumerate((4, 6)):
+        np.testing.assert_array_equal(
+            first["unroll_positions"][:, j].numpy(), frames["positions"][t]
+        )
+        np.testing.assert_array_equal(first["unroll_momenta"][:, j].numpy(), frames["momenta"][t])
+    reversed_data = StridePairs(
+        store_path, [traj_id], [8.0], shuffle=True, time_reversal=True, unroll=1, seed=3
+    )
+    for item in reversed_data:
+        t = next(t for t in range(41) if np.array_equal(frames["positions"][t], item["positions"]))
+        later = item["unroll_positions"][:, 0].numpy()
+        if np.array_equal(item["momenta"].numpy(), -frames["momenta"][t]):  # a reversed pair
+            np.testing.assert_array_equal(
+                item["target_positions"].numpy(), frames["positions"][t - 2]
+            )
+            np.testing.assert_array_equal(later, frames["positions"][t - 4])
+            np.testing.assert_array_equal(item["unroll_momenta"][:, 0], -frames["momenta"][t - 4])
+            break
+    else:
+        raise AssertionError("no reversed pair drawn")
+    with pytest.raises(ValueError, match="unroll"):
+        StridePairs(store_path, [traj_id], [8.0], unroll=-1)

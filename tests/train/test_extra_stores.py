@@ -79,11 +79,13 @@ def test_extra_stores_train_and_validation_stays_on_the_base_store(stores, tmp_p
     assert again["pos_rmse_16"] > 0
 
 
-def test_a_run_saved_before_extra_stores_resumes(stores, tmp_path):
+def test_a_run_saved_before_extra_stores_and_unrolled_strides_resumes(stores, tmp_path):
     config = tiny_config(stores[0], tmp_path / "run", steps=2, checkpoint_every=1, val_pairs=2)
     Trainer(config, progress=False).run(until=1)
     state = torch.load(tmp_path / "run" / "state.pt", weights_only=False)
-    del state["config"]["extra_stores"]  # as written by a flashmd without the field
+    del state["config"]["extra_stores"]  # as written by a flashmd without these fields
+    del state["config"]["unroll_strides"]
+    del state["config"]["loss_weights"]["unroll"]
     torch.save(state, tmp_path / "run" / "state.pt")
     resumed = Trainer(config, resume=True, progress=False)
     assert resumed.step == 1

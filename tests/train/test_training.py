@@ -17,6 +17,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 import flashmd
+from flashmd import keys
 from flashmd.data.dataset import StridePairs, collate_pairs
 from flashmd.data.generate import generate
 from flashmd.data.graph import batch_to
@@ -446,3 +447,35 @@ def test_generating_function_recipe_errors_are_clear(store_path, tmp_path):
     recipe.write_text(f"{{name: x, store: {store_path}, output: o, generating: {{preset: tiny}}}}")
     with pytest.raises(RecipeError, match="learns W on top of a trained energy model"):
         load_train_config(recipe)
+
+
+def test_filtered_momenta_restore_the_target_energy_and_keep_the_centre_of_mass():
+    from flashmd.train.losses import filtered_momenta
+
+    generator = torch.Generator().manual_seed(0)
+    batch = {
+        keys.MASSES: torch.tensor([27.0, 27.0, 63.5, 63.5, 63.5], dtype=torch.float64),
+        keys.SYSTEM: torch.tensor([0, 0, 1, 1, 1]),
+        keys.N_ATOMS: torch.tensor([2, 3]),
+    }
+    momenta = torch.randn(5, 3, generator=generator, dtype=torch.float64)
+    potential = torch.tensor([-1.0, -2.0], dtype=torch.float64)
+    target = torch.tensor([-0.5, -3.0], dtype=torch.float64)  # system 1: no real factor
+    out = filtered_momenta(batch, target, potential, momenta)
+    per_atom = (out**2).sum(1) / (2 * batch[keys.MASSES])
+    k0 = float(per_atom[:2].sum())
+    assert k0 + float(potential[0]) == pytest.approx(float(target[0]), rel=1e-12)
+    assert torch.allclose(out[:2].sum(0), momenta[:2].sum(0), atol=1e-12)
+    assert torch.equal(out[2:], momenta[2:])  # unchanged where no real factor exists
+
+
+def test_unrolled_strides_train_and_log_their_term(store_path, tmp_path):
+    config = tiny_config(store_path, tmp_path / "run", steps=3, unroll_strides=1, val_pairs=4)
+    trainer = Trainer(config, progress=False)
+    assert trainer.train_data.unroll == 1
+    trainer.run()
+    trainer.close()
+    with open(tmp_path / "run" / "train.csv") as f:
+        rows = list(csv.DictReader(f))
+    values = [float(row["loss_unroll"]) for row in rows]
+    assert len(values) == 3 and all(np.isfinite(v) and v > 0 for v in values)
