@@ -110,6 +110,20 @@ class MDSettings:
         return self.strides // self.every + 1
 
 
+#: Settings added after rollout stores were first written, with the value a run had before: a
+#: field at that value is left out of the store's recipe, so an older store still resumes.
+ADDED_SETTINGS: dict[str, object] = {"uncertainty": False, "adaptive_threshold_A": None}
+
+
+def store_recipe(settings: MDSettings) -> dict:
+    """The recipe a rollout store records (and must match to be resumed)."""
+    fields = asdict(settings)
+    for name, before in ADDED_SETTINGS.items():
+        if fields[name] == before:
+            del fields[name]
+    return {"name": "flashmd-md", **fields}
+
+
 def stride_for(settings: MDSettings, model: FlashMDModel) -> float:
     """The stride in fs: the settings' own, or the model's longest for ``"auto"``."""
     if settings.stride_fs == "auto":
@@ -259,7 +273,7 @@ def run_md(
     )
     stepper.prepare(state)  # bad species, stride or masses stop here, before any write
     probe = _uncertainty_probe(model, stride) if settings.uncertainty else None
-    store = TrajectoryStore.create(location, {"name": "flashmd-md", **asdict(settings)})
+    store = TrajectoryStore.create(location, store_recipe(settings))
     ids = [f"{k:05d}_{systems[s].get_chemical_formula('metal')}_r{r}" for k, s, r in chosen]
     if all(i in store and store[i].status == "complete" for i in ids):
         return RolloutReport(0, 0, 0, 0, 0.0)

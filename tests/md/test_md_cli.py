@@ -174,3 +174,17 @@ def test_md_symplectic_records_solver_iterations(tmp_path, capsys):
     assert run(*bad, "--symplectic", "-o", str(tmp_path / "x.zarr")) != 0
     assert "no generating function" in capsys.readouterr().err
     assert not (tmp_path / "x.zarr").exists()
+
+
+def test_a_store_of_a_flashmd_without_the_newer_settings_resumes(inputs, tmp_path, capsys):
+    from dataclasses import asdict
+
+    from flashmd.md.batch import ADDED_SETTINGS, MDSettings
+
+    model, structure = inputs
+    out = str(tmp_path / "old.zarr")
+    settings = MDSettings(model=model, structures=(structure,), stride_fs=16.0, strides=4)
+    older = {k: v for k, v in asdict(settings).items() if k not in ADDED_SETTINGS}
+    TrajectoryStore.create(out, {"name": "flashmd-md", **older})  # as an older flashmd made it
+    assert run(structure, "--model", model, "--stride-fs", "16", "--strides", "4", "-o", out) == 0
+    assert "5 frames" in capsys.readouterr().out
