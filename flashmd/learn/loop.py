@@ -379,8 +379,15 @@ class LearnLoop:
             location = str(self._folder(k) / f"heldout-{name}.zarr")
             settings = condition.settings(self._trained(k), spec.reference)
             run_md(settings, location, device=self.recipe.device, progress=self.progress)
+            # under a thermostat, V of the rollout's frames from the reference calculator (where
+            # the dynamics went), not the energy model's (whose offset would be judged too)
+            energy = "stored" if condition.ensemble == "nve" else "reference"
             report = evaluate(
-                spec.reference, location, self._folder(k) / f"heldout-{name}-report", figures=False
+                spec.reference,
+                location,
+                self._folder(k) / f"heldout-{name}-report",
+                figures=False,
+                energy=energy,
             )
             fallback, _ = _rollout_summary(location, uncertainty=False)
             self._merge(
