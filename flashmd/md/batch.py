@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 
 from flashmd import __version__
 from flashmd.data.recipes import load_recipe
-from flashmd.data.store import TrajectoryStore
+from flashmd.data.store import StoreError, TrajectoryStore
 from flashmd.data.systems import build_system
 from flashmd.md.consistency import StrideConsistency
 from flashmd.md.filters import FilterConfig
@@ -122,6 +122,19 @@ def store_recipe(settings: MDSettings) -> dict:
         if fields[name] == before:
             del fields[name]
     return {"name": "flashmd-md", **fields}
+
+
+def _open_store(location: str, settings: MDSettings) -> TrajectoryStore:
+    """The rollout store at ``location`` for ``settings``, created or resumed; a store whose
+    recipe lists every setting, added ones at their old values too (as flashmd wrote it for a
+    while), resumes as well."""
+    try:
+        return TrajectoryStore.create(location, store_recipe(settings))
+    except StoreError as error:
+        try:
+            return TrajectoryStore.create(location, {"name": "flashmd-md", **asdict(settings)})
+        except StoreError:
+            raise error from None
 
 
 def stride_for(settings: MDSettings, model: FlashMDModel) -> float:
@@ -273,7 +286,7 @@ def run_md(
     )
     stepper.prepare(state)  # bad species, stride or masses stop here, before any write
     probe = _uncertainty_probe(model, stride) if settings.uncertainty else None
-    store = TrajectoryStore.create(location, store_recipe(settings))
+    store = _open_store(location, settings)
     ids = [f"{k:05d}_{systems[s].get_chemical_formula('metal')}_r{r}" for k, s, r in chosen]
     if all(i in store and store[i].status == "complete" for i in ids):
         return RolloutReport(0, 0, 0, 0, 0.0)

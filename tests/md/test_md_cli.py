@@ -188,3 +188,10 @@ def test_a_store_of_a_flashmd_without_the_newer_settings_resumes(inputs, tmp_pat
     TrajectoryStore.create(out, {"name": "flashmd-md", **older})  # as an older flashmd made it
     assert run(structure, "--model", model, "--stride-fs", "16", "--strides", "4", "-o", out) == 0
     assert "5 frames" in capsys.readouterr().out
+    every = str(tmp_path / "every.zarr")  # all settings listed, as flashmd wrote it for a while
+    TrajectoryStore.create(every, {"name": "flashmd-md", **asdict(settings)})
+    assert run(structure, "--model", model, "--stride-fs", "16", "--strides", "4", "-o", every) == 0
+    assert "5 frames" in capsys.readouterr().out
+    other = str(tmp_path / "other.zarr")
+    TrajectoryStore.create(other, {"name": "flashmd-md", **older, "seed": 5})
+    assert run(structure, "--model", model, "--stride-fs", "16", "--strides", "4", "-o", other) != 0
