@@ -37,11 +37,10 @@ is not carried over by the retraining (train it again on the final model).
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -54,14 +53,19 @@ from flashmd.data.continuations import (
 from flashmd.data.dataset import split_trajectories
 from flashmd.data.recipes import CalculatorSpec, RecipeError
 from flashmd.data.store import TrajectoryStore
+from flashmd.learn.files import read_json, write_json
 from flashmd.learn.recipe import ExploreCondition, LearnRecipe
 from flashmd.learn.select import (
     SelectedState,
+    frame_scores,
     load_selection,
     save_selection,
     select_states,
 )
 from flashmd.train.config import TrainConfig, load_train_config
+
+if TYPE_CHECKING:
+    from flashmd.analysis.report import EvaluationReport
 
 #: The phases of one iteration, in order.
 PHASES = ("explore", "select", "label", "retrain", "validate", "record")
@@ -88,14 +92,12 @@ class LoopState:
     labelled_states: int = 0
 
     def save(self, folder: Path) -> None:
-        tmp = folder / (STATE_FILE + ".tmp")
-        tmp.write_text(json.dumps(asdict(self), indent=1))
-        tmp.replace(folder / STATE_FILE)
+        write_json(folder / STATE_FILE, asdict(self))
 
     @classmethod
     def load(cls, folder: Path) -> LoopState | None:
-        path = folder / STATE_FILE
-        return cls(**json.loads(path.read_text())) if path.exists() else None
+        saved = read_json(folder / STATE_FILE)
+        return None if saved is None else cls(**saved)
 
 
 class LearnLoop:
@@ -204,7 +206,7 @@ class LearnLoop:
                 0, {"reference_calls": 0, "labelled_states": 0, **self._split_metrics(None)}
             )
         for row in self.rows():  # the starting model, and iterations before ``heldout`` was set
-            self._heldout(int(row["iteration"]))
+            self._validate(int(row["iteration"]))
         while self.state.iteration <= self.recipe.iterations:
             k = self.state.iteration
             for phase in PHASES[PHASES.index(self.state.phase) :]:
@@ -359,9 +361,6 @@ class LearnLoop:
         return str(self._folder(k) / "train" / "last.pt") if k else self.recipe.model
 
     def _validate(self, k: int) -> None:
-        self._heldout(k)
-
-    def _heldout(self, k: int) -> None:
         """Held-out rollouts of iteration ``k``'s model (0: the starting one), each judged by
         ``flashmd evaluate``; resumable, and skipped when already recorded."""
         from flashmd.analysis.report import evaluate
@@ -389,18 +388,16 @@ class LearnLoop:
                 figures=False,
                 energy=energy,
             )
-            fallback, _ = _rollout_summary(location, uncertainty=False)
             self._merge(
                 k,
                 {
-                    f"heldout_fallback_{name}": fallback,
+                    f"heldout_fallback_{name}": _fallback_fraction(report),
                     f"heldout_failed_{name}": len(report.failures),
                 },
             )
 
     def _metrics_of(self, k: int) -> dict[str, float]:
-        path = self._folder(k) / "metrics.json"
-        return json.loads(path.read_text()) if path.exists() else {}
+        return read_json(self._folder(k) / "metrics.json", missing={})
 
     def _record(self, k: int) -> None:
         self._merge(
@@ -445,32 +442,29 @@ class LearnLoop:
         return evaluate(model, batches)
 
     def _merge(self, k: int, values: dict[str, float]) -> None:
-        path = self._folder(k) / "metrics.json"
-        merged = {**(json.loads(path.read_text()) if path.exists() else {}), **values}
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(merged, indent=1))
-        tmp.replace(path)
+        write_json(self._folder(k) / "metrics.json", {**self._metrics_of(k), **values})
 
     def rows(self) -> list[dict[str, float]]:
         """One row per iteration recorded so far (iteration 0: the starting model)."""
         rows = []
         for path in sorted(self.output.glob("iter-*/metrics.json")):
-            values = json.loads(path.read_text())
+            values = read_json(path)
             if "reference_calls" in values:  # written by the record phase
                 rows.append({"iteration": int(path.parent.name.split("-")[1]), **values})
         return rows
 
 
-def _rollout_summary(location: str, uncertainty: bool = True) -> tuple[float, float]:
-    """(fraction of strides redone, median largest-atom uncertainty in Å, NaN when not
-    ``uncertainty``) of a rollout store."""
+def _rollout_summary(location: str) -> tuple[float, float]:
+    """(fraction of strides redone, median largest-atom uncertainty in Å) of an exploration."""
     store = TrajectoryStore.open(location)
-    fallbacks, scores = [], [np.array([np.nan])]
+    fallbacks, scores = [], []
     for traj_id in store.ids():
         reader = store[traj_id]
         fallbacks.append(np.asarray(reader.group["filter_fallback"][1 : reader.n_frames]))
-        if uncertainty:
-            values = np.asarray(reader.group["uncertainty"][1 : reader.n_frames])
-            scores.append(values.max(axis=1))
-    median = float(np.nanmedian(np.concatenate(scores))) if uncertainty else float("nan")
-    return float(np.concatenate(fallbacks).mean()), median
+        scores.append(frame_scores(store, traj_id)[1:])
+    return float(np.concatenate(fallbacks).mean()), float(np.median(np.concatenate(scores)))
+
+
+def _fallback_fraction(report: EvaluationReport) -> float:
+    """Strides redone over every condition of an evaluation (its judged fallback fraction)."""
+    return float(np.mean([c.rollout.fallback_fraction for c in report.conditions]))

@@ -4,8 +4,12 @@ calls it spends (the rows of :meth:`flashmd.learn.loop.LearnLoop.rows`)."""
 from __future__ import annotations
 
 import csv
+import io
+import re
 from collections.abc import Sequence
 from pathlib import Path
+
+from flashmd.learn.files import write_atomically
 
 
 def write_csv(rows: Sequence[dict[str, float]], path: str | Path) -> None:
@@ -13,13 +17,11 @@ def write_csv(rows: Sequence[dict[str, float]], path: str | Path) -> None:
     fields: list[str] = []
     for row in rows:
         fields += [name for name in row if name not in fields]
-    path = Path(path)
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(rows)
-    tmp.replace(path)
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=fields)
+    writer.writeheader()
+    writer.writerows(rows)
+    write_atomically(path, text.getvalue())
 
 
 #: Panels of the figure: (title, column prefix, y label, whether the column describes the
@@ -35,8 +37,6 @@ PANELS = (
 def _natural(name: str) -> tuple:
     """Sort key: numbers in ``name`` by value (``16`` before ``64``, ``750K_32`` before
     ``750K_64``)."""
-    import re
-
     return tuple(float(part) if part else 0.0 for part in re.findall(r"(\d+\.?\d*)", name))
 
 

@@ -11,7 +11,6 @@ Frame 0 is never taken: it is the reference state the rollout started from.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from flashmd.data.store import TrajectoryStore
+from flashmd.learn.files import read_json, write_json
 
 
 @dataclass(frozen=True)
@@ -106,13 +106,10 @@ def select_states(
 
 
 def save_selection(states: Sequence[SelectedState], path: str | Path) -> None:
-    """Write ``states`` as JSON (written to a temporary file first, then renamed)."""
-    path = Path(path)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps([asdict(s) for s in states], indent=1))
-    tmp.replace(path)
+    """Write ``states`` as JSON (atomically)."""
+    write_json(path, [asdict(s) for s in states])
 
 
 def load_selection(path: str | Path) -> list[SelectedState]:
     """Inverse of :func:`save_selection`."""
-    return [SelectedState(**item) for item in json.loads(Path(path).read_text())]
+    return [SelectedState(**item) for item in read_json(path)]
