@@ -96,6 +96,10 @@ class MDSettings:
             raise ValueError("strides, every and replicas must be at least 1")
         if isinstance(self.stride_fs, str) and self.stride_fs != "auto":
             raise ValueError(f"stride_fs must be a number of fs or 'auto', got {self.stride_fs!r}")
+        if self.adaptive_threshold_A is not None and not self.adaptive_threshold_A > 0:
+            raise ValueError(
+                f"adaptive_threshold_A must be positive, got {self.adaptive_threshold_A}"
+            )
         if self.adaptive_threshold_A is not None and self.stride_fs != "auto":
             raise ValueError("an adaptive threshold needs stride_fs 'auto' (--stride-fs auto)")
         if self.stride_fs == "auto" and self.symplectic:
@@ -148,7 +152,9 @@ def adaptive_for(settings: MDSettings, model: FlashMDModel) -> AdaptiveStride | 
     """The adaptive stride of ``"auto"`` settings (None: a fixed stride)."""
     if settings.stride_fs != "auto":
         return None
-    threshold = settings.adaptive_threshold_A or DEFAULT_THRESHOLD_A
+    threshold = settings.adaptive_threshold_A
+    if threshold is None:
+        threshold = DEFAULT_THRESHOLD_A
     return AdaptiveStride(StrideConsistency(ModelPropagator(model), model.strides_fs), threshold)
 
 

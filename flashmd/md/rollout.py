@@ -49,10 +49,10 @@ class RolloutReport:
         return self.solver_iterations / taken if taken else float("nan")
 
 
-def _effective_stride(stepper: Stepper, strides: int, n_systems: int, predictions: int) -> float:
+def _effective_stride(stride_fs: float, strides: int, n_systems: int, predictions: int) -> float:
     """fs of simulated time per system (sub-)stride the propagator predicted: ``strides``
     strides of ``n_systems`` systems took ``predictions`` predictions (NaN: none)."""
-    return stepper.stride_fs * strides * n_systems / predictions if predictions else float("nan")
+    return stride_fs * strides * n_systems / predictions if predictions else float("nan")
 
 
 def initial_stats(stepper: Stepper, state: MDState) -> StrideStats:
@@ -90,10 +90,7 @@ def rollout(
     if n_frames < 1 or every < 1:
         raise ValueError(f"need n_frames >= 1 and every >= 1, got {n_frames}, {every}")
     started = time.perf_counter()
-
-    def _probe(state: MDState) -> dict[str, torch.Tensor] | None:
-        return None if probe is None else probe(state)
-
+    measure: Callable[[MDState], dict[str, torch.Tensor] | None] = probe or (lambda state: None)
     strides, fallbacks, rebuilds = stepper.strides, stepper.fallbacks, stepper.rebuilds
     verlet, declined = stepper.verlet_fallbacks, stepper.declined
     predictions = stepper.predictions
@@ -104,7 +101,7 @@ def rollout(
     written, solver_iterations = 0, 0.0
     if done == 0:
         if writer is not None:
-            writer.append(state, initial_stats(stepper, state), 0.0, atom_values=_probe(state))
+            writer.append(state, initial_stats(stepper, state), 0.0, atom_values=measure(state))
         written, done = 1, 1
         on_frame(1)
     for frame in range(done, n_frames):
@@ -116,7 +113,7 @@ def rollout(
         solver_iterations += float(iterations.sum())
         if writer is not None:
             time_fs = frame * every * stepper.stride_fs
-            writer.append(state, stats, time_fs, iterations, atom_values=_probe(state))
+            writer.append(state, stats, time_fs, iterations, atom_values=measure(state))
         written += 1
         on_frame(1)
     report = RolloutReport(
@@ -129,7 +126,7 @@ def rollout(
         solver_iterations=round(solver_iterations),
         declined=stepper.declined - declined,
         effective_stride_fs=_effective_stride(
-            stepper,
+            stepper.stride_fs,
             stepper.strides - strides,
             state.n_systems,
             stepper.predictions - predictions,

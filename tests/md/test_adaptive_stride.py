@@ -91,6 +91,8 @@ def test_adaptive_settings_are_checked(tmp_path):
         MDSettings(model="m", structures=("a.xyz",), stride_fs="fast")
     with pytest.raises(ValueError, match="needs stride_fs 'auto'"):
         MDSettings(model="m", structures=("a.xyz",), stride_fs=32.0, adaptive_threshold_A=0.1)
+    with pytest.raises(ValueError, match="adaptive_threshold_A must be positive"):
+        MDSettings(model="m", structures=("a.xyz",), stride_fs="auto", adaptive_threshold_A=0.0)
     with pytest.raises(ValueError, match="drop --symplectic"):
         MDSettings(model="m", structures=("a.xyz",), stride_fs="auto", symplectic=True)
     with pytest.raises(ValueError, match="threshold_A must be positive"):
