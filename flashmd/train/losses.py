@@ -304,17 +304,26 @@ def filtered_momenta(
     potential_energy: torch.Tensor,
     momenta: torch.Tensor,
 ) -> torch.Tensor:
-    """(A, 3) ``momenta`` with each system's internal part (centre-of-mass motion removed)
-    scaled so that ``K + V`` equals ``target_energy`` (S,) eV at ``potential_energy`` (S,) eV,
-    as the rollout's energy filter does; unchanged where no real factor exists."""
-    system, n = batch[keys.SYSTEM], len(batch[keys.N_ATOMS])
-    masses = batch[keys.MASSES][:, None]
-    total_mass = scatter_sum(masses[:, 0], system, n)[:, None]
-    velocity = scatter_sum(momenta, system, n) / total_mass  # (S, 3) centre of mass
-    internal = momenta - masses * velocity[system]
-    k_internal = scatter_sum((internal**2).sum(1) / (2 * masses[:, 0]), system, n)
-    k_centre = 0.5 * total_mass[:, 0] * (velocity**2).sum(1)
-    available = target_energy - potential_energy - k_centre
-    real = (available > 0) & (k_internal > 0)
-    scale = torch.where(real, torch.sqrt(available.clamp(min=0) / k_internal.clamp(min=1e-30)), 1.0)
-    return momenta - internal + scale[system, None] * internal
+    """(A, 3) ``momenta`` filtered as a rollout's energy filter does
+    (:func:`flashmd.md.filters.rescale`): each system's internal part scaled so that ``K + V``
+    equals ``target_energy`` (S,) eV at ``potential_energy`` (S,) eV; unchanged where no real
+    factor exists."""
+    from flashmd.md.filters import rescale
+    from flashmd.md.state import MDState
+
+    n_systems = len(batch[keys.N_ATOMS])
+    state = MDState(
+        positions=batch[keys.POSITIONS],
+        momenta=momenta,
+        masses=batch[keys.MASSES].to(momenta.dtype),
+        numbers=batch[keys.NUMBERS],
+        system=batch[keys.SYSTEM],
+        fixed=torch.zeros_like(batch[keys.SYSTEM], dtype=torch.bool),
+        cell=batch[keys.CELL],
+        pbc=batch[keys.PBC],
+        n_atoms=batch[keys.N_ATOMS],
+        ids=torch.arange(n_systems, device=momenta.device),
+        target_energy=target_energy.to(momenta.dtype),
+        generator=torch.Generator(device=momenta.device),
+    )
+    return rescale(state, potential_energy.to(momenta.dtype)).momenta

@@ -6,6 +6,7 @@ import torch
 
 from flashmd import keys
 from flashmd.models.model import FlashMDModel
+from flashmd.nn.scatter import scatter_sum
 from flashmd.train.config import LossWeights
 from flashmd.train.losses import (
     Normalisation,
@@ -120,9 +121,7 @@ class Objective(torch.nn.Module):
             with torch.no_grad():
                 start = energy.compute(batch, forces=False)[keys.ENERGY]
                 kinetic = (batch[keys.MOMENTA] ** 2).sum(1) / (2 * batch[keys.MASSES])
-                start_energy = start + torch.zeros_like(start).index_add_(
-                    0, batch[keys.SYSTEM], kinetic
-                )
+                start_energy = start + scatter_sum(kinetic, batch[keys.SYSTEM], len(start))
         losses = []
         for j in range(batch[keys.UNROLL_POSITIONS].shape[1]):
             state = with_neighbors({**batch, keys.POSITIONS: positions.detach()}, self.model.cutoff)

@@ -457,6 +457,10 @@ def test_filtered_momenta_restore_the_target_energy_and_keep_the_centre_of_mass(
         keys.MASSES: torch.tensor([27.0, 27.0, 63.5, 63.5, 63.5], dtype=torch.float64),
         keys.SYSTEM: torch.tensor([0, 0, 1, 1, 1]),
         keys.N_ATOMS: torch.tensor([2, 3]),
+        keys.POSITIONS: torch.zeros(5, 3, dtype=torch.float64),
+        keys.NUMBERS: torch.tensor([13, 13, 29, 29, 29]),
+        keys.CELL: torch.eye(3, dtype=torch.float64).repeat(2, 1, 1) * 10.0,
+        keys.PBC: torch.ones(2, 3, dtype=torch.bool),
     }
     momenta = torch.randn(5, 3, generator=generator, dtype=torch.float64)
     potential = torch.tensor([-1.0, -2.0], dtype=torch.float64)
