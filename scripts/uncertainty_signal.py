@@ -26,7 +26,7 @@ from flashmd.data.store import TrajectoryStore
 from flashmd.learn.calibration import signal_quality
 from flashmd.md import rigid
 from flashmd.md.consistency import StrideConsistency
-from flashmd.md.filters import rescale
+from flashmd.md.filters import constrain, rescale
 from flashmd.md.neighbors import NeighborCache
 from flashmd.md.propagators import ModelPotential
 from flashmd.md.state import state_from_atoms
@@ -69,6 +69,7 @@ def measure(args: argparse.Namespace) -> dict[float, dict[str, np.ndarray]]:
     for traj_id, frame in origins(store, args.per_trajectory, lookahead):
         reader = store[traj_id]
         state = state_from_atoms(reader.to_atoms(frame))
+        target = state.kinetic_energy() + potential.energy(state, cache.edges(state))
         for stride in strides:
             k = round(stride / interval)
             true_q = torch.as_tensor(reader.frame(frame + k)["positions"])
@@ -78,9 +79,8 @@ def measure(args: argparse.Namespace) -> dict[float, dict[str, np.ndarray]]:
             else:
                 edges = cache.edges(state)
                 q, p = propagator.propagate(state, edges, stride)
-                q, p = rigid_constrained(state, q, p, stride)
+                q, p = constrain(state, q, p, stride, rigid.conserved(state))
             after = state.replace(positions=q, momenta=p)
-            target = state.kinetic_energy() + potential.energy(state, cache.edges(state))
             energy = potential.energy(after, NeighborCache(model.cutoff, 0.0).edges(after))
             alpha = rescale(after.replace(target_energy=target), energy).scale
             error = torch.linalg.vector_norm(q - true_q, dim=1)
@@ -107,12 +107,6 @@ def within(signal: np.ndarray, error: np.ndarray, condition: np.ndarray) -> floa
         if (condition == c).sum() >= 20
     ]
     return float(np.mean(values)) if values else float("nan")
-
-
-def rigid_constrained(state, q, p, stride):
-    from flashmd.md.filters import constrain
-
-    return constrain(state, q, p, stride, rigid.conserved(state))
 
 
 def main() -> None:
