@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 
 from flashmd.data.calculators import check_elements, make_calculator, provenance
 from flashmd.data.generate import GenerateReport, check_workers, run_pool
-from flashmd.data.recipes import CalculatorSpec, Recipe, RecipeError
+from flashmd.data.recipes import CalculatorSpec, Recipe, RecipeError, whole_multiple
 from flashmd.data.reference import produce, resume_from, snapshot
 from flashmd.data.store import TrajectoryStore
 from flashmd.units import FS
@@ -98,18 +98,12 @@ class ContinuationSettings:
             value = getattr(self, name)
             if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
                 raise ValueError(f"{name} must be a positive number of fs, got {value!r}")
-        steps = self.sample_interval_fs / self.timestep_fs
-        if not math.isclose(steps, round(steps), rel_tol=0, abs_tol=1e-9) or round(steps) < 1:
-            raise ValueError(
-                f"sample_interval_fs ({self.sample_interval_fs}) must be a whole multiple of "
-                f"timestep_fs ({self.timestep_fs})"
-            )
-        frames = self.duration_fs / self.sample_interval_fs
-        if not math.isclose(frames, round(frames), rel_tol=0, abs_tol=1e-9) or round(frames) < 1:
-            raise ValueError(
-                f"duration_fs ({self.duration_fs}) must be a whole multiple of "
-                f"sample_interval_fs ({self.sample_interval_fs})"
-            )
+        whole_multiple(
+            self.sample_interval_fs, self.timestep_fs, "sample_interval_fs", "timestep_fs"
+        )
+        whole_multiple(
+            self.duration_fs, self.sample_interval_fs, "duration_fs", "sample_interval_fs"
+        )
 
     @property
     def steps_per_sample(self) -> int:

@@ -43,6 +43,21 @@ class RecipeError(ValueError):
     """A recipe is malformed; the message names the field and what is wrong."""
 
 
+def whole_multiple(
+    value: float, unit: float, value_name: str, unit_name: str, minimum: int = 1
+) -> int:
+    """``value / unit`` when it is a whole number of at least ``minimum``.
+
+    Raises:
+        ValueError: naming both fields, e.g. "sample_interval_fs (5) must be a whole multiple of
+            timestep_fs (2)".
+    """
+    ratio = value / unit
+    if not math.isclose(ratio, round(ratio), rel_tol=0, abs_tol=1e-9) or round(ratio) < minimum:
+        raise ValueError(f"{value_name} ({value}) must be a whole multiple of {unit_name} ({unit})")
+    return round(ratio)
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -167,18 +182,12 @@ class Recipe(_Strict):
 
     @model_validator(mode="after")
     def _check_times(self) -> Recipe:
-        steps = self.sample_interval_fs / self.timestep_fs
-        if not math.isclose(steps, round(steps), rel_tol=0, abs_tol=1e-9) or round(steps) < 1:
-            raise ValueError(
-                f"sample_interval_fs ({self.sample_interval_fs}) must be a whole multiple of "
-                f"timestep_fs ({self.timestep_fs})"
-            )
-        frames = self.production_fs / self.sample_interval_fs
-        if not math.isclose(frames, round(frames), rel_tol=0, abs_tol=1e-9):
-            raise ValueError(
-                f"production_fs ({self.production_fs}) must be a whole multiple of "
-                f"sample_interval_fs ({self.sample_interval_fs})"
-            )
+        whole_multiple(
+            self.sample_interval_fs, self.timestep_fs, "sample_interval_fs", "timestep_fs"
+        )
+        whole_multiple(
+            self.production_fs, self.sample_interval_fs, "production_fs", "sample_interval_fs", 0
+        )
         return self
 
     @property
