@@ -342,6 +342,8 @@ class LearnLoop:
             device=self.recipe.device,
             seed=self.base.seed,
         )
+        if retrain.loss_weights is not None:
+            data.update(loss_weights=retrain.loss_weights.model_dump(mode="json"))
         return TrainConfig.model_validate(data)
 
     def _retrain(self, k: int) -> None:

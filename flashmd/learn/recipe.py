@@ -12,9 +12,10 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, model_validator
 
 from flashmd.data.recipes import validate_yaml
+from flashmd.train.config import LossWeights
 
 if TYPE_CHECKING:
     from flashmd.md.batch import MDSettings
@@ -87,6 +88,19 @@ class RetrainSpec(_Strict):
     energy_model: Literal["train", "keep"] = "train"
     """``train``: fine-tune the energy model too on the new states' energies and forces;
     ``keep``: keep it fixed."""
+    loss_weights: LossWeights | None = None
+    """The retraining's loss weights (None: the training recipe's). The energy terms
+    (``kinetic``, ``potential``) ask each stride to keep the true split of the energy between
+    kinetic and potential; ``potential`` needs ``energy_model: keep``."""
+
+    @model_validator(mode="after")
+    def _potential_needs_fixed_energy_model(self) -> RetrainSpec:
+        if self.loss_weights and self.loss_weights.potential > 0 and self.energy_model != "keep":
+            raise ValueError(
+                "loss_weights.potential prices the predicted positions with the energy model, "
+                "which must then stay fixed: set energy_model: keep"
+            )
+        return self
 
 
 class HeldoutCondition(RolloutCondition):
@@ -126,7 +140,10 @@ class LearnRecipe(_Strict):
     def learning(self) -> dict:
         """What decides the learning, as JSON: everything but ``iterations`` (a run may be
         extended), ``heldout`` (validation only), ``workers`` and ``device``."""
-        return self.model_dump(mode="json", exclude={"iterations", "heldout", "workers", "device"})
+        data = self.model_dump(mode="json", exclude={"iterations", "heldout", "workers", "device"})
+        if data["retrain"]["loss_weights"] is None:  # so runs from before this field still resume
+            del data["retrain"]["loss_weights"]
+        return data
 
     def fingerprint(self) -> str:
         """A short hash of :meth:`learning`."""

@@ -144,3 +144,22 @@ def test_bad_recipes_are_refused_before_any_work(base, tmp_path):
     )
     with pytest.raises(RecipeError, match="another recipe"):
         LearnLoop(load_learn_recipe(write_recipe(base, tmp_path)))
+
+
+def test_retraining_takes_the_recipes_loss_weights_and_keeps_older_runs_resumable(base, tmp_path):
+    plain = load_learn_recipe(write_recipe(base, tmp_path))
+    assert "loss_weights" not in plain.learning()["retrain"]  # fingerprints of older runs hold
+    energy_terms = {
+        "steps": 2,
+        "energy_model": "keep",
+        "loss_weights": {"kinetic": 1.0, "potential": 4.0},
+    }
+    recipe = load_learn_recipe(write_recipe(base, tmp_path, retrain=energy_terms))
+    assert recipe.fingerprint() != plain.fingerprint()
+    config = LearnLoop(recipe, progress=False)._train_config(1)
+    assert (config.loss_weights.kinetic, config.loss_weights.potential) == (1.0, 4.0)
+    assert config.energy_model.checkpoint == base["model"]
+    with pytest.raises(RecipeError, match="energy_model: keep"):
+        load_learn_recipe(
+            write_recipe(base, tmp_path, retrain={**energy_terms, "energy_model": "train"})
+        )
