@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 
 from flashmd import __version__
 from flashmd.data.recipes import RecipeError
-from flashmd.data.store import StoreError
+from flashmd.data.store import COMMIT_INTERVAL_S, StoreError
 from flashmd.train.errors import TrainingError
 
 EXIT_FAILED = 1
@@ -118,7 +118,12 @@ def _cmd_md(args: argparse.Namespace) -> int:
         },
     )
     report = run_md(
-        settings, args.output, parse_shard(args.shard), args.device, progress=not args.quiet
+        settings,
+        args.output,
+        parse_shard(args.shard),
+        args.device,
+        progress=not args.quiet,
+        commit_interval_s=args.commit_every_s or None,
     )
     print(
         f"md: {report.frames} frames of {report.strides} strides written to {args.output} in "
@@ -235,6 +240,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
                 frames=args.frames,
                 repeats=args.repeats,
                 sample_interval_fs=args.sample_interval_fs,
+                commit_every_s=args.commit_every_s,
             )
         )
     else:
@@ -257,6 +263,17 @@ def _stride(text: str) -> float | str:
         return float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"a stride in fs or auto, got {text!r}") from None
+
+
+def _seconds(text: str) -> float:
+    """A non-negative number of seconds."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"a number of seconds >= 0, got {text!r}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -377,6 +394,13 @@ def build_parser() -> argparse.ArgumentParser:
     md.add_argument(
         "--shard", default="0/1", help="I/N: run only trajectories with index %% N == I"
     )
+    md.add_argument(
+        "--commit-every-s",
+        type=_seconds,
+        default=COMMIT_INTERVAL_S,
+        help="commit the frames at least this often (besides every 1024 frames), so a killed "
+        "run loses at most this much; 0: per chunk only (default %(default)g)",
+    )
     md.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     md.add_argument("--quiet", action="store_true", help="no progress bar")
     md.set_defaults(func=_cmd_md)
@@ -451,6 +475,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=8.0,
         help="storage: fs between stored frames (timestep 2 fs)",
+    )
+    bench.add_argument(
+        "--commit-every-s",
+        type=_seconds,
+        default=0.1,
+        help="storage: the time-based commit interval priced (default %(default)g s)",
     )
     bench.add_argument("--workers", type=int, default=2)
     bench.add_argument("--trajectories", type=int, default=8)

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import functools
 import tempfile
 import time
 from pathlib import Path
@@ -55,7 +56,11 @@ def _table(rows: list[tuple[str, ...]]) -> str:
 
 
 def bench_storage(
-    n_atoms_per_side: int = 3, frames: int = 2000, repeats: int = 3, sample_interval_fs: float = 8.0
+    n_atoms_per_side: int = 3,
+    frames: int = 2000,
+    repeats: int = 3,
+    sample_interval_fs: float = 8.0,
+    commit_every_s: float = 0.1,
 ) -> str:
     """Storage overhead: production MD into a store against the same loop without storage.
 
@@ -65,7 +70,10 @@ def bench_storage(
     * ``sampled, not stored``: the production loop that takes every frame (energy, copies, RNG
       state) and hands it to a sink that drops it: the MD loop with no storage;
     * ``stored``: the same loop writing to a store (trajectory creation and close included; the
-      store itself is made beforehand, once per generation).
+      store itself is made beforehand, once per generation), committing per chunk only;
+    * ``stored, commit every S s``: the same, also committing every ``commit_every_s`` seconds
+      (the price of the time-based commits that bound what a killed run loses; the writers'
+      default is one every :data:`~flashmd.data.store.COMMIT_INTERVAL_S` seconds).
     """
     recipe = _al_recipe(n_atoms_per_side, frames, sample_interval_fs=sample_interval_fs)
     task = next(recipe.tasks())
@@ -97,16 +105,25 @@ def bench_storage(
         produce(atoms, dynamics, production, NullSink(), rng)
         return time.perf_counter() - start
 
-    def stored(directory: str) -> float:
+    def stored(directory: str, commit_interval_s: float | None = None) -> float:
         dynamics = reset()
         store = TrajectoryStore.create(Path(directory) / f"{time.perf_counter_ns()}.zarr")
         start = time.perf_counter()
-        writer = store.writer(task.id, atoms.numbers, atoms.get_masses(), attrs, True, frames)
+        writer = store.writer(
+            task.id, atoms.numbers, atoms.get_masses(), attrs, True, frames, commit_interval_s
+        )
         produce(atoms, dynamics, production, writer, rng)
         writer.close(complete=True)
         return time.perf_counter() - start
 
-    variants = {"MD steps only": steps_only, "sampled, not stored": sampled, "stored": stored}
+    variants = {
+        "MD steps only": steps_only,
+        "sampled, not stored": sampled,
+        "stored": stored,
+        f"stored, commit every {commit_every_s:g} s": functools.partial(
+            stored, commit_interval_s=commit_every_s
+        ),
+    }
     times: dict[str, list[float]] = {name: [] for name in variants}
     with tempfile.TemporaryDirectory() as directory:
         steps_only(directory)  # warm-up: neighbour lists, caches

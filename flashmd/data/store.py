@@ -26,7 +26,8 @@ import functools
 import hashlib
 import json
 import os
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,10 @@ from flashmd.units import UNITS
 FORMAT = "flashmd.trajectories"
 SCHEMA_VERSION = 1
 TRAJECTORIES = "trajectories"
+#: Default seconds between commits of a writer's buffered frames (besides every full chunk): a
+#: killed run loses at most this much work. Each commit rewrites the chunk it falls in, which
+#: `flashmd bench storage --commit-every-s` measures.
+COMMIT_INTERVAL_S = 60.0
 
 #: Per-frame arrays: name -> (trailing shape builder, dimension names, unit).
 FRAME_ARRAYS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -289,6 +294,7 @@ class TrajectoryStore:
         attrs: Mapping[str, Any],
         with_forces: bool,
         capacity: int = 0,
+        commit_interval_s: float | None = COMMIT_INTERVAL_S,
     ) -> TrajectoryWriter:
         """Open the writer of one trajectory: creates it, or resumes it from its trusted frames.
 
@@ -299,18 +305,28 @@ class TrajectoryStore:
             attrs: provenance attributes (calculator, ensemble, temperature_K, ...).
             with_forces: whether a forces array is stored.
             capacity: frames to allocate up front (grows as needed).
+            commit_interval_s: commit buffered frames at least this often (None: per chunk).
         """
         if not self.writable:
             raise StoreError(f"{self.location} was opened read-only; open it with mode='a'")
         group = self._trajectories
         if traj_id in group and _committed_frames(group[traj_id]) > 0:
-            return TrajectoryWriter.resume(group[traj_id], f"{self.location}:{traj_id}", numbers)
-        # No trusted frame: whatever a process killed while creating this trajectory left under
-        # its name (a group without arrays, arrays without a group) holds no data; start afresh.
-        sync(group.store.delete_dir(f"{group.path}/{traj_id}"))
-        return TrajectoryWriter.create(
-            group, traj_id, np.asarray(numbers), np.asarray(masses), attrs, with_forces, capacity
-        )
+            writer = TrajectoryWriter.resume(group[traj_id], f"{self.location}:{traj_id}", numbers)
+        else:
+            # No trusted frame: whatever a process killed while creating this trajectory left
+            # under its name (a group without arrays, arrays without a group) holds no data.
+            sync(group.store.delete_dir(f"{group.path}/{traj_id}"))
+            writer = TrajectoryWriter.create(
+                group,
+                traj_id,
+                np.asarray(numbers),
+                np.asarray(masses),
+                attrs,
+                with_forces,
+                capacity,
+            )
+        writer.commit_interval_s = commit_interval_s
+        return writer
 
     def info(self) -> list[TrajectoryInfo]:
         """One :class:`TrajectoryInfo` per trajectory."""
@@ -480,13 +496,21 @@ class TrajectoryWriter:
     """Appends frames to one trajectory in whole chunks and commits ``n_frames`` last.
 
     Frames are buffered in memory and written when a chunk is full (each chunk is written once in
-    the common case), on :meth:`flush`, and on :meth:`close`. ``commit_attrs`` passed to
-    :meth:`append` (e.g. the RNG state needed to resume) are committed together with the frames.
+    the common case), when ``commit_interval_s`` seconds have passed since the last commit (so a
+    killed slow run loses at most that much work; None: by chunk only), on :meth:`flush`, and on
+    :meth:`close`. ``commit_attrs`` passed to :meth:`append` (e.g. the RNG state needed to
+    resume) are committed together with the frames; the callables in ``before_commit`` run first
+    (a caller's own per-frame arrays, written before the count that makes them trusted).
     """
 
-    def __init__(self, group: zarr.Group, name: str):
+    def __init__(
+        self, group: zarr.Group, name: str, commit_interval_s: float | None = COMMIT_INTERVAL_S
+    ):
         self.group = group
         self.name = name
+        self.commit_interval_s = commit_interval_s
+        self.before_commit: list[Callable[[], None]] = []
+        self._last_commit = time.monotonic()
         #: Frames appended so far (committed plus buffered): where the next frame goes.
         self.n_frames = int(group.attrs.get("n_frames", 0))
         # MD frames are never all fill value: skip zarr's per-chunk emptiness check
@@ -560,8 +584,12 @@ class TrajectoryWriter:
         if commit_attrs:
             self._pending_attrs.update(commit_attrs)
         self.n_frames += 1
-        if self.n_frames % self.chunk == 0:
+        if self.n_frames % self.chunk == 0 or self._commit_due():
             self.flush()
+
+    def _commit_due(self) -> bool:
+        interval = self.commit_interval_s
+        return interval is not None and time.monotonic() - self._last_commit >= interval
 
     def flush(self) -> None:
         """Write buffered frames, then commit their count: a crash at any point leaves only fully
@@ -572,12 +600,15 @@ class TrajectoryWriter:
         """
         buffered = len(self._buffer[self.keys[0]])
         if buffered:
+            for hook in self.before_commit:
+                hook()
             block = {key: np.stack(frames) for key, frames in self._buffer.items()}
             for frames in self._buffer.values():
                 frames.clear()
             start = self.n_frames - buffered
             attrs, self._pending_attrs = {**self._pending_attrs, "n_frames": self.n_frames}, {}
             self._write_block(start, block, attrs)
+        self._last_commit = time.monotonic()
 
     def _write_block(self, start: int, block: dict[str, np.ndarray], attrs: dict) -> None:
         stop = start + len(block[self.keys[0]])

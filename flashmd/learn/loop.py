@@ -423,6 +423,7 @@ class LearnLoop:
         _, val_ids = split_trajectories(self.store, self.base.validation, self.base.seed)
         metrics = self._metrics(self.base.store, val_ids, checkpoint or self.recipe.model)
         wanted = ("pos_rmse", "mom_ratio", "pos_ratio", "energy_rmse", "forces_rmse")
+        wanted += ("kinetic_ratio", "potential_shift")
         return {f"val_{n}": v for n, v in metrics.items() if n.startswith(wanted)}
 
     def _metrics(self, store: str, ids: list[str], checkpoint: str) -> dict[str, float]:

@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 
 from flashmd import __version__
 from flashmd.data.recipes import load_recipe
-from flashmd.data.store import StoreError, TrajectoryStore
+from flashmd.data.store import COMMIT_INTERVAL_S, StoreError, TrajectoryStore
 from flashmd.data.systems import build_system
 from flashmd.md.consistency import StrideConsistency
 from flashmd.md.filters import FilterConfig
@@ -256,8 +256,11 @@ def run_md(
     shard: tuple[int, int] = (0, 1),
     device: str = "auto",
     progress: bool = True,
+    commit_interval_s: float | None = COMMIT_INTERVAL_S,
 ) -> RolloutReport:
-    """Run (or resume) the shard's trajectories in one batch into the store at ``location``."""
+    """Run (or resume) the shard's trajectories in one batch into the store at ``location``;
+    frames are committed every chunk and at least every ``commit_interval_s`` seconds (None:
+    per chunk only), so a killed run loses at most that much work."""
     model = load_model(settings.model, device=device)
     systems = load_systems(settings)
     chosen = [
@@ -318,6 +321,7 @@ def run_md(
         state,
         capacity=settings.n_frames,
         atom_arrays=("uncertainty",) if probe else (),
+        commit_interval_s=commit_interval_s,
     )
     bar = tqdm(
         total=settings.n_frames,

@@ -25,6 +25,7 @@ so an interrupted rollout resumes exactly where its last committed frame left it
 from __future__ import annotations
 
 import base64
+import functools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -32,7 +33,12 @@ import numpy as np
 import torch
 import zarr
 
-from flashmd.data.store import COMPRESSOR, TrajectoryStore, TrajectoryWriter
+from flashmd.data.store import (
+    COMMIT_INTERVAL_S,
+    COMPRESSOR,
+    TrajectoryStore,
+    TrajectoryWriter,
+)
 from flashmd.md.state import MDState
 from flashmd.md.stepper import StrideStats
 
@@ -70,6 +76,8 @@ class RolloutWriter:
         capacity: frames to allocate up front.
         atom_arrays: per-atom arrays (names of :data:`ATOM_ARRAYS`) given to every
             :meth:`append`.
+        commit_interval_s: commit the frames at least this often, besides every full chunk
+            (None: per chunk only); a killed rollout loses at most this much work.
     """
 
     def __init__(
@@ -80,6 +88,7 @@ class RolloutWriter:
         state: MDState,
         capacity: int = 0,
         atom_arrays: Sequence[str] = (),
+        commit_interval_s: float | None = COMMIT_INTERVAL_S,
     ) -> None:
         if len(ids) != state.n_systems or len(attrs) != state.n_systems:
             raise ValueError(f"need one id and attrs per system ({state.n_systems})")
@@ -95,11 +104,13 @@ class RolloutWriter:
             for start, n in zip(state.atom_offsets().tolist(), state.n_atoms.tolist(), strict=True)
         ]
         self.writers: list[TrajectoryWriter] = [
-            store.writer(i, numbers[part], masses[part], a, with_forces=False, capacity=capacity)
+            store.writer(i, numbers[part], masses[part], a, False, capacity, commit_interval_s)
             for i, part, a in zip(self.ids, self._slices, attrs, strict=True)
         ]
         self._stats = [self._stat_arrays(w, capacity) for w in self.writers]
         self._atoms = [self._atom_arrays(w, capacity) for w in self.writers]
+        for s, writer in enumerate(self.writers):  # statistics before the frame count
+            writer.before_commit.append(functools.partial(self._flush_stats, s))
         self._buffers: list[list[np.ndarray]] = [[] for _ in self.writers]
         self._atom_buffers: list[list[np.ndarray]] = [[] for _ in self.writers]
         #: Frames every trajectory holds: the batch resumes from here.
@@ -186,8 +197,6 @@ class RolloutWriter:
                 self._atom_buffers[s].append(
                     np.stack([per_atom[name][part] for name in self.atom_arrays])
                 )
-            if (writer.n_frames + 1) % writer.chunk == 0:
-                self._flush_stats(s)
             frame = {
                 "positions": cpu["positions"][part],
                 "momenta": cpu["momenta"][part],
@@ -223,8 +232,7 @@ class RolloutWriter:
 
     def close(self, complete: bool, attrs: Mapping[str, Any] | None = None) -> None:
         """Flush everything; with ``complete`` trim the arrays and mark trajectories complete."""
-        for s, writer in enumerate(self.writers):  # all frames first, then the status
-            self._flush_stats(s)
+        for writer in self.writers:  # all frames first, then the status
             writer.flush()
         for s, writer in enumerate(self.writers):
             if complete:

@@ -64,8 +64,13 @@ def evaluate(model: FlashMDModel, batches: Iterable[dict[str, torch.Tensor]]) ->
     ``mom_rmse_{S}`` (amu·Å/ASE-time), ``mom_ff_rmse_{S}``, ``mom_ratio_{S}`` for every stride S in
     fs, and ``kinetic_ratio_{S}``, the predicted over the true kinetic energy after the stride
     (below 1: strides lose energy, which the energy filter must restore); ``energy_rmse_meV_atom``
-    and ``forces_rmse_meV_A`` with an energy model; with a generating function, the same position
-    and momentum keys prefixed ``mid_`` for its midpoint condition on the true pairs
+    and ``forces_rmse_meV_A`` with an energy model, and with both models ``potential_shift_{S}``,
+    the mean of ``(V(q'_pred) - V(q'_true)) / N`` in meV/atom by the energy model (above 0: the
+    stride turns kinetic into potential energy, which a thermostatted rollout keeps as too high
+    a potential energy at the right kinetic temperature;
+    :func:`~flashmd.train.losses.potential_loss` trains it away); with a generating function,
+    the same position and momentum keys prefixed ``mid_`` for its midpoint condition on the true
+    pairs
     (:func:`~flashmd.train.losses.midpoint_prediction`; free flight is the baseline there too).
     """
     sums: dict[str, float] = defaultdict(float)
@@ -77,6 +82,8 @@ def evaluate(model: FlashMDModel, batches: Iterable[dict[str, torch.Tensor]]) ->
             with torch.no_grad():
                 positions, momenta = model.predictor(batch)
             _add_stride_errors(sums, counts, "", batch, positions, momenta)
+            if model.energy_model is not None:
+                _add_potential_shift(sums, model.energy_model, batch, positions)
         if model.generating is not None:
             positions, momenta = midpoint_prediction(model, batch)
             _add_stride_errors(sums, counts, "mid_", batch, positions, momenta)
@@ -92,6 +99,8 @@ def evaluate(model: FlashMDModel, batches: Iterable[dict[str, torch.Tensor]]) ->
                 counts["forces_rmse_meV_A"] += batch[keys.FORCES].numel()
     model.train(was_training)
     metrics = {name: (sums[name] / counts[name]) ** 0.5 for name in sums if name in counts}
+    for name in [n for n in sums if n.startswith("potential_shift_")]:
+        metrics[name] = sums[name] / counts[name.replace("potential_shift_", "kinetic_systems_")]
     for name in [n for n in sums if n.startswith("kinetic_") and "_true_" not in n]:
         stride = name.removeprefix("kinetic_")
         metrics[f"kinetic_ratio_{stride}"] = sums[name] / sums[f"kinetic_true_{stride}"]
@@ -136,6 +145,28 @@ def _add_stride_errors(
         sums[f"kinetic_true_{name}"] += float(
             (batch[keys.TARGET_MOMENTA][mask] ** 2 * inverse_mass).sum()
         )
+        counts[f"kinetic_systems_{name}"] += int((batch[keys.STRIDE] == stride).sum())
+
+
+def _add_potential_shift(
+    sums: dict[str, float],
+    energy_model: torch.nn.Module,
+    batch: dict[str, torch.Tensor],
+    positions: torch.Tensor,
+) -> None:
+    """Add one batch's sum over systems of ``(V(q'_pred) - V(q'_true)) / N`` (meV/atom) per
+    stride to ``sums`` (counted by ``_add_stride_errors``' ``kinetic_systems_`` keys)."""
+    from flashmd.data.graph import with_neighbors
+
+    cutoff = float(energy_model.config.cutoff)
+    shift = torch.zeros(len(batch[keys.N_ATOMS]), dtype=positions.dtype, device=positions.device)
+    for sign, where in ((1.0, positions), (-1.0, batch[keys.TARGET_POSITIONS])):
+        moved = with_neighbors({**batch, keys.POSITIONS: where.detach()}, cutoff)
+        with torch.no_grad():
+            shift += sign * energy_model.compute(moved, forces=False)[keys.ENERGY]
+    per_atom = 1e3 * shift / batch[keys.N_ATOMS]
+    for stride in batch[keys.STRIDE].unique().tolist():
+        sums[f"potential_shift_{stride:g}"] += float(per_atom[batch[keys.STRIDE] == stride].sum())
 
 
 def validate_run(config, pairs_per_stride: int, checkpoint: str = "best.pt") -> dict[str, float]:
@@ -177,13 +208,15 @@ def format_metrics(metrics: dict[str, float], strides_fs: Iterable[float]) -> st
     if strides:
         lines.append(
             "stride fs  pos RMSE Å  free flight Å  ratio   mom RMSE   free flight  ratio  K'/K'true"
+            "  dV meV/atom"
         )
         for s in strides:
             lines.append(
                 f"{s:>9}  {metrics[f'pos_rmse_{s}']:10.4f}  {metrics[f'pos_ff_rmse_{s}']:13.4f}  "
                 f"{metrics[f'pos_ratio_{s}']:5.3f}  {metrics[f'mom_rmse_{s}']:9.4f}  "
                 f"{metrics[f'mom_ff_rmse_{s}']:11.4f}  {metrics[f'mom_ratio_{s}']:5.3f}  "
-                f"{metrics.get(f'kinetic_ratio_{s}', float('nan')):9.3f}"
+                f"{metrics.get(f'kinetic_ratio_{s}', float('nan')):9.3f}  "
+                f"{metrics.get(f'potential_shift_{s}', float('nan')):+11.2f}"
             )
     mid = [f"{s:g}" for s in strides_fs if f"mid_pos_rmse_{s:g}" in metrics]
     if mid:

@@ -267,3 +267,27 @@ def test_sigkill_mid_write_leaves_a_resumable_store(tmp_path):
     np.testing.assert_array_equal(data["energy"], np.arange(total, dtype=float))
     np.testing.assert_array_equal(data["positions"][-1], frame(total - 1)["positions"])
     assert not list(path.rglob("*.partial"))
+
+
+def test_frames_are_committed_by_time_as_well_as_by_chunk(tmp_path, monkeypatch):
+    from flashmd.data import store as store_module
+
+    clock = [0.0]
+    monkeypatch.setattr(store_module.time, "monotonic", lambda: clock[0])
+    store = TrajectoryStore.create(tmp_path / "s.zarr")
+    args = ("a", np.full(N_ATOMS, 13), np.full(N_ATOMS, 26.98), {}, True)
+    writer = store.writer(*args, commit_interval_s=30.0)
+    for i in range(5):
+        writer.append(frame(i))
+    assert TrajectoryStore.open(tmp_path / "s.zarr")["a"].n_frames == 0  # a chunk holds more
+    clock[0] = 31.0
+    writer.append(frame(5))  # the interval has passed: this append commits all six
+    reader = TrajectoryStore.open(tmp_path / "s.zarr")["a"]
+    assert reader.n_frames == 6
+    np.testing.assert_array_equal(reader.read()["energy"], np.arange(6.0))
+    writer.append(frame(6))  # the next interval starts at that commit
+    assert TrajectoryStore.open(tmp_path / "s.zarr")["a"].n_frames == 6
+    by_chunk_only = store.writer("b", *args[1:], commit_interval_s=None)
+    clock[0] = 1e6
+    by_chunk_only.append(frame(0))
+    assert TrajectoryStore.open(tmp_path / "s.zarr")["b"].n_frames == 0

@@ -83,3 +83,36 @@ def test_interrupted_rollout_resumes_exactly(tmp_path):
         np.testing.assert_array_equal(
             whole[traj_id].group["target_energy"][:], parts[traj_id].group["target_energy"][:]
         )
+
+
+def test_a_killed_rollout_keeps_what_it_committed_by_time(tmp_path, monkeypatch):
+    """Frames are committed every ``commit_interval_s`` (here a fake clock ticking a second per
+    reading), not only every full chunk: a run killed without closing its writer keeps them,
+    with their statistics, and resumes from the last one."""
+    from flashmd.data import store as store_module
+
+    ticks = iter(range(10**6))
+    monkeypatch.setattr(store_module.time, "monotonic", lambda: float(next(ticks)))
+    stepper, state, store, attrs = make(tmp_path, "killed.zarr")
+    writer = RolloutWriter(store, IDS, attrs, state, commit_interval_s=5.0)
+
+    def die_at_frame(_, count=[0]):  # noqa: B006 - a counter across calls
+        count[0] += 1
+        if count[0] == 23:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):  # the writer is never closed: the process died
+        rollout(stepper, state, n_frames=30, writer=writer, on_frame=die_at_frame)
+    reopened = TrajectoryStore.open(tmp_path / "killed.zarr")
+    kept = [reopened[traj_id].n_frames for traj_id in IDS]
+    assert 18 <= min(kept) and max(kept) <= 23  # at most the last interval lost
+    for traj_id, n in zip(IDS, kept, strict=True):
+        for name in STAT_ARRAYS:  # statistics are written before the count that trusts them
+            assert np.isfinite(reopened[traj_id].group[name][:n]).all(), name
+    stepper, state, store, attrs = make(tmp_path, "killed.zarr")
+    writer = RolloutWriter(store, IDS, attrs, state, commit_interval_s=5.0)
+    assert writer.n_frames == min(kept)
+    _, report = rollout(stepper, writer.resume_state(state), n_frames=30, writer=writer)
+    writer.close(complete=True)
+    assert report.frames == 30 - min(kept)
+    assert all(TrajectoryStore.open(tmp_path / "killed.zarr")[i].n_frames == 30 for i in IDS)

@@ -172,6 +172,46 @@ def test_best_model_loads_and_validation_is_reported(store_path, tmp_path):
     assert len(rows) == 10 and float(rows[-1]["data_wait_s"]) >= 0
 
 
+class _Oracle(torch.nn.Module):
+    """A predictor that returns the true state after the stride."""
+
+    def forward(self, batch):
+        return batch[keys.TARGET_POSITIONS], batch[keys.TARGET_MOMENTA]
+
+
+def test_validation_reports_the_potential_energy_a_stride_adds(store_path, tmp_path):
+    from flashmd.data.graph import with_neighbors
+    from flashmd.train.validation import evaluate, held_out_batches
+
+    config = tiny_config(store_path, tmp_path / "run", steps=4, validate_every=4)
+    Trainer(config, progress=False).run()
+    model = flashmd.load_model(tmp_path / "run" / "best.pt", device="cpu")
+    ids = TrajectoryStore.open(store_path).ids()
+    batches = held_out_batches(
+        store_path, ids, (16.0, 32.0), 6, 4, model.cutoff, "cpu", model.dtype
+    )
+    shifts = {"16": [], "32": []}
+    for batch in batches:
+        with torch.no_grad():
+            predicted = model.predictor(batch)[0]
+            v = [
+                model.energy_model.compute(
+                    with_neighbors({**batch, keys.POSITIONS: q}, model.cutoff), forces=False
+                )
+                for q in (predicted, batch[keys.TARGET_POSITIONS])
+            ]
+        per_atom = 1e3 * (v[0][keys.ENERGY] - v[1][keys.ENERGY]) / batch[keys.N_ATOMS]
+        for stride, value in zip(batch[keys.STRIDE].tolist(), per_atom.tolist(), strict=True):
+            shifts[f"{stride:g}"].append(value)
+    metrics = evaluate(model, batches)
+    for stride, values in shifts.items():
+        assert metrics[f"potential_shift_{stride}"] == pytest.approx(np.mean(values), rel=1e-4)
+        assert abs(metrics[f"potential_shift_{stride}"]) > 0
+    model.predictor = _Oracle()
+    exact = evaluate(model, batches)
+    assert exact["potential_shift_16"] == 0 and exact["potential_shift_32"] == 0
+
+
 def test_energy_model_from_a_checkpoint_is_kept_fixed(store_path, tmp_path):
     from flashmd.train.config import ModelSpec
 
