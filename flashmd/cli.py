@@ -124,6 +124,7 @@ def _cmd_md(args: argparse.Namespace) -> int:
         args.device,
         progress=not args.quiet,
         commit_interval_s=args.commit_every_s or None,
+        allow_close_contacts=args.allow_close_contacts,
     )
     print(
         f"md: {report.frames} frames of {report.strides} strides written to {args.output} in "
@@ -393,6 +394,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     md.add_argument(
         "--shard", default="0/1", help="I/N: run only trajectories with index %% N == I"
+    )
+    md.add_argument(
+        "--allow-close-contacts",
+        action="store_true",
+        help="run structures with atoms closer than 0.6 of their covalent-radius sum (refused "
+        "by default: no training structure has them) with a warning",
     )
     md.add_argument(
         "--commit-every-s",

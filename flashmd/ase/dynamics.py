@@ -21,8 +21,9 @@ import torch
 from ase.md.md import MolecularDynamics
 
 from flashmd.ase.calculator import EnergyCalculator
-from flashmd.ase.checks import check_constraints, check_momenta, warn_close_contacts
+from flashmd.ase.checks import check_constraints, check_momenta
 from flashmd.md.consistency import StrideConsistency
+from flashmd.md.contacts import check_contacts
 from flashmd.md.filters import FilterConfig
 from flashmd.md.propagators import (
     CalculatorPotential,
@@ -111,17 +112,18 @@ class FlashMD(MolecularDynamics):
             strides; ``timestep`` is then the output interval and the longest stride tried
             (the model must serve its half). Needs a :class:`FlashMDModel`, direct strides.
         adaptive_threshold_A: Å (default :data:`~flashmd.md.stepper.DEFAULT_THRESHOLD_A`).
-        min_distance: warn when atoms are closer than this (Å), the closest contact of the
-            model's training data; checkpoints do not record it yet, so the default is a
-            fraction of the sum of covalent radii (see :mod:`flashmd.ase.checks`).
+        min_distance: refuse atoms closer than this (Å), the closest contact of the model's
+            training data; checkpoints do not record it yet, so the default is a fraction of
+            the sum of covalent radii (see :mod:`flashmd.md.contacts`).
+        allow_close_contacts: warn about such atoms instead of refusing them.
         seed: seed of the thermostat noise (None: fresh entropy).
         trajectory, logfile, loginterval, **kwargs: as for ``MolecularDynamics``.
 
     Raises:
-        ValueError: no momenta, a timestep not among the model's strides, species the model does
-            not know, masses it was not trained with, an unsupported constraint, an energy
-            filter without any potential, or symplectic strides from a model without a
-            generating function.
+        ValueError: no momenta, atoms in close contact, a timestep not among the model's
+            strides, species the model does not know, masses it was not trained with, an
+            unsupported constraint, an energy filter without any potential, or symplectic
+            strides from a model without a generating function.
     """
 
     thermostat: Thermostat | None = None
@@ -143,6 +145,7 @@ class FlashMD(MolecularDynamics):
         adaptive: bool = False,
         adaptive_threshold_A: float = DEFAULT_THRESHOLD_A,
         min_distance: float | None = None,
+        allow_close_contacts: bool = False,
         seed: int | None = None,
         trajectory: str | None = None,
         logfile: Any = None,
@@ -151,6 +154,7 @@ class FlashMD(MolecularDynamics):
     ) -> None:
         check_momenta(atoms)
         check_constraints(atoms)
+        check_contacts(atoms, min_distance, allow_close_contacts)
         propagator, potential = _components(model, atoms, symplectic, solver)
         if energy_filter and potential is None:
             raise ValueError(
@@ -171,7 +175,6 @@ class FlashMD(MolecularDynamics):
         self._device = _device(model)
         self._seed = int(np.random.default_rng().integers(2**62)) if seed is None else int(seed)
         self._state = self._read(atoms)
-        warn_close_contacts(atoms, min_distance)
         #: Statistics of the last stride (scale, fallback, potential energy), or None.
         self.last_stats: StrideStats | None = None
         super().__init__(atoms, timestep, trajectory, logfile, loginterval, **kwargs)

@@ -31,6 +31,7 @@ from flashmd.data.recipes import load_recipe
 from flashmd.data.store import COMMIT_INTERVAL_S, StoreError, TrajectoryStore
 from flashmd.data.systems import build_system
 from flashmd.md.consistency import StrideConsistency
+from flashmd.md.contacts import check_contacts
 from flashmd.md.filters import FilterConfig
 from flashmd.md.output import RolloutWriter
 from flashmd.md.propagators import ModelPotential, ModelPropagator
@@ -257,10 +258,16 @@ def run_md(
     device: str = "auto",
     progress: bool = True,
     commit_interval_s: float | None = COMMIT_INTERVAL_S,
+    allow_close_contacts: bool = False,
 ) -> RolloutReport:
     """Run (or resume) the shard's trajectories in one batch into the store at ``location``;
     frames are committed every chunk and at least every ``commit_interval_s`` seconds (None:
-    per chunk only), so a killed run loses at most that much work."""
+    per chunk only), so a killed run loses at most that much work.
+
+    Raises:
+        ValueError: a system with atoms in close contact (:mod:`flashmd.md.contacts`; with
+            ``allow_close_contacts`` a warning), or one the model cannot serve.
+    """
     model = load_model(settings.model, device=device)
     systems = load_systems(settings)
     chosen = [
@@ -273,6 +280,9 @@ def run_md(
     if not chosen:
         return RolloutReport(0, 0, 0, 0, 0.0)
     atoms = [_initial(systems[s], settings, k) for k, s, _ in chosen]
+    for s in sorted({s for _, s, _ in chosen}):
+        name = f"system {s} ({systems[s].get_chemical_formula('metal')})"
+        check_contacts(systems[s], None, allow_close_contacts, name, "--allow-close-contacts")
     seed = settings.seed * 1_000_003 + shard[0] * 1_009 + shard[1]
     state = state_from_atoms(atoms, device=model.device, seed=seed)
     potential = ModelPotential(model) if model.energy_model is not None else None

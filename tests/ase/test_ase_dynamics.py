@@ -159,11 +159,13 @@ def test_clear_errors():
         FlashMD(fixcom, 16 * units.fs, model=tiny_model())
 
 
-def test_warns_about_close_contacts():
+def test_close_contacts_are_refused_unless_allowed():
     atoms = thermal(crystal(), seed=8, rattle=0.0)
     atoms.positions[1] = atoms.positions[0] + [0.9, 0.0, 0.0]
-    with pytest.warns(RuntimeWarning, match="0.900 Å apart"):
+    with pytest.raises(ValueError, match="0.900 Å apart.*allow_close_contacts=True"):
         FlashMD(atoms, 16 * units.fs, model=tiny_model())
+    with pytest.warns(RuntimeWarning, match="0.900 Å apart"):
+        FlashMD(atoms, 16 * units.fs, model=tiny_model(), allow_close_contacts=True)
 
 
 def test_symplectic_strides_through_ase():

@@ -104,6 +104,23 @@ def test_bad_input_is_refused_before_writing(inputs, tmp_path, capsys):
     assert "structure files, a recipe or a store" in capsys.readouterr().err
 
 
+def test_close_contacts_are_refused_before_writing_unless_allowed(inputs, tmp_path, capsys):
+    model, _ = inputs
+    atoms = crystal((2, 2, 1))
+    atoms.positions[1] = atoms.positions[0] + [0.3, 0.0, 0.0]
+    structure = tmp_path / "squeezed.xyz"
+    ase.io.write(structure, atoms)
+    out = tmp_path / "squeezed.zarr"
+    common = [str(structure), "--model", model, "--stride-fs", "16", "--strides", "2"]
+    assert run(*common, "-o", str(out)) == 2
+    err = capsys.readouterr().err
+    assert "atoms 0 and 1 of system 0 (Al16) are 0.300 Å apart" in err
+    assert "--allow-close-contacts" in err and not out.exists()
+    with pytest.warns(RuntimeWarning, match="0.300 Å apart"):
+        assert run(*common, "--allow-close-contacts", "-o", str(out)) == 0
+    assert TrajectoryStore.open(out)[TrajectoryStore.open(out).ids()[0]].n_frames == 3
+
+
 def test_filter_options_reach_the_stepper_and_are_checked(inputs, tmp_path, capsys):
     model, structure = inputs
     common = [structure, "--model", model, "--stride-fs", "16", "--strides", "2"]
