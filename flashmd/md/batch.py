@@ -211,6 +211,17 @@ def _thermostat(settings: MDSettings) -> Thermostat | None:
     return None
 
 
+def _check_system(atoms: ase.Atoms, index: int, allow_close_contacts: bool) -> None:
+    """Refuse (``ValueError``) a system that cannot be run: one atom, close contacts."""
+    if len(atoms) < 2:
+        raise ValueError(
+            f"system {index} has {len(atoms)} atom(s): with its centre of mass at rest (as every "
+            "rollout starts) it has no motion to thermalise or predict; give it two atoms or more"
+        )
+    name = f"system {index} ({atoms.get_chemical_formula('metal')})"
+    check_contacts(atoms, None, allow_close_contacts, name, "--allow-close-contacts")
+
+
 def _initial(atoms: ase.Atoms, settings: MDSettings, index: int) -> ase.Atoms:
     atoms = atoms.copy()
     atoms.calc = None
@@ -279,10 +290,9 @@ def run_md(
     ]
     if not chosen:
         return RolloutReport(0, 0, 0, 0, 0.0)
-    atoms = [_initial(systems[s], settings, k) for k, s, _ in chosen]
     for s in sorted({s for _, s, _ in chosen}):
-        name = f"system {s} ({systems[s].get_chemical_formula('metal')})"
-        check_contacts(systems[s], None, allow_close_contacts, name, "--allow-close-contacts")
+        _check_system(systems[s], s, allow_close_contacts)
+    atoms = [_initial(systems[s], settings, k) for k, s, _ in chosen]
     seed = settings.seed * 1_000_003 + shard[0] * 1_009 + shard[1]
     state = state_from_atoms(atoms, device=model.device, seed=seed)
     potential = ModelPotential(model) if model.energy_model is not None else None

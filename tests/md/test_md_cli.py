@@ -102,6 +102,13 @@ def test_bad_input_is_refused_before_writing(inputs, tmp_path, capsys):
     assert not out.exists()
     assert run("--model", model, "--stride-fs", "16", "--strides", "2", "-o", str(out)) == 2
     assert "structure files, a recipe or a store" in capsys.readouterr().err
+    lonely = tmp_path / "one.xyz"
+    ase.io.write(lonely, ase.Atoms("Al", positions=[[5, 5, 5]], cell=[10] * 3, pbc=False))
+    assert (
+        run(str(lonely), "--model", model, "--stride-fs", "16", "--strides", "2", "-o", str(out))
+        == 2
+    )
+    assert "system 0 has 1 atom(s)" in capsys.readouterr().err and not out.exists()
 
 
 def test_close_contacts_are_refused_before_writing_unless_allowed(inputs, tmp_path, capsys):
