@@ -125,6 +125,38 @@ def save_checkpoint(
     return path
 
 
+def _not_an_archive(path: Path) -> str | None:
+    """What the file is when it is not a zip archive, as every ``torch.save`` since torch 1.6
+    writes (None when it is one); such a file is never handed to ``torch.load``."""
+    size = path.stat().st_size
+    if size == 0:
+        return "the file is empty (0 bytes; an interrupted save or copy?)"
+    with open(path, "rb") as handle:
+        head = handle.read(64)
+    if head.startswith(b"PK"):
+        return None
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        return f"a binary file ({size} bytes) that is not a PyTorch zip archive"
+    first = text.splitlines()[0][:40] if text.strip() else ""
+    return f"a text file ({size} bytes, starting {first!r})"
+
+
+def _refused_archive(path: Path, error: Exception) -> str:
+    """What a zip archive that ``torch.load(weights_only=True)`` refused is. torch's own message
+    is left out: for pickled objects it advises ``weights_only=False``, which would run any code
+    the file carries."""
+    size = path.stat().st_size
+    if "weights only" in str(error).lower() or "weights_only" in str(error):
+        return (
+            f"a PyTorch file ({size} bytes) holding Python objects beyond tensors and plain data "
+            "(e.g. a whole model saved with torch.save(model), or another program's checkpoint); "
+            "flashmd never unpickles such objects, as loading them could run any code they carry"
+        )
+    return f"a zip archive ({size} bytes) that is not a PyTorch file, or a damaged one"
+
+
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """Read and validate a checkpoint dictionary (see the module docstring).
 
@@ -136,13 +168,19 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
+    advice = (
+        "pass a file written by flashmd.models.io.save_checkpoint (a training run's best.pt or "
+        "last.pt)"
+    )
+    problem = _not_an_archive(path)
+    if problem:
+        raise CheckpointError(f"{str(path)!r} is not a flashmd checkpoint: {problem}; {advice}")
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
         raise CheckpointError(
-            f"{str(path)!r} is not a flashmd checkpoint: torch.load failed ({error}); "
-            "pass a file written by flashmd.models.io.save_checkpoint"
-        ) from error
+            f"{str(path)!r} is not a flashmd checkpoint: {_refused_archive(path, error)}; {advice}"
+        ) from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise CheckpointError(
             f"{str(path)!r} is not a flashmd checkpoint (no format={FORMAT!r} entry); "

@@ -121,6 +121,28 @@ def test_files_that_are_not_checkpoints(tmp_path):
         load_checkpoint(tmp_path / "missing.pt")
 
 
+@pytest.mark.parametrize(
+    "content, said",
+    [
+        (b"", "the file is empty"),
+        (b"step,loss\n1,0.5\n", "a text file .* starting 'step,loss'"),
+        (bytes(range(128, 256)), "a binary file .* not a PyTorch zip archive"),
+        ("module", "holding Python objects beyond tensors"),
+    ],
+)
+def test_unreadable_files_are_named_and_torchs_unsafe_advice_is_not_passed_on(
+    tmp_path, content, said
+):
+    path = tmp_path / "model.pt"
+    if content == "module":
+        torch.save(torch.nn.Linear(2, 2), path)  # a whole pickled module, not a checkpoint
+    else:
+        path.write_bytes(content)
+    with pytest.raises(CheckpointError, match=said) as caught:
+        load_checkpoint(path)
+    assert "weights_only" not in str(caught.value) and "save_checkpoint" in str(caught.value)
+
+
 def test_load_model_by_path_and_by_shipped_name(tmp_path, model, monkeypatch):
     path = save_checkpoint(model, tmp_path / "mine.pt")
     assert flashmd.load_model(str(path), device="cpu").species == (13, 29)
