@@ -45,6 +45,9 @@ from flashmd.train.objective import Objective
 from flashmd.train.validation import evaluate, held_out_batches
 
 STATE_VERSION = 1
+_LOCATIONS = {"store", "extra_stores", "output"}
+"""Recipe fields that say where things are: a resumed run compares the stores' identities
+(:func:`_store_identities`) instead, and its folder is wherever its ``state.pt`` is."""
 _RESUMABLE_CHANGES = {"steps", "validate_every", "checkpoint_every", "num_workers", "device"}
 _ADDED_FIELDS: dict[str, Any] = {"extra_stores": [], "unroll_strides": 0}
 """Recipe fields newer than some saved runs, with the value such a run had (JSON)."""
@@ -195,6 +198,36 @@ def model_from_checkpoint(
             "on the same species"
         )
     return part
+
+
+def _store_identities(config: TrainConfig) -> list[list[str | int]]:
+    """[recipe hash, number of trajectories] of the training store and each extra store: what
+    decides the data, wherever the stores lie."""
+    identities: list[list[str | int]] = []
+    for location in (config.store, *config.extra_stores):
+        store = TrajectoryStore.open(location)
+        identities.append([str(store.root.attrs.get("recipe_sha256", "")), len(store.ids())])
+    return identities
+
+
+def _portable(config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` with the paths of :data:`_LOCATIONS` relative to the working directory where
+    they lie below it (config.yaml then reads as the recipe did, and survives a moved tree)."""
+
+    def relative(location: str) -> str:
+        if "://" in location:
+            return location
+        path = Path(location)
+        try:
+            return str(path.relative_to(Path.cwd())) if path.is_absolute() else location
+        except ValueError:
+            return location
+
+    portable = dict(config)
+    portable["store"] = relative(config["store"])
+    portable["extra_stores"] = [relative(s) for s in config["extra_stores"]]
+    portable["output"] = relative(config["output"])
+    return portable
 
 
 def lr_factor(step: int, config: TrainConfig) -> float:
@@ -536,13 +569,14 @@ class Trainer:
             "batch_in_epoch": self.batch_in_epoch,
             "best": self.best,
             "normalisation": self.norm.state_dict(),
+            "stores": _store_identities(self.config),
         }
         path = self.output / "state.pt"
         tmp = path.with_name(f".state.{uuid.uuid4().hex}.tmp")
         torch.save(state, tmp)
         os.replace(tmp, path)
         (self.output / "config.yaml").write_text(
-            yaml.safe_dump(self.config.model_dump(mode="json"), sort_keys=False)
+            yaml.safe_dump(_portable(self.config.model_dump(mode="json")), sort_keys=False)
         )
 
     def _load_state(self) -> dict[str, Any]:
@@ -555,7 +589,16 @@ class Trainer:
         saved = {**_ADDED_FIELDS, **state["config"]}
         saved["loss_weights"] = {**_ADDED_LOSS_WEIGHTS, **saved.get("loss_weights", {})}
         now = self.config.model_dump(mode="json")
-        changed = sorted(k for k in now if now[k] != saved.get(k) and k not in _RESUMABLE_CHANGES)
+        ignored = set(_RESUMABLE_CHANGES)
+        if state.get("stores") is not None:  # moved run folders and stores still resume
+            ignored |= _LOCATIONS
+            if state["stores"] != _store_identities(self.config):
+                raise TrainingError(
+                    "the training stores hold other data than when the run started (another "
+                    "recipe or another number of trajectories); resume with the same stores or "
+                    "start a new output directory"
+                )
+        changed = sorted(k for k in now if now[k] != saved.get(k) and k not in ignored)
         if changed:
             raise TrainingError(
                 f"the recipe changed since the run started ({', '.join(changed)}); "

@@ -111,6 +111,29 @@ def test_resume_continues_the_same_loss_curve(store_path, tmp_path):
         Trainer(changed, resume=True, progress=False)
 
 
+def test_a_moved_run_folder_and_store_resume(store_path, tmp_path):
+    import shutil
+
+    config = tiny_config(store_path, tmp_path / "here", steps=6, checkpoint_every=3)
+    Trainer(config, progress=False).run(until=3)
+    assert "here" in (tmp_path / "here" / "config.yaml").read_text()
+    shutil.copytree(store_path, tmp_path / "moved" / "s.zarr")
+    shutil.move(tmp_path / "here", tmp_path / "moved" / "run")
+    moved = config.model_copy(
+        update={"store": str(tmp_path / "moved" / "s.zarr"), "output": str(tmp_path / "moved/run")}
+    )
+    Trainer(moved, resume=True, progress=False).run()
+    assert len(read_losses(tmp_path / "moved" / "run")) == 6
+    other = tmp_path / "other.zarr"
+    recipe = load_recipe(REPO / "data" / "al-emt-tiny.yaml").model_copy(
+        update={"production_fs": 100.0, "equilibration_fs": 20.0, "seed": 99}
+    )
+    generate(recipe, str(other), progress=False)
+    elsewhere = moved.model_copy(update={"store": str(other), "steps": 8})
+    with pytest.raises(TrainingError, match="stores hold other data"):
+        Trainer(elsewhere, resume=True, progress=False)
+
+
 def test_input_noise_perturbs_only_the_predictor_inputs(store_path):
     store = TrajectoryStore.open(store_path)
     config = tiny_config(store_path, Path("unused"), dtype="float64")
