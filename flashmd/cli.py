@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from flashmd import __version__
 from flashmd.data.recipes import RecipeError
 from flashmd.data.store import COMMIT_INTERVAL_S, StoreError
+from flashmd.threads import configure_threads
 from flashmd.train.errors import TrainingError
 
 EXIT_FAILED = 1
@@ -281,6 +282,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="flashmd", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"flashmd {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
+    threads = argparse.ArgumentParser(add_help=False)
+    threads.add_argument(
+        "--threads",
+        type=int,
+        help="CPU threads for torch (default: OMP_NUM_THREADS if set, else the cores not busy "
+        "by the one-minute load average, at least one)",
+    )
 
     gen = commands.add_parser("generate", help="run reference MD from a YAML recipe into a store")
     gen.add_argument("recipe", help="YAML recipe (see data/*.yaml)")
@@ -295,6 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     learn = commands.add_parser(
         "learn",
+        parents=[threads],
         help="active learning: explore with the model, label its most uncertain states with "
         "the reference, retrain; resumes where it stopped",
     )
@@ -305,7 +314,9 @@ def build_parser() -> argparse.ArgumentParser:
     learn.add_argument("--quiet", action="store_true", help="no progress bars")
     learn.set_defaults(func=_cmd_learn)
 
-    train = commands.add_parser("train", help="train a predictor and energy model (torchrun-ready)")
+    train = commands.add_parser(
+        "train", parents=[threads], help="train a predictor and energy model (torchrun-ready)"
+    )
     train.add_argument("recipe", help="training recipe YAML (see training/*.yaml)")
     train.add_argument("--resume", action="store_true", help="continue the run in its output dir")
     train.add_argument("--steps", type=int, help="override the recipe's number of steps")
@@ -320,7 +331,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--val-pairs", type=int, help="with --validate-only: pairs per stride")
     train.set_defaults(func=_cmd_train)
 
-    md = commands.add_parser("md", help="batched rollouts of a model into a store (resumable)")
+    md = commands.add_parser(
+        "md", parents=[threads], help="batched rollouts of a model into a store (resumable)"
+    )
     md.add_argument("structures", nargs="*", help="structure files (first frame of each)")
     md.add_argument("--recipe", help="use a generation recipe's systems instead of files")
     md.add_argument(
@@ -414,6 +427,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser(
         "demo",
+        parents=[threads],
         help="reference MD, flashmd from its first frame, and the evaluation report (README)",
     )
     demo.add_argument("-o", "--output", default="runs/demo", help="output directory")
@@ -439,6 +453,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     ev = commands.add_parser(
         "evaluate",
+        parents=[threads],
         help="judge a rollout store against a reference store: report, figures, exit 1 on failure",
     )
     ev.add_argument("--reference", required=True, help="reference trajectory store")
@@ -468,7 +483,7 @@ def build_parser() -> argparse.ArgumentParser:
     ins.add_argument("store")
     ins.set_defaults(func=_cmd_inspect)
 
-    bench = commands.add_parser("bench", help="benchmarks that print a table")
+    bench = commands.add_parser("bench", parents=[threads], help="benchmarks that print a table")
     bench.add_argument(
         "what", choices=["storage", "workers", "train-memory", "rollout", "evaluate", "speed"]
     )
@@ -537,6 +552,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func
     try:
+        if hasattr(args, "threads"):
+            configure_threads(args.threads)
         return func(args)
     except (RecipeError, StoreError, TrainingError, ValueError, FileNotFoundError) as error:
         print(f"flashmd {args.command}: error: {error}", file=sys.stderr)
