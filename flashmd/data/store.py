@@ -61,6 +61,17 @@ FRAME_ARRAYS: dict[str, tuple[str, tuple[str, ...]]] = {
     "energy": ("scalar", ("frame",)),
     "time_fs": ("scalar", ("frame",)),
 }
+#: CF-style attributes of every array of a trajectory (xarray shows them with the data).
+ARRAY_ATTRIBUTES: dict[str, dict[str, str]] = {
+    "numbers": {"long_name": "atomic number", "units": "1"},
+    "masses": {"long_name": "atomic mass", "units": UNITS["masses"]},
+    "positions": {"long_name": "Cartesian positions", "units": UNITS["positions"]},
+    "momenta": {"long_name": "momenta", "units": UNITS["momenta"]},
+    "forces": {"long_name": "forces of the reference calculator", "units": UNITS["forces"]},
+    "cell": {"long_name": "cell vectors (rows)", "units": UNITS["cell"]},
+    "energy": {"long_name": "potential energy", "units": UNITS["energy"]},
+    "time_fs": {"long_name": "simulated time", "units": UNITS["time"]},
+}
 REQUIRED_FRAME_ARRAYS = ("positions", "momenta", "cell", "energy", "time_fs")
 OPTIONAL_FRAME_ARRAYS = ("forces",)
 
@@ -73,12 +84,14 @@ def _array_metadata(n_atoms: int, capacity: int, with_forces: bool) -> dict[str,
     """Metadata of a trajectory's arrays (built once per shape in memory, then reused)."""
     scratch = zarr.open_group(zarr.storage.MemoryStore(), mode="w")
     metadata = {
-        "numbers": scratch.create_array(
-            "numbers", shape=(n_atoms,), dtype="int64", dimension_names=("atom",)
-        ).metadata,
-        "masses": scratch.create_array(
-            "masses", shape=(n_atoms,), dtype="float64", dimension_names=("atom",)
-        ).metadata,
+        name: scratch.create_array(
+            name,
+            shape=(n_atoms,),
+            dtype=dtype,
+            dimension_names=("atom",),
+            attributes=ARRAY_ATTRIBUTES[name],
+        ).metadata
+        for name, dtype in (("numbers", "int64"), ("masses", "float64"))
     }
     chunk = frames_per_chunk(n_atoms)
     for key, (kind, dims) in FRAME_ARRAYS.items():
@@ -93,6 +106,7 @@ def _array_metadata(n_atoms: int, capacity: int, with_forces: bool) -> dict[str,
             compressors=COMPRESSOR,
             fill_value=np.nan,
             dimension_names=dims,
+            attributes=ARRAY_ATTRIBUTES[key],
         ).metadata
     assert all(isinstance(m, ArrayV3Metadata) for m in metadata.values())
     return metadata  # type: ignore[return-value]

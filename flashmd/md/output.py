@@ -41,6 +41,7 @@ from flashmd.data.store import (
 )
 from flashmd.md.state import MDState
 from flashmd.md.stepper import StrideStats
+from flashmd.units import UNITS
 
 #: Extra per-frame arrays of rollout trajectories.
 STAT_ARRAYS = (
@@ -52,6 +53,15 @@ STAT_ARRAYS = (
 )
 #: Optional per-atom, per-frame arrays of rollout trajectories (Å).
 ATOM_ARRAYS = ("uncertainty",)
+#: CF-style attributes of the rollout's own arrays (xarray shows them with the data).
+ROLLOUT_ATTRIBUTES: dict[str, dict[str, str]] = {
+    "filter_scale": {"long_name": "energy filter's momentum scale factor", "units": "1"},
+    "filter_fallback": {"long_name": "stride redone (1) or not (0)", "units": "1"},
+    "target_energy": {"long_name": "energy the filter conserves", "units": UNITS["energy"]},
+    "solver_iterations": {"long_name": "symplectic solver iterations", "units": "1"},
+    "stride_declined": {"long_name": "stride taken as half strides (1)", "units": "1"},
+    "uncertainty": {"long_name": "stride self-consistency", "units": UNITS["positions"]},
+}
 
 
 def encode_generator(generator: torch.Generator) -> str:
@@ -121,13 +131,17 @@ class RolloutWriter:
 
     @staticmethod
     def _stat_arrays(writer: TrajectoryWriter, capacity: int) -> dict[str, zarr.Array]:
-        return {name: _array(writer, name, (capacity,), ("frame",)) for name in STAT_ARRAYS}
+        return {
+            name: _array(writer, name, (capacity,), ("frame",), ROLLOUT_ATTRIBUTES[name])
+            for name in STAT_ARRAYS
+        }
 
     def _atom_arrays(self, writer: TrajectoryWriter, capacity: int) -> dict[str, zarr.Array]:
         n_atoms = int(writer.group["numbers"].shape[0])
         shape, dims = (capacity, n_atoms), ("frame", "atom")
         return {
-            name: _array(writer, name, shape, dims, {"units": "Å"}) for name in self.atom_arrays
+            name: _array(writer, name, shape, dims, ROLLOUT_ATTRIBUTES[name])
+            for name in self.atom_arrays
         }
 
     def resume_state(self, state: MDState) -> MDState:

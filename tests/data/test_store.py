@@ -88,6 +88,8 @@ def test_xarray_opens_a_trajectory(tmp_path):
     write(store, "a", 20)
     ds = xr.open_zarr(tmp_path / "s.zarr", group="trajectories/a", consolidated=False)
     assert ds["positions"].dims == ("frame", "atom", "xyz")
+    assert ds["positions"].attrs == {"long_name": "Cartesian positions", "units": "angstrom"}
+    assert all("units" in ds[name].attrs and "long_name" in ds[name].attrs for name in ds)
     np.testing.assert_array_equal(ds["energy"].values, np.arange(20.0))
 
 
