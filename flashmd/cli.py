@@ -78,9 +78,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
         trainer.close(failed=True)
         raise
     trainer.close()
-    if metrics and trainer.dist.is_main:
-        print(format_metrics(metrics, config.strides_fs))
-    print(f"{config.name}: step {trainer.step}; best model {config.output}/best.pt")
+    if trainer.dist.is_main:  # once, not once per torchrun rank
+        if metrics:
+            print(format_metrics(metrics, config.strides_fs))
+        print(f"{config.name}: step {trainer.step}; best model {config.output}/best.pt")
     return 0
 
 

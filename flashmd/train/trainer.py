@@ -200,6 +200,19 @@ def model_from_checkpoint(
     return part
 
 
+def _with_canonical_grads(module: torch.nn.Module) -> torch.nn.Module:
+    """``module`` with every parameter that has a dimension of size one given its gradient in
+    the parameter's own (row-major) strides. Autograd can hand such a parameter (the energy
+    readout's (1, 16) weight, as einsum does) a transposed gradient, strides (1, 1) instead of
+    (16, 1): the same
+    numbers, but DistributedDataParallel then warned on every rank, at every step, that the
+    "grad strides do not match bucket view strides"."""
+    for parameter in module.parameters():
+        if parameter.requires_grad and 1 in parameter.shape:
+            parameter.register_hook(lambda g: g.clone(memory_format=torch.contiguous_format))
+    return module
+
+
 def _store_identities(config: TrainConfig) -> list[list[str | int]]:
     """[recipe hash, number of trajectories] of the training store and each extra store: what
     decides the data, wherever the stores lie."""
@@ -307,7 +320,8 @@ class Trainer:
         )
         self.ddp = (
             torch.nn.parallel.DistributedDataParallel(
-                self.objective, device_ids=[self.device] if self.device.type == "cuda" else None
+                _with_canonical_grads(self.objective),
+                device_ids=[self.device] if self.device.type == "cuda" else None,
             )
             if self.dist.distributed
             else self.objective

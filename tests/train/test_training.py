@@ -416,6 +416,25 @@ def _gloo_connects() -> bool:
     return True
 
 
+def test_gradients_of_parameters_with_a_unit_dimension_keep_the_parameters_strides():
+    from flashmd.train.trainer import _with_canonical_grads
+
+    class Readout(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.weight = torch.nn.Parameter(torch.ones(1, 16))
+
+        def forward(self, x):  # einsum hands the (1, 16) weight a transposed gradient
+            return torch.einsum("ni,oi->no", x, self.weight).sum()
+
+    readout = Readout()
+    readout(torch.ones(4, 16)).backward()
+    assert readout.weight.grad.stride() != readout.weight.stride()  # what DDP warned about
+    readout.weight.grad = None
+    _with_canonical_grads(readout)(torch.ones(4, 16)).backward()
+    assert readout.weight.grad.stride() == readout.weight.stride() == (16, 1)
+
+
 def test_two_process_ddp_matches_one_process(store_path, tmp_path):
     if not _gloo_connects():  # a machine limit (a sandboxed network), not a training fault
         pytest.skip("two gloo processes cannot connect over loopback on this machine")
