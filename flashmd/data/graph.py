@@ -65,8 +65,14 @@ def neighbor_list(
     pairs, shifts = calculator.compute(
         positions.detach().cpu().to(torch.float64), cell, pbc, quantities="PS", copy=True
     )
-    edge_index = pairs.to(torch.long).T.contiguous()
-    return edge_index.to(positions.device), shifts.to(torch.long).to(positions.device)
+    pairs, shifts = pairs.to(torch.long), shifts.to(torch.long)
+    # one canonical order (receiver, sender, cell shift), whatever positions the list was built
+    # at: sums over edges then add the same terms in the same order, so a run resumed with a
+    # fresh list repeats the uninterrupted one bit for bit
+    order = np.lexsort((shifts[:, 2], shifts[:, 1], shifts[:, 0], pairs[:, 1], pairs[:, 0]))
+    order = torch.from_numpy(order)
+    edge_index = pairs[order].T.contiguous()
+    return edge_index.to(positions.device), shifts[order].to(positions.device)
 
 
 def atoms_to_batch(atoms: ase.Atoms, stride_fs: float | None = None) -> dict[str, torch.Tensor]:

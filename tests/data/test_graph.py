@@ -205,3 +205,27 @@ def test_bad_inputs_are_clear_errors():
         collate([atoms_to_batch(cluster()), atoms_to_batch(cluster(), 16.0)])
     with pytest.raises(ValueError, match="at least one"):
         collate([])
+
+
+def test_pairs_come_in_one_order_whatever_the_positions_the_list_was_built_at():
+    """A list built at other positions (as a resumed rollout builds a fresh one) holds the pairs
+    within the cutoff in the same order, so sums over edges repeat bit for bit."""
+    atoms = bulk("Cu", "fcc", a=3.61, cubic=True).repeat((3, 3, 3))
+    atoms.rattle(0.05, seed=1)
+    positions = torch.tensor(atoms.positions)
+    cell, pbc = torch.tensor(atoms.cell[:]), torch.tensor([True] * 3)
+    moved = positions + 0.1 * torch.randn(
+        positions.shape, generator=torch.Generator().manual_seed(0)
+    )
+    lists = [neighbor_list(p, cell, pbc, 6.0) for p in (positions, moved)]
+    for index, shifts in lists:
+        keys_ = np.column_stack([index.T.numpy(), shifts.numpy()])
+        assert (np.diff(np.lexsort(keys_.T[::-1])) == 1).all()  # sorted: receiver, sender, shift
+
+    def within(index, shifts, cutoff=5.0):
+        d = positions[index[1]] - positions[index[0]] + shifts.double() @ cell
+        keep = torch.linalg.vector_norm(d, dim=1) < cutoff
+        return index[:, keep], shifts[keep]
+
+    (a, sa), (b, sb) = (within(*pair) for pair in lists)
+    assert torch.equal(a, b) and torch.equal(sa, sb)
