@@ -37,6 +37,12 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         f"{recipe.name}: {report.trajectories} trajectories in shard {args.shard} "
         f"({report.skipped} already complete), {report.frames_written} frames written to "
         f"{args.output} in {report.wall_time_s:.1f} s"
+        + (
+            f"; {report.claimed_elsewhere} left to another writer that is on them (run the "
+            "command again once it has finished, or after a crash, to complete them)"
+            if report.claimed_elsewhere
+            else ""
+        )
     )
     if args.summary:
         _print_inspect(args.output)

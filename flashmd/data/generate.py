@@ -32,6 +32,8 @@ class GenerateReport:
     skipped: int
     frames_written: int
     wall_time_s: float
+    claimed_elsewhere: int = 0
+    """Trajectories left to another writer that holds them (:mod:`flashmd.data.claims`)."""
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -147,8 +149,14 @@ def generate(
             written = run_pool(run_trajectory, jobs, workers, bar)
     finally:
         bar.close()
+    store = TrajectoryStore.open(location)
+    elsewhere = [t for t in todo if t.id not in store or store[t.id].status != "complete"]
     return GenerateReport(
-        len(tasks), len(tasks) - len(todo), written, time.perf_counter() - started
+        len(tasks),
+        len(tasks) - len(todo),
+        written,
+        time.perf_counter() - started,
+        claimed_elsewhere=len(elsewhere),
     )
 
 

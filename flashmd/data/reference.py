@@ -23,6 +23,7 @@ from ase.md.velocitydistribution import Stationary, thermalize_momenta
 from ase.md.verlet import VelocityVerlet
 
 from flashmd.data.calculators import check_elements, make_calculator, provenance
+from flashmd.data.claims import Claim
 from flashmd.data.recipes import Recipe, TrajectoryTask
 from flashmd.data.store import TrajectoryStore
 from flashmd.data.systems import build_system
@@ -238,10 +239,25 @@ def run_trajectory(
     store_location: str,
     on_frames: Callable[[int], None] = lambda n: None,
 ) -> int:
-    """Generate (or resume, or skip when complete) one trajectory; returns frames written now."""
+    """Generate (or resume, or skip when complete or claimed by another writer, see
+    :mod:`flashmd.data.claims`) one trajectory; returns frames written now."""
     store = TrajectoryStore.open(store_location, mode="a")
     if task.id in store and store[task.id].status == "complete":
         return 0
+    held = store.claim(task.id)
+    if isinstance(held, str):
+        return 0  # another writer is on it
+    with held:
+        return _write_trajectory(recipe, task, store, held, on_frames)
+
+
+def _write_trajectory(
+    recipe: Recipe,
+    task: TrajectoryTask,
+    store: TrajectoryStore,
+    held: Claim,
+    on_frames: Callable[[int], None],
+) -> int:
     atoms, rng, attrs = prepare(recipe, task)
     started = time.perf_counter()
     with store.writer(
@@ -252,6 +268,7 @@ def run_trajectory(
         with_forces=recipe.store_forces,
         capacity=recipe.frames_per_trajectory,
     ) as writer:
+        writer.before_commit.append(held.refresh)
         already = writer.n_frames
         if already:
             resume_from(atoms, store, task.id, already - 1)

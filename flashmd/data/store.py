@@ -42,6 +42,7 @@ from zarr.core.metadata import ArrayV3Metadata
 from zarr.core.sync import sync
 
 from flashmd import __version__
+from flashmd.data.claims import CLAIM_TTL_S, Claim, claim
 from flashmd.units import UNITS
 
 FORMAT = "flashmd.trajectories"
@@ -299,6 +300,13 @@ class TrajectoryStore:
         if traj_id not in self.root.get(TRAJECTORIES, {}):
             raise KeyError(f"no trajectory {traj_id!r} in {self.location}; it has {self.ids()}")
         return TrajectoryReader(self.root[TRAJECTORIES][traj_id], f"{self.location}:{traj_id}")
+
+    def claim(self, traj_id: str, ttl_s: float = CLAIM_TTL_S) -> Claim | str:
+        """Claim ``traj_id`` for writing (see :mod:`flashmd.data.claims`): the claim, or the
+        name of the writer that holds a fresh one."""
+        if not self.writable:
+            raise StoreError(f"{self.location} was opened read-only; open it with mode='a'")
+        return claim(self.root.store, self.root.path, traj_id, ttl_s)
 
     def writer(
         self,
