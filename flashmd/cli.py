@@ -32,6 +32,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         workers=args.workers,
         shard=parse_shard(args.shard),
         progress=not args.quiet,
+        commit_interval_s=args.commit_every_s or None,
     )
     print(
         f"{recipe.name}: {report.trajectories} trajectories in shard {args.shard} "
@@ -301,6 +302,13 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("recipe", help="YAML recipe (see data/*.yaml)")
     gen.add_argument("-o", "--output", required=True, help="store path or fsspec URL (.zarr)")
     gen.add_argument("--workers", type=int, default=1, help="parallel worker processes")
+    gen.add_argument(
+        "--commit-every-s",
+        type=_seconds,
+        default=COMMIT_INTERVAL_S,
+        help="commit the frames at least this often (besides every full chunk), so a killed "
+        "run loses at most this much; 0: per chunk only (default %(default)g)",
+    )
     gen.add_argument(
         "--shard", default="0/1", help="I/N: run only trajectories with index %% N == I"
     )

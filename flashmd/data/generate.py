@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from flashmd.data.recipes import Recipe, RecipeError, TrajectoryTask
 from flashmd.data.reference import prepare, run_trajectory
-from flashmd.data.store import TrajectoryStore
+from flashmd.data.store import COMMIT_INTERVAL_S, TrajectoryStore
 
 
 @dataclass
@@ -115,8 +115,10 @@ def generate(
     workers: int = 1,
     shard: tuple[int, int] = (0, 1),
     progress: bool = True,
+    commit_interval_s: float | None = COMMIT_INTERVAL_S,
 ) -> GenerateReport:
-    """Generate (or complete) the recipe's trajectories of one shard into the store at ``location``.
+    """Generate (or complete) the recipe's trajectories of one shard into the store at ``location``,
+    committing every chunk and at least every ``commit_interval_s`` seconds (None: per chunk).
 
     Raises:
         RecipeError: a system or the calculator is unusable (nothing is written).
@@ -143,9 +145,11 @@ def generate(
     try:
         if workers == 1 or len(todo) <= 1:
             for task in todo:
-                written += run_trajectory(recipe, task, location, on_frames=bar.update)
+                written += run_trajectory(
+                    recipe, task, location, bar.update, commit_interval_s=commit_interval_s
+                )
         else:
-            jobs = [(recipe, task, location) for task in todo]
+            jobs = [(recipe, task, location, commit_interval_s) for task in todo]
             written = run_pool(run_trajectory, jobs, workers, bar)
     finally:
         bar.close()

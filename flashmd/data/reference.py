@@ -25,7 +25,7 @@ from ase.md.verlet import VelocityVerlet
 from flashmd.data.calculators import check_elements, make_calculator, provenance
 from flashmd.data.claims import Claim
 from flashmd.data.recipes import Recipe, TrajectoryTask
-from flashmd.data.store import TrajectoryStore
+from flashmd.data.store import COMMIT_INTERVAL_S, TrajectoryStore
 from flashmd.data.systems import build_system
 from flashmd.units import FS
 
@@ -237,10 +237,12 @@ def run_trajectory(
     recipe: Recipe,
     task: TrajectoryTask,
     store_location: str,
+    commit_interval_s: float | None = COMMIT_INTERVAL_S,
     on_frames: Callable[[int], None] = lambda n: None,
 ) -> int:
     """Generate (or resume, or skip when complete or claimed by another writer, see
-    :mod:`flashmd.data.claims`) one trajectory; returns frames written now."""
+    :mod:`flashmd.data.claims`) one trajectory; returns frames written now. Frames are
+    committed every chunk and at least every ``commit_interval_s`` seconds."""
     store = TrajectoryStore.open(store_location, mode="a")
     if task.id in store and store[task.id].status == "complete":
         return 0
@@ -248,7 +250,7 @@ def run_trajectory(
     if isinstance(held, str):
         return 0  # another writer is on it
     with held:
-        return _write_trajectory(recipe, task, store, held, on_frames)
+        return _write_trajectory(recipe, task, store, held, on_frames, commit_interval_s)
 
 
 def _write_trajectory(
@@ -257,6 +259,7 @@ def _write_trajectory(
     store: TrajectoryStore,
     held: Claim,
     on_frames: Callable[[int], None],
+    commit_interval_s: float | None,
 ) -> int:
     atoms, rng, attrs = prepare(recipe, task)
     started = time.perf_counter()
@@ -267,6 +270,7 @@ def _write_trajectory(
         attrs,
         with_forces=recipe.store_forces,
         capacity=recipe.frames_per_trajectory,
+        commit_interval_s=commit_interval_s,
     ) as writer:
         writer.before_commit.append(held.refresh)
         already = writer.n_frames
