@@ -145,9 +145,7 @@ def generate(
     try:
         if workers == 1 or len(todo) <= 1:
             for task in todo:
-                written += run_trajectory(
-                    recipe, task, location, bar.update, commit_interval_s=commit_interval_s
-                )
+                written += run_trajectory(recipe, task, location, commit_interval_s, bar.update)
         else:
             jobs = [(recipe, task, location, commit_interval_s) for task in todo]
             written = run_pool(run_trajectory, jobs, workers, bar)
