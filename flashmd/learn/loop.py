@@ -30,6 +30,7 @@ uncertainty in the exploration of stride ``S``, and ``own_pos_rmse_<S>`` (Å) th
 the new labels, all three of the model that *entered* the iteration; ``val_pos_rmse_<S>`` (Å),
 ``val_mom_ratio_<S>`` and ``val_energy_rmse_meV_atom`` on the training recipe's held-out
 trajectories, and ``heldout_fallback_<T>K_<S>`` (fraction of strides redone) and
+``heldout_potential_<T>K_<S>`` (mean V minus the reference's, meV/atom) and
 ``heldout_failed_<T>K_<S>`` (observables out of tolerance) of each held-out condition, of the
 model the iteration *produced*. The generating function of symplectic strides
 is not carried over by the retraining (train it again on the final model).
@@ -394,6 +395,7 @@ class LearnLoop:
                 k,
                 {
                     f"heldout_fallback_{name}": _fallback_fraction(report),
+                    f"heldout_potential_{name}": _potential_difference(report),
                     f"heldout_failed_{name}": len(report.failures),
                 },
             )
@@ -466,6 +468,18 @@ def _rollout_summary(location: str) -> tuple[float, float]:
         fallbacks.append(np.asarray(reader.group["filter_fallback"][1 : reader.n_frames]))
         scores.append(frame_scores(store, traj_id)[1:])
     return float(np.concatenate(fallbacks).mean()), float(np.median(np.concatenate(scores)))
+
+
+def _potential_difference(report: EvaluationReport) -> float:
+    """Mean over the conditions of the rollout's mean potential energy minus the reference's,
+    meV/atom (NaN where not compared)."""
+    found = [
+        metric.difference
+        for condition in report.conditions
+        for metric in condition.metrics
+        if metric.key == "potential_energy" and metric.difference is not None
+    ]
+    return float(np.mean(found)) if found else float("nan")
 
 
 def _fallback_fraction(report: EvaluationReport) -> float:

@@ -31,6 +31,13 @@ PANELS = (
     ("error on its own new states", "own_pos_rmse_", "position RMSE (Å)", True),
     ("error on the held-out trajectories", "val_pos_rmse_", "position RMSE (Å)", False),
     ("held-out conditions: strides redone", "heldout_fallback_", "fraction of strides", False),
+    ("held-out conditions: V - reference", "heldout_potential_", "meV/atom", False),
+    (
+        "held-out conditions: observables failed",
+        "heldout_failed_",
+        "metrics out of tolerance",
+        False,
+    ),
 )
 
 
@@ -47,7 +54,7 @@ def plot_learning(rows: Sequence[dict[str, float]], path: str | Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(2, 2, figsize=(10, 7))
+    fig, axes = plt.subplots(2, 3, figsize=(15, 7))
     axes = axes.ravel()
     produced = [row.get("reference_calls", 0) for row in rows]
     entered = [0, *produced[:-1]]  # the model entering iteration k is iteration k - 1's
@@ -62,6 +69,9 @@ def plot_learning(rows: Sequence[dict[str, float]], path: str | Path) -> None:
                 x, y = zip(*points, strict=True)
                 condition = name[len(prefix) :].replace("_", " ")
                 ax.plot(x, y, "o-", label=f"{condition} fs")
+        if prefix == "heldout_potential_":  # the evaluation's tolerance
+            for bound in (-5.0, 5.0):
+                ax.axhline(bound, color="grey", linestyle=":", linewidth=1)
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("reference calls spent" + (" before the iteration" if entering else ""))
         ax.set_ylabel(label)

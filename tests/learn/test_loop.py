@@ -7,6 +7,7 @@ import csv
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -103,10 +104,13 @@ def test_learn_runs_resumes_after_a_kill_and_labels_once(base, tmp_path, monkeyp
     assert [row["iteration"] for row in rows] == ["0", "1"]
     assert float(rows[1]["reference_calls"]) == 42
     assert float(rows[1]["own_pos_rmse_32"]) > 0 and float(rows[1]["val_pos_rmse_32"]) > 0
+    assert 0 < float(rows[1]["val_kinetic_ratio_32"]) < 2  # and the stride's energy split
+    assert float(rows[1]["val_potential_shift_32"]) != 0  # meV/atom (a six-step model's: large)
     assert 0 <= float(rows[1]["explore_fallback_32"]) <= 1
     for row in rows:  # the starting model too
         assert 0 <= float(row["heldout_fallback_900K_32"]) <= 1
         assert int(row["heldout_failed_900K_32"]) >= 0
+        assert not np.isnan(float(row["heldout_potential_900K_32"]))  # V - reference, meV/atom
     assert (tmp_path / "run" / "learning.png").stat().st_size > 0
     state = json.loads((tmp_path / "run" / "learn.json").read_text())
     assert state["iteration"] == 2 and state["checkpoint"].endswith("iter-01/train/last.pt")
