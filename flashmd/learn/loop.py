@@ -455,8 +455,29 @@ class LearnLoop:
         for path in sorted(self.output.glob("iter-*/metrics.json")):
             values = read_json(path)
             if "reference_calls" in values:  # written by the record phase
+                values.update(_older_potentials(path.parent, values))
                 rows.append({"iteration": int(path.parent.name.split("-")[1]), **values})
         return rows
+
+
+def _older_potentials(folder: Path, values: dict[str, float]) -> dict[str, float]:
+    """``heldout_potential_*`` of conditions judged before that column existed, read back from
+    their saved evaluation summaries."""
+    found = {}
+    for key in values:
+        name = key.removeprefix("heldout_failed_")
+        summary = folder / f"heldout-{name}-report" / "summary.json"
+        if key == name or f"heldout_potential_{name}" in values or not summary.exists():
+            continue
+        differences = [
+            metric["difference"]
+            for condition in read_json(summary)["conditions"]
+            for metric in condition["metrics"]
+            if metric["key"] == "potential_energy" and metric["difference"] is not None
+        ]
+        if differences:
+            found[f"heldout_potential_{name}"] = float(np.mean(differences))
+    return found
 
 
 def _rollout_summary(location: str) -> tuple[float, float]:

@@ -167,3 +167,16 @@ def test_retraining_takes_the_recipes_loss_weights_and_keeps_older_runs_resumabl
         load_learn_recipe(
             write_recipe(base, tmp_path, retrain={**energy_terms, "energy_model": "train"})
         )
+
+
+def test_runs_judged_before_the_potential_column_get_it_from_their_reports(tmp_path):
+    from flashmd.learn.loop import _older_potentials
+
+    report = tmp_path / "heldout-750K_64-report"
+    report.mkdir()
+    metrics = [{"key": "potential_energy", "difference": -9.9}, {"key": "rdf", "difference": 0.1}]
+    (report / "summary.json").write_text(json.dumps({"conditions": [{"metrics": metrics}]}))
+    values = {"heldout_failed_750K_64": 1, "heldout_failed_800K_64": 2, "reference_calls": 0}
+    assert _older_potentials(tmp_path, values) == {"heldout_potential_750K_64": -9.9}
+    values["heldout_potential_750K_64"] = 3.0  # recorded by the loop itself: kept
+    assert _older_potentials(tmp_path, values) == {}
