@@ -47,16 +47,26 @@ class NeighborCache:
         return bool(moved <= 0.5 * self.skin)
 
     def edges(self, state: MDState) -> tuple[torch.Tensor, torch.Tensor]:
-        """``edge_index`` (2, E) long and ``edge_shifts`` (E, 3) Å (float64) for ``state``.
+        """``edge_index`` (2, E) long and ``edge_shifts`` (E, 3) Å (float64) for ``state``:
+        exactly the pairs closer than ``cutoff``, in the neighbour list's canonical order.
 
-        Every pair closer than ``cutoff`` is included; pairs up to ``cutoff + skin`` may be too.
+        The pairs of the skin are dropped although they would contribute zero: which of them a
+        list holds depends on where it was built, and summing a different number of zeros can
+        change the rounding of vectorised sums. Without them the edges depend on the positions
+        alone, so a run resumed with a fresh list repeats the uninterrupted one bit for bit.
         """
         if self._edges is None or not self._valid(state):
             self._edges = self._build(state)
             self._reference = state.positions.clone()
             self._cell = state.cell.clone()
             self.builds += 1
-        return self._edges
+        index, shifts = self._edges
+        if self.skin == 0:
+            return index, shifts
+        positions = state.positions.detach().to(shifts.dtype)
+        vectors = positions[index[1]] - positions[index[0]] + shifts
+        within = (vectors * vectors).sum(dim=1) < self.cutoff**2
+        return index[:, within], shifts[within]
 
     def _build(self, state: MDState) -> tuple[torch.Tensor, torch.Tensor]:
         radius = self.cutoff + self.skin
