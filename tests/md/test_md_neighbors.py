@@ -11,19 +11,28 @@ from flashmd.md.state import state_from_atoms
 from flashmd.md.stepper import Stepper
 
 
-def test_edges_beyond_cutoff_contribute_exactly_zero():
+def test_edges_are_exactly_the_pairs_within_the_cutoff_whatever_the_lists_history():
+    """A list kept with a skin hands out the same edges, in the same order, as a list built at
+    the current positions (so a resumed run, which builds afresh, repeats an uninterrupted one),
+    and the skin's pairs, had they been used, would have contributed exactly zero."""
     model = tiny_model()
     state = state_from_atoms(thermal(crystal((2, 2, 1)), seed=1, temperature_K=600))
-    exact = NeighborCache(model.cutoff, skin=0.0).edges(state)
-    padded = NeighborCache(model.cutoff, skin=1.5).edges(state)
-    assert padded[0].shape[1] > exact[0].shape[1]
+    cache = NeighborCache(model.cutoff, skin=1.5)
+    cache.edges(state)
+    noise = torch.randn(state.positions.shape, generator=torch.Generator().manual_seed(0))
+    moved = state.replace(positions=state.positions + 0.05 * noise.to(state.positions.dtype))
+    kept, fresh = cache.edges(moved), NeighborCache(model.cutoff, skin=0.0).edges(moved)
+    assert cache.builds == 1
+    assert torch.equal(kept[0], fresh[0]) and torch.equal(kept[1], fresh[1])
+    padded = cache._build(moved)  # the whole list, skin included
+    assert padded[0].shape[1] > fresh[0].shape[1]
     potential, propagator = ModelPotential(model), ModelPropagator(model)
-    energy_exact, forces_exact = potential.energy_and_forces(state, exact)
-    energy_padded, forces_padded = potential.energy_and_forces(state, padded)
+    energy_exact, forces_exact = potential.energy_and_forces(moved, fresh)
+    energy_padded, forces_padded = potential.energy_and_forces(moved, padded)
     assert torch.allclose(energy_exact, energy_padded, rtol=0, atol=1e-12)
     assert torch.allclose(forces_exact, forces_padded, rtol=0, atol=1e-12)
-    q_exact, p_exact = propagator.propagate(state, exact, 16.0)
-    q_padded, p_padded = propagator.propagate(state, padded, 16.0)
+    q_exact, p_exact = propagator.propagate(moved, fresh, 16.0)
+    q_padded, p_padded = propagator.propagate(moved, padded, 16.0)
     assert torch.allclose(q_exact, q_padded, rtol=0, atol=1e-12)
     assert torch.allclose(p_exact, p_padded, rtol=0, atol=1e-12)
 
