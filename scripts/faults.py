@@ -214,6 +214,9 @@ def main() -> None:
     parser.add_argument("--commit-every-s", type=float, default=2.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--keep", help="work folder to keep (default: a temporary one)")
+    parser.add_argument(
+        "--commands", default="generate,md,train,bad", help="which parts to run (comma list)"
+    )
     args = parser.parse_args()
     rng = np.random.default_rng(args.seed)
     folder = Path(args.keep or tempfile.mkdtemp(prefix="flashmd-faults-"))
@@ -227,9 +230,13 @@ def main() -> None:
     recipe.update(production_fs=20000, name="faults")
     (folder / "faults.yaml").write_text(yaml.safe_dump(recipe))
     generate = into(["generate", str(folder / "faults.yaml"), *every])
-    rows = kill_and_resume(
-        "generate", generate, folder / "gen.zarr", folder / "gen-ref.zarr", args.kills, rng, arrays
-    )
+    wanted = set(args.commands.split(","))
+    rows = []
+    if "generate" in wanted:
+        rows += kill_and_resume(
+            "generate", generate, folder / "gen.zarr", folder / "gen-ref.zarr", args.kills, rng,
+            arrays,
+        )  # fmt: skip
 
     import ase.io
     from ase.build import bulk
@@ -238,12 +245,14 @@ def main() -> None:
     md = into(["md", str(folder / "cu.xyz"), "--model", "emt-metals", "--stride-fs", "32",
                "--strides", "600", "--ensemble", "langevin", "--temperature-K", "900",
                "--threads", "1", *every])  # fmt: skip
-    rows += kill_and_resume(
-        "md", md, folder / "md.zarr", folder / "md-ref.zarr", args.kills, rng, arrays
-    )
+    if "md" in wanted:
+        rows += kill_and_resume(
+            "md", md, folder / "md.zarr", folder / "md-ref.zarr", args.kills, rng, arrays
+        )
 
     store = folder / "tiny.zarr"
-    run(["generate", str(REPO / "data" / "al-emt-tiny.yaml"), "-o", str(store), "--quiet"])
+    if "train" in wanted:
+        run(["generate", str(REPO / "data" / "al-emt-tiny.yaml"), "-o", str(store), "--quiet"])
     recipe = yaml.safe_load((REPO / "training" / "tiny.yaml").read_text())
     recipe.update(store=str(store), steps=60, checkpoint_every=5, validate_every=30)
     (folder / "train.yaml").write_text(yaml.safe_dump(recipe))
@@ -253,12 +262,15 @@ def main() -> None:
         command = ["train", str(folder / "train.yaml"), "--output", str(out), "--quiet"]
         return run([*command, "--threads", "1", *resume], kill_after_s)
 
-    rows += kill_and_resume(
-        "train", train, folder / "train-run", folder / "train-ref", args.kills, rng, trained
-    )
-    print(table(rows))
-    print()
-    print(table(bad_inputs(folder, "emt-metals")))
+    if "train" in wanted:
+        rows += kill_and_resume(
+            "train", train, folder / "train-run", folder / "train-ref", args.kills, rng, trained
+        )
+    if rows:
+        print(table(rows))
+        print()
+    if "bad" in wanted:
+        print(table(bad_inputs(folder, "emt-metals")))
     summary = {"kills": len(rows), "bit_for_bit": sum(r["bit for bit"] == "yes" for r in rows)}
     print()
     print(json.dumps(summary))
