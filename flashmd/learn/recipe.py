@@ -21,6 +21,11 @@ if TYPE_CHECKING:
     from flashmd.md.batch import MDSettings
 
 
+#: Loss weights added after learning recipes could set loss weights, with the value runs from
+#: before had: left out of the fingerprint at that value, so those runs still resume.
+_LATER_LOSS_WEIGHTS: dict[str, float] = {"potential_bias": 0.0}
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -95,9 +100,10 @@ class RetrainSpec(_Strict):
 
     @model_validator(mode="after")
     def _potential_needs_fixed_energy_model(self) -> RetrainSpec:
-        if self.loss_weights and self.loss_weights.potential > 0 and self.energy_model != "keep":
+        if self.loss_weights and self.loss_weights.prices_positions and self.energy_model != "keep":
             raise ValueError(
-                "loss_weights.potential prices the predicted positions with the energy model, "
+                "loss_weights.potential and potential_bias price the predicted positions with "
+                "the energy model, "
                 "which must then stay fixed: set energy_model: keep"
             )
         return self
@@ -141,8 +147,13 @@ class LearnRecipe(_Strict):
         """What decides the learning, as JSON: everything but ``iterations`` (a run may be
         extended), ``heldout`` (validation only), ``workers`` and ``device``."""
         data = self.model_dump(mode="json", exclude={"iterations", "heldout", "workers", "device"})
-        if data["retrain"]["loss_weights"] is None:  # so runs from before this field still resume
+        weights = data["retrain"]["loss_weights"]
+        if weights is None:  # so runs from before this field still resume
             del data["retrain"]["loss_weights"]
+        else:  # loss weights newer than some runs, at the value those runs had
+            for name, value in _LATER_LOSS_WEIGHTS.items():
+                if weights.get(name) == value:
+                    del weights[name]
         return data
 
     def fingerprint(self) -> str:

@@ -71,6 +71,14 @@ class LossWeights(_Strict):
     """Potential energy (by the energy model) at the predicted positions against the true ones,
     relative to the system's expected kinetic energy (:func:`flashmd.train.losses.potential_loss`);
     needs an energy model kept fixed (``energy_model: {checkpoint: ...}``)."""
+    potential_bias: Annotated[float, Field(ge=0)] = 0.0
+    """The same shift's mean over the batch, squared (:func:`flashmd.train.losses.
+    potential_bias_loss`): its bias alone; needs an energy model kept fixed."""
+
+    @property
+    def prices_positions(self) -> bool:
+        """Whether a term prices the predicted positions with the (fixed) energy model."""
+        return self.potential > 0 or self.potential_bias > 0
 
 
 class InputNoise(_Strict):
@@ -187,11 +195,12 @@ def load_train_config(path: str | Path, **overrides: Any) -> TrainConfig:
             "and kept fixed (to train an energy model alone, set predictor: null; to train a "
             "predictor further, use predictor: {start_from: CHECKPOINT})"
         )
-    if config.loss_weights.potential > 0 and (
+    if config.loss_weights.prices_positions and (
         config.energy_model is None or config.energy_model.checkpoint is None
     ):
         raise RecipeError(
-            f"{path}: loss_weights.potential prices the predicted positions with an energy model "
+            f"{path}: loss_weights.potential and potential_bias price the predicted positions "
+            "with an energy model "
             "kept fixed; set energy_model: {checkpoint: NAME_OR_PATH} (a trained energy model)"
         )
     if (

@@ -252,20 +252,17 @@ def kinetic_loss(
     return (((predicted - true) / expected.clamp(min=1e-12))[present] ** 2).mean()
 
 
-def potential_loss(
+def potential_shifts(
     energy_model: torch.nn.Module,
     batch: dict[str, torch.Tensor],
     norm: Normalisation,
     positions: torch.Tensor,
 ) -> torch.Tensor:
-    """Mean over systems of ``((V(q'_pred) - V(q'_true)) / K_expected)²`` (scalar).
+    """(S,) ``(V(q'_pred) - V(q'_true)) / K_expected`` of each system (dimensionless).
 
     ``V`` is the energy model's potential energy (eV) at the predicted and the true positions
     after the stride, each with its own neighbour list; ``K_expected`` is the system's expected
-    kinetic energy (eV, :func:`expected_kinetic_energies`), so this term and the kinetic one are the
-    two parts of the energy filter's factor: with the kinetic part trained away, the scatter of
-    ``V`` at the predicted positions is what makes the filter redo strides, and its bias what
-    shifts a thermostatted rollout's mean potential energy. Gradients reach the predictor only
+    kinetic energy (eV, :func:`expected_kinetic_energies`). Gradients reach the predictor only
     through ``positions`` (A, 3) Å; the energy model must be kept fixed.
     """
     from flashmd.data.graph import with_neighbors
@@ -278,7 +275,26 @@ def potential_loss(
         v_true = energy_model.compute(true, forces=False)[keys.ENERGY]
     expected = expected_kinetic_energies(batch, norm).to(positions.dtype)
     per_system = expected.reshape(-1, len(norm.species)).sum(1)
-    return (((v_pred - v_true) / per_system) ** 2).mean()
+    return (v_pred - v_true) / per_system
+
+
+def potential_loss(shifts: torch.Tensor) -> torch.Tensor:
+    """Mean over systems of the squared :func:`potential_shifts` (scalar).
+
+    With the kinetic term trained away, the scatter of ``V`` at the predicted positions is what
+    makes the energy filter redo strides, and its bias what shifts a thermostatted rollout's mean
+    potential energy; this term asks for both to vanish.
+    """
+    return (shifts**2).mean()
+
+
+def potential_bias_loss(shifts: torch.Tensor) -> torch.Tensor:
+    """The squared mean over the batch's systems of :func:`potential_shifts` (scalar): the bias
+    alone. A stride that adds potential energy on average makes a thermostatted rollout settle
+    with configurations too hot (``scripts/energy_partition.py``); this term asks for no bias
+    without asking each stride's scatter away, which the squared form can only reduce by pulling
+    the predicted positions towards lower energy."""
+    return shifts.mean() ** 2
 
 
 def energy_loss(

@@ -14,7 +14,9 @@ from flashmd.train.losses import (
     filtered_momenta,
     kinetic_loss,
     midpoint_prediction,
+    potential_bias_loss,
     potential_loss,
+    potential_shifts,
     predictor_loss,
 )
 
@@ -45,9 +47,9 @@ class Objective(torch.nn.Module):
         self.model, self.norm, self.weights = model, norm, weights
         self.train_energy = train_energy
         self.train_predictor = train_predictor
-        if weights.potential > 0 and (model.energy_model is None or train_energy):
+        if weights.prices_positions and (model.energy_model is None or train_energy):
             raise ValueError(
-                "loss_weights.potential needs an energy model kept fixed "
+                "loss_weights.potential and potential_bias need an energy model kept fixed "
                 "(energy_model: {checkpoint: NAME_OR_PATH}); a trained one would learn from it"
             )
 
@@ -86,10 +88,14 @@ class Objective(torch.nn.Module):
                 terms["kinetic"] = self.weights.kinetic * kinetic_loss(
                     inputs, self.norm, new_momenta
                 )
-            if self.weights.potential > 0:  # the energy model is fixed (checked in __init__)
-                terms["potential"] = self.weights.potential * potential_loss(
-                    self.model.energy_model, inputs, self.norm, new_positions
-                )
+            if self.weights.prices_positions:  # the energy model is fixed (checked in __init__)
+                shifts = potential_shifts(self.model.energy_model, inputs, self.norm, new_positions)
+                if self.weights.potential > 0:
+                    terms["potential"] = self.weights.potential * potential_loss(shifts)
+                if self.weights.potential_bias > 0:
+                    terms["potential_bias"] = self.weights.potential_bias * potential_bias_loss(
+                        shifts
+                    )
             if keys.UNROLL_POSITIONS in batch and self.weights.unroll > 0:
                 terms["unroll"] = self.weights.unroll * self.unrolled_loss(
                     batch, new_positions, new_momenta

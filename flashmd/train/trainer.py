@@ -51,7 +51,7 @@ _LOCATIONS = {"store", "extra_stores", "output"}
 _RESUMABLE_CHANGES = {"steps", "validate_every", "checkpoint_every", "num_workers", "device"}
 _ADDED_FIELDS: dict[str, Any] = {"extra_stores": [], "unroll_strides": 0}
 """Recipe fields newer than some saved runs, with the value such a run had (JSON)."""
-_ADDED_LOSS_WEIGHTS: dict[str, Any] = {"unroll": 1.0}
+_ADDED_LOSS_WEIGHTS: dict[str, Any] = {"unroll": 1.0, "potential_bias": 0.0}
 """Loss weights newer than some saved runs (their terms were off in such a run)."""
 
 

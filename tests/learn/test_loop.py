@@ -160,6 +160,11 @@ def test_retraining_takes_the_recipes_loss_weights_and_keeps_older_runs_resumabl
     }
     recipe = load_learn_recipe(write_recipe(base, tmp_path, retrain=energy_terms))
     assert recipe.fingerprint() != plain.fingerprint()
+    # a weight added later is left out at the value older runs had, so they still resume
+    assert "potential_bias" not in recipe.learning()["retrain"]["loss_weights"]
+    biased = {**energy_terms, "loss_weights": {"kinetic": 1.0, "potential_bias": 2.0}}
+    biased_recipe = load_learn_recipe(write_recipe(base, tmp_path, retrain=biased))
+    assert biased_recipe.learning()["retrain"]["loss_weights"]["potential_bias"] == 2.0
     config = LearnLoop(recipe, progress=False)._train_config(1)
     assert (config.loss_weights.kinetic, config.loss_weights.potential) == (1.0, 4.0)
     assert config.energy_model.checkpoint == base["model"]

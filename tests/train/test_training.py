@@ -301,14 +301,16 @@ def test_fine_tuning_starts_from_a_checkpoint_and_adds_the_kinetic_term(store_pa
             "output": str(tmp_path / "third"),
             "steps": 2,
             "energy_model": ModelSpec(checkpoint=str(tmp_path / "first" / "best.pt")),
-            "loss_weights": LossWeights(potential=1.0),
+            "loss_weights": LossWeights(potential=1.0, potential_bias=1.0),
         }
     )
     Trainer(priced, progress=False).run()
     with open(tmp_path / "third" / "train.csv") as f:
         rows = list(csv.DictReader(f))
     assert all(float(row["loss_potential"]) > 0 for row in rows) and "loss_kinetic" not in rows[0]
-    with pytest.raises(ValueError, match="potential needs an energy model kept fixed"):
+    # the bias term: the squared mean of the shifts, never more than the mean of their squares
+    assert all(0 < float(r["loss_potential_bias"]) <= float(r["loss_potential"]) for r in rows)
+    with pytest.raises(ValueError, match="potential and potential_bias need an energy model"):
         Trainer(
             second.model_copy(
                 update={"output": str(tmp_path / "y"), "loss_weights": priced.loss_weights}
