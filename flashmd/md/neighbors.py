@@ -34,6 +34,9 @@ class NeighborCache:
         self._reference: torch.Tensor | None = None
         self._cell: torch.Tensor | None = None
         self._edges: tuple[torch.Tensor, torch.Tensor] | None = None
+        #: The positions the within-cutoff edges were last selected at, and those edges (a
+        #: stride asks again at the positions its energy filter priced).
+        self._selected: tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]] | None = None
 
     def _valid(self, state: MDState) -> bool:
         ref = self._reference
@@ -59,14 +62,19 @@ class NeighborCache:
             self._edges = self._build(state)
             self._reference = state.positions.clone()
             self._cell = state.cell.clone()
+            self._selected = None
             self.builds += 1
-        index, shifts = self._edges
         if self.skin == 0:
-            return index, shifts
-        positions = state.positions.detach().to(shifts.dtype)
-        vectors = positions[index[1]] - positions[index[0]] + shifts
-        within = (vectors * vectors).sum(dim=1) < self.cutoff**2
-        return index[:, within], shifts[within]
+            return self._edges
+        positions = state.positions.detach()
+        selected = self._selected
+        if selected is None or not torch.equal(selected[0], positions):
+            index, shifts = self._edges
+            ends = positions.to(shifts.dtype)
+            vectors = ends[index[1]] - ends[index[0]] + shifts
+            within = (vectors * vectors).sum(dim=1) < self.cutoff**2
+            selected = self._selected = positions.clone(), (index[:, within], shifts[within])
+        return selected[1]
 
     def _build(self, state: MDState) -> tuple[torch.Tensor, torch.Tensor]:
         radius = self.cutoff + self.skin
