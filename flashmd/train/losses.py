@@ -252,19 +252,12 @@ def kinetic_loss(
     return (((predicted - true) / expected.clamp(min=1e-12))[present] ** 2).mean()
 
 
-def potential_shifts(
-    energy_model: torch.nn.Module,
-    batch: dict[str, torch.Tensor],
-    norm: Normalisation,
-    positions: torch.Tensor,
+def potential_differences(
+    energy_model: torch.nn.Module, batch: dict[str, torch.Tensor], positions: torch.Tensor
 ) -> torch.Tensor:
-    """(S,) ``(V(q'_pred) - V(q'_true)) / K_expected`` of each system (dimensionless).
-
-    ``V`` is the energy model's potential energy (eV) at the predicted and the true positions
-    after the stride, each with its own neighbour list; ``K_expected`` is the system's expected
-    kinetic energy (eV, :func:`expected_kinetic_energies`). Gradients reach the predictor only
-    through ``positions`` (A, 3) Å; the energy model must be kept fixed.
-    """
+    """(S,) ``V(q'_pred) - V(q'_true)`` in eV of each system: the energy model's potential
+    energy at the predicted positions ``positions`` (A, 3) Å and at the true ones after the
+    stride, each with its own neighbour list. Gradients reach ``positions`` only."""
     from flashmd.data.graph import with_neighbors
 
     cutoff = float(energy_model.config.cutoff)
@@ -273,9 +266,20 @@ def potential_shifts(
     with torch.no_grad():
         true = with_neighbors({**batch, keys.POSITIONS: batch[keys.TARGET_POSITIONS]}, cutoff)
         v_true = energy_model.compute(true, forces=False)[keys.ENERGY]
+    return v_pred - v_true
+
+
+def potential_shifts(
+    energy_model: torch.nn.Module,
+    batch: dict[str, torch.Tensor],
+    norm: Normalisation,
+    positions: torch.Tensor,
+) -> torch.Tensor:
+    """(S,) :func:`potential_differences` over each system's expected kinetic energy (eV,
+    :func:`expected_kinetic_energies`), dimensionless. The energy model must be kept fixed."""
     expected = expected_kinetic_energies(batch, norm).to(positions.dtype)
     per_system = expected.reshape(-1, len(norm.species)).sum(1)
-    return (v_pred - v_true) / per_system
+    return potential_differences(energy_model, batch, positions) / per_system
 
 
 def potential_loss(shifts: torch.Tensor) -> torch.Tensor:

@@ -13,7 +13,7 @@ from flashmd import keys
 from flashmd.data.dataset import StridePairs, collate_pairs
 from flashmd.data.graph import batch_to
 from flashmd.models.model import FlashMDModel
-from flashmd.train.losses import midpoint_prediction
+from flashmd.train.losses import midpoint_prediction, potential_differences
 from flashmd.units import FS
 
 
@@ -156,15 +156,9 @@ def _add_potential_shift(
 ) -> None:
     """Add one batch's sum over systems of ``(V(q'_pred) - V(q'_true)) / N`` (meV/atom) per
     stride to ``sums`` (counted by ``_add_stride_errors``' ``kinetic_systems_`` keys)."""
-    from flashmd.data.graph import with_neighbors
-
-    cutoff = float(energy_model.config.cutoff)
-    shift = torch.zeros(len(batch[keys.N_ATOMS]), dtype=positions.dtype, device=positions.device)
-    for sign, where in ((1.0, positions), (-1.0, batch[keys.TARGET_POSITIONS])):
-        moved = with_neighbors({**batch, keys.POSITIONS: where.detach()}, cutoff)
-        with torch.no_grad():
-            shift += sign * energy_model.compute(moved, forces=False)[keys.ENERGY]
-    per_atom = 1e3 * shift / batch[keys.N_ATOMS]
+    with torch.no_grad():
+        differences = potential_differences(energy_model, batch, positions.detach())
+    per_atom = 1e3 * differences / batch[keys.N_ATOMS]
     for stride in batch[keys.STRIDE].unique().tolist():
         sums[f"potential_shift_{stride:g}"] += float(per_atom[batch[keys.STRIDE] == stride].sum())
 
