@@ -469,14 +469,9 @@ def _older_potentials(folder: Path, values: dict[str, float]) -> dict[str, float
         summary = folder / f"heldout-{name}-report" / "summary.json"
         if key == name or f"heldout_potential_{name}" in values or not summary.exists():
             continue
-        differences = [
-            metric["difference"]
-            for condition in read_json(summary)["conditions"]
-            for metric in condition["metrics"]
-            if metric["key"] == "potential_energy" and metric["difference"] is not None
-        ]
-        if differences:
-            found[f"heldout_potential_{name}"] = float(np.mean(differences))
+        value = _mean_potential([m for c in read_json(summary)["conditions"] for m in c["metrics"]])
+        if not np.isnan(value):
+            found[f"heldout_potential_{name}"] = value
     return found
 
 
@@ -494,11 +489,16 @@ def _rollout_summary(location: str) -> tuple[float, float]:
 def _potential_difference(report: EvaluationReport) -> float:
     """Mean over the conditions of the rollout's mean potential energy minus the reference's,
     meV/atom (NaN where not compared)."""
+    return _mean_potential([m.as_dict() for c in report.conditions for m in c.metrics])
+
+
+def _mean_potential(metrics: list[dict]) -> float:
+    """Mean ``difference`` of the ``potential_energy`` rows of evaluation ``metrics`` (as in a
+    report's summary.json), NaN when there is none."""
     found = [
-        metric.difference
-        for condition in report.conditions
-        for metric in condition.metrics
-        if metric.key == "potential_energy" and metric.difference is not None
+        m["difference"]
+        for m in metrics
+        if m["key"] == "potential_energy" and m["difference"] is not None
     ]
     return float(np.mean(found)) if found else float("nan")
 
