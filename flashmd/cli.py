@@ -297,18 +297,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="CPU threads for torch (default: OMP_NUM_THREADS if set, else the cores not busy "
         "by the one-minute load average, at least one)",
     )
-
-    gen = commands.add_parser("generate", help="run reference MD from a YAML recipe into a store")
-    gen.add_argument("recipe", help="YAML recipe (see data/*.yaml)")
-    gen.add_argument("-o", "--output", required=True, help="store path or fsspec URL (.zarr)")
-    gen.add_argument("--workers", type=int, default=1, help="parallel worker processes")
-    gen.add_argument(
+    commits = argparse.ArgumentParser(add_help=False)
+    commits.add_argument(
         "--commit-every-s",
         type=_seconds,
         default=COMMIT_INTERVAL_S,
         help="commit the frames at least this often (besides every full chunk), so a killed "
         "run loses at most this much; 0: per chunk only (default %(default)g)",
     )
+
+    gen = commands.add_parser(
+        "generate", parents=[commits], help="run reference MD from a YAML recipe into a store"
+    )
+    gen.add_argument("recipe", help="YAML recipe (see data/*.yaml)")
+    gen.add_argument("-o", "--output", required=True, help="store path or fsspec URL (.zarr)")
+    gen.add_argument("--workers", type=int, default=1, help="parallel worker processes")
     gen.add_argument(
         "--shard", default="0/1", help="I/N: run only trajectories with index %% N == I"
     )
@@ -347,7 +350,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(func=_cmd_train)
 
     md = commands.add_parser(
-        "md", parents=[threads], help="batched rollouts of a model into a store (resumable)"
+        "md",
+        parents=[threads, commits],
+        help="batched rollouts of a model into a store (resumable)",
     )
     md.add_argument("structures", nargs="*", help="structure files (first frame of each)")
     md.add_argument("--recipe", help="use a generation recipe's systems instead of files")
@@ -428,13 +433,6 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="run structures with atoms closer than 0.6 of their covalent-radius sum (refused "
         "by default: no training structure has them) with a warning",
-    )
-    md.add_argument(
-        "--commit-every-s",
-        type=_seconds,
-        default=COMMIT_INTERVAL_S,
-        help="commit the frames at least this often (besides every 1024 frames), so a killed "
-        "run loses at most this much; 0: per chunk only (default %(default)g)",
     )
     md.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     md.add_argument("--quiet", action="store_true", help="no progress bar")

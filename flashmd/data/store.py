@@ -525,12 +525,12 @@ class TrajectoryWriter:
     (a caller's own per-frame arrays, written before the count that makes them trusted).
     """
 
-    def __init__(
-        self, group: zarr.Group, name: str, commit_interval_s: float | None = COMMIT_INTERVAL_S
-    ):
+    def __init__(self, group: zarr.Group, name: str):
         self.group = group
         self.name = name
-        self.commit_interval_s = commit_interval_s
+        #: Seconds between commits besides full chunks (None: per chunk only); set by
+        #: :meth:`TrajectoryStore.writer`.
+        self.commit_interval_s: float | None = COMMIT_INTERVAL_S
         self.before_commit: list[Callable[[], None]] = []
         self._last_commit = time.monotonic()
         #: Frames appended so far (committed plus buffered): where the next frame goes.
