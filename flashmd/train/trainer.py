@@ -275,6 +275,8 @@ class Trainer:
             self.store, config.validation, config.seed
         )
         self.extra = extra_trajectories(config.extra_stores, config.store)
+        #: What decides the data, wherever the stores lie (saved with, and checked on, resume).
+        self.store_identities = _store_identities(config)
         masses = species_and_masses(self.store, self.store.ids())
         for location, ids in self.extra:
             masses = species_and_masses(TrajectoryStore.open(location), ids, known=masses)
@@ -583,7 +585,7 @@ class Trainer:
             "batch_in_epoch": self.batch_in_epoch,
             "best": self.best,
             "normalisation": self.norm.state_dict(),
-            "stores": _store_identities(self.config),
+            "stores": self.store_identities,
         }
         path = self.output / "state.pt"
         tmp = path.with_name(f".state.{uuid.uuid4().hex}.tmp")
@@ -606,7 +608,7 @@ class Trainer:
         ignored = set(_RESUMABLE_CHANGES)
         if state.get("stores") is not None:  # moved run folders and stores still resume
             ignored |= _LOCATIONS
-            if state["stores"] != _store_identities(self.config):
+            if state["stores"] != self.store_identities:
                 raise TrainingError(
                     "the training stores hold other data than when the run started (another "
                     "recipe or another number of trajectories); resume with the same stores or "
