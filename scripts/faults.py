@@ -76,8 +76,9 @@ def committed(location: Path) -> tuple[int, float]:
 
 
 def kill_and_resume(name, start, output: Path, reference: Path, kills, rng, read) -> list[dict]:
-    """``start(folder, kill_after_s)`` runs the command into ``folder``; ``read(folder)`` gives
-    its result as arrays and ``progress(folder)`` is in :func:`progress`."""
+    """One row per kill: ``start(folder, kill_after_s)`` runs the command into ``folder`` (the
+    reference into ``reference``, uninterrupted), ``read(folder)`` gives its finished result as
+    arrays, and :func:`progress` what a killed run kept."""
     began = time.time()
     code, ended, err = start(reference, None)
     assert code == 0, f"{name}: the uninterrupted run failed: {err}"
