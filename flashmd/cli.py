@@ -1,4 +1,5 @@
-"""The ``flashmd`` command line: generate, inspect, train, md, evaluate, demo and bench.
+"""The ``flashmd`` command line: generate, inspect, train, learn, md, evaluate, demo, models and
+bench. The options are defined in :mod:`flashmd.cli_parser`; this module runs the commands.
 
 Every command turns the library's own errors (bad recipe, foreign store, ...) into one clear line
 on stderr and a non-zero exit status, never a traceback.
@@ -10,9 +11,9 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from flashmd import __version__
+from flashmd.cli_parser import DEFAULT_TEMPERATURE_K, build_parser
 from flashmd.data.recipes import RecipeError
-from flashmd.data.store import COMMIT_INTERVAL_S, StoreError
+from flashmd.data.store import StoreError
 from flashmd.threads import configure_threads
 from flashmd.train.errors import TrainingError
 
@@ -92,17 +93,34 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def md_temperature(args: argparse.Namespace) -> tuple[float, str]:
+    """The temperature ``flashmd md`` runs at and a line that says why and what it sets."""
+    given = args.temperature_K is not None
+    temperature = args.temperature_K if given else DEFAULT_TEMPERATURE_K
+    uses = [
+        f"starts from the trajectories at this temperature in {args.start_from}"
+        if args.start_from
+        else "initial Maxwell-Boltzmann momenta"
+    ]
+    if args.ensemble != "nve":
+        uses.append(f"{args.ensemble} bath")
+    why = "--temperature-K" if given else "no --temperature-K given: the default"
+    return temperature, f"flashmd md: {temperature:g} K ({why}): {', '.join(uses)}"
+
+
 def _cmd_md(args: argparse.Namespace) -> int:
     from flashmd.data.generate import parse_shard
     from flashmd.md.batch import MDSettings, run_md
 
+    temperature_K, line = md_temperature(args)
+    print(line, file=sys.stderr)
     settings = MDSettings(
         model=args.model,
         structures=tuple(args.structures),
         recipe=args.recipe,
         start_from=args.start_from,
         ensemble=args.ensemble,
-        temperature_K=args.temperature_K,
+        temperature_K=temperature_K,
         stride_fs=args.stride_fs,
         strides=args.strides,
         every=args.every,
@@ -211,6 +229,13 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0 if report.passed else EXIT_FAILED
 
 
+def _cmd_models(args: argparse.Namespace) -> int:
+    from flashmd.catalog import format_models, shipped_models
+
+    print(format_models(shipped_models()))
+    return 0
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     from flashmd.data.bench import bench_storage, bench_workers
 
@@ -265,305 +290,24 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def _stride(text: str) -> float | str:
-    """``--stride-fs``: a number of fs or ``auto``."""
-    if text == "auto":
-        return text
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"a stride in fs or auto, got {text!r}") from None
-
-
-def _seconds(text: str) -> float:
-    """A non-negative number of seconds."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"a number of seconds >= 0, got {text!r}")
-    return value
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="flashmd", description=__doc__.splitlines()[0])
-    parser.add_argument("--version", action="version", version=f"flashmd {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True)
-    threads = argparse.ArgumentParser(add_help=False)
-    threads.add_argument(
-        "--threads",
-        type=int,
-        help="CPU threads for torch (default: OMP_NUM_THREADS if set, else the cores not busy "
-        "by the one-minute load average, at least one)",
-    )
-    commits = argparse.ArgumentParser(add_help=False)
-    commits.add_argument(
-        "--commit-every-s",
-        type=_seconds,
-        default=COMMIT_INTERVAL_S,
-        help="commit the frames at least this often (besides every full chunk), so a killed "
-        "run loses at most this much; 0: per chunk only (default %(default)g)",
-    )
-
-    gen = commands.add_parser(
-        "generate", parents=[commits], help="run reference MD from a YAML recipe into a store"
-    )
-    gen.add_argument("recipe", help="YAML recipe (see data/*.yaml)")
-    gen.add_argument("-o", "--output", required=True, help="store path or fsspec URL (.zarr)")
-    gen.add_argument("--workers", type=int, default=1, help="parallel worker processes")
-    gen.add_argument(
-        "--shard", default="0/1", help="I/N: run only trajectories with index %% N == I"
-    )
-    gen.add_argument("--quiet", action="store_true", help="no progress bar")
-    gen.add_argument("--summary", action="store_true", help="print the store's table afterwards")
-    gen.set_defaults(func=_cmd_generate)
-
-    learn = commands.add_parser(
-        "learn",
-        parents=[threads],
-        help="active learning: explore with the model, label its most uncertain states with "
-        "the reference, retrain; resumes where it stopped",
-    )
-    learn.add_argument("recipe", help="learning recipe YAML (see training/emt-metals-learn.yaml)")
-    learn.add_argument("--iterations", type=int, help="iterations in all (default: the recipe's)")
-    learn.add_argument("--workers", type=int, help="processes for the reference continuations")
-    learn.add_argument("--device", help="auto, cpu, cuda, cuda:N (default: the recipe's)")
-    learn.add_argument("--quiet", action="store_true", help="no progress bars")
-    learn.set_defaults(func=_cmd_learn)
-
-    train = commands.add_parser(
-        "train", parents=[threads], help="train a predictor and energy model (torchrun-ready)"
-    )
-    train.add_argument("recipe", help="training recipe YAML (see training/*.yaml)")
-    train.add_argument("--resume", action="store_true", help="continue the run in its output dir")
-    train.add_argument("--steps", type=int, help="override the recipe's number of steps")
-    train.add_argument("--output", help="override the recipe's run directory")
-    train.add_argument("--device", help="override the device (auto, cpu, cuda)")
-    train.add_argument("--quiet", action="store_true", help="no progress bar")
-    train.add_argument(
-        "--validate-only",
-        action="store_true",
-        help="evaluate the run's best.pt on its held-out trajectories",
-    )
-    train.add_argument("--val-pairs", type=int, help="with --validate-only: pairs per stride")
-    train.set_defaults(func=_cmd_train)
-
-    md = commands.add_parser(
-        "md",
-        parents=[threads, commits],
-        help="batched rollouts of a model into a store (resumable)",
-    )
-    md.add_argument("structures", nargs="*", help="structure files (first frame of each)")
-    md.add_argument("--recipe", help="use a generation recipe's systems instead of files")
-    md.add_argument(
-        "--start-from",
-        metavar="STORE",
-        help="start from the first frame (positions and momenta) of each trajectory of this "
-        "reference store at --temperature-K: equilibrated starts for flashmd evaluate",
-    )
-    md.add_argument("--model", required=True, help="checkpoint path or shipped model name")
-    md.add_argument("-o", "--output", required=True, help="store path or fsspec URL (.zarr)")
-    md.add_argument("--ensemble", choices=["nve", "langevin", "bussi"], default="nve")
-    md.add_argument("--temperature-K", type=float, default=300.0, help="initial and bath K")
-    md.add_argument(
-        "--stride-fs",
-        type=_stride,
-        required=True,
-        help="one of the model's strides, or auto: its longest, taken as half strides where "
-        "the predictor is unsure of it (adaptive; frames stay on the grid of the longest)",
-    )
-    md.add_argument("--strides", type=int, required=True, help="strides per trajectory")
-    md.add_argument("--every", type=int, default=1, help="strides between stored frames")
-    md.add_argument("--replicas", type=int, default=1, help="replicas of every system")
-    md.add_argument("--seed", type=int, default=0)
-    md.add_argument("--friction-per-fs", type=float, default=0.01, help="Langevin friction")
-    md.add_argument("--taut-fs", type=float, default=100.0, help="Bussi time constant")
-    md.add_argument("--no-filter", action="store_true", help="switch the energy filter off")
-    md.add_argument(
-        "--max-cooling",
-        type=float,
-        help="filter: largest accepted momentum down-scaling 1 - α (default 0.05)",
-    )
-    md.add_argument(
-        "--max-heating",
-        type=float,
-        help="filter: largest accepted momentum up-scaling α - 1 (default 0.05)",
-    )
-    md.add_argument(
-        "--contact-fraction",
-        type=float,
-        help="reject strides leaving atoms closer than this fraction of their covalent-radius "
-        "sum; 0: no check (default 0.6)",
-    )
-    md.add_argument(
-        "--symplectic",
-        action="store_true",
-        help="symplectic, time-reversible strides from the model's generating function, solved "
-        "at the stride's midpoint (the model must carry one)",
-    )
-    md.add_argument(
-        "--solver-tolerance-A",
-        type=float,
-        help="symplectic solver: residual tolerance in Å (default 1e-05)",
-    )
-    md.add_argument(
-        "--solver-max-iterations",
-        type=int,
-        help="symplectic solver: iterations before a stride is redone (default 30)",
-    )
-    md.add_argument(
-        "--adaptive-threshold-A",
-        type=float,
-        help="--stride-fs auto: largest atom self-consistency in Å up to which a stride is "
-        "taken whole (default 0.1)",
-    )
-    md.add_argument(
-        "--uncertainty",
-        action="store_true",
-        help="store each frame's stride uncertainty per atom (the predictor's self-consistency, "
-        "Å; three more predictor passes per frame), shown by flashmd evaluate and used by "
-        "flashmd learn",
-    )
-    md.add_argument(
-        "--shard", default="0/1", help="I/N: run only trajectories with index %% N == I"
-    )
-    md.add_argument(
-        "--allow-close-contacts",
-        action="store_true",
-        help="run structures with atoms closer than 0.6 of their covalent-radius sum (refused "
-        "by default: no training structure has them) with a warning",
-    )
-    md.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
-    md.add_argument("--quiet", action="store_true", help="no progress bar")
-    md.set_defaults(func=_cmd_md)
-
-    demo = commands.add_parser(
-        "demo",
-        parents=[threads],
-        help="reference MD, flashmd from its first frame, and the evaluation report (README)",
-    )
-    demo.add_argument("-o", "--output", default="runs/demo", help="output directory")
-    demo.add_argument("--model", default="emt-metals", help="shipped model name or checkpoint")
-    demo.add_argument("--stride-fs", type=float, default=32.0, help="one of the model's strides")
-    demo.add_argument("--strides", type=int, default=1000, help="strides of the flashmd run")
-    kind = demo.add_mutually_exclusive_group()
-    kind.add_argument(
-        "--symplectic",
-        action="store_true",
-        default=None,
-        help="symplectic strides (default: when the model carries a generating function)",
-    )
-    kind.add_argument(
-        "--direct",
-        dest="symplectic",
-        action="store_false",
-        help="the direct predictor's strides even when the model has a generating function",
-    )
-    demo.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
-    demo.add_argument("--quiet", action="store_true", help="no progress bars")
-    demo.set_defaults(func=_cmd_demo)
-
-    ev = commands.add_parser(
-        "evaluate",
-        parents=[threads],
-        help="judge a rollout store against a reference store: report, figures, exit 1 on failure",
-    )
-    ev.add_argument("--reference", required=True, help="reference trajectory store")
-    ev.add_argument("--rollout", required=True, help="rollout trajectory store (flashmd md)")
-    ev.add_argument("--out", required=True, help="report directory (report.md, figures/)")
-    ev.add_argument("--tolerances", help="YAML overriding flashmd/analysis/tolerances.yaml")
-    ev.add_argument(
-        "--trajectories",
-        nargs="+",
-        default=[],
-        metavar="ID",
-        help="REF_ID=RUN_ID pairs and/or ids restricting the matching by conditions",
-    )
-    ev.add_argument(
-        "--energy",
-        choices=["stored", "reference"],
-        default="stored",
-        help="rollout potential energies: as stored (the model's V) or recomputed with the "
-        "reference recipe's calculator on the rollout frames",
-    )
-    ev.add_argument("--html", action="store_true", help="also write report.html")
-    ev.add_argument("--no-figures", action="store_true", help="metrics and tables only")
-    ev.add_argument("--quiet", action="store_true", help="no progress lines")
-    ev.set_defaults(func=_cmd_evaluate)
-
-    ins = commands.add_parser("inspect", help="table of a store's trajectories, size, compression")
-    ins.add_argument("store")
-    ins.set_defaults(func=_cmd_inspect)
-
-    bench = commands.add_parser("bench", parents=[threads], help="benchmarks that print a table")
-    bench.add_argument(
-        "what", choices=["storage", "workers", "train-memory", "rollout", "evaluate", "speed"]
-    )
-    bench.add_argument(
-        "--cells", type=int, default=3, help="fcc cubic cells per side (3: 108 atoms)"
-    )
-    bench.add_argument("--frames", type=int, default=2000, help="frames per run")
-    bench.add_argument("--repeats", type=int, default=3, help="alternating repeats of each variant")
-    bench.add_argument(
-        "--sample-interval-fs",
-        type=float,
-        default=8.0,
-        help="storage: fs between stored frames (timestep 2 fs)",
-    )
-    bench.add_argument(
-        "--commit-every-s",
-        type=_seconds,
-        default=0.1,
-        help="storage: the time-based commit interval priced (default %(default)g s)",
-    )
-    bench.add_argument("--workers", type=int, default=2)
-    bench.add_argument("--trajectories", type=int, default=8)
-    bench.add_argument("--factor", type=int, default=20, help="train-memory: store size ratio")
-    bench.add_argument("--steps", type=int, default=40, help="train-memory: training steps")
-    bench.add_argument(
-        "--replicas",
-        type=int,
-        nargs="+",
-        default=[1, 2, 4, 8, 16, 32, 64],
-        help="rollout: replica counts",
-    )
-    bench.add_argument("--strides", type=int, default=5, help="rollout: timed strides")
-    bench.add_argument(
-        "--eval-frames", type=int, default=10_000, help="evaluate: frames of each store"
-    )
-    speed = bench.add_argument_group("speed", "simulated ps per wall s: flashmd against MD")
-    speed.add_argument("--model", default="emt-metals", help="shipped model name or checkpoint")
-    speed.add_argument("--element", default="Cu", help="element of the fcc crystal")
-    speed.add_argument(
-        "--sizes", type=int, nargs="+", default=[3, 6], help="cubic cells per side (6: 864 atoms)"
-    )
-    speed.add_argument(
-        "--stride-fs", type=float, nargs="+", default=[16.0, 32.0, 64.0], help="flashmd strides"
-    )
-    speed.add_argument("--temperature-K", type=float, default=600.0, help="equilibration, K")
-    speed.add_argument(
-        "--equilibration-fs", type=float, default=1000.0, help="reference Langevin before timing"
-    )
-    speed.add_argument(
-        "--seconds", type=float, default=3.0, help="wall seconds of each timed run of each row"
-    )
-    speed.add_argument(
-        "--devices", nargs="+", default=[], help="torch devices (default: cpu, and cuda if any)"
-    )
-    speed.add_argument(
-        "--symplectic",
-        action="store_true",
-        help="add rows of symplectic strides (the model needs a generating function)",
-    )
-    bench.set_defaults(func=_cmd_bench)
-    return parser
+#: What each subcommand of :func:`~flashmd.cli_parser.build_parser` runs.
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "generate": _cmd_generate,
+    "inspect": _cmd_inspect,
+    "train": _cmd_train,
+    "learn": _cmd_learn,
+    "md": _cmd_md,
+    "demo": _cmd_demo,
+    "evaluate": _cmd_evaluate,
+    "models": _cmd_models,
+    "bench": _cmd_bench,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``flashmd`` console script; returns the exit status."""
     args = build_parser().parse_args(argv)
-    func: Callable[[argparse.Namespace], int] = args.func
+    func = COMMANDS[args.command]
     try:
         if hasattr(args, "threads"):
             configure_threads(args.threads)

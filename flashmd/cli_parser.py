@@ -1,0 +1,490 @@
+"""The argument parser of the ``flashmd`` command line; :mod:`flashmd.cli` runs the commands.
+
+Every option says its default in ``--help`` (``%(default)s``, so the text cannot drift from the
+value) or what happens when it is absent, or is required; ``tests/test_cli_help.py`` holds every
+subcommand to that, and the documentation's command-line reference is generated from this parser.
+Defaults that belong to the library rather than to the parser (the energy filter's band, the
+symplectic solver's tolerance) are written out in the text and checked against the library by the
+same test.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from flashmd import __version__
+from flashmd.data.store import COMMIT_INTERVAL_S
+
+#: ``flashmd md --temperature-K`` when it is not given (the command prints that it used it).
+DEFAULT_TEMPERATURE_K = 300.0
+_MODEL = "shipped model name (flashmd models lists them) or checkpoint path"
+_SHARD = "I/N: run only the trajectories with index %% N == I (default: %(default)s, all)"
+
+
+def _stride(text: str) -> float | str:
+    """``--stride-fs``: a number of fs or ``auto``."""
+    if text == "auto":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a stride in fs or auto, got {text!r}") from None
+
+
+def _seconds(text: str) -> float:
+    """A non-negative number of seconds."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"a number of seconds >= 0, got {text!r}")
+    return value
+
+
+def _shared() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
+    """The ``--threads`` and ``--commit-every-s`` options, shared by several commands."""
+    threads = argparse.ArgumentParser(add_help=False)
+    threads.add_argument(
+        "--threads",
+        type=int,
+        help="CPU threads for torch (default: OMP_NUM_THREADS if set, else the cores not busy "
+        "by the one-minute load average, at least one)",
+    )
+    commits = argparse.ArgumentParser(add_help=False)
+    commits.add_argument(
+        "--commit-every-s",
+        type=_seconds,
+        default=COMMIT_INTERVAL_S,
+        help="commit the frames at least this often (besides every full chunk), so a killed "
+        "run loses at most this much; 0: per chunk only (default: %(default)g)",
+    )
+    return threads, commits
+
+
+def _add_generate(commands: argparse._SubParsersAction, commits: argparse.ArgumentParser) -> None:
+    gen = commands.add_parser(
+        "generate", parents=[commits], help="run reference MD from a YAML recipe into a store"
+    )
+    gen.add_argument("recipe", help="YAML recipe (see data/*.yaml)")
+    gen.add_argument("-o", "--output", required=True, help="store path or fsspec URL (.zarr)")
+    gen.add_argument(
+        "--workers", type=int, default=1, help="parallel worker processes (default: %(default)s)"
+    )
+    gen.add_argument("--shard", default="0/1", help=_SHARD)
+    gen.add_argument("--quiet", action="store_true", help="no progress bar")
+    gen.add_argument("--summary", action="store_true", help="print the store's table afterwards")
+
+
+def _add_learn(commands: argparse._SubParsersAction, threads: argparse.ArgumentParser) -> None:
+    learn = commands.add_parser(
+        "learn",
+        parents=[threads],
+        help="active learning: explore with the model, label its most uncertain states with "
+        "the reference, retrain; resumes where it stopped",
+    )
+    learn.add_argument("recipe", help="learning recipe YAML (see training/emt-metals-learn.yaml)")
+    learn.add_argument("--iterations", type=int, help="iterations in all (default: the recipe's)")
+    learn.add_argument(
+        "--workers",
+        type=int,
+        help="processes for the reference continuations (default: the recipe's)",
+    )
+    learn.add_argument("--device", help="auto, cpu, cuda, cuda:N (default: the recipe's)")
+    learn.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _add_train(commands: argparse._SubParsersAction, threads: argparse.ArgumentParser) -> None:
+    train = commands.add_parser(
+        "train", parents=[threads], help="train a predictor and energy model (torchrun-ready)"
+    )
+    train.add_argument("recipe", help="training recipe YAML (see training/*.yaml)")
+    train.add_argument("--resume", action="store_true", help="continue the run in its output dir")
+    train.add_argument("--steps", type=int, help="training steps (default: the recipe's)")
+    train.add_argument("--output", help="run directory (default: the recipe's)")
+    train.add_argument("--device", help="auto, cpu, cuda, cuda:N (default: the recipe's)")
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.add_argument(
+        "--validate-only",
+        action="store_true",
+        help="evaluate the run's best.pt on its held-out trajectories",
+    )
+    train.add_argument(
+        "--val-pairs",
+        type=int,
+        help="with --validate-only: held-out pairs per stride (default: the recipe's val_pairs)",
+    )
+
+
+def _add_md_filter(md: argparse.ArgumentParser) -> None:
+    """The energy filter's and the symplectic solver's options of ``flashmd md``."""
+    md.add_argument("--no-filter", action="store_true", help="switch the energy filter off")
+    md.add_argument(
+        "--max-cooling",
+        type=float,
+        help="filter: largest accepted momentum down-scaling 1 - α (default: 0.05)",
+    )
+    md.add_argument(
+        "--max-heating",
+        type=float,
+        help="filter: largest accepted momentum up-scaling α - 1 (default: 0.05)",
+    )
+    md.add_argument(
+        "--contact-fraction",
+        type=float,
+        help="reject strides leaving atoms closer than this fraction of their covalent-radius "
+        "sum; 0: no check (default: 0.6)",
+    )
+    md.add_argument(
+        "--symplectic",
+        action="store_true",
+        help="symplectic, time-reversible strides from the model's generating function, solved "
+        "at the stride's midpoint (the model must carry one)",
+    )
+    md.add_argument(
+        "--solver-tolerance-A",
+        type=float,
+        help="symplectic solver: residual tolerance in Å (default: 1e-05)",
+    )
+    md.add_argument(
+        "--solver-max-iterations",
+        type=int,
+        help="symplectic solver: iterations before a stride is redone (default: 30)",
+    )
+    md.add_argument(
+        "--adaptive-threshold-A",
+        type=float,
+        help="--stride-fs auto: largest atom self-consistency in Å up to which a stride is "
+        "taken whole (default: 0.1)",
+    )
+
+
+def _add_md(
+    commands: argparse._SubParsersAction,
+    threads: argparse.ArgumentParser,
+    commits: argparse.ArgumentParser,
+) -> None:
+    md = commands.add_parser(
+        "md",
+        parents=[threads, commits],
+        help="batched rollouts of a model into a store (resumable)",
+    )
+    md.add_argument(
+        "structures",
+        nargs="*",
+        help="structure files, the first frame of each (default: none; then --recipe or "
+        "--start-from names the systems)",
+    )
+    md.add_argument(
+        "--recipe",
+        help="use a generation recipe's systems instead of files (default: none, the files or "
+        "--start-from)",
+    )
+    md.add_argument(
+        "--start-from",
+        metavar="STORE",
+        help="start from the first frame (positions and momenta) of each trajectory of this "
+        "reference store at --temperature-K: equilibrated starts for flashmd evaluate "
+        "(default: none; momenta drawn from Maxwell-Boltzmann at --temperature-K)",
+    )
+    md.add_argument("--model", required=True, help=_MODEL)
+    md.add_argument("-o", "--output", required=True, help="store path or fsspec URL (.zarr)")
+    md.add_argument(
+        "--ensemble",
+        choices=["nve", "langevin", "bussi"],
+        default="nve",
+        help="nve, or a thermostat at --temperature-K (default: %(default)s)",
+    )
+    md.add_argument(
+        "--temperature-K",
+        type=float,
+        help="temperature of the initial Maxwell-Boltzmann momenta (or of the --start-from "
+        "trajectories to start from) and of the thermostat's bath, K (default: "
+        f"{DEFAULT_TEMPERATURE_K:g}, and the command says on stderr that it used it)",
+    )
+    md.add_argument(
+        "--stride-fs",
+        type=_stride,
+        required=True,
+        help="one of the model's strides, or auto: its longest, taken as half strides where "
+        "the predictor is unsure of it (adaptive; frames stay on the grid of the longest)",
+    )
+    md.add_argument("--strides", type=int, required=True, help="strides per trajectory")
+    md.add_argument(
+        "--every", type=int, default=1, help="strides between stored frames (default: %(default)s)"
+    )
+    md.add_argument(
+        "--replicas",
+        type=int,
+        default=1,
+        help="replicas of every system, each with its own momenta (default: %(default)s)",
+    )
+    md.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the initial momenta and the thermostat noise (default: %(default)s)",
+    )
+    md.add_argument(
+        "--friction-per-fs",
+        type=float,
+        default=0.01,
+        help="Langevin friction, 1/fs (default: %(default)g)",
+    )
+    md.add_argument(
+        "--taut-fs",
+        type=float,
+        default=100.0,
+        help="Bussi time constant, fs (default: %(default)g)",
+    )
+    _add_md_filter(md)
+    md.add_argument(
+        "--uncertainty",
+        action="store_true",
+        help="store each frame's stride uncertainty per atom (the predictor's self-consistency, "
+        "Å; three more predictor passes per frame), shown by flashmd evaluate and used by "
+        "flashmd learn",
+    )
+    md.add_argument("--shard", default="0/1", help=_SHARD)
+    md.add_argument(
+        "--allow-close-contacts",
+        action="store_true",
+        help="run structures with atoms closer than 0.6 of their covalent-radius sum (refused "
+        "by default: no training structure has them) with a warning",
+    )
+    md.add_argument(
+        "--device",
+        default="auto",
+        help="auto (CUDA when available), cpu, cuda, cuda:1, ... (default: %(default)s)",
+    )
+    md.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _add_demo(commands: argparse._SubParsersAction, threads: argparse.ArgumentParser) -> None:
+    demo = commands.add_parser(
+        "demo",
+        parents=[threads],
+        help="reference MD, flashmd from its first frame, and the evaluation report (README)",
+    )
+    demo.add_argument(
+        "-o", "--output", default="runs/demo", help="output directory (default: %(default)s)"
+    )
+    demo.add_argument("--model", default="emt-metals", help=f"{_MODEL} (default: %(default)s)")
+    demo.add_argument(
+        "--stride-fs",
+        type=float,
+        default=32.0,
+        help="one of the model's strides (default: %(default)g)",
+    )
+    demo.add_argument(
+        "--strides",
+        type=int,
+        default=1000,
+        help="strides of the flashmd run (default: %(default)s)",
+    )
+    kind = demo.add_mutually_exclusive_group()
+    kind.add_argument(
+        "--symplectic",
+        action="store_true",
+        default=None,
+        help="symplectic strides (default: when the model carries a generating function)",
+    )
+    kind.add_argument(
+        "--direct",
+        dest="symplectic",
+        action="store_false",
+        help="the direct predictor's strides even when the model has a generating function "
+        "(default: see --symplectic)",
+    )
+    demo.add_argument(
+        "--device",
+        default="auto",
+        help="auto (CUDA when available), cpu, cuda, cuda:1, ... (default: %(default)s)",
+    )
+    demo.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _add_evaluate(commands: argparse._SubParsersAction, threads: argparse.ArgumentParser) -> None:
+    ev = commands.add_parser(
+        "evaluate",
+        parents=[threads],
+        help="judge a rollout store against a reference store: report, figures, exit 1 on failure",
+    )
+    ev.add_argument("--reference", required=True, help="reference trajectory store")
+    ev.add_argument("--rollout", required=True, help="rollout trajectory store (flashmd md)")
+    ev.add_argument("--out", required=True, help="report directory (report.md, figures/)")
+    ev.add_argument(
+        "--tolerances",
+        help="YAML overriding fields of flashmd/analysis/tolerances.yaml (default: none, the "
+        "shipped tolerances)",
+    )
+    ev.add_argument(
+        "--trajectories",
+        nargs="+",
+        default=[],
+        metavar="ID",
+        help="REF_ID=RUN_ID pairs and/or ids restricting the matching by conditions (default: "
+        "every trajectory, paired by composition and temperature)",
+    )
+    ev.add_argument(
+        "--energy",
+        choices=["stored", "reference"],
+        default="stored",
+        help="rollout potential energies: as stored (the model's V) or recomputed with the "
+        "reference recipe's calculator on the rollout frames (default: %(default)s)",
+    )
+    ev.add_argument("--html", action="store_true", help="also write report.html")
+    ev.add_argument("--no-figures", action="store_true", help="metrics and tables only")
+    ev.add_argument("--quiet", action="store_true", help="no progress lines")
+
+
+def _add_models(commands: argparse._SubParsersAction) -> None:
+    commands.add_parser(
+        "models",
+        help="list the shipped models: elements, strides, reference, generating function, card",
+    )
+
+
+def _add_bench(commands: argparse._SubParsersAction, threads: argparse.ArgumentParser) -> None:
+    bench = commands.add_parser("bench", parents=[threads], help="benchmarks that print a table")
+    bench.add_argument(
+        "what", choices=["storage", "workers", "train-memory", "rollout", "evaluate", "speed"]
+    )
+    bench.add_argument(
+        "--cells",
+        type=int,
+        default=3,
+        help="storage, evaluate: fcc cubic cells per side, 3: 108 atoms (default: %(default)s)",
+    )
+    bench.add_argument(
+        "--frames",
+        type=int,
+        default=2000,
+        help="storage, workers: frames per run (default: %(default)s)",
+    )
+    bench.add_argument(
+        "--repeats",
+        type=int,
+        default=3,
+        help="storage, speed: alternating repeats of each variant (default: %(default)s)",
+    )
+    bench.add_argument(
+        "--sample-interval-fs",
+        type=float,
+        default=8.0,
+        help="storage, workers: fs between stored frames, timestep 2 fs (default: %(default)g)",
+    )
+    bench.add_argument(
+        "--commit-every-s",
+        type=_seconds,
+        default=0.1,
+        help="storage: the time-based commit interval priced (default: %(default)g s)",
+    )
+    bench.add_argument(
+        "--workers",
+        type=int,
+        default=2,
+        help="workers: generator processes compared with one (default: %(default)s)",
+    )
+    bench.add_argument(
+        "--trajectories",
+        type=int,
+        default=8,
+        help="workers: trajectories generated (default: %(default)s)",
+    )
+    bench.add_argument(
+        "--factor",
+        type=int,
+        default=20,
+        help="train-memory: store size ratio (default: %(default)s)",
+    )
+    bench.add_argument(
+        "--steps", type=int, default=40, help="train-memory: training steps (default: %(default)s)"
+    )
+    bench.add_argument(
+        "--replicas",
+        type=int,
+        nargs="+",
+        default=[1, 2, 4, 8, 16, 32, 64],
+        help="rollout: replica counts (default: %(default)s)",
+    )
+    bench.add_argument(
+        "--strides", type=int, default=5, help="rollout: timed strides (default: %(default)s)"
+    )
+    bench.add_argument(
+        "--eval-frames",
+        type=int,
+        default=10_000,
+        help="evaluate: frames of each store (default: %(default)s)",
+    )
+    speed = bench.add_argument_group("speed", "simulated ps per wall s: flashmd against MD")
+    speed.add_argument("--model", default="emt-metals", help=f"{_MODEL} (default: %(default)s)")
+    speed.add_argument(
+        "--element", default="Cu", help="element of the fcc crystal (default: %(default)s)"
+    )
+    speed.add_argument(
+        "--sizes",
+        type=int,
+        nargs="+",
+        default=[3, 6],
+        help="cubic cells per side, 6: 864 atoms (default: %(default)s)",
+    )
+    speed.add_argument(
+        "--stride-fs",
+        type=float,
+        nargs="+",
+        default=[16.0, 32.0, 64.0],
+        help="flashmd strides (default: %(default)s)",
+    )
+    speed.add_argument(
+        "--temperature-K",
+        type=float,
+        default=600.0,
+        help="temperature of the equilibration, K (default: %(default)g)",
+    )
+    speed.add_argument(
+        "--equilibration-fs",
+        type=float,
+        default=1000.0,
+        help="reference Langevin MD before timing, fs (default: %(default)g)",
+    )
+    speed.add_argument(
+        "--seconds",
+        type=float,
+        default=3.0,
+        help="wall seconds of each timed run of each row (default: %(default)g)",
+    )
+    speed.add_argument(
+        "--devices",
+        nargs="+",
+        default=[],
+        help="torch devices (default: cpu, and cuda if there is one)",
+    )
+    speed.add_argument(
+        "--symplectic",
+        action="store_true",
+        help="add rows of symplectic strides (the model needs a generating function)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of every ``flashmd`` subcommand; ``args.command`` names the one chosen."""
+    parser = argparse.ArgumentParser(
+        prog="flashmd",
+        description="Long-stride molecular dynamics: reference MD into Zarr stores, training, "
+        "batched rollouts and their evaluation against reference MD.",
+    )
+    parser.add_argument("--version", action="version", version=f"flashmd {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+    threads, commits = _shared()
+    _add_generate(commands, commits)
+    _add_learn(commands, threads)
+    _add_train(commands, threads)
+    _add_md(commands, threads, commits)
+    _add_demo(commands, threads)
+    _add_evaluate(commands, threads)
+    ins = commands.add_parser("inspect", help="table of a store's trajectories, size, compression")
+    ins.add_argument("store", help="store path or fsspec URL (.zarr)")
+    _add_models(commands)
+    _add_bench(commands, threads)
+    return parser
