@@ -213,7 +213,8 @@ def energy_figure(reference: Pooled, rollout: Pooled) -> Figure:
 
 
 def filter_figure(rollout: Pooled) -> Figure | None:
-    """Energy-filter factor of every stride and the running count of fallbacks."""
+    """Energy-filter factor of every stride and the running count of strides the filter
+    rejected and redid (as two half strides, or by velocity Verlet where no half is served)."""
     if not rollout.has_filter:
         return None
     fig, (scale, fallbacks) = _figure(2)
@@ -225,7 +226,13 @@ def filter_figure(rollout: Pooled) -> Figure | None:
         fallbacks.plot(time_ps, np.cumsum(traj.filter_fallback), lw=1.2, label=traj.traj_id)
     scale.axhline(1.0, color="0.6", lw=0.8)
     scale.set(xlabel="time (ps)", ylabel="filter factor α", title="energy-filter rescaling")
-    fallbacks.set(xlabel="time (ps)", ylabel="fallbacks so far", title="Verlet fallbacks")
+    # a rejected stride is redone from the state before it as two filtered half strides
+    # (velocity Verlet only where the model serves no half stride): flashmd.md.stepper
+    fallbacks.set(
+        xlabel="time (ps)",
+        ylabel="strides redone so far",
+        title="strides the filter rejected, redone as half strides",
+    )
     if len(rollout.trajectories) <= 8:
         scale.legend(fontsize="small")
     return fig

@@ -133,7 +133,8 @@ class Pooled:
 
     @property
     def fallback_fraction(self) -> float:
-        """Fraction of strides (frames after the first) that fell back to velocity Verlet."""
+        """Fraction of strides (frames after the first) that the energy filter rejected and
+        that were redone (as half strides, or by velocity Verlet where none is served)."""
         flags = [t.filter_fallback[1:] for t in self.trajectories if t.filter_fallback is not None]
         strides = sum(f.size for f in flags)
         return float(sum(f.sum() for f in flags)) / strides if strides else 0.0

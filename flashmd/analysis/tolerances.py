@@ -48,7 +48,8 @@ class Tolerances(_Strict):
     nan_count: Annotated[int, Field(ge=0)]
     """Non-finite values in the rollout's positions, momenta, cell and energy."""
     fallback_fraction: Annotated[float, Field(ge=0, le=1)]
-    """Fraction of rollout strides that fell back to velocity Verlet."""
+    """Fraction of rollout strides the energy filter rejected and had redone (as half
+    strides, or by velocity Verlet where the model serves no half stride)."""
 
 
 class AnalysisSettings(_Strict):

@@ -22,6 +22,7 @@ from flashmd.analysis import observables as observables_module
 from flashmd.analysis.bench import write_einstein_store
 from flashmd.analysis.observables import observe
 from flashmd.analysis.pairing import PairingError, pair_trajectories
+from flashmd.analysis.plots import filter_figure
 from flashmd.analysis.pooled import Pooled
 from flashmd.analysis.report import evaluate
 from flashmd.analysis.tolerances import ToleranceError, load_config, parse_config
@@ -233,6 +234,9 @@ def test_filter_fallbacks_of_a_rollout_are_judged(tmp_path):
     assert rows["fallback_fraction"].status == "fail"
     assert [m.key for m in condition.metrics if m.status == "fail"] == ["fallback_fraction"]
     assert "filter" in condition.figures and imread(condition.figures["filter"]).size > 0
+    # the figure says what happened to a rejected stride: redone, first as two half strides
+    titles = [axis.get_title() for axis in filter_figure(condition.rollout).axes]
+    assert titles[1] == "strides the filter rejected, redone as half strides"
 
 
 def test_non_finite_values_are_counted_and_stop_the_analysis(reference, tmp_path):
