@@ -66,7 +66,7 @@ def _add_generate(commands: argparse._SubParsersAction, commits: argparse.Argume
     gen = commands.add_parser(
         "generate", parents=[commits], help="run reference MD from a YAML recipe into a store"
     )
-    gen.add_argument("recipe", help="YAML recipe (see data/*.yaml)")
+    gen.add_argument("recipe", help="YAML recipe (e.g. data/al-emt-tiny.yaml)")
     gen.add_argument("-o", "--output", required=True, help="store path or fsspec URL (.zarr)")
     gen.add_argument(
         "--workers", type=int, default=1, help="parallel worker processes (default: %(default)s)"
@@ -98,7 +98,7 @@ def _add_train(commands: argparse._SubParsersAction, threads: argparse.ArgumentP
     train = commands.add_parser(
         "train", parents=[threads], help="train a predictor and energy model (torchrun-ready)"
     )
-    train.add_argument("recipe", help="training recipe YAML (see training/*.yaml)")
+    train.add_argument("recipe", help="training recipe YAML (e.g. training/tiny.yaml)")
     train.add_argument("--resume", action="store_true", help="continue the run in its output dir")
     train.add_argument("--steps", type=int, help="training steps (default: the recipe's)")
     train.add_argument("--output", help="run directory (default: the recipe's)")

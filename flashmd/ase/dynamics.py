@@ -117,7 +117,8 @@ class FlashMD(MolecularDynamics):
             the sum of covalent radii (see :mod:`flashmd.md.contacts`).
         allow_close_contacts: warn about such atoms instead of refusing them.
         seed: seed of the thermostat noise (None: fresh entropy).
-        trajectory, logfile, loginterval, **kwargs: as for ``MolecularDynamics``.
+        trajectory, logfile, loginterval: as for ``MolecularDynamics``, which also takes any
+            further keyword argument.
 
     Raises:
         ValueError: no momenta, atoms in close contact, a timestep not among the model's
