@@ -132,6 +132,8 @@ def _cmd_md(args: argparse.Namespace) -> int:
         symplectic=args.symplectic,
         uncertainty=args.uncertainty,
         adaptive_threshold_A=args.adaptive_threshold_A,
+        persistence=args.persistence,
+        check_reversibility=not args.no_reversibility_check,
         **{
             name: getattr(args, name)
             for name in (
@@ -162,6 +164,11 @@ def _cmd_md(args: argparse.Namespace) -> int:
             f"; {report.declined} strides declined as unsure (taken as half strides), "
             f"effective stride {report.effective_stride_fs:.1f} fs"
             if settings.stride_fs == "auto"
+            else ""
+        )
+        + (
+            f"; {report.acceptance_rate:.1%} of strides accepted (metropolis)"
+            if settings.ensemble == "metropolis"
             else ""
         )
     )

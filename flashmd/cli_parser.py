@@ -191,9 +191,24 @@ def _add_md(
     md.add_argument("-o", "--output", required=True, help="store path or fsspec URL (.zarr)")
     md.add_argument(
         "--ensemble",
-        choices=["nve", "langevin", "bussi"],
+        choices=["nve", "langevin", "bussi", "metropolis"],  # flashmd.md.batch.ENSEMBLES
         default="nve",
-        help="nve, or a thermostat at --temperature-K (default: %(default)s)",
+        help="nve, a thermostat at --temperature-K, or metropolis: exact canonical sampling "
+        "of the energy model at --temperature-K with symplectic strides as Metropolis "
+        "proposals (equilibrium averages only; not dynamics) (default: %(default)s)",
+    )
+    md.add_argument(
+        "--persistence",
+        type=float,
+        default=0.0,
+        help="metropolis: fraction of the momenta kept at each refresh, 0 draws fresh "
+        "Maxwell-Boltzmann momenta before every stride (default: %(default)g)",
+    )
+    md.add_argument(
+        "--no-reversibility-check",
+        action="store_true",
+        help="metropolis: do not solve each proposal back to its start (half the cost; exact "
+        "only up to the solver's tolerance) (default: the check is on)",
     )
     md.add_argument(
         "--temperature-K",

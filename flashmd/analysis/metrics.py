@@ -164,6 +164,8 @@ def compare(reference: Pooled, rollout: Pooled, config: EvaluationConfig) -> lis
         rows.append(_solver_row(rollout.solver_iterations))
     if rollout.declined_fraction is not None:  # adaptive strides: shown, not judged
         rows.append(_declined_row(rollout.declined_fraction))
+    if rollout.acceptance is not None:  # a Metropolis chain: shown, not judged
+        rows.append(_acceptance_row(rollout.acceptance))
     if rollout.uncertainty is not None:  # shown, not judged
         rows.append(_uncertainty_row(rollout.uncertainty))
     return rows
@@ -171,8 +173,12 @@ def compare(reference: Pooled, rollout: Pooled, config: EvaluationConfig) -> lis
 
 def _diffusion_row(reference: Pooled, rollout: Pooled, config: EvaluationConfig) -> Metric:
     tol = config.tolerances.diffusion_rel
-    found = compare_diffusion(reference, rollout, config)
     name, unit = "diffusion coefficient", "Å²/fs"
+    found = (
+        "a Metropolis chain's time correlations are not dynamics"
+        if rollout.acceptance is not None
+        else compare_diffusion(reference, rollout, config)
+    )
     if isinstance(found, str) or config.analysis.diffusion == "never":
         note = found if isinstance(found, str) else "diffusion: never"
         return Metric(
@@ -282,6 +288,21 @@ def _solver_row(iterations: float) -> Metric:
         "—",
         "skip",
         "recorded, not judged",
+    )
+
+
+def _acceptance_row(fraction: float) -> Metric:
+    return Metric(
+        "acceptance",
+        "strides accepted (metropolis)",
+        "fraction",
+        None,
+        fraction,
+        None,
+        "fraction",
+        "—",
+        "skip",
+        "recorded, not judged: exact at any rate; a low one means long correlations",
     )
 
 

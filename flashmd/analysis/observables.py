@@ -45,6 +45,7 @@ class TrajectoryObservables:
     strides, or a store without them); ``uncertainty`` (n_frames,) Å the largest stride
     uncertainty of an atom per frame (``flashmd md --uncertainty``), or None;
     ``declined_fraction`` the fraction of strides an adaptive stride declined, or None (fixed);
+    ``acceptance`` the fraction of strides a Metropolis chain accepted, or None (no chain);
     ``rdf`` is None for geometries without a periodic volume; ``ensemble`` is the production
     ensemble ("nve", "langevin", "bussi", or "?").
     """
@@ -71,6 +72,7 @@ class TrajectoryObservables:
     solver_iterations: float | None = None
     uncertainty: np.ndarray | None = None
     declined_fraction: float | None = None
+    acceptance: float | None = None
 
     @property
     def n_atoms(self) -> int:
@@ -78,7 +80,8 @@ class TrajectoryObservables:
 
 
 def production_ensemble(attrs: dict) -> str:
-    """ "nve", "langevin", "bussi" from a reference (dict) or rollout (str) ``ensemble`` attr."""
+    """ "nve", "langevin", "bussi", "metropolis" from a reference (dict) or rollout (str)
+    ``ensemble`` attr."""
     value = attrs.get("ensemble")
     if isinstance(value, dict):
         value = value.get("production")
@@ -223,7 +226,18 @@ def observe(
         solver_iterations=_solver_iterations(reader, analysed),
         uncertainty=_uncertainty(reader, analysed),
         declined_fraction=_declined_fraction(reader, analysed),
+        acceptance=_acceptance(reader, analysed),
     )
+
+
+def _acceptance(reader: TrajectoryReader, n_frames: int) -> float | None:
+    """Fraction of strides over frames ``1..n_frames-1`` a Metropolis chain accepted (each
+    frame holds the fraction since the previous one); None for other ensembles."""
+    if production_ensemble(reader.attrs) != "metropolis" or "stride_accepted" not in reader.group:
+        return None
+    if n_frames < 2:
+        return None
+    return float(np.mean(reader.group["stride_accepted"][1:n_frames]))
 
 
 def _declined_fraction(reader: TrajectoryReader, n_frames: int) -> float | None:

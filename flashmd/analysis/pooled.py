@@ -124,6 +124,13 @@ class Pooled:
         return float(np.mean(values)) if values else None
 
     @property
+    def acceptance(self) -> float | None:
+        """Fraction of strides Metropolis chains accepted, over the trajectories (None: no
+        chain)."""
+        values = [t.acceptance for t in self.trajectories if t.acceptance is not None]
+        return float(np.mean(values)) if values else None
+
+    @property
     def solver_iterations(self) -> float | None:
         """Mean symplectic-solver iterations per stride over the trajectories (None: direct)."""
         values = [t.solver_iterations for t in self.trajectories]

@@ -1,5 +1,6 @@
 """Drop-in ASE dynamics running a long-stride model: ``FlashMD`` (NVE), ``FlashMDLangevin``,
-``FlashMDBussi``.
+``FlashMDBussi``, and ``FlashMDMetropolis`` (exact canonical sampling,
+:mod:`flashmd.md.metropolis`).
 
 They subclass ``ase.md.md.MolecularDynamics`` and work with ``attach``, ``MDLogger``,
 ``ase.io.Trajectory``, ``run`` and ``irun``, and ``FixAtoms``. One ``step`` is one stride of the
@@ -25,6 +26,7 @@ from flashmd.ase.checks import check_constraints, check_momenta
 from flashmd.md.consistency import StrideConsistency
 from flashmd.md.contacts import check_contacts
 from flashmd.md.filters import FilterConfig
+from flashmd.md.metropolis import MetropolisConfig, MetropolisStepper
 from flashmd.md.propagators import (
     CalculatorPotential,
     ModelPotential,
@@ -162,16 +164,15 @@ class FlashMD(MolecularDynamics):
                 "the energy filter needs V(q): use a model with an energy model, attach a "
                 "calculator to the atoms, or pass energy_filter=False"
             )
-        self.stepper = Stepper(
+        self.stepper = self._make_stepper(
             propagator,
             timestep / FS,
-            potential=potential,
-            thermostat=self.thermostat,
-            filters=FilterConfig(
+            potential,
+            FilterConfig(
                 energy_filter, max_cooling, max_heating, fallback_timestep_fs, split_depth
             ),
-            skin=skin,
-            adaptive=_adaptive(model, symplectic, adaptive, adaptive_threshold_A, timestep / FS),
+            skin,
+            _adaptive(model, symplectic, adaptive, adaptive_threshold_A, timestep / FS),
         )
         self._device = _device(model)
         self._seed = int(np.random.default_rng().integers(2**62)) if seed is None else int(seed)
@@ -179,6 +180,26 @@ class FlashMD(MolecularDynamics):
         #: Statistics of the last stride (scale, fallback, potential energy), or None.
         self.last_stats: StrideStats | None = None
         super().__init__(atoms, timestep, trajectory, logfile, loginterval, **kwargs)
+
+    def _make_stepper(
+        self,
+        propagator: Propagator,
+        stride_fs: float,
+        potential: Potential | None,
+        filters: FilterConfig,
+        skin: float,
+        adaptive: AdaptiveStride | None,
+    ) -> Stepper:
+        """The engine one :meth:`step` runs (subclasses change the kind of stride)."""
+        return Stepper(
+            propagator,
+            stride_fs,
+            potential=potential,
+            thermostat=self.thermostat,
+            filters=filters,
+            skin=skin,
+            adaptive=adaptive,
+        )
 
     def _read(self, atoms: ase.Atoms, generator: torch.Generator | None = None) -> MDState:
         """A prepared state from ``atoms`` (target energy ``K + V`` now); raises clear errors."""
@@ -303,3 +324,82 @@ class FlashMDBussi(FlashMD):
     ) -> None:
         self.thermostat = Bussi(temperature_K, taut)
         super().__init__(atoms, timestep, model, **kwargs)
+
+
+class FlashMDMetropolis(FlashMD):
+    """Exact canonical sampling: the model's symplectic strides as Metropolis proposals with
+    momentum refreshes (:mod:`flashmd.md.metropolis`). The chain samples ``exp(-(K + V)/kT)``
+    exactly, whatever the stride's error; its time correlations are not dynamics (use it for
+    equilibrium averages, not for diffusion or spectra).
+
+    Args:
+        atoms, timestep, model: as for :class:`FlashMD`; the model must carry a generating
+            function and an energy model (or be a volume-preserving propagator such as
+            ``HarmonicCrystal``).
+        temperature_K: the canonical temperature, K.
+        persistence: momentum persistence between strides (0: fresh momenta every stride).
+        check_reversibility: solve each proposal back and reject it unless it returns to its
+            start (exact; doubles the cost).
+        reversibility_tolerance_A: Å that return may miss by.
+        sample: whose ``V`` is sampled: ``"model"`` (the energy model) or ``"calculator"``
+            (``atoms.calc``, e.g. the reference: one energy evaluation per stride, no forces).
+        solver, skin, min_distance, allow_close_contacts, seed, trajectory, logfile,
+            loginterval, **kwargs: as for :class:`FlashMD`.
+
+    Attributes:
+        acceptance_rate: accepted over proposed strides so far.
+
+    Raises:
+        ValueError: a model without a generating function (the message says how to train
+            one), a temperature not above 0 K, ``sample="calculator"`` without a calculator.
+    """
+
+    def __init__(
+        self,
+        atoms: ase.Atoms,
+        timestep: float,
+        *,
+        temperature_K: float,
+        model: Model,
+        persistence: float = 0.0,
+        check_reversibility: bool = True,
+        reversibility_tolerance_A: float = 1e-4,
+        sample: str = "model",
+        **kwargs: Any,
+    ) -> None:
+        if sample not in ("model", "calculator"):
+            raise ValueError(f"sample must be 'model' or 'calculator', got {sample!r}")
+        if sample == "calculator" and atoms.calc is None:
+            raise ValueError("sample='calculator' needs a calculator attached to the atoms")
+        self._sampled = atoms.calc if sample == "calculator" else None
+        self.config = MetropolisConfig(
+            temperature_K, persistence, check_reversibility, reversibility_tolerance_A
+        )
+        for name in ("energy_filter", "symplectic", "adaptive"):
+            if name in kwargs:
+                raise TypeError(f"FlashMDMetropolis does not take {name!r}")
+        symplectic = isinstance(model, FlashMDModel)
+        super().__init__(
+            atoms, timestep, model, energy_filter=False, symplectic=symplectic, **kwargs
+        )
+
+    def _make_stepper(
+        self,
+        propagator: Propagator,
+        stride_fs: float,
+        potential: Potential | None,
+        filters: FilterConfig,
+        skin: float,
+        adaptive: AdaptiveStride | None,
+    ) -> Stepper:
+        if self._sampled is not None:
+            potential = CalculatorPotential(self._sampled)
+        if potential is None:
+            raise ValueError("a Metropolis chain needs V(q): a model with an energy model")
+        return MetropolisStepper(propagator, stride_fs, potential, self.config, skin)
+
+    @property
+    def acceptance_rate(self) -> float:
+        """Accepted over proposed strides so far (NaN before the first)."""
+        assert isinstance(self.stepper, MetropolisStepper)
+        return self.stepper.acceptance_rate

@@ -6,7 +6,8 @@ interfaces the stepper calls and adapters for models and ASE calculators), :mod:
 exact analytic propagator), :mod:`.filters` (momentum constraints and energy rescaling),
 :mod:`.fallback` (velocity Verlet when the filter cannot repair a stride), :mod:`.symplectic`
 (symplectic strides: the midpoint solve of a learned generating function), :mod:`.thermostats`,
-:mod:`.stepper` (one stride), :mod:`.rollout` and :mod:`.output` (many strides, into a store),
+:mod:`.stepper` (one stride), :mod:`.metropolis` (exact canonical sampling with strides as
+proposals), :mod:`.rollout` and :mod:`.output` (many strides, into a store),
 :mod:`.batch` (``flashmd md``), :mod:`.bench` (``flashmd bench rollout``) and :mod:`.speed`
 (``flashmd bench speed``).
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 from flashmd.md.filters import FilterConfig
 from flashmd.md.harmonic import HarmonicCrystal
+from flashmd.md.metropolis import MetropolisConfig, MetropolisStepper
 from flashmd.md.neighbors import NeighborCache
 from flashmd.md.propagators import (
     CalculatorPotential,
@@ -36,6 +38,8 @@ __all__ = [
     "HarmonicCrystal",
     "Langevin",
     "MDState",
+    "MetropolisConfig",
+    "MetropolisStepper",
     "ModelPotential",
     "ModelPropagator",
     "NeighborCache",

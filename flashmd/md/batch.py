@@ -33,6 +33,7 @@ from flashmd.data.systems import build_system
 from flashmd.md.consistency import StrideConsistency
 from flashmd.md.contacts import check_contacts
 from flashmd.md.filters import FilterConfig
+from flashmd.md.metropolis import MetropolisConfig, MetropolisStepper
 from flashmd.md.output import RolloutWriter
 from flashmd.md.propagators import ModelPotential, ModelPropagator
 from flashmd.md.rollout import RolloutReport, rollout
@@ -43,6 +44,9 @@ from flashmd.md.thermostats import Bussi, Langevin, Thermostat
 from flashmd.models.io import load_model
 from flashmd.models.model import FlashMDModel
 from flashmd.units import FS
+
+#: What ``flashmd md --ensemble`` takes.
+ENSEMBLES = ("nve", "langevin", "bussi", "metropolis")
 
 
 @dataclass(frozen=True)
@@ -59,7 +63,10 @@ class MDSettings:
     stride adaptively (:class:`~flashmd.md.stepper.AdaptiveStride`): a stride whose predictor
     disagrees with itself by more than ``adaptive_threshold_A`` (default
     :data:`~flashmd.md.stepper.DEFAULT_THRESHOLD_A`) is taken as half strides; frames stay on
-    the grid of ``every`` longest strides.
+    the grid of ``every`` longest strides. ``ensemble = "metropolis"`` samples the canonical
+    distribution of the energy model at ``temperature_K`` exactly (:mod:`flashmd.md.metropolis`):
+    symplectic strides as proposals (``symplectic`` is implied), momenta refreshed with
+    ``persistence`` before each, every proposal solved back when ``check_reversibility``.
     """
 
     model: str
@@ -84,10 +91,17 @@ class MDSettings:
     solver_max_iterations: int = SolverConfig.max_iterations
     uncertainty: bool = False
     adaptive_threshold_A: float | None = None
+    persistence: float = 0.0
+    check_reversibility: bool = True
 
     def __post_init__(self) -> None:
-        if self.ensemble not in ("nve", "langevin", "bussi"):
-            raise ValueError(f"ensemble must be nve, langevin or bussi, got {self.ensemble!r}")
+        if self.ensemble not in ENSEMBLES:
+            raise ValueError(
+                f"ensemble must be one of {', '.join(ENSEMBLES)}, got {self.ensemble!r}"
+            )
+        if self.ensemble == "metropolis" and not self.symplectic:
+            object.__setattr__(self, "symplectic", True)  # its proposals are symplectic strides
+        MetropolisConfig(self.temperature_K, self.persistence)  # refuses impossible settings
         sources = [bool(self.structures), self.recipe is not None, self.start_from is not None]
         if sum(sources) != 1:
             raise ValueError(
@@ -105,7 +119,8 @@ class MDSettings:
             raise ValueError("an adaptive threshold needs stride_fs 'auto' (--stride-fs auto)")
         if self.stride_fs == "auto" and self.symplectic:
             raise ValueError(
-                "adaptive strides are the direct predictor's; drop --symplectic or give a stride"
+                "adaptive strides are the direct predictor's; drop --symplectic (and the "
+                "metropolis ensemble) or give a stride"
             )
         if self.strides % self.every:
             raise ValueError(f"strides ({self.strides}) must be a multiple of every ({self.every})")
@@ -117,27 +132,36 @@ class MDSettings:
 
 #: Settings added after rollout stores were first written, with the value a run had before: a
 #: field at that value is left out of the store's recipe, so an older store still resumes.
-ADDED_SETTINGS: dict[str, object] = {"uncertainty": False, "adaptive_threshold_A": None}
+ADDED_SETTINGS: dict[str, object] = {
+    "uncertainty": False,
+    "adaptive_threshold_A": None,
+    "persistence": 0.0,
+    "check_reversibility": True,
+}
 
 
-def store_recipe(settings: MDSettings) -> dict:
-    """The recipe a rollout store records (and must match to be resumed)."""
+#: The added settings that flashmd listed in every store for a while, at any value.
+_ONCE_LISTED = ("uncertainty", "adaptive_threshold_A")
+
+
+def store_recipe(settings: MDSettings, keep: tuple[str, ...] = ()) -> dict:
+    """The recipe a rollout store records (and must match to be resumed): added settings at
+    their old values are left out, except those named in ``keep``."""
     fields = asdict(settings)
     for name, before in ADDED_SETTINGS.items():
-        if fields[name] == before:
+        if fields[name] == before and name not in keep:
             del fields[name]
     return {"name": "flashmd-md", **fields}
 
 
 def _open_store(location: str, settings: MDSettings) -> TrajectoryStore:
     """The rollout store at ``location`` for ``settings``, created or resumed; a store whose
-    recipe lists every setting, added ones at their old values too (as flashmd wrote it for a
-    while), resumes as well."""
+    recipe lists the settings flashmd listed for a while at their old values too resumes."""
     try:
         return TrajectoryStore.create(location, store_recipe(settings))
     except StoreError as error:
         try:
-            return TrajectoryStore.create(location, {"name": "flashmd-md", **asdict(settings)})
+            return TrajectoryStore.create(location, store_recipe(settings, _ONCE_LISTED))
         except StoreError:
             raise error from None
 
@@ -211,6 +235,44 @@ def _thermostat(settings: MDSettings) -> Thermostat | None:
     return None
 
 
+def make_stepper(settings: MDSettings, model: FlashMDModel, stride_fs: float) -> Stepper:
+    """The engine of ``settings``: filtered strides, or a Metropolis chain (``metropolis``).
+
+    Raises:
+        ValueError: a Metropolis chain from a model without an energy model, or strides the
+            model cannot take (e.g. symplectic ones without a generating function).
+    """
+    potential = ModelPotential(model) if model.energy_model is not None else None
+    solver = SolverConfig(
+        tolerance_A=settings.solver_tolerance_A, max_iterations=settings.solver_max_iterations
+    )
+    propagator = model_propagator(
+        model, settings.symplectic, solver if settings.symplectic else None
+    )
+    if settings.ensemble == "metropolis":
+        if potential is None:
+            raise ValueError("the metropolis ensemble samples exp(-V/kT): the model needs V")
+        config = MetropolisConfig(
+            settings.temperature_K,
+            settings.persistence,
+            check_reversibility=settings.check_reversibility,
+        )
+        return MetropolisStepper(propagator, stride_fs, potential, config)
+    return Stepper(
+        propagator,
+        stride_fs,
+        potential=potential,
+        thermostat=_thermostat(settings),
+        filters=FilterConfig(
+            energy=settings.energy_filter and potential is not None,
+            max_cooling=settings.max_cooling,
+            max_heating=settings.max_heating,
+            contact_fraction=settings.contact_fraction or None,
+        ),
+        adaptive=adaptive_for(settings, model),
+    )
+
+
 def _check_system(atoms: ase.Atoms, index: int, allow_close_contacts: bool) -> None:
     """Refuse (``ValueError``) a system that cannot be run: one atom, close contacts."""
     if len(atoms) < 2:
@@ -241,6 +303,10 @@ def _final_attrs(stepper: Stepper) -> dict[str, float | int]:
         "fallbacks": stepper.fallbacks,
         "verlet_fallbacks": stepper.verlet_fallbacks,
     }
+    if isinstance(stepper, MetropolisStepper):
+        attrs["metropolis_acceptance"] = stepper.acceptance_rate
+        attrs["metropolis_mean_probability"] = stepper.mean_acceptance_probability
+        attrs["metropolis_irreversible"] = stepper.irreversible
     propagator = stepper.propagator
     if isinstance(propagator, SymplecticPropagator):
         attrs["solver_mean_iterations"] = propagator.mean_iterations
@@ -295,24 +361,8 @@ def run_md(
     atoms = [_initial(systems[s], settings, k) for k, s, _ in chosen]
     seed = settings.seed * 1_000_003 + shard[0] * 1_009 + shard[1]
     state = state_from_atoms(atoms, device=model.device, seed=seed)
-    potential = ModelPotential(model) if model.energy_model is not None else None
-    solver = SolverConfig(
-        tolerance_A=settings.solver_tolerance_A, max_iterations=settings.solver_max_iterations
-    )
     stride = stride_for(settings, model)
-    stepper = Stepper(
-        model_propagator(model, settings.symplectic, solver if settings.symplectic else None),
-        stride,
-        potential=potential,
-        thermostat=_thermostat(settings),
-        filters=FilterConfig(
-            energy=settings.energy_filter and potential is not None,
-            max_cooling=settings.max_cooling,
-            max_heating=settings.max_heating,
-            contact_fraction=settings.contact_fraction or None,
-        ),
-        adaptive=adaptive_for(settings, model),
-    )
+    stepper = make_stepper(settings, model, stride)
     stepper.prepare(state)  # bad species, stride or masses stop here, before any write
     probe = _uncertainty_probe(model, stride) if settings.uncertainty else None
     store = _open_store(location, settings)

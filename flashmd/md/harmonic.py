@@ -70,6 +70,9 @@ class HarmonicCrystal:
         ValueError: a system has an unstable mode (negative ω²) or no bonds at all.
     """
 
+    #: An exact Hamiltonian flow: volume-preserving and time-reversible.
+    volume_preserving = True
+
     def __init__(
         self,
         systems: ase.Atoms | Sequence[ase.Atoms],

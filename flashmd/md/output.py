@@ -13,6 +13,9 @@ every trusted frame has them:
                        redone stride's half strides), 0 for direct strides and at frame 0
     stride_declined    1.0 if the adaptive stride declined that stride as unsure and took it
                        as half strides, else 0.0
+    stride_accepted    fraction of the strides since the previous frame that the Metropolis
+                       test accepted (``--ensemble metropolis``, :mod:`flashmd.md.metropolis`);
+                       1.0 for ensembles without one (every stride is kept) and at frame 0
 
 A rollout run with ``uncertainty`` also gets a per-atom array (float64, dimensions ``frame``,
 ``atom``): ``uncertainty``, Å, the stride self-consistency of the stride that starts at the frame
@@ -50,6 +53,7 @@ STAT_ARRAYS = (
     "target_energy",
     "solver_iterations",
     "stride_declined",
+    "stride_accepted",
 )
 #: Optional per-atom, per-frame arrays of rollout trajectories (Å).
 ATOM_ARRAYS = ("uncertainty",)
@@ -60,6 +64,7 @@ ROLLOUT_ATTRIBUTES: dict[str, dict[str, str]] = {
     "target_energy": {"long_name": "energy the filter conserves", "units": UNITS["energy"]},
     "solver_iterations": {"long_name": "symplectic solver iterations", "units": "1"},
     "stride_declined": {"long_name": "stride taken as half strides (1)", "units": "1"},
+    "stride_accepted": {"long_name": "strides the Metropolis test accepted", "units": "1"},
     "uncertainty": {"long_name": "stride self-consistency", "units": UNITS["positions"]},
 }
 
@@ -169,12 +174,17 @@ class RolloutWriter:
         time_fs: float,
         iterations: torch.Tensor | None = None,
         atom_values: Mapping[str, torch.Tensor] | None = None,
+        accepted: torch.Tensor | None = None,
     ) -> None:
         """Append the current frame of every system with the statistics of its last stride,
-        ``iterations`` (S,), the solver's iterations since the last frame (None: 0), and
-        ``atom_values``: (A,) per atom for each of the writer's ``atom_arrays``."""
+        ``iterations`` (S,), the solver's iterations since the last frame (None: 0),
+        ``atom_values``: (A,) per atom for each of the writer's ``atom_arrays``, and
+        ``accepted`` (S,), the fraction of strides since the last frame a Metropolis test
+        accepted (None: 1, no test)."""
         if iterations is None:
             iterations = torch.zeros_like(state.target_energy)
+        if accepted is None:
+            accepted = torch.ones_like(state.target_energy)
         atom_values = atom_values or {}
         if set(atom_values) != set(self.atom_arrays):
             raise ValueError(f"need values for {self.atom_arrays}, got {sorted(atom_values)}")
@@ -188,6 +198,7 @@ class RolloutWriter:
             "fallback": stats.fallback.cpu().numpy().astype(np.float64),
             "target": state.target_energy.cpu().numpy(),
             "iterations": iterations.cpu().numpy(),
+            "accepted": accepted.cpu().numpy().astype(np.float64),
             "declined": (
                 np.zeros(state.n_systems)
                 if stats.declined is None
@@ -204,6 +215,7 @@ class RolloutWriter:
                         cpu["target"][s],
                         cpu["iterations"][s],
                         cpu["declined"][s],
+                        cpu["accepted"][s],
                     ]
                 )
             )

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
+from flashmd.md.metropolis import MetropolisStepper
 from flashmd.md.output import RolloutWriter
 from flashmd.md.state import MDState
 from flashmd.md.stepper import Stepper, StrideStats
@@ -31,6 +32,8 @@ class RolloutReport:
         declined: system-strides the adaptive stride took as half strides;
         effective_stride_fs: simulated time per predicted (sub-)stride (the stride itself
         without adaptive strides or fallbacks).
+        acceptance_rate: system-strides a Metropolis chain accepted over those it proposed
+        (:mod:`flashmd.md.metropolis`; NaN for other steppers).
     """
 
     strides: int
@@ -42,6 +45,7 @@ class RolloutReport:
     solver_iterations: int = 0
     declined: int = 0
     effective_stride_fs: float = float("nan")
+    acceptance_rate: float = float("nan")
 
     def mean_solver_iterations(self, n_systems: int) -> float:
         """Solver iterations per system-stride (NaN when no stride was taken)."""
@@ -94,6 +98,8 @@ def rollout(
     strides, fallbacks, rebuilds = stepper.strides, stepper.fallbacks, stepper.rebuilds
     verlet, declined = stepper.verlet_fallbacks, stepper.declined
     predictions = stepper.predictions
+    chain = stepper if isinstance(stepper, MetropolisStepper) else None
+    proposed, accepted_before = (chain.proposals, chain.accepted) if chain else (0, 0)
     done = 0 if writer is None else writer.n_frames
     if writer is not None:
         state = writer.resume_state(state)
@@ -106,14 +112,18 @@ def rollout(
         on_frame(1)
     for frame in range(done, n_frames):
         iterations = torch.zeros_like(state.target_energy)
+        accepted: torch.Tensor | None = None
         for _ in range(every):
             state, stats = stepper.step(state)
             if stats.iterations is not None:
                 iterations = iterations + stats.iterations
+            if stats.accepted is not None:
+                accepted = (0.0 if accepted is None else accepted) + stats.accepted / every
         solver_iterations += float(iterations.sum())
         if writer is not None:
             time_fs = frame * every * stepper.stride_fs
-            writer.append(state, stats, time_fs, iterations, atom_values=measure(state))
+            values = measure(state)
+            writer.append(state, stats, time_fs, iterations, values, accepted=accepted)
         written += 1
         on_frame(1)
     report = RolloutReport(
@@ -130,6 +140,11 @@ def rollout(
             stepper.strides - strides,
             state.n_systems,
             stepper.predictions - predictions,
+        ),
+        acceptance_rate=(
+            (chain.accepted - accepted_before) / max(1, chain.proposals - proposed)
+            if chain
+            else float("nan")
         ),
     )
     return state, report

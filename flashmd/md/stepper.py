@@ -49,6 +49,10 @@ class StrideStats:
         iterations: (S,) float, evaluations of the generating function's gradient the stride
             took (symplectic strides, :mod:`flashmd.md.symplectic`; a redone stride adds its
             half strides'), 0 for a direct predictor; None when not recorded.
+        declined: (S,) bool, the adaptive stride took the stride as two half strides (None:
+            not checked).
+        accepted: (S,) bool, the Metropolis test accepted the stride
+            (:mod:`flashmd.md.metropolis`; None: no test, every stride is kept).
     """
 
     scale: torch.Tensor
@@ -56,6 +60,7 @@ class StrideStats:
     potential_energy: torch.Tensor
     iterations: torch.Tensor | None = None
     declined: torch.Tensor | None = None
+    accepted: torch.Tensor | None = None
 
 
 #: Default threshold of :class:`AdaptiveStride` in Å (see ``flashmd/pretrained/emt-metals.md``).
@@ -191,7 +196,7 @@ class Stepper:
         if unsure is not None:
             self.declined += int(unsure.sum())
         iterations = self._iterations(before)
-        finite = _systems_all(
+        finite = systems_all(
             before, torch.isfinite(positions).all(dim=1) & torch.isfinite(momenta).all(dim=1)
         )
         if not bool(finite.all()):
@@ -319,7 +324,7 @@ def _edges(
     return caches[cutoff].edges(state)
 
 
-def _systems_all(state: MDState, per_atom: torch.Tensor) -> torch.Tensor:
+def systems_all(state: MDState, per_atom: torch.Tensor) -> torch.Tensor:
     """(S,) bool: ``per_atom`` (A,) bool holds for every atom of the system."""
     bad = torch.zeros(state.n_systems, dtype=torch.long, device=state.device)
     bad.index_add_(0, state.system, (~per_atom).long())

@@ -184,6 +184,10 @@ class SymplecticPropagator:
         last_iterations: (S,) evaluations per system of the latest stride.
     """
 
+    #: The map preserves phase-space volume and is time-reversible (up to the solver's
+    #: tolerance), so it can be a Metropolis proposal (:mod:`flashmd.md.metropolis`).
+    volume_preserving = True
+
     def __init__(
         self, model: FlashMDModel, solver: SolverConfig | None = None, skin: float = 0.5
     ) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import ase.io
@@ -213,9 +214,46 @@ def test_a_store_of_a_flashmd_without_the_newer_settings_resumes(inputs, tmp_pat
     assert run(structure, "--model", model, "--stride-fs", "16", "--strides", "4", "-o", out) == 0
     assert "5 frames" in capsys.readouterr().out
     every = str(tmp_path / "every.zarr")  # all settings listed, as flashmd wrote it for a while
-    TrajectoryStore.create(every, {"name": "flashmd-md", **asdict(settings)})
+    listed = {**older, "uncertainty": False, "adaptive_threshold_A": None}
+    TrajectoryStore.create(every, {"name": "flashmd-md", **listed})
     assert run(structure, "--model", model, "--stride-fs", "16", "--strides", "4", "-o", every) == 0
     assert "5 frames" in capsys.readouterr().out
     other = str(tmp_path / "other.zarr")
     TrajectoryStore.create(other, {"name": "flashmd-md", **older, "seed": 5})
     assert run(structure, "--model", model, "--stride-fs", "16", "--strides", "4", "-o", other) != 0
+
+
+def test_md_metropolis_records_acceptance_and_evaluates_it(tmp_path, capsys):
+    from md_testkit import tiny_symplectic_model
+
+    from flashmd.md.batch import ENSEMBLES
+    from flashmd.md.output import ROLLOUT_ATTRIBUTES
+
+    model = str(save_checkpoint(tiny_symplectic_model(), tmp_path / "sym.pt"))
+    structure = tmp_path / "al.xyz"
+    ase.io.write(structure, crystal((2, 2, 1)))
+    out = str(tmp_path / "chain.zarr")
+    common = [str(structure), "--model", model, "--stride-fs", "16", "--strides", "6"]
+    chain = [*common, "--ensemble", "metropolis", "--temperature-K", "300", "--every", "2"]
+    assert run(*chain, "-o", out) == 0
+    assert "of strides accepted (metropolis)" in capsys.readouterr().out
+    store = TrajectoryStore.open(out)
+    reader = store[store.ids()[0]]
+    accepted = reader.group["stride_accepted"][:]
+    assert accepted[0] == 1 and set(accepted[1:]) <= {0.0, 0.5, 1.0}
+    assert reader.attrs["ensemble"] == "metropolis" and store.recipe["symplectic"] is True
+    assert 0 <= reader.attrs["metropolis_acceptance"] <= 1
+    assert ROLLOUT_ATTRIBUTES["stride_accepted"]["units"] == "1"
+    from flashmd.cli_parser import build_parser
+
+    (commands,) = (a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    choices = next(a.choices for a in commands.choices["md"]._actions if a.dest == "ensemble")
+    assert tuple(choices) == ENSEMBLES
+    evaluated = tmp_path / "report"
+    code = main(["evaluate", "--reference", out, "--rollout", out, "--out", str(evaluated)])
+    assert code in (0, 1)
+    table = (evaluated / "report.md").read_text()
+    assert "strides accepted (metropolis)" in table and "not dynamics" in table
+    cold = [*common, "--ensemble", "metropolis", "--temperature-K", "0"]
+    assert run(*cold, "-o", str(tmp_path / "cold.zarr")) != 0
+    assert "NVE" in capsys.readouterr().err

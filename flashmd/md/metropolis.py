@@ -1,0 +1,263 @@
+"""Exact canonical sampling with long strides: the learned stride as a Metropolis proposal.
+
+A learned stride is never exact, so a thermostatted rollout samples configurations from a
+distribution close to, but not equal to, ``exp(-V/kT)``. This module turns the stride into the
+proposal of a Metropolis-Hastings chain (generalised hybrid Monte Carlo, Horowitz 1991) whose
+stationary distribution is the canonical one of a chosen ``V`` whatever the stride's error.
+
+The chain
+---------
+The target on phase space is ``π(q, p) ∝ exp(-H(q, p)/kT)`` with ``H = K(p) + V(q)``,
+``K = Σ p²/2m`` and ``V`` the energy model (or any :class:`~flashmd.md.propagators.Potential`,
+e.g. the reference calculator, when exactness with respect to it is asked). One stride:
+
+1. **Momentum refresh.** ``p <- c p + √(1 - c²) √(m kT) ξ`` on the internal momenta (the
+   centre-of-mass momentum, and the angular momentum of open systems, are kept, as by
+   :class:`~flashmd.md.thermostats.Langevin`): an exact Ornstein-Uhlenbeck step that leaves
+   ``π`` invariant. ``c = persistence``; 0 draws fresh momenta every stride (hybrid Monte Carlo).
+2. **Proposal.** ``y = R Φ(x)``, with ``Φ`` the stride and ``R(q, p) = (q, -p)``.
+3. **Accept** ``y`` with probability ``min(1, exp(-(H(y) - H(x))/kT))``.
+4. **Flip.** Apply ``R`` to the result: an accepted stride continues forward (``R y = Φ(x)``),
+   a rejected one leaves the state with reversed momenta (``R x``).
+
+**Why the chain is exact.** Step 1 and step 4 preserve ``π`` (``K`` is even in ``p``). Steps 2-3
+are a Metropolis-Hastings step with the deterministic proposal ``F = R Φ``. For such a proposal
+the acceptance ``min(1, π(F x) |det ∂F/∂x| / π(x))`` satisfies detailed balance when ``F`` is an
+involution, ``F(F(x)) = x`` (Green's reversible-jump argument: the move ``x -> F x`` is paired with
+``F x -> x``, and the ratio of the two acceptance probabilities is ``π(F x) |det ∂F| / π(x)``).
+The symplectic stride of :mod:`flashmd.md.symplectic` is time-reversible, ``R Φ R Φ = id``, so
+``F`` is an involution, and symplectic, so ``|det ∂F| = |det R| |det ∂Φ| = 1``: the ratio is
+``exp(-ΔH/kT)`` with no Jacobian. The stride's error moves only the acceptance rate, never the
+distribution sampled. A direct predictor is neither volume-preserving nor reversible, and its
+Jacobian (a 3N x 3N determinant per stride) is out of reach, so this sampler refuses it.
+
+**The solver.** ``Φ`` is defined implicitly (a fixed point found to a tolerance from the direct
+predictor's guess), so ``R Φ R Φ = id`` holds only as far as the solve found the same solution
+both ways. With ``check_reversibility`` (the default) every proposal is solved back from ``y``;
+a proposal whose return misses ``x`` by more than ``reversibility_tolerance_A`` (positions in Å,
+momenta as ``h p / m`` in Å) is rejected, which restricts ``F`` to the set where it is an
+involution, as in the reversibility check of constrained hybrid Monte Carlo (Zappa,
+Holmes-Cerfon and Goodman 2018). It doubles the cost of a stride; without it the chain is exact
+up to the solver's tolerance. A stride whose solve did not converge (NaN) is rejected.
+
+What it is for: equilibrium averages (structure, energies, free-energy estimates) that must not
+carry the stride's bias. Not for dynamics: rejections and momentum refreshes break the time
+correlations, so diffusion and autocorrelation functions of the chain are not physical.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+
+import torch
+
+from flashmd.md.filters import FilterConfig
+from flashmd.md.propagators import Potential, Propagator
+from flashmd.md.state import MDState
+from flashmd.md.stepper import Stepper, StrideStats, systems_all
+from flashmd.md.thermostats import Langevin
+from flashmd.units import FS, KB
+
+
+@dataclass(frozen=True)
+class MetropolisConfig:
+    """Settings of the Metropolis-adjusted chain.
+
+    Attributes:
+        temperature_K: the canonical temperature, K.
+        persistence: ``c`` of the momentum refresh (0: fresh Maxwell-Boltzmann momenta every
+            stride; closer to 1: longer excursions between refreshes, and a rejection reverses
+            the motion).
+        check_reversibility: solve every proposal back and reject it unless it returns to the
+            start (see the module docstring); doubles the cost.
+        reversibility_tolerance_A: largest miss of that return, Å (momenta as ``h p / m``).
+        min_acceptance: warn (once) when the acceptance rate falls below this, judged after
+            ``warn_after`` system-strides.
+        warn_after: system-strides before the rate is judged.
+    """
+
+    temperature_K: float
+    persistence: float = 0.0
+    check_reversibility: bool = True
+    reversibility_tolerance_A: float = 1e-4
+    min_acceptance: float = 0.05
+    warn_after: int = 100
+
+    def __post_init__(self) -> None:
+        if not self.temperature_K > 0:
+            raise ValueError(
+                "an exact canonical sampler needs a temperature above 0 K, got "
+                f"{self.temperature_K}; for constant energy use the NVE ensemble"
+            )
+        if not 0 <= self.persistence < 1:
+            raise ValueError(f"persistence must lie in [0, 1), got {self.persistence}")
+        if not self.reversibility_tolerance_A > 0:
+            raise ValueError("reversibility_tolerance_A must be positive")
+
+
+def check_proposal(propagator: Propagator) -> None:
+    """Raise ``ValueError`` unless ``propagator`` is a volume-preserving, time-reversible map
+    (it says so with a true ``volume_preserving`` attribute)."""
+    if not getattr(propagator, "volume_preserving", False):
+        raise ValueError(
+            f"{type(propagator).__name__} is not a volume-preserving, time-reversible map, so "
+            "its strides cannot be Metropolis proposals without a Jacobian; use the symplectic "
+            "strides of a model with a generating function (symplectic=True, --symplectic; "
+            "train one as flashmd/pretrained/emt-metals.md's 'Symplectic strides' section does)"
+        )
+
+
+class MetropolisStepper(Stepper):
+    """One Metropolis-adjusted stride per :meth:`step` for every system of a batched state (see
+    the module docstring); usable wherever a :class:`~flashmd.md.stepper.Stepper` is.
+
+    Args:
+        propagator: a volume-preserving, time-reversible stride (symplectic strides, or the
+            exact flow of :class:`~flashmd.md.harmonic.HarmonicCrystal`).
+        stride_fs: the stride, fs.
+        potential: the ``V`` whose canonical distribution is sampled.
+        config: temperature and the chain's settings.
+        skin: neighbour-list skin, Å.
+
+    Attributes:
+        proposals: system-strides proposed; accepted: of those, accepted; irreversible:
+            rejected because the proposal did not solve back to its start; unconverged:
+            rejected because the solve did not converge; probability_sum: the acceptance
+            probabilities ``min(1, exp(-ΔH/kT))`` summed over proposals (their mean estimates
+            the acceptance rate with less noise than the accepted count); last_delta_H: (S,)
+            eV, ``H(y) - H(x)`` of the latest proposal (NaN where it failed).
+    """
+
+    def __init__(
+        self,
+        propagator: Propagator,
+        stride_fs: float,
+        potential: Potential,
+        config: MetropolisConfig,
+        skin: float = 1.0,
+    ) -> None:
+        check_proposal(propagator)
+        super().__init__(
+            propagator,
+            stride_fs,
+            potential=potential,
+            filters=FilterConfig(energy=False),
+            skin=skin,
+        )
+        self.config = config
+        self.kT = KB * config.temperature_K
+        friction = math.inf if config.persistence == 0 else -math.log(config.persistence)
+        self._refresh = Langevin(config.temperature_K, friction)  # over a time of 1
+        self.proposals = 0
+        self.accepted = 0
+        self.irreversible = 0
+        self.unconverged = 0
+        self.probability_sum = 0.0
+        self.last_delta_H = torch.zeros(0, dtype=torch.float64)
+        self._warned = False
+
+    @property
+    def mean_acceptance_probability(self) -> float:
+        """Mean of ``min(1, exp(-ΔH/kT))`` over the proposals so far (NaN before the first)."""
+        return self.probability_sum / self.proposals if self.proposals else float("nan")
+
+    @property
+    def acceptance_rate(self) -> float:
+        """Accepted over proposed system-strides so far (NaN before the first)."""
+        return self.accepted / self.proposals if self.proposals else float("nan")
+
+    def prepare(self, state: MDState) -> MDState:
+        """Check ``state`` and set each system's target energy to its ``H = K + V``."""
+        unknown = torch.full_like(state.target_energy, torch.nan)
+        return super().prepare(state.replace(target_energy=unknown))
+
+    def step(self, state: MDState) -> tuple[MDState, StrideStats]:
+        """Refresh the momenta, propose a stride, accept or reject it per system."""
+        potential = state.target_energy - state.kinetic_energy()
+        momenta = self._refresh.apply(state, 1.0)
+        start = state.replace(
+            momenta=momenta, target_energy=potential + state.kinetic_energy(momenta)
+        )
+        proposal, iterations = self._propose(start)
+        finite = systems_all(
+            start,
+            torch.isfinite(proposal.positions).all(dim=1)
+            & torch.isfinite(proposal.momenta).all(dim=1),
+        )
+        safe = start.replace(
+            positions=torch.where(finite[start.system, None], proposal.positions, start.positions),
+            momenta=torch.where(finite[start.system, None], proposal.momenta, start.momenta),
+        )
+        energy = self.potential_energy(safe)
+        total = energy + safe.kinetic_energy()
+        reversible = finite.clone()
+        if self.config.check_reversibility:
+            returned, more = self._returns(start, safe, finite)
+            reversible &= returned
+            iterations = None if iterations is None else iterations + more
+        uniform = torch.rand(
+            state.n_systems, generator=state.generator, dtype=total.dtype, device=state.device
+        )
+        delta = torch.where(reversible, total - start.target_energy, torch.nan)
+        log_ratio = torch.where(reversible, -delta / self.kT, -torch.inf)
+        accepted = torch.log(uniform) < log_ratio
+        self.last_delta_H = delta
+        self.probability_sum += float(log_ratio.clamp(max=0.0).exp().sum())
+        keep = accepted[start.system, None]
+        new = start.replace(
+            positions=torch.where(keep, safe.positions, start.positions),
+            momenta=torch.where(keep, safe.momenta, -start.momenta),
+            target_energy=torch.where(accepted, total, start.target_energy),
+        )
+        self._count(finite, reversible, accepted)
+        self.strides += 1
+        zeros = torch.zeros_like(accepted)
+        potential_new = torch.where(accepted, energy, potential)
+        ones = torch.ones_like(potential_new)
+        return new, StrideStats(ones, zeros, potential_new, iterations, accepted=accepted)
+
+    def _propose(self, start: MDState) -> tuple[MDState, torch.Tensor | None]:
+        """``Φ(x)`` for every system (NaN where the solve failed) and the solver's iterations."""
+        self.predictions += start.n_systems
+        edges = self.edges(self.propagator.cutoff, start)
+        positions, momenta = self.propagator.propagate(start, edges, self.stride_fs)
+        return start.replace(positions=positions, momenta=momenta), self._iterations(start)
+
+    def _returns(
+        self, start: MDState, proposal: MDState, finite: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(S,) bool: ``Φ(R y)`` lands on ``R x`` within the tolerance; (S,) its iterations."""
+        flipped = proposal.replace(momenta=-proposal.momenta)
+        back, iterations = self._propose(flipped)
+        if iterations is None:
+            iterations = torch.zeros_like(start.target_energy)
+        h = self.stride_fs * FS
+        position_miss = (back.positions - start.positions).abs().amax(dim=1)
+        momentum_miss = ((back.momenta + start.momenta) * h / start.masses[:, None]).abs()
+        miss = torch.maximum(position_miss, momentum_miss.amax(dim=1))
+        miss = torch.where(torch.isfinite(miss), miss, torch.inf)
+        worst = torch.zeros_like(start.target_energy).scatter_reduce(0, start.system, miss, "amax")
+        return finite & (worst <= self.config.reversibility_tolerance_A), iterations
+
+    def _count(
+        self, finite: torch.Tensor, reversible: torch.Tensor, accepted: torch.Tensor
+    ) -> None:
+        self.proposals += int(finite.numel())
+        self.accepted += int(accepted.sum())
+        self.unconverged += int((~finite).sum())
+        self.irreversible += int((finite & ~reversible).sum())
+        judged = self.proposals >= self.config.warn_after
+        if judged and not self._warned and self.acceptance_rate < self.config.min_acceptance:
+            self._warned = True
+            warnings.warn(
+                f"the Metropolis chain accepted {self.acceptance_rate:.1%} of {self.proposals} "
+                f"strides of {self.stride_fs:g} fs (floor {self.config.min_acceptance:.0%}; "
+                f"{self.unconverged} solves did not converge, {self.irreversible} did not "
+                "return to their start): the samples stay exact but correlate for long. Take "
+                "a shorter stride, or fewer atoms per system (the energy error of a stride "
+                "grows with the system)",
+                RuntimeWarning,
+                stacklevel=2,
+            )
