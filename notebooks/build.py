@@ -459,7 +459,9 @@ for figure in [f for f in figures if "rdf" in f.name or "temperature" in f.name]
         (
             "code",
             """\
-display(Markdown((WORK / "report" / "report.md").read_text()[:3000]))""",
+report = (WORK / "report" / "report.md").read_text()
+# the report's text without its figures (links relative to its folder; two are shown above)
+display(Markdown("\\n".join(line for line in report.splitlines() if not line.startswith("!["))))""",
         ),
     ],
 }
