@@ -343,8 +343,9 @@ class FlashMDMetropolis(FlashMD):
         reversibility_tolerance_A: Å that return may miss by.
         sample: whose ``V`` is sampled: ``"model"`` (the energy model) or ``"calculator"``
             (``atoms.calc``, e.g. the reference: one energy evaluation per stride, no forces).
-        solver, skin, min_distance, allow_close_contacts, seed, trajectory, logfile,
-            loginterval, **kwargs: as for :class:`FlashMD`.
+        solver, skin, min_distance, allow_close_contacts, seed: as for :class:`FlashMD`.
+        trajectory, logfile, loginterval: as for ``MolecularDynamics``, which also takes any
+            further keyword argument.
 
     Attributes:
         acceptance_rate: accepted over proposed strides so far.
