@@ -147,18 +147,26 @@ def test_filter_options_reach_the_stepper_and_are_checked(inputs, tmp_path, caps
     assert not bad.exists()
 
 
-def test_interrupted_md_keeps_frames_and_resumes(inputs, tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("ensemble", ["nve", "metropolis"])
+def test_interrupted_md_keeps_frames_and_resumes(inputs, tmp_path, monkeypatch, ensemble):
+    """A killed run keeps its committed frames and its resumption equals an uninterrupted run,
+    bit for bit (the Metropolis chain's accept/reject draws included)."""
+    from md_testkit import tiny_symplectic_model
+
     import flashmd.md.batch as batch
 
     model, structure = inputs
+    if ensemble == "metropolis":
+        model = str(save_checkpoint(tiny_symplectic_model(), tmp_path / "sym.pt"))
     out = str(tmp_path / "interrupted.zarr")
     args = [structure, "--model", model, "--stride-fs", "16", "--strides", "8", "-o", out]
+    args += ["--ensemble", ensemble, "--temperature-K", "300"]
     assert run(*args) == 0
     reference = TrajectoryStore.open(out)
     expected = reference[reference.ids()[0]].read()["positions"]
 
     out = str(tmp_path / "resumed.zarr")
-    args[-1] = out
+    args[args.index("-o") + 1] = out
     original = batch.rollout
 
     def interrupted(*a, on_frame, **k):
@@ -177,6 +185,10 @@ def test_interrupted_md_keeps_frames_and_resumes(inputs, tmp_path, monkeypatch, 
     monkeypatch.setattr(batch, "rollout", original)
     assert run(*args) == 0
     np.testing.assert_array_equal(store[store.ids()[0]].read()["positions"], expected)
+    if ensemble == "metropolis":
+        accepted = store[store.ids()[0]].group["stride_accepted"][:]
+        expected_accepted = reference[reference.ids()[0]].group["stride_accepted"][:]
+        np.testing.assert_array_equal(accepted, expected_accepted)
 
 
 def test_md_symplectic_records_solver_iterations(tmp_path, capsys):
