@@ -92,12 +92,12 @@ def run_demo(
             None: symplectic when the model carries a generating function for ``stride_fs``.
     """
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     recipe = demo_recipe() if recipe is None else recipe
     if len(recipe.temperatures_K) != 1:
         raise ValueError(f"the demo recipe needs one temperature, got {recipe.temperatures_K}")
     (temperature_K,) = recipe.temperatures_K
     symplectic = _check_model(model, recipe, stride_fs, device, symplectic)  # before any work
+    out.mkdir(parents=True, exist_ok=True)  # a wrong model or stride leaves nothing behind
     reference, rollout = out / "reference.zarr", out / "flashmd.zarr"
     seconds: dict[str, float] = {}
 

@@ -131,6 +131,14 @@ def test_md_with_a_wrong_model_prints_its_temperature_and_the_valid_names(tmp_pa
         assert model.name in err
 
 
+def test_demo_with_a_wrong_model_lists_the_valid_names_and_writes_nothing(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--model", "no-such-model", "-o", str(out), "--threads", "1"]) != 0
+    err = capsys.readouterr().err
+    assert all(model.name in err for model in shipped_models())
+    assert not out.exists()
+
+
 def test_models_lists_the_shipped_checkpoints(capsys):
     models = {m.name: m for m in shipped_models()}
     assert {"al-emt", "emt-metals"} <= set(models)
