@@ -15,7 +15,9 @@ Choices, and why:
   ``docs/notebooks/`` (git-ignored) at every build and executed by MyST-NB so that the site shows
   their real outputs: all four take about 2 minutes on one thread of a loaded 2-core CPU.
   ``FLASHMD_DOCS_EXECUTE`` chooses: ``cache`` (the default) executes a notebook once and keeps its
-  outputs in ``docs/_build/.jupyter_cache`` until it changes; ``force`` executes at every build;
+  outputs in ``docs/_build/.jupyter_cache`` until the notebook changes (a change in the library
+  alone does not re-execute it: delete the cache or use ``force``; a CI checkout starts without a
+  cache, so there it executes them all, about 3 minutes); ``force`` executes at every build;
   ``off`` renders them without outputs (fast, for editing prose). A notebook that raises fails
   the build.
 """
