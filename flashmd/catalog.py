@@ -77,8 +77,8 @@ def describe(path: str | os.PathLike) -> ShippedModel:
         raise ValueError(f"{str(path)!r} is not a flashmd checkpoint ({error})") from None
     if not isinstance(data, dict) or data.get("format") != "flashmd.checkpoint":
         raise ValueError(f"{str(path)!r} is not a flashmd checkpoint")
-    card = path.with_suffix(".md")
-    card = card if card.is_file() else None
+    beside = path.with_suffix(".md")
+    card = beside if beside.is_file() else None
     reference, source = _reference(data.get("metadata") or {}, card)
     return ShippedModel(
         name=path.stem,
