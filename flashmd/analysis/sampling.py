@@ -1,0 +1,44 @@
+"""How many independent samples a correlated series holds: the integrated autocorrelation time.
+
+For a stationary series ``x_t`` with normalised autocorrelation ``ρ(t)``, the variance of its mean
+over ``n`` samples is ``σ² τ / n`` with ``τ = 1 + 2 Σ_{t≥1} ρ(t)``, so the series is worth
+``n / τ`` independent samples. The sum is cut at the first window ``W`` with ``W ≥ c τ(W)``
+(Sokal's automatic window, ``c = 5``): beyond it the estimated ``ρ`` is mostly noise. The
+autocorrelation comes from an FFT of the zero-padded series.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: Sokal's window factor.
+WINDOW_FACTOR = 5.0
+
+
+def autocorrelation(values: np.ndarray) -> np.ndarray:
+    """(n,) normalised autocorrelation ``ρ(t)`` of a 1-d series (``ρ(0) = 1``)."""
+    x = np.asarray(values, dtype=np.float64)
+    if x.ndim != 1 or x.size < 2:
+        raise ValueError(f"need a 1-d series of at least 2 values, got shape {x.shape}")
+    x = x - x.mean()
+    size = 1 << (2 * x.size - 1).bit_length()
+    spectrum = np.fft.rfft(x, size)
+    acf = np.fft.irfft(spectrum * np.conj(spectrum), size)[: x.size]
+    if acf[0] <= 0:
+        raise ValueError("the series is constant: no autocorrelation time")
+    return acf / acf[0]
+
+
+def integrated_autocorrelation_time(values: np.ndarray, factor: float = WINDOW_FACTOR) -> float:
+    """``τ`` in samples (at least 1 for positive correlation) of a 1-d series; see the module
+    docstring. Reliable when the series is much longer than ``τ`` (say 50 ``τ``)."""
+    rho = autocorrelation(values)
+    tau = 2.0 * np.cumsum(rho) - 1.0  # τ(W) = 1 + 2 Σ_{t=1..W} ρ(t)
+    windows = np.arange(rho.size)
+    cut = np.flatnonzero(windows >= factor * tau)
+    return float(tau[cut[0]] if cut.size else tau[-1])
+
+
+def effective_samples(values: np.ndarray) -> float:
+    """``n / τ``: how many independent samples the series is worth."""
+    return float(len(values) / integrated_autocorrelation_time(values))

@@ -1,0 +1,173 @@
+"""Exact canonical sampling on held-out states: the Metropolis chain (``flashmd.md.metropolis``)
+against Langevin velocity Verlet at 2 fs on the same energy model, in one run on one machine.
+
+From the first frame of a trajectory (``STORE:ID_SUBSTRING``) it runs ASE's Langevin on the
+model's energy model (``EnergyCalculator``, 2 fs) for ``--langevin-ps``, and a Metropolis chain of
+``--strides`` symplectic strides for each of ``--strides-fs``, then prints per method: the
+acceptance, the mean potential energy with its standard error (from the integrated
+autocorrelation time), its difference from Langevin's in units of the two errors combined, the
+RDF's mean |Δg(r)| against Langevin's (and Langevin's first half against its second half: the
+run's noise floor), and the effective samples per wall-clock second of ``V`` and of a structural
+order parameter (the mean nearest-neighbour distance), as ratios to Langevin's::
+
+    python scripts/metropolis_check.py emt-metals runs/heldout/reference.zarr:Cu-750 \
+        --strides-fs 16 32 64 --strides 200 --langevin-ps 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import dataclass
+
+import ase
+import numpy as np
+import torch
+from ase import units
+from ase.md.langevin import Langevin
+from ase.neighborlist import neighbor_list
+
+from flashmd.analysis.rdf import rdf
+from flashmd.analysis.sampling import integrated_autocorrelation_time
+from flashmd.ase.calculator import EnergyCalculator
+from flashmd.data.store import TrajectoryStore
+from flashmd.md.metropolis import MetropolisConfig, MetropolisStepper
+from flashmd.md.propagators import ModelPotential
+from flashmd.md.state import state_from_atoms
+from flashmd.md.symplectic import SymplecticPropagator
+from flashmd.models.io import load_model
+
+
+@dataclass
+class Series:
+    """What a method sampled: ``V`` (n,) eV, positions (n, atoms, 3) Å, wall seconds."""
+
+    name: str
+    energy: np.ndarray
+    positions: np.ndarray
+    seconds: float
+    acceptance: float = float("nan")
+
+
+def start_state(spec: str) -> tuple[str, ase.Atoms]:
+    location, _, part = spec.rpartition(":")
+    store = TrajectoryStore.open(location)
+    matches = [t for t in store.ids() if part in t]
+    if not matches:
+        raise SystemExit(f"no trajectory of {location} has {part!r} in its id")
+    reader = store[matches[0]]
+    return matches[0], reader.to_atoms(0)
+
+
+def langevin(model, atoms: ase.Atoms, temperature_K: float, picoseconds: float) -> Series:
+    """Langevin VV at 2 fs on the energy model, ``V`` and positions every 16 fs."""
+    atoms = atoms.copy()
+    atoms.calc = EnergyCalculator(model)
+    dynamics = Langevin(atoms, 2 * units.fs, temperature_K=temperature_K, friction=0.01 / units.fs)
+    energies, positions = [], []
+    started = time.perf_counter()
+    for _ in range(int(picoseconds * 1000 / 16)):
+        dynamics.run(8)
+        energies.append(atoms.get_potential_energy())
+        positions.append(atoms.positions.copy())
+    seconds = time.perf_counter() - started
+    return Series("Langevin VV 2 fs", np.array(energies), np.array(positions), seconds)
+
+
+def chain(model, atoms: ase.Atoms, temperature_K: float, stride_fs: float, strides: int) -> Series:
+    """``strides`` Metropolis-adjusted symplectic strides; ``V`` and positions after each."""
+    stepper = MetropolisStepper(
+        SymplecticPropagator(model),
+        stride_fs,
+        ModelPotential(model),
+        MetropolisConfig(temperature_K),
+    )
+    state = stepper.prepare(state_from_atoms(atoms, device=model.device, seed=0))
+    energies, positions = [], []
+    started = time.perf_counter()
+    for _ in range(strides):
+        state, stats = stepper.step(state)
+        energies.append(float(stats.potential_energy[0]))
+        positions.append(state.positions.cpu().numpy().copy())
+    seconds = time.perf_counter() - started
+    name = f"Metropolis {stride_fs:g} fs"
+    return Series(name, np.array(energies), np.array(positions), seconds, stepper.acceptance_rate)
+
+
+def nearest_neighbour_distance(atoms: ase.Atoms, positions: np.ndarray) -> np.ndarray:
+    """(n,) mean distance of each atom to its nearest neighbour, per frame."""
+    out = []
+    for frame in positions:
+        probe = atoms.copy()
+        probe.positions = frame
+        first, distance = neighbor_list("id", probe, 4.0)
+        nearest = np.full(len(probe), np.inf)
+        np.minimum.at(nearest, first, distance)
+        out.append(nearest.mean())
+    return np.array(out)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("model")
+    parser.add_argument("start", help="STORE:ID_SUBSTRING, a trajectory whose first frame starts")
+    parser.add_argument("--strides-fs", type=float, nargs="+", default=[16.0, 32.0, 64.0])
+    parser.add_argument("--strides", type=int, default=200, help="strides per chain")
+    parser.add_argument("--langevin-ps", type=float, default=10.0)
+    parser.add_argument("--burn-in", type=float, default=0.1, help="fraction dropped from each")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    model = load_model(args.model)
+    name, atoms = start_state(args.start)
+    temperature = float(
+        TrajectoryStore.open(args.start.rpartition(":")[0])[name].attrs["temperature_K"]
+    )
+    runs = [langevin(model, atoms, temperature, args.langevin_ps)]
+    runs += [chain(model, atoms, temperature, s, args.strides) for s in args.strides_fs]
+    rmax = 0.5 * float(np.min(np.linalg.norm(atoms.cell, axis=1)))
+    n = len(atoms)
+
+    def trimmed(series: Series) -> tuple[np.ndarray, np.ndarray]:
+        skip = int(args.burn_in * len(series.energy))
+        return series.energy[skip:], series.positions[skip:]
+
+    def g(positions: np.ndarray) -> np.ndarray:
+        return rdf(positions, np.array(atoms.cell), atoms.numbers, rmax, 100).total
+
+    _, base_positions = trimmed(runs[0])
+    base_g = g(base_positions)
+    half = len(base_positions) // 2
+    floor = np.abs(g(base_positions[:half]) - g(base_positions[half:])).mean()
+    print(f"{name}, {n} atoms, {temperature:g} K; Langevin RDF halves |Δg| = {floor:.4f}")
+    header = (
+        "method | acceptance | <V> meV/atom | Δ<V> / σ | RDF |Δg| | τ_V | τ_nn | wall s | "
+        "ESS/s V (ratio) | ESS/s nn (ratio)"
+    )
+    print(header)
+    print("|".join("---" for _ in header.split("|")))
+    base: dict[str, float] = {}
+    for series in runs:
+        energy, positions = trimmed(series)
+        tau_v = integrated_autocorrelation_time(energy)
+        order = nearest_neighbour_distance(atoms, positions)
+        tau_nn = integrated_autocorrelation_time(order)
+        mean = 1000 * energy.mean() / n
+        error = 1000 * energy.std() * np.sqrt(tau_v / len(energy)) / n
+        if not base:
+            base = {"mean": mean, "error": error}
+        z = (mean - base["mean"]) / np.hypot(error, base["error"]) if series is not runs[0] else 0
+        mad = np.abs(g(positions) - base_g).mean()
+        seconds = series.seconds * (1 - args.burn_in)
+        ess_v, ess_nn = len(energy) / tau_v / seconds, len(order) / tau_nn / seconds
+        base.setdefault("ess_v", ess_v)
+        base.setdefault("ess_nn", ess_nn)
+        ratio_v, ratio_nn = ess_v / base["ess_v"], ess_nn / base["ess_nn"]
+        print(
+            f"{series.name} | {series.acceptance:.3f} | {mean:.2f} ± {error:.2f} | {z:+.2f} | "
+            f"{mad:.4f} | {tau_v:.1f} | {tau_nn:.1f} | {seconds:.0f} | "
+            f"{ess_v:.3g} ({ratio_v:.2f}) | {ess_nn:.3g} ({ratio_nn:.2f})"
+        )
+
+
+if __name__ == "__main__":
+    main()
