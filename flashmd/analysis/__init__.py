@@ -32,6 +32,7 @@ from flashmd.analysis.msd import (
     msd,
 )
 from flashmd.analysis.rdf import RDFAccumulator, RDFResult, rdf
+from flashmd.analysis.sampling import effective_samples, integrated_autocorrelation_time
 from flashmd.analysis.temperature import (
     TemperatureAccumulator,
     TemperatureResult,
@@ -60,9 +61,11 @@ __all__ = [
     "VACFAccumulator",
     "VACFResult",
     "diffusion_coefficient",
+    "effective_samples",
     "energy_traces",
     "find_overlaps",
     "frame_interval_fs",
+    "integrated_autocorrelation_time",
     "kinetic_energy",
     "kinetic_temperature",
     "lindemann_index",
