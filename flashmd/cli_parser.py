@@ -18,6 +18,7 @@ from flashmd.data.store import COMMIT_INTERVAL_S
 #: ``flashmd md --temperature-K`` when it is not given (the command prints that it used it).
 DEFAULT_TEMPERATURE_K = 300.0
 _MODEL = "shipped model name (flashmd models lists them) or checkpoint path"
+_DEVICE = "auto (CUDA when available), cpu, cuda, cuda:1, ... (default: %(default)s)"
 _SHARD = "I/N: run only the trajectories with index %% N == I (default: %(default)s, all)"
 
 
@@ -267,11 +268,7 @@ def _add_md(
         help="run structures with atoms closer than 0.6 of their covalent-radius sum (refused "
         "by default: no training structure has them) with a warning",
     )
-    md.add_argument(
-        "--device",
-        default="auto",
-        help="auto (CUDA when available), cpu, cuda, cuda:1, ... (default: %(default)s)",
-    )
+    md.add_argument("--device", default="auto", help=_DEVICE)
     md.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -311,11 +308,7 @@ def _add_demo(commands: argparse._SubParsersAction, threads: argparse.ArgumentPa
         help="the direct predictor's strides even when the model has a generating function "
         "(default: see --symplectic)",
     )
-    demo.add_argument(
-        "--device",
-        default="auto",
-        help="auto (CUDA when available), cpu, cuda, cuda:1, ... (default: %(default)s)",
-    )
+    demo.add_argument("--device", default="auto", help=_DEVICE)
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
 
 

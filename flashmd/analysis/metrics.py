@@ -276,65 +276,33 @@ def _overlap_row(reference: Pooled, rollout: Pooled, config: EvaluationConfig) -
     )
 
 
+def _recorded_row(key: str, name: str, unit: str, value: float, note: str = "") -> Metric:
+    """A rollout's statistic shown in the table but not judged."""
+    note = f"recorded, not judged: {note}" if note else "recorded, not judged"
+    return Metric(key, name, unit, None, value, None, unit, "—", "skip", note)
+
+
 def _solver_row(iterations: float) -> Metric:
-    return Metric(
-        "solver_iterations",
-        "symplectic solver iterations per stride",
-        "count",
-        None,
-        iterations,
-        None,
-        "count",
-        "—",
-        "skip",
-        "recorded, not judged",
+    return _recorded_row(
+        "solver_iterations", "symplectic solver iterations per stride", "count", iterations
     )
 
 
 def _acceptance_row(fraction: float) -> Metric:
-    return Metric(
-        "acceptance",
-        "strides accepted (metropolis)",
-        "fraction",
-        None,
-        fraction,
-        None,
-        "fraction",
-        "—",
-        "skip",
-        "recorded, not judged: exact at any rate; a low one means long correlations",
-    )
+    note = "exact at any rate; a low one means long correlations"
+    return _recorded_row("acceptance", "strides accepted (metropolis)", "fraction", fraction, note)
 
 
 def _declined_row(fraction: float) -> Metric:
-    return Metric(
-        "declined_fraction",
-        "strides declined as unsure (adaptive)",
-        "fraction",
-        None,
-        fraction,
-        None,
-        "fraction",
-        "—",
-        "skip",
-        "recorded, not judged: taken as half strides before the filter",
-    )
+    note = "taken as half strides before the filter"
+    name = "strides declined as unsure (adaptive)"
+    return _recorded_row("declined_fraction", name, "fraction", fraction, note)
 
 
 def _uncertainty_row(per_frame: np.ndarray) -> Metric:
-    return Metric(
-        "uncertainty",
-        "stride uncertainty, largest atom (median)",
-        "Å",
-        None,
-        float(np.median(per_frame)),
-        None,
-        "Å",
-        "—",
-        "skip",
-        f"recorded, not judged; 95th percentile {np.percentile(per_frame, 95):.3f} Å, "
-        f"largest {per_frame.max():.3f} Å",
-    )
+    note = f"95th percentile {np.percentile(per_frame, 95):.3f} Å, largest {per_frame.max():.3f} Å"
+    name = "stride uncertainty, largest atom (median)"
+    return _recorded_row("uncertainty", name, "Å", float(np.median(per_frame)), note)
 
 
 def _fallback_row(rollout: Pooled, config: EvaluationConfig) -> Metric:
