@@ -1,7 +1,9 @@
 """Reference calculators named by recipes, and their exact identity for provenance.
 
 ``asap3-emt`` and ``emt`` are different parameterisations of EMT (for Ni they differ by up to
-10 meV/atom and 0.06 eV/Å): one is never substituted for the other.
+10 meV/atom and 0.06 eV/Å): one is never substituted for the other. ``sevennet-0`` and
+``chgnet`` are universal machine-learned potentials (:mod:`flashmd.data.mlip`); their stores
+also record the weights' SHA-256.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import Any
 
 from ase.calculators.calculator import Calculator
 
+from flashmd.data.mlip import MLIPS, make_mlip, weights_identity
 from flashmd.data.recipes import CalculatorSpec, RecipeError
 
 #: Elements each built-in EMT parameterisation covers.
@@ -19,7 +22,7 @@ EMT_ELEMENTS: dict[str, frozenset[str]] = {
     "asap3-emt": frozenset({"Al", "Ni", "Cu", "Pd", "Ag", "Pt", "Au"}),
     "emt": frozenset({"H", "C", "N", "O", "Al", "Ni", "Cu", "Pd", "Ag", "Pt", "Au"}),
 }
-BUILTIN = ("asap3-emt", "emt", "lj", "morse")
+BUILTIN = ("asap3-emt", "emt", "lj", "morse", *MLIPS)
 
 
 def _import_callable(name: str):
@@ -64,6 +67,8 @@ def make_calculator(spec: CalculatorSpec) -> Calculator:
             from ase.calculators.morse import MorsePotential
 
             return MorsePotential(**params)
+        if name in MLIPS:
+            return make_mlip(name, params)
         if ":" in name:
             calculator = _import_callable(name)(**params)
             if not isinstance(calculator, Calculator) and not hasattr(calculator, "get_forces"):
@@ -99,12 +104,16 @@ def _version_of(module_name: str) -> str:
 
 
 def provenance(spec: CalculatorSpec, calculator: Calculator) -> dict[str, Any]:
-    """The calculator's exact identity: recipe name, class, package and version, parameters."""
+    """The calculator's exact identity: recipe name, class, package and version, parameters,
+    and for a universal MLIP its model and weights (file name and SHA-256)."""
     cls = type(calculator)
-    return {
+    found = {
         "name": spec.name,
         "class": f"{cls.__module__}.{cls.__qualname__}",
         "package": cls.__module__.split(".")[0],
         "version": _version_of(cls.__module__),
         "params": dict(spec.params),
     }
+    if spec.name in MLIPS:
+        found.update(weights_identity(spec.name, dict(spec.params)))
+    return found

@@ -66,7 +66,8 @@ class CalculatorSpec(_Strict):
     """The reference calculator.
 
     ``name`` is ``asap3-emt`` (asap3's fast C++ EMT), ``emt`` (ASE's own EMT; a different
-    parameterisation), ``lj``, ``morse``, or ``module:callable`` returning any ASE calculator.
+    parameterisation), ``lj``, ``morse``, a universal MLIP (``sevennet-0``, ``chgnet``; see
+    :mod:`flashmd.data.mlip`), or ``module:callable`` returning any ASE calculator.
     ``params`` are passed to the calculator's constructor (or the callable).
     """
 

@@ -1,0 +1,71 @@
+"""Universal MLIPs as named reference calculators: a short generation with CHGNet records the
+weights' SHA-256; SevenNet-0 answers; bad parameters and a missing package get clear errors."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pytest
+import yaml
+from ase.build import bulk
+
+from flashmd.data import mlip
+from flashmd.data.calculators import make_calculator
+from flashmd.data.generate import generate
+from flashmd.data.recipes import CalculatorSpec, RecipeError, parse_recipe
+from flashmd.data.store import TrajectoryStore
+
+RECIPE = """
+name: cu-chgnet-tiny
+seed: 0
+calculator: {name: chgnet}
+systems:
+  - {name: cu, builder: crystal, element: Cu, lattice: fcc, supercell: [1, 1, 1]}
+temperatures_K: [300]
+ensemble: {equilibration: langevin, production: nve, friction_per_fs: 0.02}
+timestep_fs: 2.0
+sample_interval_fs: 4.0
+equilibration_fs: 4
+production_fs: 8
+"""
+
+
+def test_a_chgnet_store_records_the_weights(tmp_path):
+    pytest.importorskip("chgnet")
+    location = str(tmp_path / "chgnet.zarr")
+    generate(parse_recipe(yaml.safe_load(RECIPE)), location, progress=False)
+    store = TrajectoryStore.open(location)
+    (traj_id,) = store.ids()
+    reader = store[traj_id]
+    calculator = reader.attrs["calculator"]
+    path = mlip.MLIPS["chgnet"].weights("0.3.0")
+    assert calculator["name"] == "chgnet" and calculator["package"] == "chgnet"
+    assert calculator["weights_sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert calculator["model"] == "0.3.0" and reader.n_frames == 3
+    energies = reader.read()["energy"]
+    assert np.isfinite(energies).all() and np.ptp(energies) > 0
+
+
+def test_sevennet_0_gives_energy_and_forces():
+    pytest.importorskip("sevenn")
+    atoms = bulk("Cu", "fcc", a=3.61, cubic=True)
+    atoms.rattle(0.05, seed=0)
+    atoms.calc = make_calculator(CalculatorSpec(name="sevennet-0"))
+    forces = atoms.get_forces()
+    assert np.isfinite(atoms.get_potential_energy()) and forces.shape == (4, 3)
+    np.testing.assert_allclose(forces.sum(axis=0), 0.0, atol=1e-4)  # no net force
+
+
+def test_bad_parameters_and_a_missing_package_say_what_to_do(monkeypatch):
+    with pytest.raises(RecipeError, match="takes params model and device"):
+        make_calculator(CalculatorSpec(name="chgnet", params={"modle": "0.3.0"}))
+
+    def missing(model, device):
+        raise ImportError("no module named chgnet")
+
+    monkeypatch.setitem(
+        mlip.MLIPS, "chgnet", mlip.MLIP("chgnet", "0.3.0", missing, mlip.MLIPS["chgnet"].weights)
+    )
+    with pytest.raises(RecipeError, match=r"pip install 'flashmd\[mlip\]'"):
+        make_calculator(CalculatorSpec(name="chgnet"))
