@@ -271,6 +271,11 @@ def _cmd_bench(args: argparse.Namespace) -> int:
                 symplectic=args.symplectic,
             )
         )
+    elif args.what == "calculators":
+        from flashmd.data.bench import bench_calculators
+
+        sizes = tuple(args.sizes)
+        print(bench_calculators(tuple(args.calculators), args.element, sizes, args.repeats))
     elif args.what == "train-memory":
         from flashmd.train.bench import bench_train_memory
 

@@ -356,7 +356,23 @@ def _add_models(commands: argparse._SubParsersAction) -> None:
 def _add_bench(commands: argparse._SubParsersAction, threads: argparse.ArgumentParser) -> None:
     bench = commands.add_parser("bench", parents=[threads], help="benchmarks that print a table")
     bench.add_argument(
-        "what", choices=["storage", "workers", "train-memory", "rollout", "evaluate", "speed"]
+        "what",
+        choices=[
+            "storage",
+            "workers",
+            "train-memory",
+            "rollout",
+            "evaluate",
+            "speed",
+            "calculators",
+        ],
+    )
+    bench.add_argument(
+        "--calculators",
+        nargs="+",
+        default=["asap3-emt", "emt", "sevennet-0", "chgnet"],
+        help="calculators: names to time, ratios to the first (default: %(default)s); its "
+        "crystal sizes are --sizes, its element --element",
     )
     bench.add_argument(
         "--cells",

@@ -179,3 +179,58 @@ def bench_workers(
 
 
 __all__ = ["bench_storage", "bench_workers"]
+
+
+def bench_calculators(
+    names: tuple[str, ...] = ("asap3-emt", "emt", "sevennet-0", "chgnet"),
+    element: str = "Cu",
+    cells: tuple[int, ...] = (2, 3),
+    repeats: int = 3,
+) -> str:
+    """What a reference call costs: seconds per energy-and-forces evaluation of each named
+    calculator on a rattled fcc crystal of ``element`` with ``cells`` cubic cells per side (the
+    median of ``repeats`` calls after one warm-up call, which loads a network), the MD steps per
+    second that allows, and the ratio to the first calculator on the same crystal, in one run.
+    A calculator that cannot be made here (package not installed) gets a row saying why.
+    """
+    from ase.build import bulk
+
+    from flashmd.data.calculators import make_calculator
+    from flashmd.data.recipes import CalculatorSpec, RecipeError
+
+    rows = [("calculator", "atoms", "s per call", "steps per s", f"x {names[0]}")]
+    first: dict[int, float] = {}
+    for name in names:
+        try:
+            calculator = make_calculator(CalculatorSpec(name=name))
+        except RecipeError as error:
+            rows.append((name, "-", "-", "-", f"not available: {error}"))
+            continue
+        for n in cells:
+            atoms = bulk(element, "fcc", cubic=True).repeat(n)
+            atoms.calc = calculator
+            rng = np.random.default_rng(0)
+            reference = atoms.positions.copy()
+            seconds = []
+            for k in range(repeats + 1):  # the first call warms up
+                atoms.positions = reference + rng.normal(scale=0.05, size=reference.shape)
+                started = time.perf_counter()
+                atoms.get_forces()
+                if k:
+                    seconds.append(time.perf_counter() - started)
+            median = float(np.median(seconds))
+            first.setdefault(n, median)
+            rows.append(
+                (
+                    name,
+                    str(len(atoms)),
+                    f"{median:.4g}",
+                    f"{1 / median:.4g}",
+                    f"{median / first[n]:.3g}",
+                )
+            )
+    header = (
+        f"reference calculators, energy and forces of rattled fcc {element}, median of {repeats} "
+        "calls after a warm-up"
+    )
+    return header + "\n" + _table(rows)

@@ -69,3 +69,30 @@ def test_bad_parameters_and_a_missing_package_say_what_to_do(monkeypatch):
     )
     with pytest.raises(RecipeError, match=r"pip install 'flashmd\[mlip\]'"):
         make_calculator(CalculatorSpec(name="chgnet"))
+
+
+def test_bench_calculators_prints_cost_ratios_and_says_what_is_missing(monkeypatch):
+    from flashmd.data.bench import bench_calculators
+
+    def missing(model, device):
+        raise ImportError("no module named sevenn")
+
+    weights = mlip.MLIPS["sevennet-0"].weights
+    monkeypatch.setitem(mlip.MLIPS, "sevennet-0", mlip.MLIP("sevenn", "7net-0", missing, weights))
+    table = bench_calculators(("asap3-emt", "emt", "sevennet-0"), "Cu", (1,), repeats=1)
+    lines = table.splitlines()
+    assert lines[1].split() == [
+        "calculator",
+        "atoms",
+        "s",
+        "per",
+        "call",
+        "steps",
+        "per",
+        "s",
+        "x",
+        "asap3-emt",
+    ]
+    emt = next(line.split() for line in lines if line.startswith("emt "))
+    assert emt[1] == "4" and float(emt[-1]) > 1  # ASE's EMT is slower than asap3's
+    assert any("not available" in line and "flashmd[mlip]" in line for line in lines)
