@@ -11,6 +11,7 @@ from e3nn import o3
 from flashmd import keys
 from flashmd.models.config import BackboneConfig
 from flashmd.nn import ScalarReadout, SpeciesEmbedding, scatter_sum
+from flashmd.nn.repulsion import ZBLRepulsion
 
 #: Output key of the stress, ``(S, 3, 3)`` in eV/Å³ (ASE convention ``σ = (1/V) ∂E/∂ε``).
 
@@ -23,21 +24,29 @@ class EnergyConfig(BackboneConfig):
     """Width of the hidden layer of the per-atom energy readout."""
     energy_scale: float = 1.0
     """Scale in eV of the network's per-atom energy (before the per-species shift is added)."""
+    repulsion: str = "none"
+    """A fixed short-range wall added to the learned energy: ``"zbl"`` (screened nuclear
+    repulsion, switched off inside the first neighbour shell; :mod:`flashmd.nn.repulsion`) or
+    ``"none"``; none in checkpoints written before this field existed."""
 
     kind: ClassVar[str] = "energy"
+    added_fields: ClassVar[frozenset[str]] = BackboneConfig.added_fields | {"repulsion"}
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.readout_hidden < 1 or not self.energy_scale > 0:
             raise ValueError("readout_hidden must be >= 1 and energy_scale positive")
+        if self.repulsion not in ("none", "zbl"):
+            raise ValueError(f"repulsion must be 'none' or 'zbl', got {self.repulsion!r}")
 
 
 class EnergyModel(torch.nn.Module):
-    """Potential energy as a sum of per-atom energies ``E = Σ_i (scale ε_i + shift[Z_i])``.
+    """Potential energy as a sum of per-atom energies ``E = Σ_i (scale ε_i + shift[Z_i] + r_i)``.
 
     ``ε_i`` is an invariant readout of equivariant features of the neighbourhood; ``shift`` is a
     learnable reference energy per species (eV, zero at start). Forces are ``-∂E/∂positions``
     by autograd; the stress of fully periodic systems comes from a symmetric strain of the edges.
+    ``r_i`` is the atom's share of the fixed repulsive wall (``config.repulsion``; 0 without).
     """
 
     def __init__(self, config: EnergyConfig) -> None:
@@ -49,6 +58,7 @@ class EnergyModel(torch.nn.Module):
         )
         self.readout = ScalarReadout(self.backbone.irreps_out, config.readout_hidden)
         self.energy_shift = torch.nn.Parameter(torch.zeros(len(config.species)))
+        self.repulsion = ZBLRepulsion(config.species) if config.repulsion == "zbl" else None
 
     def atomic_energies(
         self, batch: dict[str, torch.Tensor], vectors: torch.Tensor
@@ -57,8 +67,11 @@ class EnergyModel(torch.nn.Module):
         numbers = batch[keys.NUMBERS]
         x = self.species_embedding(numbers)
         features = self.backbone(x, vectors, batch[keys.EDGE_INDEX])
-        shift = self.energy_shift[self.species_embedding.species_index(numbers)]
-        return self.config.energy_scale * self.readout(features) + shift
+        index = self.species_embedding.species_index(numbers)
+        energies = self.config.energy_scale * self.readout(features) + self.energy_shift[index]
+        if self.repulsion is not None:
+            energies = energies + self.repulsion(index, vectors, batch[keys.EDGE_INDEX])
+        return energies
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Potential energy ``(S,)`` in eV of every system of the batch."""
