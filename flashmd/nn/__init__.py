@@ -3,7 +3,8 @@
 Each module does one thing: radial basis and smooth cutoff (:mod:`.radial`), species and scalar
 embeddings (:mod:`.embedding`), scatter sums (:mod:`.scatter`), irreps helpers (:mod:`.irreps`),
 the gated nonlinearity (:mod:`.gate`), one message-passing interaction (:mod:`.interaction`), the
-stack of interactions over a neighbour graph (:mod:`.backbone`) and readouts (:mod:`.readout`).
+stack of interactions over a neighbour graph (:mod:`.backbone`), readouts (:mod:`.readout`), and
+the energy model's fixed short-range ZBL wall (:mod:`.repulsion`).
 """
 
 from __future__ import annotations
