@@ -59,6 +59,9 @@ class ZBLRepulsion(torch.nn.Module):
         species: atomic numbers, in the order of the species index the model uses.
     """
 
+    numbers: torch.Tensor
+    radii: torch.Tensor
+
     def __init__(self, species: tuple[int, ...]) -> None:
         super().__init__()
         numbers = torch.tensor(species, dtype=torch.float64)
