@@ -74,6 +74,36 @@ def species_and_masses(
     return dict(sorted(masses.items()))
 
 
+def reference_calculator(sources: Sequence[tuple[str, Sequence[str]]]) -> dict[str, Any]:
+    """The reference calculator the trajectories of ``sources`` (``(store, ids)`` pairs) were
+    made with, as each store's first trajectory records it (name, package, version, parameters,
+    and an MLIP's weights; a store holds one recipe's, so one calculator's, trajectories); ``{}``
+    when none records one.
+
+    Raises:
+        TrainingError: two stores name different calculators or parameters (asap3's and ASE's
+            EMT, say, are different potentials and must not be mixed).
+    """
+    found: dict[str, Any] = {}
+    where = ""
+    for location, ids in sources:
+        store = TrajectoryStore.open(location)
+        for traj_id in ids[:1]:
+            calculator = store[traj_id].attrs.get("calculator")
+            if not isinstance(calculator, dict) or "name" not in calculator:
+                continue
+            key = {k: calculator.get(k) for k in ("name", "params", "weights_sha256")}
+            if not found:
+                found, where = calculator, f"{location}:{traj_id}"
+            elif key != {k: found.get(k) for k in key}:
+                raise TrainingError(
+                    f"{location}:{traj_id} was made with {key}, {where} with "
+                    f"{ {k: found.get(k) for k in key} }: one model learns one reference; train "
+                    "on stores of one calculator (regenerate the other, or drop it)"
+                )
+    return found
+
+
 def extra_trajectories(locations: Sequence[str], base: str) -> list[tuple[str, list[str]]]:
     """(location, complete trajectory ids) of each extra store of a recipe; all of them train.
 
@@ -277,6 +307,8 @@ class Trainer:
         self.extra = extra_trajectories(config.extra_stores, config.store)
         #: What decides the data, wherever the stores lie (saved with, and checked on, resume).
         self.store_identities = _store_identities(config)
+        #: The reference the stores were made with (recorded in every checkpoint).
+        self.calculator = reference_calculator([(config.store, self.store.ids()), *self.extra])
         masses = species_and_masses(self.store, self.store.ids())
         for location, ids in self.extra:
             masses = species_and_masses(TrajectoryStore.open(location), ids, known=masses)
@@ -562,6 +594,7 @@ class Trainer:
                 "step": self.step,
                 "validation": metrics,
                 "recipe": self.config.model_dump(mode="json"),
+                "calculator": self.calculator,
             }
             save_checkpoint(self.model, self.output / "last.pt", metadata=meta)
             if metrics["loss"] < self.best:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from flashmd.catalog import describe
 from flashmd.data.generate import generate
 from flashmd.data.recipes import load_recipe
 from flashmd.data.store import TrajectoryStore
@@ -73,6 +74,8 @@ def test_extra_stores_train_and_validation_stays_on_the_base_store(stores, tmp_p
         plain.close()
         trainer.close()
     assert metrics["forces_rmse_meV_A"] > 0
+    recorded = describe(tmp_path / "run" / "last.pt")  # the reference, from the checkpoint
+    assert (recorded.reference, recorded.reference_source) == ("asap3-emt", "checkpoint")
     with open(tmp_path / "run" / "train.csv") as f:
         assert len(list(csv.DictReader(f))) == 4
     again = validate_run(config, pairs_per_stride=4)  # held-out pairs of the base store only
@@ -124,3 +127,11 @@ def test_extra_stores_resolve_and_bad_ones_fail_clearly(stores, tmp_path, monkey
     with pytest.raises(TrainingError, match=r"species 13 has masses 1.0 and 26.98.* in .*extra"):
         species_and_masses(store, store.ids(), known={**known, 13: 1.0})
     assert species_and_masses(store, store.ids(), known=known) == {13: known[13], 29: 63.546}
+
+
+def test_stores_of_different_reference_calculators_are_not_mixed(stores, tmp_path):
+    base, _ = stores
+    other = _store(tmp_path / "ase-emt.zarr", calculator={"name": "emt"}, production_fs=20.0)
+    config = tiny_config(base, tmp_path / "run", extra_stores=(other,))
+    with pytest.raises(TrainingError, match="one model learns one reference"):
+        Trainer(config, progress=False)
