@@ -280,7 +280,8 @@ class SymplecticPropagator:
             warnings.warn(
                 f"the symplectic solver did not converge on {rate:.1%} of {self.strides} "
                 f"strides (tolerance {self.solver.tolerance_A:g} Å in "
-                f"{self.solver.max_iterations} iterations); they were redone. Raise "
+                f"{self.solver.max_iterations} iterations); they were redone (rejected, in a "
+                "Metropolis chain). Raise "
                 "max_iterations or the tolerance, take a shorter stride, or train the "
                 "generating function on states like these",
                 RuntimeWarning,
