@@ -25,6 +25,14 @@ def test_notebook_runs(path):
         resources={"metadata": {"path": str(path.parent)}},
     )
     client.execute()
+    if any('"evaluate"' in cell.source for cell in notebook.cells if cell.cell_type == "code"):
+        printed = "".join(
+            output.get("text", "")
+            for cell in notebook.cells
+            if cell.cell_type == "code"
+            for output in cell.get("outputs", [])
+        )
+        assert "exit status: 0" in printed, "a notebook that evaluates must end in PASS"
 
 
 def test_there_are_notebooks():
