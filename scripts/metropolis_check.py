@@ -30,7 +30,7 @@ from ase.neighborlist import neighbor_list
 from flashmd.analysis.rdf import rdf
 from flashmd.analysis.sampling import integrated_autocorrelation_time
 from flashmd.ase.calculator import EnergyCalculator
-from flashmd.data.store import TrajectoryStore
+from flashmd.data.store import open_trajectory
 from flashmd.md.metropolis import MetropolisConfig, MetropolisStepper
 from flashmd.md.propagators import ModelPotential
 from flashmd.md.state import state_from_atoms
@@ -47,16 +47,6 @@ class Series:
     positions: np.ndarray
     seconds: float
     acceptance: float = float("nan")
-
-
-def start_state(spec: str) -> tuple[str, ase.Atoms]:
-    location, _, part = spec.rpartition(":")
-    store = TrajectoryStore.open(location)
-    matches = [t for t in store.ids() if part in t]
-    if not matches:
-        raise SystemExit(f"no trajectory of {location} has {part!r} in its id")
-    reader = store[matches[0]]
-    return matches[0], reader.to_atoms(0)
 
 
 def langevin(model, atoms: ase.Atoms, temperature_K: float, picoseconds: float) -> Series:
@@ -118,10 +108,9 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     model = load_model(args.model)
-    name, atoms = start_state(args.start)
-    temperature = float(
-        TrajectoryStore.open(args.start.rpartition(":")[0])[name].attrs["temperature_K"]
-    )
+    reader = open_trajectory(args.start)
+    name, atoms = reader.group.basename, reader.to_atoms(0)
+    temperature = float(reader.attrs["temperature_K"])
     runs = [langevin(model, atoms, temperature, args.langevin_ps)]
     runs += [chain(model, atoms, temperature, s, args.strides) for s in args.strides_fs]
     rmax = 0.5 * float(np.min(np.linalg.norm(atoms.cell, axis=1)))

@@ -20,7 +20,7 @@ from ase.data import chemical_symbols
 
 from flashmd.analysis.energy import nve_drift
 from flashmd.analysis.temperature import kinetic_energy, kinetic_temperature
-from flashmd.data.store import TrajectoryReader, TrajectoryStore
+from flashmd.data.store import TrajectoryReader, TrajectoryStore, open_trajectory
 
 
 def temperatures(reader: TrajectoryReader, skip: int) -> dict[str, float]:
@@ -35,10 +35,7 @@ def temperatures(reader: TrajectoryReader, skip: int) -> dict[str, float]:
 
 
 def reference_temperatures(spec: str) -> dict[str, float]:
-    location, _, part = spec.rpartition(":")
-    store = TrajectoryStore.open(location)
-    reader = store[next(t for t in store.ids() if part in t)]
-    return temperatures(reader, 0)
+    return temperatures(open_trajectory(spec), 0)
 
 
 def main() -> None:

@@ -18,7 +18,7 @@ import argparse
 import numpy as np
 
 from flashmd.analysis.time_reversal import time_reversal_error
-from flashmd.data.store import TrajectoryStore
+from flashmd.data.store import open_trajectory
 from flashmd.md.symplectic import SolverConfig
 from flashmd.models.io import load_model
 
@@ -26,14 +26,9 @@ from flashmd.models.io import load_model
 def states(spec: str, count: int) -> tuple[str, list]:
     """``count`` frames spread over the first trajectory of ``STORE:SUBSTRING`` whose id
     contains the substring, as atoms with momenta; and that id."""
-    location, _, part = spec.rpartition(":")
-    store = TrajectoryStore.open(location)
-    matches = [t for t in store.ids() if part in t]
-    if not matches:
-        raise SystemExit(f"no trajectory of {location} has {part!r} in its id")
-    reader = store[matches[0]]
+    reader = open_trajectory(spec)
     frames = np.linspace(reader.n_frames // 4, reader.n_frames - 1, count).astype(int)
-    return matches[0], [reader.to_atoms(int(k)) for k in frames]
+    return reader.group.basename, [reader.to_atoms(int(k)) for k in frames]
 
 
 def main() -> None:

@@ -660,3 +660,23 @@ class TrajectoryWriter:
     def __exit__(self, *exc_info: object) -> None:
         # Frames already buffered are valid frames: keep them even when the run stops on an error.
         self.flush()
+
+
+def open_trajectory(spec: str) -> TrajectoryReader:
+    """The first trajectory (in id order) of a store whose id contains a substring, named as
+    ``STORE:ID_SUBSTRING`` (e.g. ``runs/heldout/reference.zarr:Cu-750``), as the scripts take it.
+
+    Raises:
+        StoreError: the store cannot be opened, or no id contains the substring (the message
+            lists the ids).
+    """
+    location, _, part = spec.rpartition(":")
+    if not location:
+        raise StoreError(f"{spec!r}: give STORE:ID_SUBSTRING, e.g. runs/ref.zarr:Cu-750")
+    store = TrajectoryStore.open(location)
+    matches = [t for t in store.ids() if part in t]
+    if not matches:
+        raise StoreError(
+            f"no trajectory of {location} has {part!r} in its id; its ids: {', '.join(store.ids())}"
+        )
+    return store[matches[0]]

@@ -293,3 +293,18 @@ def test_frames_are_committed_by_time_as_well_as_by_chunk(tmp_path, monkeypatch)
     clock[0] = 1e6
     by_chunk_only.append(frame(0))
     assert TrajectoryStore.open(tmp_path / "s.zarr")["b"].n_frames == 0
+
+
+def test_open_trajectory_by_store_and_id_substring(tmp_path, tiny_recipe):
+    from flashmd.data.generate import generate
+    from flashmd.data.store import StoreError, open_trajectory
+
+    location = str(tmp_path / "ref.zarr")
+    generate(tiny_recipe, location, progress=False)
+    ids = TrajectoryStore.open(location).ids()
+    wanted = next(i for i in ids if "vacancy" in i)
+    assert open_trajectory(f"{location}:vacancy").group.basename == wanted
+    with pytest.raises(StoreError, match="its ids"):
+        open_trajectory(f"{location}:no-such-system")
+    with pytest.raises(StoreError, match="STORE:ID_SUBSTRING"):
+        open_trajectory("no-colon")
