@@ -193,7 +193,7 @@ class MetropolisStepper(Stepper):
         energy = self.potential_energy(safe)
         total = energy + safe.kinetic_energy()
         reversible = finite.clone()
-        if self.config.check_reversibility:
+        if self.config.check_reversibility and bool(finite.any()):  # failed solves: rejected
             returned, more = self._returns(start, safe, finite)
             reversible &= returned
             iterations = None if iterations is None else iterations + more
