@@ -86,21 +86,22 @@ def reference_calculator(sources: Sequence[tuple[str, Sequence[str]]]) -> dict[s
     """
     found: dict[str, Any] = {}
     where = ""
+    identity = ("name", "params", "weights_sha256")
     for location, ids in sources:
-        store = TrajectoryStore.open(location)
-        for traj_id in ids[:1]:
-            calculator = store[traj_id].attrs.get("calculator")
-            if not isinstance(calculator, dict) or "name" not in calculator:
-                continue
-            key = {k: calculator.get(k) for k in ("name", "params", "weights_sha256")}
-            if not found:
-                found, where = calculator, f"{location}:{traj_id}"
-            elif key != {k: found.get(k) for k in key}:
-                raise TrainingError(
-                    f"{location}:{traj_id} was made with {key}, {where} with "
-                    f"{ {k: found.get(k) for k in key} }: one model learns one reference; train "
-                    "on stores of one calculator (regenerate the other, or drop it)"
-                )
+        if not ids:
+            continue
+        calculator = TrajectoryStore.open(location)[ids[0]].attrs.get("calculator")
+        if not isinstance(calculator, dict) or "name" not in calculator:
+            continue
+        key = {k: calculator.get(k) for k in identity}
+        if not found:
+            found, where = calculator, f"{location}:{ids[0]}"
+        elif key != (known := {k: found.get(k) for k in identity}):
+            raise TrainingError(
+                f"{location}:{ids[0]} was made with {key}, {where} with {known}: one model "
+                "learns one reference; train on stores of one calculator (regenerate the other, "
+                "or drop it)"
+            )
     return found
 
 
