@@ -291,12 +291,21 @@ def load_model(
     Raises:
         FileNotFoundError: neither a file nor a shipped name (the message lists shipped names).
     """
+    return load_checkpoint(checkpoint_path(name_or_path), device)
+
+
+def checkpoint_path(name_or_path: str | os.PathLike) -> Path:
+    """The file of a checkpoint given as a path or a shipped model's name.
+
+    Raises:
+        FileNotFoundError: neither a file nor a shipped name (the message lists shipped names).
+    """
     path = Path(name_or_path)
     if path.is_file():
-        return load_checkpoint(path, device)
+        return path
     shipped = PRETRAINED_DIR / f"{name_or_path}.pt"
     if path.name == str(name_or_path) and shipped.is_file():
-        return load_checkpoint(shipped, device)
+        return shipped
     names = available_models()
     raise FileNotFoundError(
         f"{str(name_or_path)!r} is neither a checkpoint file nor a shipped model; shipped models: "

@@ -33,9 +33,16 @@ class ModelSpec(_Strict):
     it must know exactly the store's species. Excludes ``preset`` and ``overrides``."""
     start_from: str | None = None
     """A flashmd checkpoint (path or shipped name) whose model of this kind, architecture and
-    weights, starts the training (fine-tuning); it must know exactly the store's species (and,
-    for a predictor, the recipe's strides). Excludes ``preset``, ``overrides`` and
-    ``checkpoint``."""
+    weights, starts the training (fine-tuning); for a predictor or generating function it must
+    serve the recipe's strides. Its species may differ from the store's: species it knew keep
+    their weights, species it did not start from the mean embedding
+    (:mod:`flashmd.models.species`). Excludes ``preset``, ``overrides`` and ``checkpoint``."""
+    refit_energy_shift: bool | None = None
+    """Energy model with ``start_from`` only: before training, refit its per-species reference
+    energies to the store's energies (least squares of the residual;
+    :mod:`flashmd.train.rereference`). Default (None): when the checkpoint's species or
+    recorded reference calculator differ from the store's, as when pretrained on EMT and
+    fine-tuned on an MLIP."""
 
     @model_validator(mode="after")
     def _checkpoint_excludes_size(self) -> ModelSpec:
@@ -46,6 +53,8 @@ class ModelSpec(_Strict):
             raise ValueError(
                 f"a model taken from a checkpoint ({taken[0]}) has no preset or overrides"
             )
+        if self.refit_energy_shift is not None and self.start_from is None:
+            raise ValueError("refit_energy_shift applies to a model trained on from start_from")
         return self
 
 
@@ -195,6 +204,13 @@ def load_train_config(path: str | Path, **overrides: Any) -> TrainConfig:
             "and kept fixed (to train an energy model alone, set predictor: null; to train a "
             "predictor further, use predictor: {start_from: CHECKPOINT})"
         )
+    for kind in ("predictor", "generating"):
+        spec = getattr(config, kind)
+        if spec is not None and spec.refit_energy_shift is not None:
+            raise RecipeError(
+                f"{path}: {kind}.refit_energy_shift: only the energy model has reference energies "
+                "to refit; set it under energy_model"
+            )
     if config.loss_weights.prices_positions and (
         config.energy_model is None or config.energy_model.checkpoint is None
     ):

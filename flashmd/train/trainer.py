@@ -27,6 +27,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 import yaml
+from ase.data import chemical_symbols
 from tqdm.auto import tqdm
 
 from flashmd.data.dataset import StridePairs, collate_pairs, split_trajectories
@@ -34,14 +35,22 @@ from flashmd.data.graph import batch_to
 from flashmd.data.store import StoreError, TrajectoryStore
 from flashmd.models.energy import EnergyConfig, EnergyModel
 from flashmd.models.generating import GeneratingConfig, GeneratingFunction
-from flashmd.models.io import checkpoint_dict, load_model, save_checkpoint
+from flashmd.models.io import (
+    checkpoint_dict,
+    checkpoint_path,
+    load_model,
+    read_checkpoint,
+    save_checkpoint,
+)
 from flashmd.models.model import FlashMDModel
 from flashmd.models.predictor import Predictor, PredictorConfig
+from flashmd.models.species import species_change, with_species
 from flashmd.train import distributed
 from flashmd.train.config import TrainConfig
 from flashmd.train.errors import TrainingError
 from flashmd.train.losses import Normalisation, compute_normalisation, input_noise
 from flashmd.train.objective import Objective
+from flashmd.train.rereference import energy_shift_correction
 from flashmd.train.validation import evaluate, held_out_batches
 
 STATE_VERSION = 1
@@ -155,14 +164,18 @@ def build_model(config: TrainConfig, masses: dict[int, float]) -> FlashMDModel:
     predictor = energy = None
     spec = config.energy_model
     if spec is not None and (spec.checkpoint or spec.start_from):
-        energy = model_from_checkpoint(spec.checkpoint or spec.start_from, "energy_model", species)
+        energy = model_from_checkpoint(
+            spec.checkpoint or spec.start_from, "energy_model", species, spec.start_from is not None
+        )
         energy.requires_grad_(spec.start_from is not None)
         species, cutoff = energy.config.species, {"cutoff": energy.config.cutoff}
     elif spec is not None:
         energy = EnergyModel(EnergyConfig.preset(spec.preset, species=species, **spec.overrides))
     spec = config.predictor
     if spec is not None and (spec.start_from or spec.checkpoint):
-        predictor = model_from_checkpoint(spec.start_from or spec.checkpoint, "predictor", species)
+        predictor = model_from_checkpoint(
+            spec.start_from or spec.checkpoint, "predictor", species, spec.start_from is not None
+        )
         if spec.start_from and tuple(predictor.config.strides_fs) != tuple(config.strides_fs):
             raise TrainingError(
                 f"predictor.start_from {spec.start_from!r} serves strides "
@@ -217,18 +230,29 @@ def model_from_checkpoint(
     checkpoint: str,
     kind: Literal["predictor", "energy_model", "generating"],
     species: tuple[int, ...],
+    trained: bool = True,
 ) -> Predictor | EnergyModel | GeneratingFunction:
-    """The ``kind`` model of ``checkpoint`` (path or shipped name), which must know ``species``."""
+    """The ``kind`` model of ``checkpoint`` (path or shipped name) for ``species``.
+
+    A model kept fixed (``trained`` False) must know every species of the store; one trained
+    further is carried over to the store's species (:func:`flashmd.models.species.with_species`:
+    known species keep their weights, new ones start from the mean embedding).
+    """
     part = getattr(load_model(checkpoint, device="cpu"), kind)
+    name = kind.replace("_", " ")
     if part is None:
-        raise TrainingError(f"{kind}: checkpoint {checkpoint!r} holds no {kind.replace('_', ' ')}")
-    if set(part.config.species) != set(species):
+        raise TrainingError(f"{kind}: checkpoint {checkpoint!r} holds no {name}")
+    known = part.config.species
+    if set(known) == set(species):
+        return part
+    if not trained and not set(species) <= set(known):
         raise TrainingError(
-            f"the {kind.replace('_', ' ')} of {checkpoint!r} knows species "
-            f"{list(part.config.species)} but the store holds {list(species)}; use one trained "
-            "on the same species"
+            f"the {name} of {checkpoint!r} knows species {list(known)} but the store holds "
+            f"{list(species)}; a model kept fixed cannot learn new species: train it further "
+            "with start_from instead of checkpoint"
         )
-    return part
+    print(f"{name} from {checkpoint}: {species_change(known, species)}", flush=True)
+    return with_species(part, species if trained else [z for z in known if z in species])
 
 
 def _with_canonical_grads(module: torch.nn.Module) -> torch.nn.Module:
@@ -344,6 +368,8 @@ class Trainer:
         if not state and self.train_energy and not started:
             with torch.no_grad():
                 self.model.energy_model.energy_shift.copy_(self.norm.energy_per_atom_shift)
+        if not state and started and self._refits_energy_shift():
+            self._refit_energy_shift()
         predictor = self.model.predictor
         self.objective = Objective(
             self.model,
@@ -404,22 +430,54 @@ class Trainer:
         from a handful of trajectories and can miss whole species; drawing from each trajectory
         covers every species and condition of the training set.
         """
+        return compute_normalisation(
+            self._sample_pairs(), self.model.species, tuple(self.config.strides_fs)
+        )
+
+    def _sample_pairs(self) -> Iterator[dict[str, torch.Tensor]]:
+        """About ``stats_pairs`` pair items drawn evenly from every training trajectory."""
         trajectories = [(where, t) for where, ids in self.training_sources for t in ids]
         per_trajectory = max(1, math.ceil(self.config.stats_pairs / len(trajectories)))
+        for k, (location, traj_id) in enumerate(trajectories):
+            one = StridePairs(
+                location,
+                [traj_id],
+                self.config.strides_fs,
+                shuffle=True,
+                buffer_blocks=1,
+                seed=self.config.seed + 1 + k,
+            )
+            yield from itertools.islice(one, per_trajectory)
 
-        def pairs() -> Iterator[dict[str, torch.Tensor]]:
-            for k, (location, traj_id) in enumerate(trajectories):
-                one = StridePairs(
-                    location,
-                    [traj_id],
-                    self.config.strides_fs,
-                    shuffle=True,
-                    buffer_blocks=1,
-                    seed=self.config.seed + 1 + k,
-                )
-                yield from itertools.islice(one, per_trajectory)
+    def _refits_energy_shift(self) -> bool:
+        """Whether the energy model started from a checkpoint is re-referenced to the store:
+        as the recipe says, else when the checkpoint's species or reference calculator differ."""
+        spec = self.config.energy_model
+        if spec.refit_energy_shift is not None:
+            return spec.refit_energy_shift
+        data = read_checkpoint(checkpoint_path(spec.start_from))
+        recorded = data["metadata"].get("calculator") or {}
+        identity = ("name", "params")
+        other_reference = bool(recorded) and any(
+            recorded.get(k) != self.calculator.get(k) for k in identity
+        )
+        return other_reference or set(data["species"]) != set(self.model.species)
 
-        return compute_normalisation(pairs(), self.model.species, tuple(self.config.strides_fs))
+    def _refit_energy_shift(self) -> None:
+        """Add the least-squares per-species energy that takes the pretrained energy model to
+        the store's reference energies (:mod:`flashmd.train.rereference`)."""
+        energy = self.model.energy_model
+        correction, rms = energy_shift_correction(energy, self._sample_pairs())
+        with torch.no_grad():
+            energy.energy_shift.add_(correction.to(energy.energy_shift))
+        if self.dist.is_main:
+            pairs = zip(energy.config.species, correction.tolist(), strict=True)
+            shifts = ", ".join(f"{chemical_symbols[z]} {c:+.3f}" for z, c in pairs)
+            print(
+                f"energy model re-referenced to this store: {shifts} eV/atom; remaining energy "
+                f"error {1000 * rms:.1f} meV/atom rms",
+                flush=True,
+            )
 
     def _validation_batches(self) -> list[dict[str, torch.Tensor]]:
         return held_out_batches(

@@ -567,3 +567,68 @@ def test_unrolled_strides_train_and_log_their_term(store_path, tmp_path):
         rows = list(csv.DictReader(f))
     values = [float(row["loss_unroll"]) for row in rows]
     assert len(values) == 3 and all(np.isfinite(v) and v > 0 for v in values)
+
+
+def test_fine_tuning_onto_another_reference_and_species_set(store_path, tmp_path, capsys):
+    """Pretrained on asap3-EMT Al, fine-tuned on ASE-EMT Cu/Al: the carried models keep Al's
+    weights, Cu starts from the mean embedding, and the energy model is re-referenced (ASE's EMT
+    is another parameterisation and the species differ) unless the recipe says not to."""
+    from flashmd.data.recipes import parse_recipe
+    from flashmd.train.config import ModelSpec
+
+    first = tiny_config(store_path, tmp_path / "first", steps=4, validate_every=4)
+    Trainer(first, progress=False).run()
+    recipe = load_recipe(REPO / "data" / "al-emt-tiny.yaml").model_dump(mode="json")
+    recipe.update(calculator={"name": "emt"}, production_fs=120.0, equilibration_fs=20.0)
+    recipe["systems"] = [
+        {"builder": "alloy", "elements": {"Al": 1, "Cu": 1}, "supercell": [2, 2, 2]},
+        {"builder": "crystal", "element": "Cu", "supercell": [2, 2, 2]},
+    ]
+    target = tmp_path / "cu.zarr"
+    generate(parse_recipe(recipe), str(target), progress=False)
+    checkpoint = str(tmp_path / "first" / "best.pt")
+    source = flashmd.load_model(checkpoint, device="cpu")
+    second = tiny_config(
+        str(target),
+        tmp_path / "second",
+        steps=2,
+        validate_every=2,
+        predictor=ModelSpec(start_from=checkpoint),
+        energy_model=ModelSpec(start_from=checkpoint),
+    )
+    capsys.readouterr()
+    trainer = Trainer(second, progress=False)
+    printed = capsys.readouterr().out
+    assert "adds Cu (started from the mean embedding)" in printed
+    assert "energy model re-referenced to this store: Al " in printed
+    model = trainer.model
+    assert set(model.species) == {13, 29}
+    al = model.species.index(13)
+    torch.testing.assert_close(
+        model.predictor.species_embedding.embedding.weight[al].cpu(),
+        source.predictor.species_embedding.embedding.weight[0].to(torch.float32),
+    )
+    trainer.run()
+    tuned = flashmd.load_model(tmp_path / "second" / "best.pt", device="cpu")
+    assert tuned.species == model.species
+    not_refitted = second.model_copy(
+        update={
+            "output": str(tmp_path / "third"),
+            "energy_model": ModelSpec(start_from=checkpoint, refit_energy_shift=False),
+        }
+    )
+    capsys.readouterr()
+    Trainer(not_refitted, progress=False)
+    assert "re-referenced" not in capsys.readouterr().out
+    with pytest.raises(TrainingError, match="cannot learn new species: train it further"):
+        Trainer(
+            second.model_copy(
+                update={
+                    "output": str(tmp_path / "fourth"),
+                    "energy_model": ModelSpec(checkpoint=checkpoint),
+                    "predictor": None,
+                    "generating": {"preset": "tiny"},
+                }
+            ),
+            progress=False,
+        )
