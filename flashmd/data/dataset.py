@@ -166,6 +166,8 @@ class StridePairs(torch.utils.data.IterableDataset):
         unroll: further strides whose targets every item carries (``unroll_positions`` and
             ``unroll_momenta``, (A, unroll, 3): the states ``2k, ..., (1 + unroll) k`` after
             ``t``, reversed along with the pair); a pair exists only when all of them do.
+        frame_fraction: use only the first ``ceil(frame_fraction * n_frames)`` frames of each
+            trajectory, origins and targets alike (learning curves on scarce data).
     """
 
     def __init__(
@@ -182,8 +184,12 @@ class StridePairs(torch.utils.data.IterableDataset):
         world_size: int = 1,
         pairs_per_block: int | None = None,
         unroll: int = 0,
+        frame_fraction: float = 1.0,
     ):
         super().__init__()
+        if not 0 < frame_fraction <= 1:
+            raise ValueError(f"frame_fraction must be in (0, 1], got {frame_fraction}")
+        self.frame_fraction = frame_fraction
         if pairs_per_block is not None and pairs_per_block < 1:
             raise ValueError(f"pairs_per_block must be at least 1, got {pairs_per_block}")
         if unroll < 0:
@@ -240,8 +246,9 @@ class StridePairs(torch.utils.data.IterableDataset):
         for source, store in stores.items():
             for traj_id in self.source_ids[source]:
                 reader = store[traj_id]
-                self._n_frames[source, traj_id] = reader.n_frames
-                last_origin = reader.n_frames - min(self.span.values())
+                n_frames = math.ceil(self.frame_fraction * reader.n_frames)
+                self._n_frames[source, traj_id] = n_frames
+                last_origin = n_frames - min(self.span.values())
                 for start in range(0, last_origin, reader.chunk_frames):
                     stop = min(start + reader.chunk_frames, last_origin)
                     blocks.append(Block(traj_id, start, stop, source))
@@ -329,7 +336,8 @@ class StridePairs(torch.utils.data.IterableDataset):
 
     def _pairs(self, block: Block) -> list[tuple[dict, int, float]]:
         reader = self._open(block.source)[block.traj_id]
-        stop = min(reader.n_frames, block.stop + self.lookahead)
+        n_frames = self._n_frames[block.source, block.traj_id]
+        stop = min(n_frames, block.stop + self.lookahead)
         frames = reader.read(
             block.start,
             stop,
@@ -339,7 +347,7 @@ class StridePairs(torch.utils.data.IterableDataset):
         frames["pbc"] = np.asarray(reader.attrs.get("pbc", [True] * 3), dtype=bool)
         pairs = []
         for stride, k in self.span.items():
-            for t in range(0, min(block.stop, reader.n_frames - k) - block.start):
+            for t in range(0, min(block.stop, n_frames - k) - block.start):
                 pairs.append((frames, t, stride))
         return pairs
 

@@ -76,4 +76,5 @@ def species_change(old: Sequence[int], new: Sequence[int]) -> str:
         return ", ".join(chemical_symbols[z] for z in sorted(numbers)) or "none"
 
     dropped, added = set(old) - set(new), set(new) - set(old)
-    return f"drops {names(dropped)}; adds {names(added)} (started from the mean embedding)"
+    start = " (started from the mean embedding)" if added else ""
+    return f"drops {names(dropped)}; adds {names(added)}{start}"

@@ -353,6 +353,7 @@ class Trainer:
             world_size=self.dist.world_size,
             pairs_per_block=config.pairs_per_block,
             unroll=config.unroll_strides,
+            frame_fraction=config.data_fraction,
         )
         self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
         self.best = math.inf
@@ -446,6 +447,7 @@ class Trainer:
                 shuffle=True,
                 buffer_blocks=1,
                 seed=self.config.seed + 1 + k,
+                frame_fraction=self.config.data_fraction,
             )
             yield from itertools.islice(one, per_trajectory)
 

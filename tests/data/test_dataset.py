@@ -49,6 +49,23 @@ def test_pairs_are_frames_a_stride_apart(store_path):
         assert float(item["energy"][0]) == frames[tid]["energy"][t]
 
 
+def test_frame_fraction_keeps_origins_and_targets_in_the_first_frames(store_path):
+    store = TrajectoryStore.open(store_path)
+    ids = store.ids()
+    data = StridePairs(store_path, ids, [8.0, 16.0], shuffle=False, frame_fraction=0.25)
+    items = list(data)
+    kept = 11  # ceil(0.25 * 41) frames of each trajectory
+    assert len(items) == len(data) == sum((kept - 2) + (kept - 4) for _ in ids)
+    first = {tid: store[tid].read(0, kept)["positions"] for tid in ids}
+    for item in items:
+        for key in ("positions", "target_positions"):
+            value = item[key].numpy()
+            same = [f for f in first.values() if f.shape[1:] == value.shape]
+            assert any((f == value).all(axis=(1, 2)).any() for f in same), key
+    with pytest.raises(ValueError, match="frame_fraction must be in"):
+        StridePairs(store_path, ids, [8.0], frame_fraction=0.0)
+
+
 def test_split_is_by_trajectory_and_seeded(store_path):
     store = TrajectoryStore.open(store_path)
     train, val = split_trajectories(store, 0.25, seed=3)
