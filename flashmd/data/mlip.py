@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,7 +96,13 @@ def make_mlip(name: str, params: dict[str, Any]) -> Calculator:
     """
     mlip, model, device = _settings(name, params)
     try:
-        return mlip.build(model, device)
+        with warnings.catch_warnings():
+            # sevenn warns at every calculator it builds that no tensor-product accelerator
+            # (cuEquivariance, FlashTP) is installed: true of every CPU run, and the generator
+            # builds one calculator per trajectory. The speed it costs is measured by
+            # `flashmd bench calculators`.
+            warnings.filterwarnings("ignore", message="No tensor product accelerator")
+            return mlip.build(model, device)
     except ImportError:
         raise RecipeError(
             f"calculator {name!r} needs {mlip.package}, which is not installed: "
