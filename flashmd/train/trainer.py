@@ -58,10 +58,12 @@ _LOCATIONS = {"store", "extra_stores", "output"}
 """Recipe fields that say where things are: a resumed run compares the stores' identities
 (:func:`_store_identities`) instead, and its folder is wherever its ``state.pt`` is."""
 _RESUMABLE_CHANGES = {"steps", "validate_every", "checkpoint_every", "num_workers", "device"}
-_ADDED_FIELDS: dict[str, Any] = {"extra_stores": [], "unroll_strides": 0}
+_ADDED_FIELDS: dict[str, Any] = {"extra_stores": [], "unroll_strides": 0, "data_fraction": 1.0}
 """Recipe fields newer than some saved runs, with the value such a run had (JSON)."""
 _ADDED_LOSS_WEIGHTS: dict[str, Any] = {"unroll": 1.0, "potential_bias": 0.0}
 """Loss weights newer than some saved runs (their terms were off in such a run)."""
+_ADDED_MODEL_FIELDS: dict[str, Any] = {"refit_energy_shift": None}
+"""Model-spec fields newer than some saved runs, with the value such a run had."""
 
 
 def species_and_masses(
@@ -698,6 +700,9 @@ class Trainer:
             )
         saved = {**_ADDED_FIELDS, **state["config"]}
         saved["loss_weights"] = {**_ADDED_LOSS_WEIGHTS, **saved.get("loss_weights", {})}
+        for kind in ("predictor", "energy_model", "generating"):
+            if isinstance(saved.get(kind), dict):
+                saved[kind] = {**_ADDED_MODEL_FIELDS, **saved[kind]}
         now = self.config.model_dump(mode="json")
         ignored = set(_RESUMABLE_CHANGES)
         if state.get("stores") is not None:  # moved run folders and stores still resume

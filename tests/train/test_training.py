@@ -134,6 +134,20 @@ def test_a_moved_run_folder_and_store_resume(store_path, tmp_path):
         Trainer(elsewhere, resume=True, progress=False)
 
 
+def test_a_run_saved_before_newer_recipe_fields_resumes(store_path, tmp_path):
+    """state.pt of a run started before ``data_fraction`` and ``refit_energy_shift`` existed
+    resumes: a field added later counts as the value such a run had."""
+    config = tiny_config(store_path, tmp_path / "old", steps=4, checkpoint_every=2)
+    Trainer(config, progress=False).run(until=2)
+    state = torch.load(tmp_path / "old" / "state.pt", weights_only=False)
+    del state["config"]["data_fraction"]
+    for kind in ("predictor", "energy_model"):
+        del state["config"][kind]["refit_energy_shift"]
+    torch.save(state, tmp_path / "old" / "state.pt")
+    Trainer(config, resume=True, progress=False).run()
+    assert len(read_losses(tmp_path / "old")) == 4
+
+
 def test_input_noise_perturbs_only_the_predictor_inputs(store_path):
     store = TrajectoryStore.open(store_path)
     config = tiny_config(store_path, Path("unused"), dtype="float64")
