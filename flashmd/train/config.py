@@ -132,6 +132,10 @@ class TrainConfig(_Strict):
     strides_fs: tuple[PositiveFloat, ...] = (16.0, 32.0, 64.0)
     validation: float | list[str] = 0.15
     """Fraction of trajectories held out, or their ids (split by trajectory, never frame)."""
+    validation_store: str | None = None
+    """A store of held-out conditions (its own recipe, the same reference and sample interval)
+    whose complete trajectories all validate; every trajectory of ``store`` then trains, and
+    ``validation`` must be 0."""
     predictor: ModelSpec | None = ModelSpec()
     energy_model: ModelSpec | None = ModelSpec()
     generating: ModelSpec | None = None
@@ -183,6 +187,9 @@ class TrainConfig(_Strict):
             update={
                 "store": _resolve_store(self.store, base),
                 "extra_stores": tuple(_resolve_store(s, base) for s in self.extra_stores),
+                "validation_store": None
+                if self.validation_store is None
+                else _resolve_store(self.validation_store, base),
                 "output": str(base / self.output),
             }
         )
@@ -206,6 +213,11 @@ def load_train_config(path: str | Path, **overrides: Any) -> TrainConfig:
             f"{path}: predictor.checkpoint: only the energy model can be taken from a checkpoint "
             "and kept fixed (to train an energy model alone, set predictor: null; to train a "
             "predictor further, use predictor: {start_from: CHECKPOINT})"
+        )
+    if config.validation_store is not None and config.validation != 0:
+        raise RecipeError(
+            f"{path}: validation_store validates on its own trajectories; set validation: 0 so "
+            "that every trajectory of the store trains"
         )
     for kind in ("predictor", "generating"):
         spec = getattr(config, kind)

@@ -51,14 +51,19 @@ from flashmd.train.errors import TrainingError
 from flashmd.train.losses import Normalisation, compute_normalisation, input_noise
 from flashmd.train.objective import Objective
 from flashmd.train.rereference import energy_shift_correction
-from flashmd.train.validation import evaluate, held_out_batches
+from flashmd.train.validation import evaluate, held_out_batches, validation_store_ids
 
 STATE_VERSION = 1
-_LOCATIONS = {"store", "extra_stores", "output"}
+_LOCATIONS = {"store", "extra_stores", "validation_store", "output"}
 """Recipe fields that say where things are: a resumed run compares the stores' identities
 (:func:`_store_identities`) instead, and its folder is wherever its ``state.pt`` is."""
 _RESUMABLE_CHANGES = {"steps", "validate_every", "checkpoint_every", "num_workers", "device"}
-_ADDED_FIELDS: dict[str, Any] = {"extra_stores": [], "unroll_strides": 0, "data_fraction": 1.0}
+_ADDED_FIELDS: dict[str, Any] = {
+    "extra_stores": [],
+    "unroll_strides": 0,
+    "data_fraction": 1.0,
+    "validation_store": None,
+}
 """Recipe fields newer than some saved runs, with the value such a run had (JSON)."""
 _ADDED_LOSS_WEIGHTS: dict[str, Any] = {"unroll": 1.0, "potential_bias": 0.0}
 """Loss weights newer than some saved runs (their terms were off in such a run)."""
@@ -296,6 +301,8 @@ def _portable(config: dict[str, Any]) -> dict[str, Any]:
     portable = dict(config)
     portable["store"] = relative(config["store"])
     portable["extra_stores"] = [relative(s) for s in config["extra_stores"]]
+    if config.get("validation_store") is not None:
+        portable["validation_store"] = relative(config["validation_store"])
     portable["output"] = relative(config["output"])
     return portable
 
@@ -331,11 +338,17 @@ class Trainer:
         self.train_ids, self.val_ids = split_trajectories(
             self.store, config.validation, config.seed
         )
+        #: Where the validation trajectories lie: the store itself, or a held-out store.
+        self.val_store = config.validation_store or config.store
+        if config.validation_store is not None:
+            self.val_ids = validation_store_ids(config.validation_store)
         self.extra = extra_trajectories(config.extra_stores, config.store)
         #: What decides the data, wherever the stores lie (saved with, and checked on, resume).
         self.store_identities = _store_identities(config)
         #: The reference the stores were made with (recorded in every checkpoint).
-        self.calculator = reference_calculator([(config.store, self.store.ids()), *self.extra])
+        self.calculator = reference_calculator(
+            [(config.store, self.store.ids()), *self.extra, (self.val_store, self.val_ids)]
+        )
         masses = species_and_masses(self.store, self.store.ids())
         for location, ids in self.extra:
             masses = species_and_masses(TrajectoryStore.open(location), ids, known=masses)
@@ -485,7 +498,7 @@ class Trainer:
 
     def _validation_batches(self) -> list[dict[str, torch.Tensor]]:
         return held_out_batches(
-            self.config.store,
+            self.val_store,
             self.val_ids,
             self.config.strides_fs,
             self.config.val_pairs,

@@ -12,7 +12,9 @@ import torch
 from flashmd import keys
 from flashmd.data.dataset import StridePairs, collate_pairs
 from flashmd.data.graph import batch_to
+from flashmd.data.store import TrajectoryStore
 from flashmd.models.model import FlashMDModel
+from flashmd.train.errors import TrainingError
 from flashmd.train.losses import midpoint_prediction, potential_differences
 from flashmd.units import FS
 
@@ -163,6 +165,18 @@ def _add_potential_shift(
         sums[f"potential_shift_{stride:g}"] += float(per_atom[batch[keys.STRIDE] == stride].sum())
 
 
+def validation_store_ids(location: str) -> list[str]:
+    """The complete trajectories of a held-out store (``validation_store``)."""
+    store = TrajectoryStore.open(location)
+    ids = [t for t in store.ids() if store[t].status == "complete"]
+    if not ids:
+        raise TrainingError(
+            f"validation_store {location} holds no complete trajectory; finish its generation "
+            "(flashmd generate RECIPE -o STORE resumes it) or validate on a split of the store"
+        )
+    return ids
+
+
 def validate_run(config, pairs_per_stride: int, checkpoint: str = "best.pt") -> dict[str, float]:
     """Metrics of a finished run's exported model on its held-out trajectories.
 
@@ -174,15 +188,18 @@ def validate_run(config, pairs_per_stride: int, checkpoint: str = "best.pt") -> 
     from pathlib import Path
 
     from flashmd.data.dataset import split_trajectories
-    from flashmd.data.store import TrajectoryStore
     from flashmd.models.io import load_checkpoint
 
     model = load_checkpoint(Path(config.output) / checkpoint, device=config.device)
-    _, val_ids = split_trajectories(
-        TrajectoryStore.open(config.store), config.validation, config.seed
-    )
+    location = config.validation_store or config.store
+    if config.validation_store is not None:
+        val_ids = validation_store_ids(location)
+    else:
+        _, val_ids = split_trajectories(
+            TrajectoryStore.open(config.store), config.validation, config.seed
+        )
     batches = held_out_batches(
-        config.store,
+        location,
         val_ids,
         tuple(model.strides_fs or config.strides_fs),
         pairs_per_stride,

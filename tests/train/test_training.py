@@ -646,3 +646,37 @@ def test_fine_tuning_onto_another_reference_and_species_set(store_path, tmp_path
             ),
             progress=False,
         )
+
+
+def test_validation_on_a_held_out_store(store_path, tmp_path):
+    """validation_store: every trajectory of the store trains, the held-out store validates
+    (its own sample interval), and a held-out store of another reference is refused."""
+    from flashmd.data.recipes import parse_recipe
+
+    recipe = load_recipe(REPO / "data" / "al-emt-tiny.yaml").model_dump(mode="json")
+    recipe.update(seed=5, production_fs=160.0, equilibration_fs=20.0, sample_interval_fs=8.0)
+    held_out = tmp_path / "held-out.zarr"
+    generate(parse_recipe(recipe), str(held_out), progress=False)
+    config = tiny_config(
+        store_path,
+        tmp_path / "run",
+        steps=2,
+        validate_every=2,
+        validation=0.0,
+        validation_store=str(held_out),
+    )
+    trainer = Trainer(config, progress=False)
+    assert trainer.train_ids == TrajectoryStore.open(store_path).ids()
+    assert trainer.val_ids == TrajectoryStore.open(str(held_out)).ids()
+    metrics = trainer.run()
+    assert metrics["pos_ratio_32"] > 0 and metrics["energy_rmse_meV_atom"] > 0
+    recipe.update(calculator={"name": "emt"})
+    other = tmp_path / "other.zarr"
+    generate(parse_recipe(recipe), str(other), progress=False)
+    with pytest.raises(TrainingError, match="one model learns one reference"):
+        Trainer(
+            config.model_copy(update={"validation_store": str(other), "output": str(tmp_path)}),
+            progress=False,
+        )
+    with pytest.raises(RecipeError, match="set validation: 0"):
+        load_train_config(REPO / "training" / "tiny.yaml", validation_store=str(held_out))
