@@ -206,7 +206,7 @@ class Recipe(_Strict):
         for system_index, system in enumerate(self.systems):
             for temperature in system.temperatures_K or self.temperatures_K:
                 for replica in range(system.replicas or self.replicas):
-                    label = system.name or _default_name(system)
+                    label = system_name(system)
                     yield TrajectoryTask(
                         index=index,
                         id=f"{index:05d}_{label}_{temperature:g}K_r{replica}",
@@ -228,7 +228,10 @@ class TrajectoryTask:
     replica: int
 
 
-def _default_name(system: _SystemBase) -> str:
+def system_name(system: _SystemBase) -> str:
+    """The system's name in trajectory ids: its ``name``, else one built from what it is."""
+    if system.name:
+        return system.name
     if isinstance(system, CrystalSystem):
         return f"{system.element}-{system.lattice}"
     if isinstance(system, AlloySystem):
