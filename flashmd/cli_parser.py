@@ -22,6 +22,15 @@ _DEVICE = "auto (CUDA when available), cpu, cuda, cuda:1, ... (default: %(defaul
 _SHARD = "I/N: run only the trajectories with index %% N == I (default: %(default)s, all)"
 
 
+def _cell_mask(text: str) -> tuple[bool, bool, bool]:
+    """``--cell-mask``: three digits 0/1 for the x, y, z axes."""
+    if len(text) != 3 or set(text) - {"0", "1"} or "1" not in text:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: give three digits 0 or 1 for the x, y, z axes, at least one 1 (e.g. 110)"
+        )
+    return (text[0] == "1", text[1] == "1", text[2] == "1")
+
+
 def _stride(text: str) -> float | str:
     """``--stride-fs``: a number of fs or ``auto``."""
     if text == "auto":
@@ -192,11 +201,38 @@ def _add_md(
     md.add_argument("-o", "--output", required=True, help="store path or fsspec URL (.zarr)")
     md.add_argument(
         "--ensemble",
-        choices=["nve", "langevin", "bussi", "metropolis"],  # flashmd.md.batch.ENSEMBLES
+        choices=["nve", "langevin", "bussi", "metropolis", "npt"],  # flashmd.md.batch.ENSEMBLES
         default="nve",
-        help="nve, a thermostat at --temperature-K, or metropolis: exact canonical sampling "
+        help="nve, a thermostat at --temperature-K, metropolis: exact canonical sampling "
         "of the energy model at --temperature-K with symplectic strides as Metropolis "
-        "proposals (equilibrium averages only; not dynamics) (default: %(default)s)",
+        "proposals (equilibrium averages only; not dynamics), or npt: Langevin at "
+        "--temperature-K and stochastic cell rescaling at --pressure-GPa "
+        "(default: %(default)s)",
+    )
+    md.add_argument(
+        "--pressure-GPa",
+        type=float,
+        help="npt: the pressure the barostat keeps, GPa (negative: tension); required with "
+        "--ensemble npt, refused with the others (default: none, constant volume)",
+    )
+    md.add_argument(
+        "--barostat-tau-fs",
+        type=float,
+        default=1000.0,
+        help="npt: relaxation time of the volume, fs (default: %(default)g)",
+    )
+    md.add_argument(
+        "--compressibility-per-GPa",
+        type=float,
+        default=0.01,
+        help="npt: a rough isothermal compressibility; it sets only how fast the volume "
+        "relaxes, not its distribution (default: %(default)g, about a metal's)",
+    )
+    md.add_argument(
+        "--cell-mask",
+        type=_cell_mask,
+        help="npt: scale the cell's x, y, z axes independently, those marked 1 (e.g. 111 for "
+        "orthorhombic cells, 110 for a slab in the xy plane) (default: isotropic scaling)",
     )
     md.add_argument(
         "--persistence",

@@ -1,6 +1,19 @@
 """flashmd.ase: drop-in ASE dynamics (:mod:`.dynamics`) and the energy model as a calculator."""
 
 from flashmd.ase.calculator import EnergyCalculator
-from flashmd.ase.dynamics import FlashMD, FlashMDBussi, FlashMDLangevin, FlashMDMetropolis
+from flashmd.ase.dynamics import (
+    FlashMD,
+    FlashMDBussi,
+    FlashMDLangevin,
+    FlashMDMetropolis,
+    FlashMDNPT,
+)
 
-__all__ = ["EnergyCalculator", "FlashMD", "FlashMDBussi", "FlashMDLangevin", "FlashMDMetropolis"]
+__all__ = [
+    "EnergyCalculator",
+    "FlashMD",
+    "FlashMDBussi",
+    "FlashMDLangevin",
+    "FlashMDMetropolis",
+    "FlashMDNPT",
+]

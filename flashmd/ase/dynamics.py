@@ -23,6 +23,7 @@ from ase.md.md import MolecularDynamics
 
 from flashmd.ase.calculator import EnergyCalculator
 from flashmd.ase.checks import check_constraints, check_momenta
+from flashmd.md.barostats import DEFAULT_COMPRESSIBILITY, StochasticCellRescaling
 from flashmd.md.consistency import StrideConsistency
 from flashmd.md.contacts import check_contacts
 from flashmd.md.filters import FilterConfig
@@ -130,6 +131,7 @@ class FlashMD(MolecularDynamics):
     """
 
     thermostat: Thermostat | None = None
+    barostat: StochasticCellRescaling | None = None
 
     def __init__(
         self,
@@ -199,6 +201,7 @@ class FlashMD(MolecularDynamics):
             filters=filters,
             skin=skin,
             adaptive=adaptive,
+            barostat=self.barostat,
         )
 
     def _read(self, atoms: ase.Atoms, generator: torch.Generator | None = None) -> MDState:
@@ -210,7 +213,7 @@ class FlashMD(MolecularDynamics):
             state = self.stepper.prepare(state)
         except ValueError as error:
             raise ValueError(f"{error} (timestep = {self.stepper.stride_fs:g} fs)") from None
-        self._written = (atoms.positions.copy(), atoms.get_momenta().copy())
+        self._written = (atoms.positions.copy(), atoms.get_momenta().copy(), atoms.cell[:].copy())
         if self._caches_energy(atoms):  # V = target - K, just computed
             potential = state.target_energy - state.kinetic_energy()
             atoms.calc.store_energy(atoms, float(potential[0]))
@@ -227,10 +230,12 @@ class FlashMD(MolecularDynamics):
 
     def _current(self) -> MDState:
         """The state, re-read from the atoms if something changed them since the last stride."""
-        positions, momenta = self._written
+        positions, momenta, cell = self._written
         atoms = self.atoms
-        if np.array_equal(atoms.positions, positions) and np.array_equal(
-            atoms.get_momenta(), momenta
+        if (
+            np.array_equal(atoms.positions, positions)
+            and np.array_equal(atoms.get_momenta(), momenta)
+            and np.array_equal(atoms.cell[:], cell)
         ):
             return self._state
         return self._read(atoms, self._state.generator)
@@ -241,9 +246,15 @@ class FlashMD(MolecularDynamics):
         self._state, self.last_stats = state, stats
         positions = state.positions.cpu().numpy()
         momenta = state.momenta.cpu().numpy()
+        if self.barostat is not None:
+            self.atoms.set_cell(state.cell[0].cpu().numpy(), scale_atoms=False)
         self.atoms.set_positions(positions, apply_constraint=False)
         self.atoms.set_momenta(momenta, apply_constraint=False)
-        self._written = (self.atoms.positions.copy(), self.atoms.get_momenta().copy())
+        self._written = (
+            self.atoms.positions.copy(),
+            self.atoms.get_momenta().copy(),
+            self.atoms.cell[:].copy(),
+        )
         if self._caches_energy(self.atoms):
             self.atoms.calc.store_energy(self.atoms, float(stats.potential_energy[0]))
 
@@ -323,6 +334,46 @@ class FlashMDBussi(FlashMD):
         **kwargs: Any,
     ) -> None:
         self.thermostat = Bussi(temperature_K, taut)
+        super().__init__(atoms, timestep, model, **kwargs)
+
+
+class FlashMDNPT(FlashMD):
+    """Long-stride dynamics at constant pressure and temperature: Langevin half-strides and
+    stochastic cell rescaling once per stride (:mod:`flashmd.md.barostats`); the stress comes
+    from the model's energy model (or ``atoms.calc``). The atoms' cell changes every stride.
+
+    Args:
+        atoms, timestep, model: as for :class:`FlashMD`; the atoms must be fully periodic.
+        temperature_K: target temperature in K.
+        pressure_au: target pressure in eV/Å³ (ASE units, as ASE's MTK barostats take it:
+            ``pressure_GPa * ase.units.GPa``); negative values put the cell under tension.
+        friction: Langevin friction in 1/(ASE time) (default 0.01/fs).
+        taup: relaxation time of the volume in ASE time units (default 1 ps).
+        compressibility_au: a rough isothermal compressibility in Å³/eV (default 1/(100 GPa));
+            it sets how fast the volume relaxes, not its distribution.
+        mask: (3,) Cartesian axes that scale independently, e.g. ``(True, True, False)`` for
+            a slab in the xy plane; None (default) scales the cell isotropically.
+        **kwargs: as for :class:`FlashMD`.
+    """
+
+    def __init__(
+        self,
+        atoms: ase.Atoms,
+        timestep: float,
+        *,
+        temperature_K: float,
+        pressure_au: float,
+        model: Model,
+        friction: float = 0.01 / FS,
+        taup: float = 1000.0 * FS,
+        compressibility_au: float = DEFAULT_COMPRESSIBILITY,
+        mask: tuple[bool, bool, bool] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self.thermostat = Langevin(temperature_K, friction)
+        self.barostat = StochasticCellRescaling(
+            pressure_au, temperature_K, taup, compressibility_au, mask
+        )
         super().__init__(atoms, timestep, model, **kwargs)
 
 

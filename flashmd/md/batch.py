@@ -30,6 +30,7 @@ from flashmd import __version__
 from flashmd.data.recipes import load_recipe
 from flashmd.data.store import COMMIT_INTERVAL_S, StoreError, TrajectoryStore
 from flashmd.data.systems import build_system
+from flashmd.md.barostats import GPA, StochasticCellRescaling
 from flashmd.md.consistency import StrideConsistency
 from flashmd.md.contacts import check_contacts
 from flashmd.md.filters import FilterConfig
@@ -46,7 +47,7 @@ from flashmd.models.model import FlashMDModel
 from flashmd.units import FS
 
 #: What ``flashmd md --ensemble`` takes.
-ENSEMBLES = ("nve", "langevin", "bussi", "metropolis")
+ENSEMBLES = ("nve", "langevin", "bussi", "metropolis", "npt")
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,10 @@ class MDSettings:
     adaptive_threshold_A: float | None = None
     persistence: float = 0.0
     check_reversibility: bool = True
+    pressure_GPa: float | None = None
+    barostat_tau_fs: float = 1000.0
+    compressibility_per_GPa: float = 0.01
+    cell_mask: tuple[bool, bool, bool] | None = None
 
     def __post_init__(self) -> None:
         if self.ensemble not in ENSEMBLES:
@@ -122,12 +127,32 @@ class MDSettings:
                 "adaptive strides are the direct predictor's; drop --symplectic (and the "
                 "metropolis ensemble) or give a stride"
             )
+        if (self.ensemble == "npt") != (self.pressure_GPa is not None):
+            raise ValueError(
+                "the npt ensemble needs a pressure (--pressure-GPa), and a pressure needs the npt "
+                "ensemble (--ensemble npt)"
+            )
+        if self.ensemble == "npt":
+            self.barostat()  # refuses impossible barostat settings before any work
         if self.strides % self.every:
             raise ValueError(f"strides ({self.strides}) must be a multiple of every ({self.every})")
 
     @property
     def n_frames(self) -> int:
         return self.strides // self.every + 1
+
+    def barostat(self) -> StochasticCellRescaling | None:
+        """The npt ensemble's barostat (None for the others)."""
+        if self.pressure_GPa is None:
+            return None
+        mask = None if self.cell_mask is None else tuple(bool(m) for m in self.cell_mask)
+        return StochasticCellRescaling(
+            pressure=self.pressure_GPa * GPA,
+            temperature_K=self.temperature_K,
+            tau=self.barostat_tau_fs * FS,
+            compressibility=self.compressibility_per_GPa / GPA,
+            mask=mask,  # type: ignore[arg-type]
+        )
 
 
 #: Settings added after rollout stores were first written, with the value a run had before: a
@@ -137,6 +162,10 @@ ADDED_SETTINGS: dict[str, object] = {
     "adaptive_threshold_A": None,
     "persistence": 0.0,
     "check_reversibility": True,
+    "pressure_GPa": None,
+    "barostat_tau_fs": 1000.0,
+    "compressibility_per_GPa": 0.01,
+    "cell_mask": None,
 }
 
 
@@ -228,7 +257,7 @@ def stored_starts(location: str, temperature_K: float) -> list[ase.Atoms]:
 
 
 def _thermostat(settings: MDSettings) -> Thermostat | None:
-    if settings.ensemble == "langevin":
+    if settings.ensemble in ("langevin", "npt"):
         return Langevin(settings.temperature_K, settings.friction_per_fs / FS)
     if settings.ensemble == "bussi":
         return Bussi(settings.temperature_K, settings.taut_fs * FS)
@@ -270,6 +299,7 @@ def make_stepper(settings: MDSettings, model: FlashMDModel, stride_fs: float) ->
             contact_fraction=settings.contact_fraction or None,
         ),
         adaptive=adaptive_for(settings, model),
+        barostat=settings.barostat(),
     )
 
 

@@ -69,6 +69,17 @@ class Potential(Protocol):
         ...
 
 
+@runtime_checkable
+class StressPotential(Potential, Protocol):
+    """A potential that also gives the stress of fully periodic systems (for a barostat)."""
+
+    def energy_and_stress(
+        self, state: MDState, edges: Edges | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(S,) eV and (S, 3, 3) eV/Å³ stress ``(1/V) ∂U/∂ε`` (ASE sign), float64."""
+        ...
+
+
 def model_batch(
     model: FlashMDModel, state: MDState, edges: Edges, stride_fs: float | None = None
 ) -> dict[str, torch.Tensor]:
@@ -128,11 +139,13 @@ class ModelPotential:
         self.model = model
         self.cutoff: float | None = model.cutoff
 
-    def _compute(self, state: MDState, edges: Edges | None, forces: bool) -> dict:
+    def _compute(
+        self, state: MDState, edges: Edges | None, forces: bool, stress: bool = False
+    ) -> dict:
         assert edges is not None and self.model.energy_model is not None
         batch = model_batch(self.model, state, edges)
-        if forces:
-            return self.model.energy_model.compute(batch, forces=True)
+        if forces or stress:
+            return self.model.energy_model.compute(batch, forces=forces, stress=stress)
         with torch.no_grad():
             return self.model.energy_model.compute(batch, forces=False)
 
@@ -144,6 +157,12 @@ class ModelPotential:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         out = self._compute(state, edges, True)
         return out[keys.ENERGY].to(torch.float64), out[keys.FORCES].to(torch.float64)
+
+    def energy_and_stress(
+        self, state: MDState, edges: Edges | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self._compute(state, edges, False, stress=True)
+        return out[keys.ENERGY].to(torch.float64), out[keys.STRESS].to(torch.float64)
 
 
 class CalculatorPotential:
@@ -179,4 +198,16 @@ class CalculatorPotential:
         return (
             torch.tensor(energy, dtype=torch.float64, device=device),
             torch.as_tensor(forces, dtype=torch.float64, device=device),
+        )
+
+    def energy_and_stress(
+        self, state: MDState, edges: Edges | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        systems = self._systems(state)
+        energy = [a.get_potential_energy() for a in systems]
+        stress = np.stack([a.get_stress(voigt=False) for a in systems])
+        device = state.device
+        return (
+            torch.tensor(energy, dtype=torch.float64, device=device),
+            torch.as_tensor(stress, dtype=torch.float64, device=device),
         )

@@ -1,6 +1,7 @@
 """One stride of the rollout engine, as a function state -> (state, statistics).
 
-    thermostat half-step -> predictor -> constraints -> energy filter -> thermostat half-step
+    thermostat half-step -> [barostat] -> predictor -> constraints -> energy filter
+        -> thermostat half-step
 
 The thermostat half-steps (optional) change the target energy by the kinetic energy they add or
 remove, so the filter conserves only the deterministic part of the dynamics. Systems whose stride
@@ -26,11 +27,18 @@ from dataclasses import dataclass
 import torch
 
 from flashmd.md import rigid
+from flashmd.md.barostats import StochasticCellRescaling
 from flashmd.md.consistency import StrideConsistency
 from flashmd.md.fallback import velocity_verlet
 from flashmd.md.filters import CONTACT_SEARCH_CUTOFF, FilterConfig, constrain, in_contact, rescale
 from flashmd.md.neighbors import NeighborCache
-from flashmd.md.propagators import Edges, Potential, Propagator, SolvedPropagator
+from flashmd.md.propagators import (
+    Edges,
+    Potential,
+    Propagator,
+    SolvedPropagator,
+    StressPotential,
+)
 from flashmd.md.state import MDState
 from flashmd.md.thermostats import Thermostat
 from flashmd.units import FS
@@ -103,6 +111,9 @@ class Stepper:
         filters: energy-filter settings (default :class:`FilterConfig`).
         skin: neighbour-list skin in Å.
         adaptive: decline unsure strides (None: take every stride whole).
+        barostat: rescales the cells once per stride, after the first thermostat half-step
+            (:mod:`flashmd.md.barostats`; needs a potential with a stress; None: constant
+            volume).
 
     Attributes:
         strides: strides taken; fallbacks: system-strides the filter rejected (repaired by half
@@ -123,9 +134,16 @@ class Stepper:
         filters: FilterConfig | None = None,
         skin: float = 1.0,
         adaptive: AdaptiveStride | None = None,
+        barostat: StochasticCellRescaling | None = None,
     ) -> None:
         if not stride_fs > 0:
             raise ValueError(f"stride_fs must be positive, got {stride_fs}")
+        if barostat is not None and not isinstance(potential, StressPotential):
+            raise ValueError(
+                "constant pressure needs a potential that gives the stress (the model's energy "
+                "model, or an ASE calculator)"
+            )
+        self.barostat = barostat
         self.propagator = propagator
         # a runtime Protocol check inspects attributes: once here, not on every stride
         self._solved = isinstance(propagator, SolvedPropagator)
@@ -163,6 +181,8 @@ class Stepper:
         self.propagator.check(state, self.stride_fs)
         if not bool(torch.isfinite(state.positions).all() & torch.isfinite(state.momenta).all()):
             raise ValueError("positions or momenta contain NaN or infinity")
+        if self.barostat is not None:
+            self.barostat.check(state)
         missing = torch.isnan(state.target_energy)
         if self.potential is None or not bool(missing.any()):
             return state
@@ -176,9 +196,23 @@ class Stepper:
         change = state.kinetic_energy(momenta) - state.kinetic_energy()
         return state.replace(momenta=momenta, target_energy=state.target_energy + change)
 
+    def _barostat(self, state: MDState) -> MDState:
+        """The cells rescaled over one stride; the target energy moves by the change of
+        ``K + V`` the rescaling makes."""
+        if self.barostat is None:
+            return state
+        assert isinstance(self.potential, StressPotential)
+        edges = self.edges(self.potential.cutoff, state)
+        energy, stress = self.potential.energy_and_stress(state, edges)
+        moved = self.barostat.apply(state, stress, self.stride_fs * FS)
+        change = (
+            moved.kinetic_energy() + self.potential_energy(moved) - state.kinetic_energy() - energy
+        )
+        return moved.replace(target_energy=state.target_energy + change)
+
     def step(self, state: MDState) -> tuple[MDState, StrideStats]:
         """Advance every system of ``state`` (prepared by :meth:`prepare`) by one stride."""
-        before = self._thermostat(state)
+        before = self._barostat(self._thermostat(state))
         after, stats = self._stride(before, self.stride_fs, self._caches, depth=0)
         self.strides += 1
         return self._thermostat(after), stats
