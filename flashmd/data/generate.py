@@ -128,7 +128,7 @@ def generate(
     started = time.perf_counter()
     tasks = select_tasks(recipe, shard)
     preflight(recipe, tasks)
-    store = TrajectoryStore.create(location, recipe.model_dump(mode="json"))
+    store = TrajectoryStore.create(location, recipe.stored())
     done = {tid for tid in store.ids() if store[tid].status == "complete"}
     todo = [task for task in tasks if task.id not in done]
     committed = sum(store[t.id].n_frames for t in todo if t.id in store)

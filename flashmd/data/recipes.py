@@ -153,16 +153,45 @@ System = Annotated[
 ]
 
 
+#: Ensemble fields added after stores were first written, with their defaults.
+ADDED_ENSEMBLE_FIELDS: dict[str, Any] = {
+    "pressure_GPa": None,
+    "barostat_tau_fs": 1000.0,
+    "compressibility_per_GPa": 0.01,
+    "barostat_every": 10,
+    "cell_mask": None,
+}
+
+
 class EnsembleSpec(_Strict):
     """Equilibration thermostat and production ensemble.
 
     ``friction_per_fs`` is the Langevin friction in 1/fs; ``taut_fs`` the Bussi time constant.
+    ``npt`` is Langevin with stochastic cell rescaling at ``pressure_GPa``
+    (:class:`flashmd.ase.reference_npt.LangevinSCR`, the barostat of ``flashmd md --ensemble
+    npt``), applied every ``barostat_every`` timesteps; ``cell_mask`` scales the x, y, z axes
+    independently (None: isotropically).
     """
 
-    equilibration: Literal["langevin", "bussi"] = "langevin"
-    production: Literal["nve", "langevin", "bussi"] = "nve"
+    equilibration: Literal["langevin", "bussi", "npt"] = "langevin"
+    production: Literal["nve", "langevin", "bussi", "npt"] = "nve"
     friction_per_fs: PositiveFloat = 0.01
     taut_fs: PositiveFloat = 100.0
+    pressure_GPa: float | None = None
+    barostat_tau_fs: PositiveFloat = 1000.0
+    compressibility_per_GPa: PositiveFloat = 0.01
+    barostat_every: PositiveInt = 10
+    cell_mask: tuple[bool, bool, bool] | None = None
+
+    @model_validator(mode="after")
+    def _pressure_with_npt(self) -> EnsembleSpec:
+        uses_npt = "npt" in (self.equilibration, self.production)
+        if uses_npt != (self.pressure_GPa is not None):
+            raise ValueError(
+                "an npt equilibration or production needs pressure_GPa, and pressure_GPa needs "
+                "one of them"
+            )
+        return self
 
 
 class Recipe(_Strict):
@@ -190,6 +219,16 @@ class Recipe(_Strict):
             self.production_fs, self.sample_interval_fs, "production_fs", "sample_interval_fs", 0
         )
         return self
+
+    def stored(self) -> dict[str, Any]:
+        """The recipe as a store records it (and hashes it to recognise the store again): its
+        JSON form without the ensemble fields added later that are at their default, so a
+        store written before they existed still resumes."""
+        data = self.model_dump(mode="json")
+        for name, default in ADDED_ENSEMBLE_FIELDS.items():
+            if data["ensemble"].get(name) == default:
+                del data["ensemble"][name]
+        return data
 
     @property
     def steps_per_sample(self) -> int:

@@ -69,7 +69,8 @@ def restore_rng_state(rng: np.random.Generator, encoded: dict[str, Any]) -> None
 def make_dynamics(
     atoms: Atoms, kind: str, recipe: Recipe, temperature_K: float, rng: np.random.Generator
 ) -> MolecularDynamics:
-    """ASE dynamics for ``kind`` in ``{"nve", "langevin", "bussi"}`` at the recipe's timestep.
+    """ASE dynamics for ``kind`` in ``{"nve", "langevin", "bussi", "npt"}`` at the recipe's
+    timestep.
 
     Langevin gets a ``FixCom`` constraint on ``atoms``; the other kinds clear constraints (they keep
     a zero centre-of-mass momentum by themselves).
@@ -93,7 +94,36 @@ def make_dynamics(
         return Bussi(
             atoms, timestep, temperature_K=temperature_K, taut=recipe.ensemble.taut_fs * FS, rng=rng
         )
+    if kind == "npt":
+        return _npt(atoms, recipe, temperature_K, rng)
     raise ValueError(f"unknown ensemble {kind!r}")
+
+
+def _npt(
+    atoms: Atoms, recipe: Recipe, temperature_K: float, rng: np.random.Generator
+) -> MolecularDynamics:
+    """Langevin with the stochastic cell rescaling of the recipe's ensemble."""
+    from flashmd.ase.reference_npt import LangevinSCR
+    from flashmd.md.barostats import GPA, StochasticCellRescaling
+
+    spec = recipe.ensemble
+    assert spec.pressure_GPa is not None  # the recipe's validation asks for it
+    barostat = StochasticCellRescaling(
+        pressure=spec.pressure_GPa * GPA,
+        temperature_K=temperature_K,
+        tau=spec.barostat_tau_fs * FS,
+        compressibility=spec.compressibility_per_GPa / GPA,
+        mask=spec.cell_mask,
+    )
+    return LangevinSCR(
+        atoms,
+        recipe.timestep_fs * FS,
+        temperature_K=temperature_K,
+        friction=spec.friction_per_fs / FS,
+        barostat=barostat,
+        barostat_every=spec.barostat_every,
+        rng=rng,
+    )
 
 
 def snapshot(
@@ -195,7 +225,7 @@ def prepare(recipe: Recipe, task: TrajectoryTask) -> tuple[Atoms, np.random.Gene
     atoms.calc = make_calculator(recipe.calculator)
     attrs = {
         "calculator": provenance(recipe.calculator, atoms.calc),
-        "ensemble": recipe.ensemble.model_dump(),
+        "ensemble": recipe.stored()["ensemble"],
         "temperature_K": task.temperature_K,
         "timestep_fs": recipe.timestep_fs,
         "sample_interval_fs": recipe.sample_interval_fs,

@@ -106,8 +106,28 @@ class StochasticCellRescaling:
         kinetic = torch.zeros_like(stress).index_add_(0, state.system, per_atom)
         return kinetic / volume[:, None, None] - stress
 
-    def strain(self, state: MDState, stress: torch.Tensor, dt: float) -> torch.Tensor:
-        """(S, 3) the increment of ``ln L_α`` over ``dt`` (ASE time) of each system's axes."""
+    def noise_shape(self, n_systems: int) -> tuple[int, ...]:
+        """Shape of the standard normal numbers one step draws: (S,) or, anisotropic, (S, 3)."""
+        return (n_systems,) if self.mask is None else (n_systems, 3)
+
+    def strain(
+        self,
+        state: MDState,
+        stress: torch.Tensor,
+        dt: float,
+        noise: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """(S, 3) the increment of ``ln L_α`` over ``dt`` (ASE time) of each system's axes.
+
+        ``noise`` (:meth:`noise_shape`) standard normal numbers; None draws them from the
+        state's generator."""
+        if noise is None:
+            noise = torch.randn(
+                self.noise_shape(state.n_systems),
+                generator=state.generator,
+                dtype=stress.dtype,
+                device=state.device,
+            )
         volume = torch.abs(torch.linalg.det(state.cell))
         kT = KB * self.temperature_K
         tensor = self.pressure_tensor(state, stress)
@@ -116,16 +136,10 @@ class StochasticCellRescaling:
             pressure = torch.diagonal(tensor, dim1=1, dim2=2).mean(dim=1)
             drift = -(beta / tau) * (self.pressure - pressure - kT / volume) * dt
             sigma = torch.sqrt(2.0 * kT * beta * dt / (volume * tau))
-            noise = torch.randn(
-                volume.shape, generator=state.generator, dtype=volume.dtype, device=state.device
-            )
             return ((drift + sigma * noise) / 3.0)[:, None].expand(-1, 3)
         diagonal = torch.diagonal(tensor, dim1=1, dim2=2)
         drift = -(beta / (3 * tau)) * (self.pressure - diagonal - (kT / volume)[:, None]) * dt
         sigma = torch.sqrt(2.0 * kT * beta * dt / (3 * volume * tau))[:, None]
-        noise = torch.randn(
-            diagonal.shape, generator=state.generator, dtype=volume.dtype, device=state.device
-        )
         mask = torch.tensor(self.mask, device=state.device)
         return torch.where(mask, drift + sigma * noise, 0.0)
 

@@ -250,3 +250,32 @@ def test_ctrl_c_with_workers_keeps_the_store_consistent(tmp_path):
         reader = final[traj_id]
         assert reader.n_frames >= before.get(traj_id, 0)
         np.testing.assert_array_equal(reader.read()["time_fs"], np.arange(reader.n_frames) * 4.0)
+
+
+def test_npt_reference_rescales_the_cell_and_reruns_identically(tmp_path):
+    """Production at constant pressure (Langevin and the long strides' stochastic cell
+    rescaling): the cell of every frame moves, the same recipe gives the same arrays, and a
+    store written before the barostat's fields existed keeps its recipe hash."""
+    from flashmd.data.recipes import parse_recipe
+
+    data = yaml.safe_load((REPO / "data" / "al-emt-tiny.yaml").read_text())
+    data.update(
+        production_fs=200.0,
+        equilibration_fs=40.0,
+        temperatures_K=[600],
+        ensemble={"equilibration": "npt", "production": "npt", "pressure_GPa": 1.0},
+    )
+    data["systems"] = data["systems"][:1]
+    recipe = parse_recipe(data)
+    for name in ("a.zarr", "b.zarr"):
+        generate(recipe, str(tmp_path / name), progress=False)
+    first, second = (TrajectoryStore.open(str(tmp_path / n)) for n in ("a.zarr", "b.zarr"))
+    cells = first[first.ids()[0]].read()["cell"]
+    assert len({round(float(c[0, 0]), 12) for c in cells}) == len(cells)
+    np.testing.assert_array_equal(cells, second[second.ids()[0]].read()["cell"])
+    assert first[first.ids()[0]].attrs["ensemble"]["pressure_GPa"] == 1.0
+    plain = load_recipe(REPO / "data" / "al-emt-tiny.yaml")
+    assert "pressure_GPa" not in plain.stored()["ensemble"]
+    data["ensemble"] = {"production": "npt"}
+    with pytest.raises(RecipeError, match="needs pressure_GPa"):
+        parse_recipe(data)
