@@ -30,7 +30,7 @@ def dead_pid() -> int:
 def test_a_trajectory_held_by_a_live_writer_is_left_to_it(tiny_recipe, tmp_path):
     location = tmp_path / "s.zarr"
     ids = [task.id for task in tiny_recipe.tasks()]
-    TrajectoryStore.create(location, tiny_recipe.model_dump(mode="json"))
+    TrajectoryStore.create(location, tiny_recipe.stored())
     hold(location, ids[0], "another-machine:123:abcd")  # fresh: its writer is at work
     report = generate(tiny_recipe, str(location), progress=False)
     assert report.claimed_elsewhere == 1
@@ -44,7 +44,7 @@ def test_a_trajectory_held_by_a_live_writer_is_left_to_it(tiny_recipe, tmp_path)
 def test_claims_of_dead_writers_expire(tiny_recipe, tmp_path):
     location = tmp_path / "s.zarr"
     ids = [task.id for task in tiny_recipe.tasks()]
-    TrajectoryStore.create(location, tiny_recipe.model_dump(mode="json"))
+    TrajectoryStore.create(location, tiny_recipe.stored())
     hold(location, ids[0], f"{socket.gethostname()}:{dead_pid()}:dead")  # killed on this host
     hold(location, ids[1], "another-machine:123:abcd", age_s=3600)  # silent for an hour
     report = generate(tiny_recipe, str(location), progress=False)

@@ -48,7 +48,8 @@ def test_shipped_recipes_validate_and_build(name):
         ),
         ({"systems": [{"builder": "sphere", "element": "Al"}]}, r"systems.0.*builder|tag"),
         ({"systems": [{"builder": "alloy", "elements": {"Cu": 1}}]}, r"at least two elements"),
-        ({"ensemble": {"production": "npt"}}, r"ensemble.production"),
+        ({"ensemble": {"production": "nvt"}}, r"ensemble.production"),
+        ({"ensemble": {"production": "npt"}}, r"needs pressure_GPa"),
     ],
 )
 def test_bad_fields_are_named(changes, message):
