@@ -3,15 +3,13 @@ row per system with its closest approach, overlaps, Lindemann index and redone s
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from pathlib import Path
 
+from tests.conftest import load_script
+
 REPO = Path(__file__).resolve().parents[2]
-SCRIPT = REPO / "scripts" / "stress_test.py"
-spec = importlib.util.spec_from_file_location("stress_test", SCRIPT)
-stress_test = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(stress_test)
+stress_test = load_script("stress_test")
 
 
 def test_one_row_per_system_and_a_rerun_resumes(tmp_path, monkeypatch, capsys):

@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "temperature_swings.py"
-spec = importlib.util.spec_from_file_location("temperature_swings", SCRIPT)
-temperature_swings = importlib.util.module_from_spec(spec)
-sys.modules["temperature_swings"] = temperature_swings  # dataclasses look their module up
-spec.loader.exec_module(temperature_swings)
+from tests.conftest import load_script
+
+temperature_swings = load_script("temperature_swings")
 
 
 def test_a_pumped_vibration_shows_as_one_frequency():

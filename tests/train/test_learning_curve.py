@@ -4,7 +4,6 @@ fractions, evaluated on the held-out store, resumable, with the table and the cl
 from __future__ import annotations
 
 import csv
-import importlib.util
 import sys
 from pathlib import Path
 
@@ -14,12 +13,10 @@ from flashmd.data.generate import generate
 from flashmd.data.recipes import load_recipe
 from flashmd.train.config import load_train_config
 from flashmd.train.trainer import Trainer
+from tests.conftest import load_script
 
 REPO = Path(__file__).resolve().parents[2]
-SCRIPT = REPO / "scripts" / "learning_curve.py"
-spec = importlib.util.spec_from_file_location("learning_curve", SCRIPT)
-learning_curve = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(learning_curve)
+learning_curve = load_script("learning_curve")
 
 
 def test_the_curve_trains_both_starts_and_resumes(tmp_path, monkeypatch, capsys):
