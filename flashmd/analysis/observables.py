@@ -89,14 +89,16 @@ def production_ensemble(attrs: dict) -> str:
 
 
 def largest_rdf_rmax(reader: TrajectoryReader) -> float | None:
-    """Half the smallest periodic width of the first frame's cell, Å (None: not periodic)."""
+    """Half the smallest periodic width of the cell over every frame, Å (None: not periodic);
+    at constant pressure the cell changes, and the RDF must fit in its smallest frame."""
     from flashmd.analysis._geometry import perpendicular_widths
 
     pbc = np.asarray(reader.attrs.get("pbc", [True] * 3), dtype=bool)
     if pbc.sum() < 2 or reader.n_frames == 0:
         return None
-    cell = reader.read(0, 1, ("cell",))["cell"]
-    return 0.5 * float(perpendicular_widths(cell, pbc).min())
+    cells = reader.read(0, reader.n_frames, ("cell",))["cell"]
+    finite = np.isfinite(cells).all(axis=(1, 2))
+    return 0.5 * float(perpendicular_widths(cells[finite], pbc).min())
 
 
 def _has_fixed_com(momenta: np.ndarray) -> bool:

@@ -164,6 +164,12 @@ def test_md_runs_npt_and_stores_the_cell_of_every_frame(tmp_path):
     cells = store[store.ids()[0]].read()["cell"]
     assert cells.shape == (5, 3, 3) and len({float(c[0, 0]) for c in cells}) == 5
     np.testing.assert_array_equal(cells[:, 2, 2], cells[0, 2, 2])  # z is not scaled
+    # the RDF of flashmd evaluate fits in the smallest cell of the run, not the first frame's
+    from flashmd.analysis.observables import largest_rdf_rmax
+
+    smallest = 0.5 * min(min(c[0, 0], c[1, 1], c[2, 2]) for c in cells)
+    assert largest_rdf_rmax(store[store.ids()[0]]) == pytest.approx(smallest)
+    assert smallest < 0.5 * min(cells[0, 0, 0], cells[0, 1, 1])  # 2 GPa compresses it
     with pytest.raises(ValueError, match="needs a pressure"):
         MDSettings(model="m", structures=("a",), ensemble="npt", stride_fs=32.0)
     with pytest.raises(ValueError, match="a pressure needs the npt ensemble"):
