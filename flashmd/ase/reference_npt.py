@@ -56,7 +56,7 @@ class LangevinSCR(MolecularDynamics):
         self.barostat = barostat
         self.barostat_every = int(barostat_every)
         self.rng = rng
-        barostat.check(state_from_atoms(_without_constraints(atoms)))
+        barostat.check(state_from_atoms(atoms))  # FixCom holds no atom in place
         super().__init__(atoms, timestep, **kwargs)
 
     def step(self, forces: np.ndarray | None = None) -> None:
@@ -68,7 +68,7 @@ class LangevinSCR(MolecularDynamics):
 
     def _rescale(self) -> None:
         atoms = self.atoms
-        state = state_from_atoms(_without_constraints(atoms))
+        state = state_from_atoms(atoms)
         stress = torch.as_tensor(atoms.get_stress(voigt=False), dtype=torch.float64)[None]
         noise = torch.as_tensor(
             self.rng.standard_normal(self.barostat.noise_shape(1)), dtype=torch.float64
@@ -78,10 +78,3 @@ class LangevinSCR(MolecularDynamics):
         momenta = atoms.get_momenta()
         atoms.set_cell(atoms.cell[:] * scale[None, :], scale_atoms=True)
         atoms.set_momenta(momenta / scale[None, :], apply_constraint=False)
-
-
-def _without_constraints(atoms: ase.Atoms) -> ase.Atoms:
-    """A copy without constraints (FixCom is not an atom held in place)."""
-    copy = atoms.copy()
-    copy.set_constraint()
-    return copy

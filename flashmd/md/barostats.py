@@ -42,6 +42,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import ase.units
 import torch
 
 from flashmd.md import rigid
@@ -49,7 +50,7 @@ from flashmd.md.state import MDState
 from flashmd.units import KB
 
 #: 1 GPa in eV/Å³ (ASE pressure units).
-GPA = 1.0 / 160.21766208
+GPA: float = float(ase.units.GPa)
 #: Compressibility used when none is given: 1/(100 GPa), about that of the common metals.
 DEFAULT_COMPRESSIBILITY = 1.0 / (100.0 * GPA)
 

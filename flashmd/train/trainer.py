@@ -69,6 +69,8 @@ _ADDED_LOSS_WEIGHTS: dict[str, Any] = {"unroll": 1.0, "potential_bias": 0.0}
 """Loss weights newer than some saved runs (their terms were off in such a run)."""
 _ADDED_MODEL_FIELDS: dict[str, Any] = {"refit_energy_shift": None}
 """Model-spec fields newer than some saved runs, with the value such a run had."""
+CALCULATOR_IDENTITY = ("name", "params", "weights_sha256")
+"""The fields of a store's or checkpoint's ``calculator`` that say which reference it is."""
 
 
 def species_and_masses(
@@ -102,7 +104,7 @@ def reference_calculator(sources: Sequence[tuple[str, Sequence[str]]]) -> dict[s
     """
     found: dict[str, Any] = {}
     where = ""
-    identity = ("name", "params", "weights_sha256")
+    identity = CALCULATOR_IDENTITY
     for location, ids in sources:
         if not ids:
             continue
@@ -373,10 +375,12 @@ class Trainer:
         self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
         self.best = math.inf
         state = self._load_state() if resume else None
+        # one draw of sample pairs for the statistics and the energy re-referencing
+        sample = [] if state else list(self._sample_pairs())
         self.norm = (
             Normalisation.from_state_dict(state["normalisation"])
             if state
-            else self._normalisation()
+            else compute_normalisation(sample, self.model.species, tuple(config.strides_fs))
         )
         energy = self.model.energy_model  # frozen when build_model took it from a checkpoint
         self.train_energy = energy is not None and energy.energy_shift.requires_grad
@@ -385,7 +389,7 @@ class Trainer:
             with torch.no_grad():
                 self.model.energy_model.energy_shift.copy_(self.norm.energy_per_atom_shift)
         if not state and started and self._refits_energy_shift():
-            self._refit_energy_shift()
+            self._refit_energy_shift(sample)
         predictor = self.model.predictor
         self.objective = Objective(
             self.model,
@@ -438,20 +442,14 @@ class Trainer:
         if self.dist.is_main:
             self.output.mkdir(parents=True, exist_ok=True)
 
-    def _normalisation(self) -> Normalisation:
-        """Statistics from about ``stats_pairs`` pairs drawn evenly from every training trajectory
-        (of the base store's split and of the extra stores).
+    def _sample_pairs(self) -> Iterator[dict[str, torch.Tensor]]:
+        """About ``stats_pairs`` pair items drawn evenly from every training trajectory (of the
+        base store's split and of the extra stores), for the normalisation statistics.
 
         The shuffled training stream mixes only a few chunks at a time, so its first pairs come
         from a handful of trajectories and can miss whole species; drawing from each trajectory
         covers every species and condition of the training set.
         """
-        return compute_normalisation(
-            self._sample_pairs(), self.model.species, tuple(self.config.strides_fs)
-        )
-
-    def _sample_pairs(self) -> Iterator[dict[str, torch.Tensor]]:
-        """About ``stats_pairs`` pair items drawn evenly from every training trajectory."""
         trajectories = [(where, t) for where, ids in self.training_sources for t in ids]
         per_trajectory = max(1, math.ceil(self.config.stats_pairs / len(trajectories)))
         for k, (location, traj_id) in enumerate(trajectories):
@@ -474,17 +472,16 @@ class Trainer:
             return spec.refit_energy_shift
         data = read_checkpoint(checkpoint_path(spec.start_from))
         recorded = data["metadata"].get("calculator") or {}
-        identity = ("name", "params")
         other_reference = bool(recorded) and any(
-            recorded.get(k) != self.calculator.get(k) for k in identity
+            recorded.get(k) != self.calculator.get(k) for k in CALCULATOR_IDENTITY
         )
         return other_reference or set(data["species"]) != set(self.model.species)
 
-    def _refit_energy_shift(self) -> None:
+    def _refit_energy_shift(self, sample: list[dict[str, torch.Tensor]]) -> None:
         """Add the least-squares per-species energy that takes the pretrained energy model to
-        the store's reference energies (:mod:`flashmd.train.rereference`)."""
+        the reference energies of the ``sample`` pairs (:mod:`flashmd.train.rereference`)."""
         energy = self.model.energy_model
-        correction, rms = energy_shift_correction(energy, self._sample_pairs())
+        correction, rms = energy_shift_correction(energy, sample)
         with torch.no_grad():
             energy.energy_shift.add_(correction.to(energy.energy_shift))
         if self.dist.is_main:
