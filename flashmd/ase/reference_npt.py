@@ -33,6 +33,10 @@ class LangevinSCR(MolecularDynamics):
         barostat: the barostat (its temperature should be ``temperature_K``).
         barostat_every: timesteps between rescalings (each over that many timesteps).
         rng: NumPy generator of both noises.
+        steps_taken: timesteps already taken (a resumed run continues the rescaling's phase).
+
+    The rescaling's phase is counted by :attr:`steps_taken`, which :meth:`step` advances, so calling
+    ``step()`` directly (as the generator does) and ``run()`` rescale alike.
     """
 
     def __init__(
@@ -45,6 +49,7 @@ class LangevinSCR(MolecularDynamics):
         barostat: StochasticCellRescaling,
         barostat_every: int = 10,
         rng: np.random.Generator,
+        steps_taken: int = 0,
         **kwargs: Any,
     ) -> None:
         if barostat_every < 1:
@@ -56,15 +61,17 @@ class LangevinSCR(MolecularDynamics):
         self.barostat = barostat
         self.barostat_every = int(barostat_every)
         self.rng = rng
+        #: timesteps taken; a rescaling comes before every ``barostat_every``-th
+        self.steps_taken = int(steps_taken)
         barostat.check(state_from_atoms(atoms))  # FixCom holds no atom in place
         super().__init__(atoms, timestep, **kwargs)
 
     def step(self, forces: np.ndarray | None = None) -> None:
-        if self.nsteps % self.barostat_every == 0:
+        if self.steps_taken % self.barostat_every == 0:
             self._rescale()
             forces = None
         self.langevin.step(forces)
-        self.langevin.nsteps += 1
+        self.steps_taken += 1
 
     def _rescale(self) -> None:
         atoms = self.atoms

@@ -16,7 +16,7 @@ import numpy as np
 
 from flashmd.data.generate import generate
 from flashmd.data.recipes import Recipe, parse_recipe
-from flashmd.data.reference import NullSink, equilibrate, make_dynamics, prepare, produce
+from flashmd.data.reference import NullSink, equilibrate, prepare, produce, restarts_for
 from flashmd.data.store import TrajectoryStore
 
 
@@ -68,7 +68,8 @@ def bench_storage(
 
     * ``MD steps only``: the bare integrator loop, nothing sampled;
     * ``sampled, not stored``: the production loop that takes every frame (energy, copies, RNG
-      state) and hands it to a sink that drops it: the MD loop with no storage;
+      state, the restarts that make a resumed run exact) and hands it to a sink that drops it:
+      the MD loop with no storage;
     * ``stored``: the same loop writing to a store (trajectory creation and close included; the
       store itself is made beforehand, once per generation), committing per chunk only;
     * ``stored, commit every S s``: the same, also committing every ``commit_every_s`` seconds
@@ -90,29 +91,29 @@ def bench_storage(
         atoms.set_positions(state[0])
         atoms.set_momenta(state[1])
         rng.bit_generator.state = state[2]
-        return make_dynamics(atoms, "nve", recipe, task.temperature_K, rng)
+        return restarts_for(recipe, atoms, task.temperature_K, rng)
 
     def steps_only(_: str) -> float:
-        dynamics = reset()
+        dynamics = reset().new_dynamics(0)
         start = time.perf_counter()
         for _ in range(n_steps):
             dynamics.step()
         return time.perf_counter() - start
 
     def sampled(_: str) -> float:
-        dynamics = reset()
+        restarts = reset()
         start = time.perf_counter()
-        produce(atoms, dynamics, production, NullSink(), rng)
+        produce(atoms, restarts, production, NullSink(), rng)
         return time.perf_counter() - start
 
     def stored(directory: str, commit_interval_s: float | None = None) -> float:
-        dynamics = reset()
+        restarts = reset()
         store = TrajectoryStore.create(Path(directory) / f"{time.perf_counter_ns()}.zarr")
         start = time.perf_counter()
         writer = store.writer(
             task.id, atoms.numbers, atoms.get_masses(), attrs, True, frames, commit_interval_s
         )
-        produce(atoms, dynamics, production, writer, rng)
+        produce(atoms, restarts, production, writer, rng)
         writer.close(complete=True)
         return time.perf_counter() - start
 

@@ -117,3 +117,14 @@ def provenance(spec: CalculatorSpec, calculator: Calculator) -> dict[str, Any]:
     if spec.name in MLIPS:
         found.update(weights_identity(spec.name, dict(spec.params)))
     return found
+
+
+def keeps_state(spec: CalculatorSpec) -> bool:
+    """Whether the calculator carries state between calls that can change its results' last bits.
+
+    asap3's and ASE's EMT, LJ and Morse keep a neighbour list with a skin between calls: the order
+    in which forces are summed depends on where the list was last built, so a fresh calculator at
+    the same positions can differ in the last bits. The MLIPs build their graph on every call.
+    Unknown (``module:callable``) calculators are assumed to keep state.
+    """
+    return spec.name not in MLIPS

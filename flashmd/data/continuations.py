@@ -30,7 +30,14 @@ from tqdm.auto import tqdm
 from flashmd.data.calculators import check_elements, make_calculator, provenance
 from flashmd.data.generate import GenerateReport, check_workers, run_pool
 from flashmd.data.recipes import CalculatorSpec, Recipe, RecipeError, whole_multiple
-from flashmd.data.reference import produce, resume_from, snapshot
+from flashmd.data.reference import (
+    Restarts,
+    StoredFrames,
+    produce,
+    restart_point,
+    resume_from,
+    snapshot,
+)
 from flashmd.data.store import TrajectoryStore
 from flashmd.units import FS
 
@@ -50,6 +57,7 @@ RESERVED_ATTRS = frozenset(
         "n_frames",
         "status",
         "rng_state",
+        "restart",
         "wall_time_s",
     }
 )
@@ -274,16 +282,32 @@ def run_continuation(
         capacity=settings.frames_per_trajectory,
     ) as writer:
         already = writer.n_frames
+        first, replayed = None, None
         if already:
-            resume_from(atoms, store, continuation.id, already - 1)
+            replayed = StoredFrames(store[continuation.id])
+            first = restart_point(replayed.reader)[0]
+            resume_from(atoms, store, continuation.id, first)
+            first += 1
         else:
             writer.append(snapshot(atoms, 0.0, settings.store_forces))
             on_frames(1)
-        dynamics = VelocityVerlet(atoms, settings.timestep_fs * FS)
+        restarts = Restarts.of_calculator(
+            settings.calculator,
+            lambda steps_taken: VelocityVerlet(atoms, settings.timestep_fs * FS),
+        )
         # produce() reads only the sampling fields a Recipe and these settings share; NVE draws no
-        # random numbers, so the rng_state it commits is that of an unused generator.
+        # random numbers, so the RNG states it commits are those of an unused generator.
         rng = np.random.default_rng(0)
-        produce(atoms, dynamics, cast(Recipe, settings), writer, rng, on_frames)
+        produce(
+            atoms,
+            restarts,
+            cast(Recipe, settings),
+            writer,
+            rng,
+            on_frames,
+            first_frame=first,
+            replayed=replayed,
+        )
         writer.close(complete=True, attrs={"wall_time_s": time.perf_counter() - started})
     return writer.n_frames - already
 

@@ -1,20 +1,30 @@
 """Run one reference trajectory of a recipe with an ASE calculator, frame by frame into a sink.
 
 The trajectory is fixed by the recipe and its task index: its structure and its thermostat noise
-come from ``SeedSequence(recipe.seed, spawn_key=(index,))``. The RNG state is committed with every
-block of frames, so a resumed trajectory continues from the exact stored state with the same noise
-stream. It matches an uninterrupted run to round-off only: the calculator rebuilds its neighbour
-list at the resume point, which changes the order of force summation (~1e-12 Å at first).
+come from ``SeedSequence(recipe.seed, spawn_key=(index,))``.
+
+A resumed trajectory equals the uninterrupted one bit for bit. Calculators that keep a neighbour
+list between calls sum forces in an order set by the list's history, so a calculator made afresh
+at a resume point would drift off in the last bits (1e-12 Å at first, growing). The production
+therefore restarts itself every :data:`RESTART_EVERY_FRAMES` frames exactly as a resumed run
+starts: a fresh calculator and fresh dynamics at the frame's stored state, the restart's RNG state
+committed with the frames (:class:`Restarts`). A resumed run goes back to the latest committed
+restart and recomputes the frames after it, checking each against the stored one
+(:class:`StoredFrames`), before it appends new frames. Calculators without such state (the MLIPs)
+keep their calculator and restart at every frame, which costs nothing.
 """
 
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
 from ase import Atoms
+from ase.calculators.calculator import Calculator
 from ase.constraints import FixCom
 from ase.md.bussi import Bussi
 from ase.md.langevin import Langevin
@@ -22,10 +32,10 @@ from ase.md.md import MolecularDynamics
 from ase.md.velocitydistribution import Stationary, thermalize_momenta
 from ase.md.verlet import VelocityVerlet
 
-from flashmd.data.calculators import check_elements, make_calculator, provenance
+from flashmd.data.calculators import check_elements, keeps_state, make_calculator, provenance
 from flashmd.data.claims import Claim
-from flashmd.data.recipes import Recipe, TrajectoryTask
-from flashmd.data.store import COMMIT_INTERVAL_S, TrajectoryStore
+from flashmd.data.recipes import CalculatorSpec, Recipe, TrajectoryTask
+from flashmd.data.store import COMMIT_INTERVAL_S, TrajectoryReader, TrajectoryStore
 from flashmd.data.systems import build_system
 from flashmd.units import FS
 
@@ -36,6 +46,80 @@ class FrameSink(Protocol):
     n_frames: int
 
     def append(self, frame: dict, commit_attrs: dict | None = None) -> None: ...
+
+
+#: Frames between the production's restarts when the calculator keeps state between calls: a
+#: fresh asap3 EMT costs about two MD steps, so with 8 steps per frame restarts cost ~1.5 % and a
+#: resumed run recomputes at most 15 frames.
+RESTART_EVERY_FRAMES = 16
+
+
+@dataclass
+class Restarts:
+    """How the production restarts itself, so that a resumed run equals an uninterrupted one.
+
+    Attributes:
+        every_frames: a restart at every frame whose index is a multiple of this.
+        new_calculator: makes a fresh calculator; ``None`` keeps the one attached (it keeps no
+            state between calls).
+        new_dynamics: the dynamics on the atoms, given the timesteps the production has taken.
+    """
+
+    every_frames: int
+    new_calculator: Callable[[], Calculator] | None
+    new_dynamics: Callable[[int], MolecularDynamics]
+
+    @classmethod
+    def of_calculator(
+        cls, spec: CalculatorSpec, new_dynamics: Callable[[int], MolecularDynamics]
+    ) -> Restarts:
+        """Every :data:`RESTART_EVERY_FRAMES` frames with a fresh calculator when the calculator
+        keeps state between calls (:func:`~flashmd.data.calculators.keeps_state`), else every
+        frame keeping it."""
+        if not keeps_state(spec):
+            return cls(1, None, new_dynamics)
+        return cls(RESTART_EVERY_FRAMES, lambda: make_calculator(spec), new_dynamics)
+
+
+def restarts_for(
+    recipe: Recipe, atoms: Atoms, temperature_K: float, rng: np.random.Generator
+) -> Restarts:
+    """The production restarts of a recipe's trajectory on ``atoms``."""
+
+    def dynamics(steps_taken: int) -> MolecularDynamics:
+        return make_dynamics(
+            atoms, recipe.ensemble.production, recipe, temperature_K, rng, steps_taken
+        )
+
+    return Restarts.of_calculator(recipe.calculator, dynamics)
+
+
+class StoredFrames:
+    """Checks the frames a resumed run recomputes after its restart against the stored ones.
+
+    A difference (another library version or machine than the one that wrote the store) is
+    warned about once; the stored frames are kept and the run goes on from its own state.
+    """
+
+    def __init__(self, reader: TrajectoryReader) -> None:
+        self.reader = reader
+        #: Å or eV·fs/Å, the largest difference of positions or momenta seen
+        self.largest_difference = 0.0
+
+    def __call__(self, index: int, frame: dict) -> None:
+        stored = self.reader.frame(index)
+        difference = max(
+            float(np.max(np.abs(stored[key] - frame[key]))) for key in ("positions", "momenta")
+        )
+        if difference > 0 and self.largest_difference == 0:
+            warnings.warn(
+                f"trajectory {self.reader.name!r}: frame {index} recomputed after the restart "
+                f"differs from the stored one by {difference:.1e} (another ASE, calculator or "
+                "machine than the one that wrote it?); the stored frames are kept and the "
+                "trajectory continues from the recomputed state",
+                stacklevel=2,
+            )
+        self.largest_difference = max(self.largest_difference, difference)
 
 
 class NullSink:
@@ -67,10 +151,15 @@ def restore_rng_state(rng: np.random.Generator, encoded: dict[str, Any]) -> None
 
 
 def make_dynamics(
-    atoms: Atoms, kind: str, recipe: Recipe, temperature_K: float, rng: np.random.Generator
+    atoms: Atoms,
+    kind: str,
+    recipe: Recipe,
+    temperature_K: float,
+    rng: np.random.Generator,
+    steps_taken: int = 0,
 ) -> MolecularDynamics:
     """ASE dynamics for ``kind`` in ``{"nve", "langevin", "bussi", "npt"}`` at the recipe's
-    timestep.
+    timestep; ``steps_taken`` continues the barostat's rescaling phase (npt).
 
     Langevin gets a ``FixCom`` constraint on ``atoms``; the other kinds clear constraints (they keep
     a zero centre-of-mass momentum by themselves).
@@ -95,12 +184,16 @@ def make_dynamics(
             atoms, timestep, temperature_K=temperature_K, taut=recipe.ensemble.taut_fs * FS, rng=rng
         )
     if kind == "npt":
-        return _npt(atoms, recipe, temperature_K, rng)
+        return _npt(atoms, recipe, temperature_K, rng, steps_taken)
     raise ValueError(f"unknown ensemble {kind!r}")
 
 
 def _npt(
-    atoms: Atoms, recipe: Recipe, temperature_K: float, rng: np.random.Generator
+    atoms: Atoms,
+    recipe: Recipe,
+    temperature_K: float,
+    rng: np.random.Generator,
+    steps_taken: int,
 ) -> MolecularDynamics:
     """Langevin with the stochastic cell rescaling of the recipe's ensemble."""
     from flashmd.ase.reference_npt import LangevinSCR
@@ -123,6 +216,7 @@ def _npt(
         barostat=barostat,
         barostat_every=spec.barostat_every,
         rng=rng,
+        steps_taken=steps_taken,
     )
 
 
@@ -181,30 +275,48 @@ class EnergyBeforeForces:
 
 def produce(
     atoms: Atoms,
-    dynamics: MolecularDynamics,
+    restarts: Restarts,
     recipe: Recipe,
     sink: FrameSink,
     rng: np.random.Generator,
     on_frames: Callable[[int], None] = lambda n: None,
     report_every: int = 16,
+    first_frame: int | None = None,
+    replayed: Callable[[int, dict], None] | None = None,
 ) -> None:
-    """Step the production dynamics, appending a frame every ``sample_interval_fs`` until the sink
-    holds ``recipe.frames_per_trajectory`` frames. The loop is the same with or without storage."""
+    """Step the production dynamics from frame ``first_frame - 1`` (the state ``atoms`` hold;
+    default: the sink's last frame), taking a frame every ``sample_interval_fs`` until the sink
+    holds ``recipe.frames_per_trajectory`` frames. Frames the sink already holds are handed to
+    ``replayed(index, frame)`` instead of the sink. The loop is the same with or without storage.
+
+    Every commit carries the RNG state after its last frame (``rng_state``) and the latest restart
+    (``restart``: its frame index and RNG state), from which a resumed run starts.
+    """
     steps = recipe.steps_per_sample
+    start = sink.n_frames if first_frame is None else first_frame
     unreported = 0
     calc = atoms.calc
-    proxy = EnergyBeforeForces(calc)
-    atoms.calc = proxy
+    dynamics = proxy = restart = None
     try:
-        for frame_index in range(sink.n_frames, recipe.frames_per_trajectory):
+        for frame_index in range(start, recipe.frames_per_trajectory):
+            if dynamics is None or (frame_index - 1) % restarts.every_frames == 0:
+                if restarts.new_calculator is not None:
+                    calc = restarts.new_calculator()
+                atoms.calc = proxy = EnergyBeforeForces(calc)
+                dynamics = restarts.new_dynamics((frame_index - 1) * steps)
+                restart = {"frame": frame_index - 1, "rng_state": encode_rng_state(rng)}
             for _ in range(steps - 1):
                 dynamics.step()
             proxy.arm()
             dynamics.step()
             time_fs = frame_index * recipe.sample_interval_fs
+            frame = snapshot(atoms, time_fs, recipe.store_forces, proxy.energy)
+            if frame_index < sink.n_frames:
+                if replayed is not None:
+                    replayed(frame_index, frame)
+                continue
             sink.append(
-                snapshot(atoms, time_fs, recipe.store_forces, proxy.energy),
-                commit_attrs={"rng_state": encode_rng_state(rng)},
+                frame, commit_attrs={"rng_state": encode_rng_state(rng), "restart": restart}
             )
             unreported += 1
             if unreported == report_every:
@@ -213,6 +325,15 @@ def produce(
     finally:
         atoms.calc = calc
     on_frames(unreported)
+
+
+def restart_point(reader: TrajectoryReader) -> tuple[int, dict[str, Any]]:
+    """(frame index, RNG state) a resumed trajectory starts from: the latest committed restart,
+    or, in stores written before restarts were recorded, the last frame."""
+    restart = reader.attrs.get("restart")
+    if restart is not None and restart["frame"] < reader.n_frames:
+        return int(restart["frame"]), restart["rng_state"]
+    return reader.n_frames - 1, reader.attrs["rng_state"]
 
 
 def prepare(recipe: Recipe, task: TrajectoryTask) -> tuple[Atoms, np.random.Generator, dict]:
@@ -304,9 +425,13 @@ def _write_trajectory(
     ) as writer:
         writer.before_commit.append(held.refresh)
         already = writer.n_frames
+        first, replayed = None, None
         if already:
-            resume_from(atoms, store, task.id, already - 1)
-            restore_rng_state(rng, store[task.id].attrs["rng_state"])
+            replayed = StoredFrames(store[task.id])
+            first, rng_state = restart_point(replayed.reader)
+            resume_from(atoms, store, task.id, first)
+            restore_rng_state(rng, rng_state)
+            first += 1
         else:
             equilibrate(atoms, recipe, task, rng)
             writer.append(
@@ -314,7 +439,9 @@ def _write_trajectory(
                 commit_attrs={"rng_state": encode_rng_state(rng)},
             )
             on_frames(1)
-        dynamics = make_dynamics(atoms, recipe.ensemble.production, recipe, task.temperature_K, rng)
-        produce(atoms, dynamics, recipe, writer, rng, on_frames)
+        restarts = restarts_for(recipe, atoms, task.temperature_K, rng)
+        produce(
+            atoms, restarts, recipe, writer, rng, on_frames, first_frame=first, replayed=replayed
+        )
         writer.close(complete=True, attrs={"wall_time_s": time.perf_counter() - started})
     return writer.n_frames - already

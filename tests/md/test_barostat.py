@@ -174,3 +174,33 @@ def test_md_runs_npt_and_stores_the_cell_of_every_frame(tmp_path):
         MDSettings(model="m", structures=("a",), ensemble="npt", stride_fs=32.0)
     with pytest.raises(ValueError, match="a pressure needs the npt ensemble"):
         MDSettings(model="m", structures=("a",), ensemble="langevin", pressure_GPa=1.0)
+
+
+def test_reference_barostat_rescales_every_barostat_every_steps_when_stepped_directly():
+    """The generator calls ``step()`` (not ``run()``): the cell changes on steps 0, 5, 10 only."""
+    from asap3 import EMT
+    from ase.build import bulk
+
+    from flashmd.ase.reference_npt import LangevinSCR
+
+    atoms = bulk("Cu", cubic=True).repeat(2)
+    atoms.calc = EMT()
+    barostat = StochasticCellRescaling(
+        pressure=0.0, temperature_K=300.0, tau=100 * FS, compressibility=1 / (140 * GPA)
+    )
+    dynamics = LangevinSCR(
+        atoms,
+        2 * FS,
+        temperature_K=300.0,
+        friction=0.01 / FS,
+        barostat=barostat,
+        barostat_every=5,
+        rng=np.random.default_rng(0),
+    )
+    changed = []
+    for step in range(12):
+        before = atoms.get_volume()
+        dynamics.step()
+        if atoms.get_volume() != before:
+            changed.append(step)
+    assert changed == [0, 5, 10] and dynamics.steps_taken == 12
