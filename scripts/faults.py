@@ -1,6 +1,7 @@
 """Faults tried as a user would: kill -9 at random points, resume, compare; then bad input.
 
-For each long command (``generate``, ``md``, ``train``) one uninterrupted run is the reference;
+For each long command (``generate``, ``md``, ``train``, ``learn``) one uninterrupted run is the
+reference;
 then, ``--kills`` times, the same command is started afresh, killed with SIGKILL after a random
 part of the reference's wall time, and run again to the end. Each kill reports what survived
 (committed frames, or saved training steps), how many seconds of work it lost (kill time minus
@@ -116,6 +117,10 @@ def progress(output: Path) -> tuple[str, float]:
     state = output / "state.pt"
     if state.exists():
         return f"step {_steps(output)}", state.stat().st_mtime
+    learning = output / "learn.json"
+    if learning.exists():
+        where = json.loads(learning.read_text())
+        return f"iteration {where['iteration']} {where['phase']}", learning.stat().st_mtime
     return "nothing", 0.0
 
 
@@ -209,6 +214,41 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def learned(run_folder: Path) -> dict[str, np.ndarray]:
+    """A learning run's result: its final model (weights, losses) and every store it wrote
+    (explorations, labels, held-out rollouts)."""
+    checkpoint = Path(json.loads((run_folder / "learn.json").read_text())["checkpoint"])
+    if not checkpoint.is_absolute() and not checkpoint.exists():
+        checkpoint = run_folder / checkpoint
+    found = {f"model/{key}": value for key, value in trained(checkpoint.parent).items()}
+    for store in sorted(run_folder.rglob("*.zarr")):
+        name = store.relative_to(run_folder)
+        found.update({f"{name}/{key}": value for key, value in arrays(store).items()})
+    return found
+
+
+def learn_recipe(folder: Path, store: Path) -> dict:
+    """A two-iteration learning recipe on the tiny Al store, from a model trained for 6 steps."""
+    base = yaml.safe_load((REPO / "training" / "tiny.yaml").read_text())
+    base.update(store=str(store), steps=6, validate_every=6)
+    (folder / "learn-base.yaml").write_text(yaml.safe_dump(base))
+    run(["train", str(folder / "learn-base.yaml"), "--output", str(folder / "learn-base")])
+    return {
+        "name": "faults-learn",
+        "model": str(folder / "learn-base" / "best.pt"),
+        "train": str(folder / "learn-base.yaml"),
+        "iterations": 2,
+        "explore": [{"temperature_K": 600, "stride_fs": 32, "strides": 16, "every": 2}],
+        "select": {"reference_calls": 60, "min_gap_fs": 64, "tail_fs": 8},
+        "retrain": {"steps": 4, "validate_every": 2, "warmup_steps": 1},
+        "heldout": {
+            "reference": str(store),
+            "conditions": [{"temperature_K": 900, "stride_fs": 32, "strides": 8}],
+        },
+        "device": "cpu",
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kills", type=int, default=10, help="kills per command")
@@ -216,7 +256,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--keep", help="work folder to keep (default: a temporary one)")
     parser.add_argument(
-        "--commands", default="generate,md,train,bad", help="which parts to run (comma list)"
+        "--commands", default="generate,md,train,learn,bad", help="which parts to run (comma list)"
     )
     args = parser.parse_args()
     rng = np.random.default_rng(args.seed)
@@ -252,7 +292,7 @@ def main() -> None:
         )
 
     store = folder / "tiny.zarr"
-    if "train" in wanted:
+    if wanted & {"train", "learn"}:
         run(["generate", str(REPO / "data" / "al-emt-tiny.yaml"), "-o", str(store), "--quiet"])
     recipe = yaml.safe_load((REPO / "training" / "tiny.yaml").read_text())
     recipe.update(store=str(store), steps=60, checkpoint_every=5, validate_every=30)
@@ -266,6 +306,17 @@ def main() -> None:
     if "train" in wanted:
         rows += kill_and_resume(
             "train", train, folder / "train-run", folder / "train-ref", args.kills, rng, trained
+        )
+    if "learn" in wanted:
+        learning = learn_recipe(folder, store)
+
+        def learn(out: Path, kill_after_s: float | None):
+            recipe = out.parent / f"{out.name}.yaml"
+            recipe.write_text(yaml.safe_dump({**learning, "output": str(out)}))
+            return run(["learn", str(recipe), "--quiet", "--threads", "1"], kill_after_s)
+
+        rows += kill_and_resume(
+            "learn", learn, folder / "learn-run", folder / "learn-ref", args.kills, rng, learned
         )
     if rows:
         print(table(rows))
