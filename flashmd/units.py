@@ -23,6 +23,7 @@ UNITS: dict[str, str] = {
     "masses": "amu",
     "energy": "eV",
     "forces": "eV/angstrom",
+    "stress": "eV/angstrom^3",
     "cell": "angstrom",
     "time": "fs",
     "temperature": "K",

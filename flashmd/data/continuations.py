@@ -100,6 +100,7 @@ class ContinuationSettings:
     sample_interval_fs: float = 8.0
     duration_fs: float = 128.0
     store_forces: bool = True
+    store_stress: bool = False
 
     def __post_init__(self) -> None:
         for name in ("timestep_fs", "sample_interval_fs", "duration_fs"):

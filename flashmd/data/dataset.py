@@ -27,7 +27,7 @@ from flashmd import keys
 from flashmd.data.graph import collate, with_neighbors
 from flashmd.data.store import TrajectoryStore
 
-_FRAME_KEYS = ("positions", "momenta", "cell", "energy", "forces")
+_FRAME_KEYS = ("positions", "momenta", "cell", "energy", "forces", "stress")
 
 
 @dataclass(frozen=True)
@@ -143,7 +143,8 @@ class StridePairs(torch.utils.data.IterableDataset):
 
     Each item has the keys of :func:`flashmd.data.graph.atoms_to_batch` (state at ``t``, float64)
     plus ``stride`` (fs), ``target_positions`` and ``target_momenta`` (state at ``t + k``), and
-    ``energy`` and ``forces`` at ``t`` when every trajectory has forces. Join items with
+    ``energy`` and ``forces`` at ``t`` when every trajectory has forces, and ``stress`` (1, 3, 3)
+    eV/Å³ when any trajectory has stress (NaN for those without). Join items with
     :func:`flashmd.data.graph.collate`.
 
     Args:
@@ -155,7 +156,7 @@ class StridePairs(torch.utils.data.IterableDataset):
         shuffle: random block order and pair order (seeded by ``seed`` and :meth:`set_epoch`).
         buffer_blocks: blocks mixed together in the shuffle buffer.
         rotate: apply a random rotation or reflection to each pair (positions, momenta, cell,
-            forces).
+            forces, stress).
         time_reversal: with probability 1/2 return the reversed pair ((q', -p') -> (q, -p)).
         rank, world_size: this process's share of blocks under DistributedDataParallel.
         pairs_per_block: when shuffling, take at most this many pairs (a random subset, new each
@@ -215,6 +216,10 @@ class StridePairs(torch.utils.data.IterableDataset):
             raise ValueError(f"trajectories {self.traj_ids} are shorter than the longest stride")
         self.with_forces = all(
             store[t].has_forces for source, store in stores.items() for t in self.source_ids[source]
+        )
+        #: whether any trajectory has stress; items of those without carry a NaN stress
+        self.with_stress = any(
+            store[t].has_stress for source, store in stores.items() for t in self.source_ids[source]
         )
         self.shuffle, self.buffer_blocks = shuffle, buffer_blocks
         self.rotate, self.time_reversal = rotate, time_reversal
@@ -341,7 +346,11 @@ class StridePairs(torch.utils.data.IterableDataset):
         frames = reader.read(
             block.start,
             stop,
-            keys=tuple(k for k in _FRAME_KEYS if k != "forces" or self.with_forces),
+            keys=tuple(
+                k
+                for k in _FRAME_KEYS
+                if (k != "forces" or self.with_forces) and (k != "stress" or reader.has_stress)
+            ),
         )
         frames["masses"], frames["numbers"] = reader.masses, reader.numbers
         frames["pbc"] = np.asarray(reader.attrs.get("pbc", [True] * 3), dtype=bool)
@@ -378,8 +387,13 @@ class StridePairs(torch.utils.data.IterableDataset):
             item[keys.UNROLL_MOMENTA] = sign * frames["momenta"][later].transpose(1, 0, 2)
         if self.with_forces:
             item[keys.FORCES] = frames["forces"][origin]
-        if rotation is not None:
+        if self.with_stress:
+            unknown = np.full((1, 3, 3), np.nan)
+            item[keys.STRESS] = frames["stress"][origin][None] if "stress" in frames else unknown
+        if rotation is not None:  # vectors v -> R v; the stress, a tensor, -> R σ Rᵀ
             item = {name: value @ rotation.T for name, value in item.items()}
+            if self.with_stress:
+                item[keys.STRESS] = rotation @ item[keys.STRESS]
         n = len(frames["numbers"])
         out = {
             name: torch.as_tensor(np.ascontiguousarray(v), dtype=torch.float64)

@@ -209,6 +209,9 @@ class Recipe(_Strict):
     production_fs: PositiveFloat
     replicas: PositiveInt = 1
     store_forces: bool = True
+    #: store the reference stress of every frame (fully periodic systems only); for training
+    #: energy models whose virial drives a barostat
+    store_stress: bool = False
 
     @model_validator(mode="after")
     def _check_times(self) -> Recipe:
@@ -222,12 +225,15 @@ class Recipe(_Strict):
 
     def stored(self) -> dict[str, Any]:
         """The recipe as a store records it (and hashes it to recognise the store again): its
-        JSON form without the ensemble fields added later that are at their default, so a
+        JSON form without the fields added later (ensemble fields, ``store_stress``) that are at
+        their default, so a
         store written before they existed still resumes."""
         data = self.model_dump(mode="json")
         for name, default in ADDED_ENSEMBLE_FIELDS.items():
             if data["ensemble"].get(name) == default:
                 del data["ensemble"][name]
+        if not data["store_stress"]:
+            del data["store_stress"]
         return data
 
     @property

@@ -34,7 +34,7 @@ from ase.md.verlet import VelocityVerlet
 
 from flashmd.data.calculators import check_elements, keeps_state, make_calculator, provenance
 from flashmd.data.claims import Claim
-from flashmd.data.recipes import CalculatorSpec, Recipe, TrajectoryTask
+from flashmd.data.recipes import CalculatorSpec, Recipe, RecipeError, TrajectoryTask, system_name
 from flashmd.data.store import COMMIT_INTERVAL_S, TrajectoryReader, TrajectoryStore
 from flashmd.data.systems import build_system
 from flashmd.units import FS
@@ -221,11 +221,16 @@ def _npt(
 
 
 def snapshot(
-    atoms: Atoms, time_fs: float, with_forces: bool, energy: float | None = None
+    atoms: Atoms,
+    time_fs: float,
+    with_forces: bool,
+    energy: float | None = None,
+    with_stress: bool = False,
 ) -> dict[str, np.ndarray | float]:
     """One frame in store units; the calculator's cached results are reused, never recomputed.
 
-    ``energy`` (eV), when given, is the potential energy already known for these positions.
+    ``energy`` (eV), when given, is the potential energy already known for these positions;
+    ``with_stress`` adds the (3, 3) stress in eV/Å³.
     """
     frame: dict[str, np.ndarray | float] = {
         "positions": atoms.get_positions(),
@@ -236,6 +241,8 @@ def snapshot(
     }
     if with_forces:
         frame["forces"] = atoms.get_forces()
+    if with_stress:
+        frame["stress"] = atoms.get_stress(voigt=False)
     return frame
 
 
@@ -310,7 +317,7 @@ def produce(
             proxy.arm()
             dynamics.step()
             time_fs = frame_index * recipe.sample_interval_fs
-            frame = snapshot(atoms, time_fs, recipe.store_forces, proxy.energy)
+            frame = snapshot(atoms, time_fs, recipe.store_forces, proxy.energy, recipe.store_stress)
             if frame_index < sink.n_frames:
                 if replayed is not None:
                     replayed(frame_index, frame)
@@ -343,6 +350,11 @@ def prepare(recipe: Recipe, task: TrajectoryTask) -> tuple[Atoms, np.random.Gene
     label = f"systems.{task.system_index}"
     atoms = build_system(spec, structure_rng, label=label)
     check_elements(recipe.calculator, set(atoms.get_chemical_symbols()), label)
+    if recipe.store_stress and not all(atoms.pbc):
+        raise RecipeError(
+            f"{label} ({system_name(spec)}) is not periodic in every direction, so it has "
+            "no stress: leave it out of a recipe with store_stress: true, or store no stress"
+        )
     atoms.calc = make_calculator(recipe.calculator)
     attrs = {
         "calculator": provenance(recipe.calculator, atoms.calc),
@@ -422,6 +434,7 @@ def _write_trajectory(
         with_forces=recipe.store_forces,
         capacity=recipe.frames_per_trajectory,
         commit_interval_s=commit_interval_s,
+        with_stress=recipe.store_stress,
     ) as writer:
         writer.before_commit.append(held.refresh)
         already = writer.n_frames
@@ -435,7 +448,7 @@ def _write_trajectory(
         else:
             equilibrate(atoms, recipe, task, rng)
             writer.append(
-                snapshot(atoms, 0.0, recipe.store_forces),
+                snapshot(atoms, 0.0, recipe.store_forces, with_stress=recipe.store_stress),
                 commit_attrs={"rng_state": encode_rng_state(rng)},
             )
             on_frames(1)

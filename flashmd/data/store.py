@@ -12,6 +12,7 @@ writer. Layout, units and attributes are described in ``data/README.md`` and ``D
         cell      (n_frames, 3, 3)       float64, Å
         energy    (n_frames,)            float64, eV (potential)
         forces    (n_frames, n_atoms, 3) float64, eV/Å (optional)
+        stress    (n_frames, 3, 3)       float64, eV/Å³, ASE's sign (optional, periodic cells)
         time_fs   (n_frames,)            float64, fs
 
 Crash safety: frame arrays may be allocated beyond the data (capacity). A writer first writes whole
@@ -59,6 +60,7 @@ FRAME_ARRAYS: dict[str, tuple[str, tuple[str, ...]]] = {
     "momenta": ("atom3", ("frame", "atom", "xyz")),
     "forces": ("atom3", ("frame", "atom", "xyz")),
     "cell": ("cell", ("frame", "cell_vector", "xyz")),
+    "stress": ("cell", ("frame", "stress_row", "stress_column")),
     "energy": ("scalar", ("frame",)),
     "time_fs": ("scalar", ("frame",)),
 }
@@ -70,18 +72,24 @@ ARRAY_ATTRIBUTES: dict[str, dict[str, str]] = {
     "momenta": {"long_name": "momenta", "units": UNITS["momenta"]},
     "forces": {"long_name": "forces of the reference calculator", "units": UNITS["forces"]},
     "cell": {"long_name": "cell vectors (rows)", "units": UNITS["cell"]},
+    "stress": {
+        "long_name": "stress of the reference calculator (ASE sign: (1/V) dE/dstrain)",
+        "units": UNITS["stress"],
+    },
     "energy": {"long_name": "potential energy", "units": UNITS["energy"]},
     "time_fs": {"long_name": "simulated time", "units": UNITS["time"]},
 }
 REQUIRED_FRAME_ARRAYS = ("positions", "momenta", "cell", "energy", "time_fs")
-OPTIONAL_FRAME_ARRAYS = ("forces",)
+OPTIONAL_FRAME_ARRAYS = ("forces", "stress")
 
 COMPRESSOR = BloscCodec(cname="lz4", clevel=5, shuffle="bitshuffle", typesize=8)
 TARGET_CHUNK_BYTES = 4 * 1024 * 1024
 
 
 @functools.lru_cache(maxsize=16)
-def _array_metadata(n_atoms: int, capacity: int, with_forces: bool) -> dict[str, ArrayV3Metadata]:
+def _array_metadata(
+    n_atoms: int, capacity: int, with_forces: bool, with_stress: bool = False
+) -> dict[str, ArrayV3Metadata]:
     """Metadata of a trajectory's arrays (built once per shape in memory, then reused)."""
     scratch = zarr.open_group(zarr.storage.MemoryStore(), mode="w")
     metadata = {
@@ -96,7 +104,7 @@ def _array_metadata(n_atoms: int, capacity: int, with_forces: bool) -> dict[str,
     }
     chunk = frames_per_chunk(n_atoms)
     for key, (kind, dims) in FRAME_ARRAYS.items():
-        if key == "forces" and not with_forces:
+        if (key == "forces" and not with_forces) or (key == "stress" and not with_stress):
             continue
         trailing = _trailing_shape(kind, n_atoms)
         metadata[key] = scratch.create_array(
@@ -317,6 +325,7 @@ class TrajectoryStore:
         with_forces: bool,
         capacity: int = 0,
         commit_interval_s: float | None = COMMIT_INTERVAL_S,
+        with_stress: bool = False,
     ) -> TrajectoryWriter:
         """Open the writer of one trajectory: creates it, or resumes it from its trusted frames.
 
@@ -328,6 +337,7 @@ class TrajectoryStore:
             with_forces: whether a forces array is stored.
             capacity: frames to allocate up front (grows as needed).
             commit_interval_s: commit buffered frames at least this often (None: per chunk).
+            with_stress: whether a stress array is stored.
         """
         if not self.writable:
             raise StoreError(f"{self.location} was opened read-only; open it with mode='a'")
@@ -346,6 +356,7 @@ class TrajectoryStore:
                 attrs,
                 with_forces,
                 capacity,
+                with_stress,
             )
         writer.commit_interval_s = commit_interval_s
         return writer
@@ -460,6 +471,10 @@ class TrajectoryReader:
         return "forces" in self.group
 
     @property
+    def has_stress(self) -> bool:
+        return "stress" in self.group
+
+    @property
     def chunk_frames(self) -> int:
         return int(self.group["positions"].chunks[0])
 
@@ -558,6 +573,7 @@ class TrajectoryWriter:
         attrs: Mapping[str, Any],
         with_forces: bool,
         capacity: int,
+        with_stress: bool = False,
     ) -> TrajectoryWriter:
         n_atoms = int(numbers.shape[0])
         if masses.shape != (n_atoms,):
@@ -566,7 +582,7 @@ class TrajectoryWriter:
         group_metadata = GroupMetadata(
             attributes={**dict(attrs), "n_frames": 0, "status": "partial"}
         )
-        arrays = _array_metadata(n_atoms, max(int(capacity), 0), with_forces)
+        arrays = _array_metadata(n_atoms, max(int(capacity), 0), with_forces, with_stress)
         nodes = {path: group_metadata, **{f"{path}/{k}": meta for k, meta in arrays.items()}}
         # all metadata documents written concurrently (one group, eight arrays)
         for _ in zarr.create_hierarchy(store=parent.store, nodes=nodes):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import torch
 from e3nn import o3
@@ -83,6 +83,7 @@ class EnergyModel(torch.nn.Module):
         forces: bool = True,
         stress: bool = False,
         create_graph: bool = False,
+        nonperiodic_stress: Literal["raise", "nan"] = "raise",
     ) -> dict[str, torch.Tensor]:
         """Energy ``(S,)`` eV, and optionally forces ``(A, 3)`` eV/Å and stress ``(S, 3, 3)`` eV/Å³.
 
@@ -93,6 +94,8 @@ class EnergyModel(torch.nn.Module):
             stress: compute ``(1/V) ∂E/∂ε`` (ASE sign); every system must be fully periodic.
             create_graph: keep the graph of the derivatives (for training on forces); otherwise
                 returned tensors are detached when derivatives were taken.
+            nonperiodic_stress: with ``"nan"``, systems that are not fully periodic get a NaN
+                stress instead of an error (training batches that mix slabs and bulk).
         """
         keys.check_batch(
             batch,
@@ -112,7 +115,7 @@ class EnergyModel(torch.nn.Module):
         receiver, sender = batch[keys.EDGE_INDEX]
         vectors = positions[sender] - positions[receiver] + batch[keys.EDGE_SHIFTS]
         if stress:
-            if not bool(batch[keys.PBC].all()):
+            if nonperiodic_stress == "raise" and not bool(batch[keys.PBC].all()):
                 raise ValueError("stress needs fully periodic systems; some have pbc=False")
             strain = torch.zeros(
                 (n_systems, 3, 3), dtype=vectors.dtype, device=vectors.device, requires_grad=True
@@ -131,6 +134,9 @@ class EnergyModel(torch.nn.Module):
         if stress:
             volume = torch.abs(torch.linalg.det(batch[keys.CELL]))
             out[keys.STRESS] = grads[-1] / volume[:, None, None]
+            periodic = batch[keys.PBC].all(dim=1)
+            if not bool(periodic.all()):
+                out[keys.STRESS] = torch.where(periodic[:, None, None], out[keys.STRESS], torch.nan)
         if not create_graph:
             out = {name: value.detach() for name, value in out.items()}
         return out

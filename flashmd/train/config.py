@@ -66,6 +66,9 @@ class LossWeights(_Strict):
     """Energy per atom, in units of its training standard deviation."""
     forces: Annotated[float, Field(ge=0)] = 10.0
     """Forces, in units of their training root mean square."""
+    stress: Annotated[float, Field(ge=0)] = 0.0
+    """Stress, in units of its training root mean square, when every training trajectory stores
+    it (``store_stress: true`` in the data recipe): the virial a barostat follows."""
     kinetic: Annotated[float, Field(ge=0)] = 0.0
     """Kinetic energy of each species in each system after the stride, relative to its expected
     value (:func:`flashmd.train.losses.kinetic_loss`); 0 leaves the predictor a conditional mean,

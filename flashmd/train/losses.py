@@ -31,6 +31,7 @@ class Normalisation:
         energy_per_atom_shift: (n_species,) least-squares reference energy per atom, eV.
         energy_per_atom_var: variance of the residual energy per atom, eV².
         forces_ms: mean square force component, (eV/Å)².
+        stress_ms: mean square stress component, (eV/Å³)² (1.0 when no pair has stress).
     """
 
     species: tuple[int, ...]
@@ -40,6 +41,7 @@ class Normalisation:
     energy_per_atom_shift: torch.Tensor
     energy_per_atom_var: float
     forces_ms: float
+    stress_ms: float = 1.0
 
     def state_dict(self) -> dict:
         return {
@@ -93,7 +95,7 @@ def compute_normalisation(
     n_s, n_k = len(species), len(strides_fs)
     sums = torch.zeros(2, n_s, n_k, dtype=torch.float64)
     counts = torch.zeros(n_s, n_k, dtype=torch.float64)
-    compositions, energies, force_sq, force_n = [], [], 0.0, 0
+    compositions, energies, force_sq, force_n, stress_sq, stress_n = [], [], 0.0, 0, 0.0, 0
     index = {z: i for i, z in enumerate(species)}
     for item in pairs:
         d, p = mass_scaled_targets(item, item[keys.TARGET_POSITIONS], item[keys.TARGET_MOMENTA])
@@ -107,6 +109,9 @@ def compute_normalisation(
         if keys.FORCES in item:
             force_sq += float((item[keys.FORCES] ** 2).sum())
             force_n += item[keys.FORCES].numel()
+        if keys.STRESS in item and bool(torch.isfinite(item[keys.STRESS]).all()):
+            stress_sq += float((item[keys.STRESS] ** 2).sum())
+            stress_n += item[keys.STRESS].numel()
     if not energies:
         raise ValueError("no training pairs to compute normalisation statistics from")
     counts = counts.clamp(min=1)
@@ -127,6 +132,7 @@ def compute_normalisation(
         shift,
         max(float(residual.var()) if len(residual) > 1 else 0.0, 1e-6),
         force_sq / force_n if force_n else 1.0,
+        max(stress_sq / stress_n, 1e-12) if stress_n else 1.0,
     )
 
 
@@ -316,6 +322,24 @@ def energy_loss(
     if forces is not None and keys.FORCES in batch:
         f_term = ((forces - batch[keys.FORCES]) ** 2).mean() / norm.forces_ms
     return weights.energy * e_term, weights.forces * f_term
+
+
+def stress_loss(
+    batch: dict[str, torch.Tensor], norm: Normalisation, stress: torch.Tensor
+) -> torch.Tensor:
+    """Stress MSE / its mean square (scalar): ``stress`` (S, 3, 3) eV/Å³ against the batch's.
+
+    The stress is the energy model's response to a strain of the cell, which forces and energies
+    at one density do not pin down; a barostat driven by the model's virial settles at the
+    volume where this stress vanishes, so its error becomes the volume's. Systems whose stress is
+    unknown (NaN: a trajectory stored without stress, or a slab) do not count."""
+    known = torch.isfinite(batch[keys.STRESS]).all(dim=(1, 2)) & torch.isfinite(stress).all(
+        dim=(1, 2)
+    )
+    if not bool(known.any()):
+        return torch.zeros((), dtype=stress.dtype, device=stress.device)
+    error = stress[known] - batch[keys.STRESS][known]
+    return (error**2).mean() / norm.stress_ms
 
 
 def filtered_momenta(

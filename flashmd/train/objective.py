@@ -18,6 +18,7 @@ from flashmd.train.losses import (
     potential_loss,
     potential_shifts,
     predictor_loss,
+    stress_loss,
 )
 
 
@@ -64,6 +65,8 @@ class Objective(torch.nn.Module):
         positions = batch[keys.POSITIONS]
         zero = torch.zeros((), dtype=positions.dtype, device=positions.device)
         terms = {"predictor": zero, "energy": zero, "forces": zero}
+        if self.weights.stress > 0:
+            terms["stress"] = zero
         if self.model.generating is not None and self.weights.generating > 0:
             new_positions, new_momenta = midpoint_prediction(
                 self.model, batch, create_graph=self.training
@@ -102,12 +105,21 @@ class Objective(torch.nn.Module):
                 )
         if self.model.energy_model is not None and self.train_energy:
             want_forces = self.weights.forces > 0 and keys.FORCES in batch
+            want_stress = self.weights.stress > 0 and keys.STRESS in batch
             out = self.model.energy_model.compute(
-                batch, forces=want_forces, create_graph=self.training
+                batch,
+                forces=want_forces,
+                stress=want_stress,
+                create_graph=self.training,
+                nonperiodic_stress="nan",
             )
             terms["energy"], terms["forces"] = energy_loss(
                 batch, self.norm, out[keys.ENERGY], out.get(keys.FORCES), self.weights
             )
+            if want_stress:
+                terms["stress"] = self.weights.stress * stress_loss(
+                    batch, self.norm, out[keys.STRESS]
+                )
         terms["total"] = sum(terms.values())
         return terms
 

@@ -65,7 +65,7 @@ _ADDED_FIELDS: dict[str, Any] = {
     "validation_store": None,
 }
 """Recipe fields newer than some saved runs, with the value such a run had (JSON)."""
-_ADDED_LOSS_WEIGHTS: dict[str, Any] = {"unroll": 1.0, "potential_bias": 0.0}
+_ADDED_LOSS_WEIGHTS: dict[str, Any] = {"unroll": 1.0, "potential_bias": 0.0, "stress": 0.0}
 """Loss weights newer than some saved runs (their terms were off in such a run)."""
 _ADDED_MODEL_FIELDS: dict[str, Any] = {"refit_energy_shift": None}
 """Model-spec fields newer than some saved runs, with the value such a run had."""

@@ -59,6 +59,22 @@ def free_flight(batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Ten
     return batch[keys.POSITIONS] + stride * velocities, batch[keys.MOMENTA]
 
 
+def _add_stress_errors(
+    sums: dict[str, float], counts: dict[str, int], stress: torch.Tensor, true: torch.Tensor
+) -> None:
+    """Stress (S, 3, 3) eV/Å³ against the true one: squared errors for ``stress_rmse_GPa`` and
+    the pressure's error (``-trace / 3``) for ``pressure_bias_GPa``, the mean a barostat feels.
+    Systems of unknown stress (NaN) are left out."""
+    from ase.units import GPa
+
+    known = torch.isfinite(true).all(dim=(1, 2)) & torch.isfinite(stress).all(dim=(1, 2))
+    error = (stress[known] - true[known]) / GPa
+    sums["stress_rmse_GPa"] += float((error**2).sum())
+    counts["stress_rmse_GPa"] += error.numel()
+    sums["pressure_bias_GPa"] += float(-torch.diagonal(error, dim1=1, dim2=2).sum() / 3)
+    counts["stress_systems"] += len(error)
+
+
 def evaluate(model: FlashMDModel, batches: Iterable[dict[str, torch.Tensor]]) -> dict[str, float]:
     """Metrics over ``batches`` (on the model's device and dtype, with neighbours).
 
@@ -66,10 +82,11 @@ def evaluate(model: FlashMDModel, batches: Iterable[dict[str, torch.Tensor]]) ->
     ``mom_rmse_{S}`` (amu·Å/ASE-time), ``mom_ff_rmse_{S}``, ``mom_ratio_{S}`` for every stride S in
     fs, and ``kinetic_ratio_{S}``, the predicted over the true kinetic energy after the stride
     (below 1: strides lose energy, which the energy filter must restore); ``energy_rmse_meV_atom``
-    and ``forces_rmse_meV_A`` with an energy model, and with both models ``potential_shift_{S}``,
-    the mean of ``(V(q'_pred) - V(q'_true)) / N`` in meV/atom by the energy model (above 0: the
-    stride turns kinetic into potential energy, which a thermostatted rollout keeps as too high
-    a potential energy at the right kinetic temperature;
+    and ``forces_rmse_meV_A`` with an energy model (and ``stress_rmse_GPa`` and
+    ``pressure_bias_GPa``, model minus reference, when the pairs carry stress), and with both
+    models ``potential_shift_{S}``, the mean of ``(V(q'_pred) - V(q'_true)) / N`` in meV/atom by
+    the energy model (above 0: the stride turns kinetic into potential energy, which a
+    thermostatted rollout keeps as too high a potential energy at the right kinetic temperature;
     :func:`~flashmd.train.losses.potential_loss` trains it away); with a generating function,
     the same position and momentum keys prefixed ``mid_`` for its midpoint condition on the true
     pairs
@@ -90,7 +107,8 @@ def evaluate(model: FlashMDModel, batches: Iterable[dict[str, torch.Tensor]]) ->
             positions, momenta = midpoint_prediction(model, batch)
             _add_stride_errors(sums, counts, "mid_", batch, positions, momenta)
         if model.energy_model is not None:
-            out = model.energy_model.compute(batch, forces=keys.FORCES in batch)
+            with_stress = keys.STRESS in batch and bool(batch[keys.PBC].all())
+            out = model.energy_model.compute(batch, forces=keys.FORCES in batch, stress=with_stress)
             per_atom = (out[keys.ENERGY] - batch[keys.ENERGY]) / batch[keys.N_ATOMS]
             sums["energy_rmse_meV_atom"] += float((per_atom**2).sum()) * 1e6
             counts["energy_rmse_meV_atom"] += len(per_atom)
@@ -99,8 +117,12 @@ def evaluate(model: FlashMDModel, batches: Iterable[dict[str, torch.Tensor]]) ->
                     float(((out[keys.FORCES] - batch[keys.FORCES]) ** 2).sum()) * 1e6
                 )
                 counts["forces_rmse_meV_A"] += batch[keys.FORCES].numel()
+            if with_stress:
+                _add_stress_errors(sums, counts, out[keys.STRESS].detach(), batch[keys.STRESS])
     model.train(was_training)
     metrics = {name: (sums[name] / counts[name]) ** 0.5 for name in sums if name in counts}
+    if "pressure_bias_GPa" in sums:
+        metrics["pressure_bias_GPa"] = sums["pressure_bias_GPa"] / counts["stress_systems"]
     for name in [n for n in sums if n.startswith("potential_shift_")]:
         metrics[name] = sums[name] / counts[name.replace("potential_shift_", "kinetic_systems_")]
     for name in [n for n in sums if n.startswith("kinetic_") and "_true_" not in n]:
@@ -243,5 +265,10 @@ def format_metrics(metrics: dict[str, float], strides_fs: Iterable[float]) -> st
         lines.append(
             f"energy RMSE {metrics['energy_rmse_meV_atom']:.3f} meV/atom, forces RMSE "
             f"{metrics.get('forces_rmse_meV_A', float('nan')):.2f} meV/Å"
+        )
+    if "stress_rmse_GPa" in metrics:
+        lines.append(
+            f"stress RMSE {metrics['stress_rmse_GPa']:.3f} GPa, pressure bias "
+            f"{metrics['pressure_bias_GPa']:+.3f} GPa"
         )
     return "\n".join(lines)
