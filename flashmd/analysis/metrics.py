@@ -160,6 +160,8 @@ def compare(reference: Pooled, rollout: Pooled, config: EvaluationConfig) -> lis
         )
     )
     rows.append(_fallback_row(rollout, config))
+    if reference.at_constant_pressure or rollout.at_constant_pressure:
+        rows.extend(_volume_rows(reference, rollout, config))
     if rollout.solver_iterations is not None:  # symplectic strides: shown, not judged
         rows.append(_solver_row(rollout.solver_iterations))
     if rollout.declined_fraction is not None:  # adaptive strides: shown, not judged
@@ -169,6 +171,28 @@ def compare(reference: Pooled, rollout: Pooled, config: EvaluationConfig) -> lis
     if rollout.uncertainty is not None:  # shown, not judged
         rows.append(_uncertainty_row(rollout.uncertainty))
     return rows
+
+
+def _volume_rows(reference: Pooled, rollout: Pooled, config: EvaluationConfig) -> list[Metric]:
+    """Mean volume and its standard deviation (constant pressure), relative to the reference."""
+    tol = config.tolerances
+    ref, run = reference.volumes_per_atom, rollout.volumes_per_atom
+    if ref is None or run is None:
+        return [
+            Metric(key, name, "Å³/atom", None, None, None, "relative", "—", "skip", "not periodic")
+            for key, name in (("volume", "mean volume"), ("volume_std", "volume fluctuation"))
+        ]
+    mean = _relative("mean volume", "volume", "Å³/atom", ref.mean(), run.mean(), tol.volume_rel)
+    spread = _relative(
+        "volume fluctuation (standard deviation)",
+        "volume_std",
+        "Å³/atom",
+        float(ref.std()),
+        float(run.std()),
+        tol.volume_fluctuation_rel,
+    )
+    note = "σ_V² = kT <V> κ_T: the isothermal compressibility"
+    return [mean, Metric(**{**spread.as_dict(), "note": note})]
 
 
 def _diffusion_row(reference: Pooled, rollout: Pooled, config: EvaluationConfig) -> Metric:

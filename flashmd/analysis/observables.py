@@ -47,7 +47,8 @@ class TrajectoryObservables:
     ``declined_fraction`` the fraction of strides an adaptive stride declined, or None (fixed);
     ``acceptance`` the fraction of strides a Metropolis chain accepted, or None (no chain);
     ``rdf`` is None for geometries without a periodic volume; ``ensemble`` is the production
-    ensemble ("nve", "langevin", "bussi", or "?").
+    ensemble ("nve", "langevin", "bussi", "npt", "metropolis", or "?"); ``volume_per_atom``
+    (n_frames,) Å³ the cell volume per atom of fully periodic systems, else None.
     """
 
     traj_id: str
@@ -73,6 +74,7 @@ class TrajectoryObservables:
     uncertainty: np.ndarray | None = None
     declined_fraction: float | None = None
     acceptance: float | None = None
+    volume_per_atom: np.ndarray | None = None
 
     @property
     def n_atoms(self) -> int:
@@ -147,6 +149,8 @@ class _Accumulators:
             else RDFAccumulator(numbers, rdf_rmax, settings.rdf_nbins, self.pbc)
         )
         self.rdf_every = -(-reader.n_frames // settings.rdf_max_frames)
+        self.volumes: list[np.ndarray] | None = [] if self.pbc.all() else None
+        self.n_atoms = len(numbers)
 
     def update(self, start: int, block: dict[str, np.ndarray]) -> None:
         positions, momenta, cell = block["positions"], block["momenta"], block["cell"]
@@ -155,6 +159,8 @@ class _Accumulators:
         self.vacf.update(momenta)
         self.msd.update(positions)
         self.min_distance.update(positions, cell)
+        if self.volumes is not None:
+            self.volumes.append(np.abs(np.linalg.det(cell)) / self.n_atoms)
         if self.rdf is not None:
             take = slice((-start) % self.rdf_every, None, self.rdf_every)
             if positions[take].shape[0]:
@@ -229,6 +235,7 @@ def observe(
         uncertainty=_uncertainty(reader, analysed),
         declined_fraction=_declined_fraction(reader, analysed),
         acceptance=_acceptance(reader, analysed),
+        volume_per_atom=None if acc.volumes is None else np.concatenate(acc.volumes),
     )
 
 

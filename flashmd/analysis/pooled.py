@@ -103,6 +103,18 @@ class Pooled:
         """Frames whose closest pair is nearer than ``threshold`` Å."""
         return int(np.count_nonzero(self.min_distances < threshold))
 
+    @cached_property
+    def volumes_per_atom(self) -> np.ndarray | None:
+        """Cell volume per atom (n_frames,) Å³ of every analysed frame of every replica, or None
+        when the systems are not fully periodic."""
+        if any(t.volume_per_atom is None for t in self.trajectories):
+            return None
+        return np.concatenate([t.volume_per_atom for t in self.trajectories])
+
+    @property
+    def at_constant_pressure(self) -> bool:
+        return any(t.ensemble == "npt" for t in self.trajectories)
+
     @property
     def has_filter(self) -> bool:
         return all(t.filter_fallback is not None for t in self.trajectories)

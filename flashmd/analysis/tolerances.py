@@ -50,6 +50,11 @@ class Tolerances(_Strict):
     fallback_fraction: Annotated[float, Field(ge=0, le=1)]
     """Fraction of rollout strides the energy filter rejected and had redone (as half
     strides, or by velocity Verlet where the model serves no half stride)."""
+    volume_rel: NonNegative
+    """|<V>_rollout - <V>_reference| / <V>_reference of the mean volumes (constant pressure)."""
+    volume_fluctuation_rel: NonNegative
+    """Relative difference of the volumes' standard deviations, whose square is proportional to
+    the isothermal compressibility (constant pressure)."""
 
 
 class AnalysisSettings(_Strict):

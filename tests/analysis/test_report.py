@@ -48,8 +48,9 @@ def reference(tmp_path_factory) -> str:
     return location
 
 
-def copy_store(source: str, target: str, change=None) -> str:
-    """Copy every trajectory of ``source`` into a new store, ``change(frames)`` applied."""
+def copy_store(source: str, target: str, change=None, attrs: dict | None = None) -> str:
+    """Copy every trajectory of ``source`` into a new store, ``change(frames)`` applied and
+    ``attrs`` updating each trajectory's attributes."""
     src = TrajectoryStore.open(source)
     dst = TrajectoryStore.create(target, {"name": "changed-copy"})
     for traj_id in src.ids():
@@ -57,7 +58,8 @@ def copy_store(source: str, target: str, change=None) -> str:
         frames = reader.read(keys=("positions", "momenta", "cell", "energy", "time_fs"))
         if change is not None:
             change(frames)
-        writer = dst.writer(traj_id, reader.numbers, reader.masses, reader.attrs, False)
+        new_attrs = {**reader.attrs, **(attrs or {})}
+        writer = dst.writer(traj_id, reader.numbers, reader.masses, new_attrs, False)
         for k in range(reader.n_frames):
             writer.append({key: value[k] for key, value in frames.items()})
         writer.close(complete=True)
@@ -112,6 +114,36 @@ def test_store_against_itself_passes_and_writes_a_readable_report(reference, tmp
         assert f"figures/{Path(path).name}" in markdown
     assert "PASS: every tolerance held." in markdown
     assert "<table>" in (out / "report.html").read_text()
+
+
+def _breathing(amplitude: float, scale: float = 1.0):
+    """A change that scales each frame's cell and positions by ``scale (1 + amplitude sin k)``:
+    a volume that fluctuates as at constant pressure."""
+
+    def change(frames):
+        factor = scale * (1 + amplitude * np.sin(np.arange(len(frames["cell"]))))
+        frames["cell"] *= factor[:, None, None]
+        frames["positions"] *= factor[:, None, None]
+
+    return change
+
+
+def test_constant_pressure_rollouts_are_judged_on_their_volume(reference, tmp_path):
+    npt = {"ensemble": "npt"}
+    base = copy_store(reference, str(tmp_path / "a.zarr"), _breathing(0.004), npt)
+    same = evaluate(base, base, tmp_path / "same", figures=False)
+    rows = {m.key: m for m in same.conditions[0].metrics}
+    assert rows["volume"].status == "pass" and rows["volume_std"].status == "pass"
+    assert rows["volume_std"].reference > 0
+    plain = evaluate(reference, reference, tmp_path / "plain", figures=False)
+    assert "volume" not in {m.key for m in plain.conditions[0].metrics}  # NVE: not shown
+    larger = copy_store(reference, str(tmp_path / "b.zarr"), _breathing(0.004, 1.003), npt)
+    wilder = copy_store(reference, str(tmp_path / "c.zarr"), _breathing(0.006), npt)
+    for rollout, failing in ((larger, "volume"), (wilder, "volume_std")):
+        report = evaluate(base, rollout, tmp_path / failing, figures=False)
+        rows = {m.key: m for m in report.conditions[0].metrics}
+        assert rows[failing].status == "fail"
+        assert {rows["volume"].status, rows["volume_std"].status} == {"pass", "fail"}
 
 
 def test_every_condition_is_paired_and_replicas_are_pooled(reference, tmp_path):
