@@ -88,7 +88,7 @@ def rollouts(args: argparse.Namespace, recipe: Recipe, from_reference: bool) -> 
             ensemble="npt",
             temperature_K=float(temperature),
             stride_fs=args.stride_fs,
-            strides=round(recipe.production_fs / args.stride_fs),
+            strides=args.strides or round(recipe.production_fs / args.stride_fs),
             friction_per_fs=spec.friction_per_fs,
             pressure_GPa=spec.pressure_GPa,
             barostat_tau_fs=spec.barostat_tau_fs,
@@ -186,6 +186,9 @@ def main() -> None:
         command.add_argument("--reference", default=f"runs/{name}/reference.zarr")
         command.add_argument("--out", default=f"runs/{name}", help="folder of the rollouts")
         command.add_argument("--stride-fs", type=float, default=32.0)
+        command.add_argument(
+            "--strides", type=int, help="strides per rollout (default: the reference's length)"
+        )
         command.add_argument("--device", default="cpu")
     commands.choices["expansion"].add_argument("--figure", help="PNG of V(T) for both sides")
     commands.choices["melting"].add_argument(
