@@ -138,9 +138,12 @@ def expansion_figure(path: str, temperatures: np.ndarray, reference, rollout) ->
 
     fig, ax = plt.subplots(figsize=(5.5, 4))
     for (means, errors), name, marker in ((reference, "reference", "o"), (rollout, "flashmd", "s")):
-        ax.errorbar(temperatures, means, yerr=errors, marker=marker, ls="", capsize=3, label=name)
+        points = ax.errorbar(
+            temperatures, means, yerr=errors, marker=marker, ls="", capsize=3, label=name
+        )
         slope, intercept = np.polyfit(temperatures, means, 1)
-        ax.plot(temperatures, intercept + slope * temperatures, lw=0.8)
+        color = points.lines[0].get_color()
+        ax.plot(temperatures, intercept + slope * temperatures, lw=0.8, color=color)
     ax.set_xlabel("temperature (K)")
     ax.set_ylabel("volume per atom (Å³)")
     ax.set_title("Thermal expansion at 0 GPa")
