@@ -9,7 +9,7 @@ the last commit, at most ``--commit-every-s`` plus one frame), and whether the f
 equals the reference bit for bit. Then every bad input named in issue 18 is fed to the command
 line, which must refuse it (exit 2) with one line saying what is wrong. Prints markdown tables.
 
-    python scripts/faults.py --kills 10            # about 10 minutes on 2 loaded cores
+    python scripts/faults.py --kills 10     # about 75 minutes on a loaded core (learn: 40)
 """
 
 from __future__ import annotations
