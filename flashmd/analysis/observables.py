@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from flashmd.analysis._common import frame_interval_fs
+from flashmd.analysis._geometry import triple_product
 from flashmd.analysis.distances import MinDistanceAccumulator
 from flashmd.analysis.energy import EnergyAccumulator, EnergyResult
 from flashmd.analysis.msd import MSDAccumulator, MSDResult
@@ -160,7 +161,7 @@ class _Accumulators:
         self.msd.update(positions)
         self.min_distance.update(positions, cell)
         if self.volumes is not None:
-            self.volumes.append(np.abs(np.linalg.det(cell)) / self.n_atoms)
+            self.volumes.append(np.abs(triple_product(cell)) / self.n_atoms)
         if self.rdf is not None:
             take = slice((-start) % self.rdf_every, None, self.rdf_every)
             if positions[take].shape[0]:

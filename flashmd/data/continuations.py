@@ -30,14 +30,7 @@ from tqdm.auto import tqdm
 from flashmd.data.calculators import check_elements, make_calculator, provenance
 from flashmd.data.generate import GenerateReport, check_workers, run_pool
 from flashmd.data.recipes import CalculatorSpec, Recipe, RecipeError, whole_multiple
-from flashmd.data.reference import (
-    Restarts,
-    StoredFrames,
-    produce,
-    restart_point,
-    resume_from,
-    snapshot,
-)
+from flashmd.data.reference import Restarts, produce, resume_at_restart, snapshot
 from flashmd.data.store import TrajectoryStore
 from flashmd.units import FS
 
@@ -283,12 +276,12 @@ def run_continuation(
         capacity=settings.frames_per_trajectory,
     ) as writer:
         already = writer.n_frames
+        # produce() reads only the sampling fields a Recipe and these settings share; NVE draws no
+        # random numbers, so the RNG states it commits are those of an unused generator.
+        rng = np.random.default_rng(0)
         first, replayed = None, None
         if already:
-            replayed = StoredFrames(store[continuation.id])
-            first = restart_point(replayed.reader)[0]
-            resume_from(atoms, store, continuation.id, first)
-            first += 1
+            first, replayed = resume_at_restart(atoms, store[continuation.id], rng)
         else:
             writer.append(snapshot(atoms, 0.0, settings.store_forces))
             on_frames(1)
@@ -296,9 +289,6 @@ def run_continuation(
             settings.calculator,
             lambda steps_taken: VelocityVerlet(atoms, settings.timestep_fs * FS),
         )
-        # produce() reads only the sampling fields a Recipe and these settings share; NVE draws no
-        # random numbers, so the RNG states it commits are those of an unused generator.
-        rng = np.random.default_rng(0)
         produce(
             atoms,
             restarts,

@@ -226,8 +226,7 @@ class Recipe(_Strict):
     def stored(self) -> dict[str, Any]:
         """The recipe as a store records it (and hashes it to recognise the store again): its
         JSON form without the fields added later (ensemble fields, ``store_stress``) that are at
-        their default, so a
-        store written before they existed still resumes."""
+        their default, so a store written before they existed still resumes."""
         data = self.model_dump(mode="json")
         for name, default in ADDED_ENSEMBLE_FIELDS.items():
             if data["ensemble"].get(name) == default:

@@ -334,13 +334,21 @@ def produce(
     on_frames(unreported)
 
 
-def restart_point(reader: TrajectoryReader) -> tuple[int, dict[str, Any]]:
-    """(frame index, RNG state) a resumed trajectory starts from: the latest committed restart,
-    or, in stores written before restarts were recorded, the last frame."""
+def resume_at_restart(
+    atoms: Atoms, reader: TrajectoryReader, rng: np.random.Generator
+) -> tuple[int, StoredFrames]:
+    """Set ``atoms`` and ``rng`` to the latest committed restart of a partial trajectory (in
+    stores written before restarts were recorded: its last frame); returns the first frame to
+    produce from there and the check of the frames recomputed up to the stored ones."""
     restart = reader.attrs.get("restart")
-    if restart is not None and restart["frame"] < reader.n_frames:
-        return int(restart["frame"]), restart["rng_state"]
-    return reader.n_frames - 1, reader.attrs["rng_state"]
+    if restart is None or restart["frame"] >= reader.n_frames:
+        restart = {"frame": reader.n_frames - 1, "rng_state": reader.attrs["rng_state"]}
+    frame = reader.frame(int(restart["frame"]))
+    atoms.set_cell(frame["cell"])
+    atoms.set_positions(frame["positions"])
+    atoms.set_momenta(frame["momenta"])
+    restore_rng_state(rng, restart["rng_state"])
+    return int(restart["frame"]) + 1, StoredFrames(reader)
 
 
 def prepare(recipe: Recipe, task: TrajectoryTask) -> tuple[Atoms, np.random.Generator, dict]:
@@ -388,14 +396,6 @@ def equilibrate(
         dynamics.step()
 
 
-def resume_from(atoms: Atoms, store: TrajectoryStore, traj_id: str, index: int) -> None:
-    """Set ``atoms``' cell, positions and momenta to frame ``index`` of a stored trajectory."""
-    last = store[traj_id].frame(index)
-    atoms.set_cell(last["cell"])
-    atoms.set_positions(last["positions"])
-    atoms.set_momenta(last["momenta"])
-
-
 def run_trajectory(
     recipe: Recipe,
     task: TrajectoryTask,
@@ -440,11 +440,7 @@ def _write_trajectory(
         already = writer.n_frames
         first, replayed = None, None
         if already:
-            replayed = StoredFrames(store[task.id])
-            first, rng_state = restart_point(replayed.reader)
-            resume_from(atoms, store, task.id, first)
-            restore_rng_state(rng, rng_state)
-            first += 1
+            first, replayed = resume_at_restart(atoms, store[task.id], rng)
         else:
             equilibrate(atoms, recipe, task, rng)
             writer.append(

@@ -67,8 +67,9 @@ class LossWeights(_Strict):
     forces: Annotated[float, Field(ge=0)] = 10.0
     """Forces, in units of their training root mean square."""
     stress: Annotated[float, Field(ge=0)] = 0.0
-    """Stress, in units of its training root mean square, when every training trajectory stores
-    it (``store_stress: true`` in the data recipe): the virial a barostat follows."""
+    """Stress, in units of its training root mean square, on the systems whose trajectories store
+    it (``store_stress: true`` in the data recipe; the others and slabs do not count): the
+    virial a barostat follows."""
     kinetic: Annotated[float, Field(ge=0)] = 0.0
     """Kinetic energy of each species in each system after the stride, relative to its expected
     value (:func:`flashmd.train.losses.kinetic_loss`); 0 leaves the predictor a conditional mean,

@@ -333,13 +333,23 @@ def stress_loss(
     at one density do not pin down; a barostat driven by the model's virial settles at the
     volume where this stress vanishes, so its error becomes the volume's. Systems whose stress is
     unknown (NaN: a trajectory stored without stress, or a slab) do not count."""
-    known = torch.isfinite(batch[keys.STRESS]).all(dim=(1, 2)) & torch.isfinite(stress).all(
-        dim=(1, 2)
-    )
-    if not bool(known.any()):
+    error = known_stress_errors(stress, batch[keys.STRESS])
+    if not len(error):
         return torch.zeros((), dtype=stress.dtype, device=stress.device)
-    error = stress[known] - batch[keys.STRESS][known]
     return (error**2).mean() / norm.stress_ms
+
+
+def known_stress_errors(stress: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
+    """(K, 3, 3) ``stress - true`` (eV/Å³, each (S, 3, 3)) of the K systems where both are finite
+    (NaN marks a stress unknown: a trajectory stored without it, or a slab)."""
+    known = torch.isfinite(true).all(dim=(1, 2)) & torch.isfinite(stress).all(dim=(1, 2))
+    return stress[known] - true[known]
+
+
+def has_known_stress(batch: dict[str, torch.Tensor]) -> bool:
+    """Whether some system of ``batch`` carries a known (finite) stress: else a stress term has
+    nothing to compare and the strain derivative need not be taken."""
+    return keys.STRESS in batch and bool(torch.isfinite(batch[keys.STRESS]).all(dim=(1, 2)).any())
 
 
 def filtered_momenta(

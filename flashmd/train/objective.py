@@ -12,6 +12,7 @@ from flashmd.train.losses import (
     Normalisation,
     energy_loss,
     filtered_momenta,
+    has_known_stress,
     kinetic_loss,
     midpoint_prediction,
     potential_bias_loss,
@@ -105,7 +106,7 @@ class Objective(torch.nn.Module):
                 )
         if self.model.energy_model is not None and self.train_energy:
             want_forces = self.weights.forces > 0 and keys.FORCES in batch
-            want_stress = self.weights.stress > 0 and keys.STRESS in batch
+            want_stress = self.weights.stress > 0 and has_known_stress(batch)
             out = self.model.energy_model.compute(
                 batch,
                 forces=want_forces,

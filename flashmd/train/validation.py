@@ -15,7 +15,12 @@ from flashmd.data.graph import batch_to
 from flashmd.data.store import TrajectoryStore
 from flashmd.models.model import FlashMDModel
 from flashmd.train.errors import TrainingError
-from flashmd.train.losses import midpoint_prediction, potential_differences
+from flashmd.train.losses import (
+    has_known_stress,
+    known_stress_errors,
+    midpoint_prediction,
+    potential_differences,
+)
 from flashmd.units import FS
 
 
@@ -67,8 +72,7 @@ def _add_stress_errors(
     Systems of unknown stress (NaN) are left out."""
     from ase.units import GPa
 
-    known = torch.isfinite(true).all(dim=(1, 2)) & torch.isfinite(stress).all(dim=(1, 2))
-    error = (stress[known] - true[known]) / GPa
+    error = known_stress_errors(stress, true) / GPa
     sums["stress_rmse_GPa"] += float((error**2).sum())
     counts["stress_rmse_GPa"] += error.numel()
     sums["pressure_bias_GPa"] += float(-torch.diagonal(error, dim1=1, dim2=2).sum() / 3)
@@ -107,8 +111,10 @@ def evaluate(model: FlashMDModel, batches: Iterable[dict[str, torch.Tensor]]) ->
             positions, momenta = midpoint_prediction(model, batch)
             _add_stride_errors(sums, counts, "mid_", batch, positions, momenta)
         if model.energy_model is not None:
-            with_stress = keys.STRESS in batch and bool(batch[keys.PBC].all())
-            out = model.energy_model.compute(batch, forces=keys.FORCES in batch, stress=with_stress)
+            with_stress = has_known_stress(batch)
+            out = model.energy_model.compute(
+                batch, forces=keys.FORCES in batch, stress=with_stress, nonperiodic_stress="nan"
+            )
             per_atom = (out[keys.ENERGY] - batch[keys.ENERGY]) / batch[keys.N_ATOMS]
             sums["energy_rmse_meV_atom"] += float((per_atom**2).sum()) * 1e6
             counts["energy_rmse_meV_atom"] += len(per_atom)
