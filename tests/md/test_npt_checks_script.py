@@ -36,3 +36,22 @@ def test_second_half_msd_ignores_the_centre_of_mass_and_sees_diffusion():
     assert npt_checks.second_half_msd(Frames(drifting)) < 1e-20
     walk = start + np.cumsum(rng.normal(0, 0.5, size=(11, 32, 3)), axis=0)  # a liquid
     assert npt_checks.second_half_msd(Frames(walk)) > 2.0
+
+
+def test_pressure_error_of_a_model_on_its_own_reference(tmp_path):
+    """al-emt against asap3 EMT on tiny Al frames: finite, one value per frame, and within a
+    few GPa (a sign or unit slip would give tens: the stress itself is about 1 GPa)."""
+    from flashmd.data.generate import generate
+    from flashmd.data.recipes import load_recipe
+    from flashmd.data.store import TrajectoryStore
+    from flashmd.models.io import load_model
+    from tests.conftest import REPO
+
+    pressure_error = load_script("pressure_error")
+    recipe = load_recipe(REPO / "data" / "al-emt-tiny.yaml").model_copy(
+        update={"production_fs": 40.0, "equilibration_fs": 20.0}
+    )
+    generate(recipe, str(tmp_path / "s.zarr"), progress=False)
+    store = TrajectoryStore.open(tmp_path / "s.zarr")
+    errors = pressure_error.pressure_errors(load_model("al-emt"), store[store.ids()[0]], 3)
+    assert errors.shape == (3,) and np.isfinite(errors).all() and np.abs(errors).max() < 3.0
