@@ -248,18 +248,18 @@ def _cmd_models(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from flashmd.data.bench import bench_storage, bench_workers
+    from flashmd.bench.generator import bench_storage, bench_workers
 
     if args.what == "evaluate":
-        from flashmd.analysis.bench import bench_evaluate
+        from flashmd.bench.evaluate import bench_evaluate
 
         print(bench_evaluate(frames=args.eval_frames, n_atoms_per_side=args.cells))
     elif args.what == "rollout":
-        from flashmd.md.bench import bench_rollout
+        from flashmd.bench.rollout import bench_rollout
 
         print(bench_rollout(replicas=args.replicas, strides=args.strides))
     elif args.what == "speed":
-        from flashmd.md.speed import bench_speed
+        from flashmd.bench.speed import bench_speed
 
         print(
             bench_speed(
@@ -276,12 +276,12 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             )
         )
     elif args.what == "calculators":
-        from flashmd.data.bench import bench_calculators
+        from flashmd.bench.generator import bench_calculators
 
         sizes = tuple(args.sizes)
         print(bench_calculators(tuple(args.calculators), args.element, sizes, args.repeats))
     elif args.what == "train-memory":
-        from flashmd.train.bench import bench_train_memory
+        from flashmd.bench.train_memory import bench_train_memory
 
         print(bench_train_memory(factor=args.factor, steps=args.steps))
     elif args.what == "storage":

@@ -19,19 +19,19 @@ from matplotlib.image import imread
 
 from flashmd.analysis import kinetic_temperature, msd, rdf
 from flashmd.analysis import observables as observables_module
-from flashmd.analysis.bench import write_einstein_store
 from flashmd.analysis.observables import observe
 from flashmd.analysis.pairing import PairingError, pair_trajectories
 from flashmd.analysis.plots import filter_figure
 from flashmd.analysis.pooled import Pooled
 from flashmd.analysis.report import evaluate
 from flashmd.analysis.tolerances import ToleranceError, load_config, parse_config
+from flashmd.bench.evaluate import write_einstein_store
+from flashmd.bench.rollout import bench_model
 from flashmd.cli import main
 from flashmd.data import store as store_module
 from flashmd.data.generate import generate
 from flashmd.data.recipes import load_recipe, parse_recipe
 from flashmd.data.store import TrajectoryStore
-from flashmd.md.bench import bench_model
 from flashmd.models.io import save_checkpoint
 
 REPO = Path(__file__).resolve().parents[2]

@@ -72,7 +72,7 @@ def test_bad_parameters_and_a_missing_package_say_what_to_do(monkeypatch):
 
 
 def test_bench_calculators_prints_cost_ratios_and_says_what_is_missing(monkeypatch):
-    from flashmd.data.bench import bench_calculators
+    from flashmd.bench.generator import bench_calculators
 
     def missing(model, device):
         raise ImportError("no module named sevenn")

@@ -179,7 +179,7 @@ def test_clear_errors():
 
 
 def test_speed_benchmark_reports_symplectic_rows_with_their_iterations(tmp_path):
-    from flashmd.md.speed import bench_speed
+    from flashmd.bench.speed import bench_speed
     from flashmd.models.io import save_checkpoint
 
     model = save_checkpoint(tiny_symplectic_model(torch.float32), tmp_path / "sym.pt")

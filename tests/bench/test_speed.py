@@ -6,8 +6,13 @@ import re
 
 import pytest
 
+from flashmd.bench.speed import (
+    bench_speed,
+    check_element,
+    equilibrated_crystal,
+    reference_calculator,
+)
 from flashmd.cli import EXIT_USAGE, main
-from flashmd.md.speed import bench_speed, check_element, equilibrated_crystal, reference_calculator
 from flashmd.models.io import load_model
 
 REFERENCE = f"{reference_calculator().name} (reference)"

@@ -118,7 +118,9 @@ def _config(store: str, extra: tuple[str, ...], output: Path, steps: int):
 
 def _train(config) -> dict:
     """Peak RSS and training pairs of training ``config`` in a fresh process."""
-    code = "import sys; from flashmd.train.bench import train_child; train_child(sys.argv[1])"
+    code = (
+        "import sys; from flashmd.bench.train_memory import train_child; train_child(sys.argv[1])"
+    )
     child = subprocess.run(
         [sys.executable, "-c", code, config.model_dump_json()],
         capture_output=True,
