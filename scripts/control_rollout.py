@@ -7,9 +7,19 @@ compares with the reference exactly as it compares a model's rollout. Whatever d
 reference here comes from the engine (the thermostat applied every half stride instead of every
 2 fs step), not from a model.
 
+With ``--model M`` the map is velocity Verlet on M's energy model instead (the filter prices with
+it too, as ``flashmd md`` does): the best any stride built on that energy model can do. Judged
+with ``flashmd evaluate --energy reference`` (frames priced by the reference calculator), it
+splits a rollout's error into the energy model's share (this control against the reference) and
+the stride's share (the rollout against this control).
+
     python scripts/control_rollout.py runs/heldout/reference.zarr --temperature-K 1400 \\
         --stride-fs 32 --strides 2000 -o runs/control-T1400-32fs.zarr
     flashmd evaluate --reference runs/heldout/reference.zarr --rollout runs/control-T1400-32fs.zarr
+    python scripts/control_rollout.py runs/demo/reference.zarr --temperature-K 700 \\
+        --model emt-metals --strides 1000 -o runs/control-em.zarr
+    flashmd evaluate --reference runs/demo/reference.zarr --rollout runs/control-em.zarr \\
+        --energy reference --out runs/control-em
 """
 
 from __future__ import annotations
@@ -25,11 +35,12 @@ from flashmd.data.store import TrajectoryStore
 from flashmd.md.batch import stored_starts
 from flashmd.md.fallback import velocity_verlet
 from flashmd.md.output import RolloutWriter
-from flashmd.md.propagators import CalculatorPotential, Edges
+from flashmd.md.propagators import CalculatorPotential, Edges, ModelPotential
 from flashmd.md.rollout import rollout
 from flashmd.md.state import MDState, state_from_atoms
 from flashmd.md.stepper import Stepper
 from flashmd.md.thermostats import Langevin
+from flashmd.models.io import load_model
 from flashmd.units import FS
 
 
@@ -38,7 +49,7 @@ class VerletPropagator:
 
     cutoff = None
 
-    def __init__(self, potential: CalculatorPotential, timestep_fs: float) -> None:
+    def __init__(self, potential: CalculatorPotential | ModelPotential, timestep_fs: float) -> None:
         self.potential = potential
         self.timestep_fs = timestep_fs
 
@@ -61,11 +72,19 @@ def main() -> None:
     parser.add_argument("--timestep-fs", type=float, default=2.0)
     parser.add_argument("--friction-per-fs", type=float, default=0.01)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--model", help="velocity Verlet on this model's energy model (default: the reference's)"
+    )
     parser.add_argument("-o", "--output", required=True)
     args = parser.parse_args()
 
     reference = TrajectoryStore.open(args.reference)
-    potential = CalculatorPotential(make_calculator(reference_calculator_spec(reference)))
+    if args.model is None:
+        potential = CalculatorPotential(make_calculator(reference_calculator_spec(reference)))
+        calculator = "control: velocity Verlet on the reference calculator"
+    else:
+        potential = ModelPotential(load_model(args.model))
+        calculator = f"control: velocity Verlet on the energy model of {args.model}"
     starts = stored_starts(args.reference, args.temperature_K)
     state = state_from_atoms(starts, seed=args.seed)
     stepper = Stepper(
@@ -78,7 +97,7 @@ def main() -> None:
     ids = [f"{k:05d}_{a.get_chemical_formula('metal')}_r0" for k, a in enumerate(starts)]
     attrs = [
         {
-            "calculator": {"name": "control: velocity Verlet on the reference calculator"},
+            "calculator": {"name": calculator},
             "ensemble": "langevin",
             "temperature_K": args.temperature_K,
             "timestep_fs": args.stride_fs,

@@ -31,3 +31,24 @@ def test_control_run_starts_from_the_reference_and_is_never_repaired(tiny_recipe
         assert not trajectory.group["filter_fallback"][:].any()
         # velocity Verlet at 2 fs conserves the reference energy to well within the 5 % band
         assert np.abs(trajectory.group["filter_scale"][1:] - 1.0).max() < 0.01
+
+
+def test_control_on_an_energy_model_moves_on_that_model(tiny_recipe, tmp_path):
+    from flashmd.ase.calculator import EnergyCalculator
+    from flashmd.models.io import load_model
+
+    reference = str(tmp_path / "reference.zarr")
+    generate(tiny_recipe, reference, progress=False)
+    out = tmp_path / "control.zarr"
+    args = [reference, "--temperature-K", "900", "--stride-fs", "16", "--strides", "2"]
+    args += ["--model", "emt-metals"]
+    subprocess.run([sys.executable, str(SCRIPT), *args, "-o", str(out)], check=True)
+    trajectory = TrajectoryStore.open(out)[TrajectoryStore.open(out).ids()[0]]
+    assert "energy model of emt-metals" in trajectory.attrs["calculator"]["name"]
+    assert not trajectory.group["filter_fallback"][:].any()
+    calculator = EnergyCalculator(load_model("emt-metals"))
+    for k in range(trajectory.n_frames):
+        atoms = trajectory.to_atoms(k)
+        atoms.calc = calculator
+        # the stored V is the energy model's, which the filter priced the strides with
+        assert abs(atoms.get_potential_energy() - trajectory.frame(k)["energy"]) < 1e-4
