@@ -321,14 +321,14 @@ def _add_demo(commands: argparse._SubParsersAction, threads: argparse.ArgumentPa
     demo.add_argument(
         "--stride-fs",
         type=float,
-        default=32.0,
+        default=16.0,
         help="one of the model's strides (default: %(default)g)",
     )
     demo.add_argument(
         "--strides",
         type=int,
-        default=1000,
-        help="strides of the flashmd run (default: %(default)s)",
+        default=None,
+        help="strides of the flashmd run (default: as many as cover the reference's 32 ps)",
     )
     kind = demo.add_mutually_exclusive_group()
     kind.add_argument(

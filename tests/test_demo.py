@@ -9,7 +9,7 @@ import numpy as np
 from flashmd.cli import main
 from flashmd.data.recipes import load_recipe
 from flashmd.data.store import TrajectoryStore
-from flashmd.demo import demo_recipe, run_demo
+from flashmd.demo import DEMO_STRIDE_FS, default_strides, demo_recipe, run_demo
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -17,6 +17,14 @@ REPO = Path(__file__).resolve().parents[1]
 def test_shipped_demo_recipe_is_valid_and_one_temperature():
     recipe = demo_recipe()
     assert len(recipe.temperatures_K) == 1 and recipe.ensemble.production == "langevin"
+
+
+def test_default_strides_cover_the_reference_production():
+    recipe = demo_recipe()
+    assert default_strides(recipe, DEMO_STRIDE_FS) * DEMO_STRIDE_FS == recipe.production_fs
+    assert default_strides(recipe, 32.0) == 1000 and default_strides(recipe, 64.0) == 500
+    assert default_strides(recipe, 30.0) == 1067  # a stride that does not divide it: covers it
+    assert default_strides(recipe.model_copy(update={"production_fs": 10.0}), 64.0) == 1
 
 
 def test_demo_writes_reference_rollout_and_report(tmp_path):
