@@ -273,6 +273,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
                 devices=args.devices,
                 equilibration_fs=args.equilibration_fs,
                 symplectic=args.symplectic,
+                reference=args.reference,
+                lattice_a=args.lattice_a,
             )
         )
     elif args.what == "calculators":

@@ -503,6 +503,18 @@ def _add_bench(commands: argparse._SubParsersAction, threads: argparse.ArgumentP
         help="temperature of the equilibration, K (default: %(default)g)",
     )
     speed.add_argument(
+        "--reference",
+        default=None,
+        help="reference calculator of the MD row, by its recipe name, e.g. sevennet-0 for a "
+        "model trained on SevenNet-0 data (default: asap3 EMT)",
+    )
+    speed.add_argument(
+        "--lattice-a",
+        type=float,
+        default=None,
+        help="cubic lattice constant of the crystal, Å (default: ASE's experimental one)",
+    )
+    speed.add_argument(
         "--equilibration-fs",
         type=float,
         default=1000.0,

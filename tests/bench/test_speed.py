@@ -19,6 +19,7 @@ REFERENCE = f"{reference_calculator().name} (reference)"
 TINY = {"seconds": 0.01, "repeats": 1, "equilibration_fs": 20.0, "devices": ["cpu"]}
 ROW = re.compile(
     r"^\| (?P<label>.+?) +\| +(?P<step>[\d.]+) \| +(?P<rate>[\d.e+-]+) \| +(?P<ratio>[\d.]+)x \| "
+    r"+(?P<vs_reference>[\d.e+-]+)x \| "
     r"+(?P<fallback>[\d.]+ %|-) \| +(?P<iterations>[\d.]+|-) \| +(?P<ps>[\d.e+-]+) \|$",
     flags=re.M,
 )
@@ -48,10 +49,15 @@ def test_table_has_every_row_for_every_size():
             (REFERENCE, 2.0),
         ]
         assert all(float(r["rate"]) > 0 and float(r["ps"]) > 0 for r in rows)
-        assert rows[3]["ratio"] == "1.0"
+        assert rows[3]["ratio"] == "1.0" and rows[4]["vs_reference"] == "1"
+        rate = {r["label"]: float(r["rate"]) for r in rows}
+        assert float(rows[3]["vs_reference"]) == pytest.approx(
+            rate["VV on energy model"] / rate[REFERENCE], rel=0.01
+        )
         assert [r["fallback"] == "-" for r in rows] == [False, False, False, True, True]
         assert all(0 <= float(r["fallback"][:-2]) <= 100 for r in rows[:3])
     assert out.count("targets vs VV on energy model: 32 fs >= 10x") == 2
+    assert "targets vs asap3" not in out  # the 300x target is against an MLIP reference only
     assert all(r["iterations"] == "-" for rows in blocks.values() for r in rows)
 
 
@@ -87,3 +93,32 @@ def test_cli_prints_the_table(capsys):
     ]
     assert main(["bench", "speed", "--model", "al-emt", *tiny]) == EXIT_USAGE
     assert "does not support Cu" in capsys.readouterr().err
+
+
+def test_a_named_reference_is_timed_and_its_elements_checked(capsys):
+    out = bench_speed("al-emt", "Al", cells=(1,), strides_fs=(32,), reference="emt", **TINY)
+    rows = _blocks(out)[4]
+    assert rows[-1]["label"] == "emt (reference)" and rows[-1]["vs_reference"] == "1"
+    assert "Langevin equilibration (20 fs, emt)" in out
+    assert main(["bench", "speed", "--reference", "nosuch", "--devices", "cpu"]) == EXIT_USAGE
+    assert "unknown calculator 'nosuch'" in capsys.readouterr().err
+
+
+def test_an_mlip_reference_takes_single_steps_and_the_300x_target():
+    pytest.importorskip("sevenn")
+    reference = reference_calculator("sevennet-0")
+    assert reference.is_mlip and reference.chunk_steps == 1
+    tiny = {**TINY, "equilibration_fs": 2.0}
+    out = bench_speed(
+        "emt-metals",
+        "Cu",
+        cells=(1,),
+        strides_fs=(32,),
+        reference="sevennet-0",
+        lattice_a=3.6125,
+        **tiny,
+    )
+    rows = _blocks(out)[4]
+    assert rows[-1]["label"] == "sevennet-0 (reference)"
+    assert float(rows[-1]["ps"]) == pytest.approx(0.002)  # one 2 fs step per timed run
+    assert "targets vs sevennet-0 (reference): 32 fs >= 300x" in out
