@@ -12,9 +12,10 @@ import importlib
 import importlib.metadata
 from typing import Any
 
+from ase import Atoms
 from ase.calculators.calculator import Calculator
 
-from flashmd.data.mlip import MLIPS, make_mlip, weights_identity
+from flashmd.data.mlip import MLIPS, check_covered, make_mlip, weights_identity
 from flashmd.data.recipes import CalculatorSpec, RecipeError
 
 #: Elements each built-in EMT parameterisation covers.
@@ -92,6 +93,22 @@ def check_elements(spec: CalculatorSpec, symbols: set[str], label: str) -> None:
             f"{label}: calculator {spec.name} has no parameters for "
             f"{', '.join(sorted(symbols - supported))}; it supports {', '.join(sorted(supported))}"
         )
+
+
+def attach_calculator(spec: CalculatorSpec, atoms: Atoms, label: str) -> Calculator:
+    """Attach a fresh calculator of ``spec`` to ``atoms`` after checking that it covers every
+    element of them (EMT's parameter sets, an MLIP's training elements); returns it.
+
+    Raises:
+        RecipeError: an element the calculator has no parameters for (``label`` names the
+            system in the message), or what :func:`make_calculator` raises.
+    """
+    check_elements(spec, set(atoms.get_chemical_symbols()), label)
+    calculator = make_calculator(spec)
+    if spec.name in MLIPS:
+        check_covered(spec.name, calculator, atoms.numbers, label)
+    atoms.calc = calculator
+    return calculator
 
 
 def _version_of(module_name: str) -> str:

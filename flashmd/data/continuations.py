@@ -27,7 +27,7 @@ from ase.md.verlet import VelocityVerlet
 from ase.neighborlist import neighbor_list
 from tqdm.auto import tqdm
 
-from flashmd.data.calculators import check_elements, make_calculator, provenance
+from flashmd.data.calculators import attach_calculator, make_calculator, provenance
 from flashmd.data.generate import GenerateReport, check_workers, run_pool
 from flashmd.data.recipes import CalculatorSpec, Recipe, RecipeError, whole_multiple
 from flashmd.data.reference import Restarts, produce, resume_at_restart, snapshot
@@ -210,9 +210,8 @@ def preflight(settings: ContinuationSettings, continuations: Sequence[Continuati
             continue
         seen.add(species)
         label = f"continuation {continuation.id!r}"
-        check_elements(settings.calculator, set(species), label)
         atoms = continuation.atoms.copy()
-        atoms.calc = make_calculator(settings.calculator)
+        attach_calculator(settings.calculator, atoms, label)
         try:
             energy = atoms.get_potential_energy()
         except Exception as error:

@@ -21,24 +21,27 @@ from __future__ import annotations
 import functools
 import hashlib
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ase.calculators.calculator import Calculator
+from ase.data import chemical_symbols
 
 from flashmd.data.recipes import RecipeError
 
 
 @dataclass(frozen=True)
 class MLIP:
-    """A named universal potential: its package, default model and how to build it."""
+    """A named universal potential: its package, default model, how to build it, where its
+    weights lie and which atomic numbers a built calculator covers."""
 
     package: str
     default_model: str
     build: Callable[[str, str], Calculator]
     weights: Callable[[str], Path]
+    covers: Callable[[Calculator], frozenset[int]]
 
 
 def _sevennet(model: str, device: str) -> Calculator:
@@ -53,12 +56,21 @@ def _sevennet_weights(model: str) -> Path:
     return Path(pretrained_name_to_path(model))
 
 
+def _sevennet_covers(calculator: Calculator) -> frozenset[int]:
+    return frozenset(int(z) for z in calculator.type_map)
+
+
 def _chgnet(model: str, device: str) -> Calculator:
     from chgnet.model import CHGNet
     from chgnet.model.dynamics import CHGNetCalculator
 
     network = CHGNet.load(model_name=model, use_device=device, verbose=False)
     return CHGNetCalculator(network, use_device=device, on_isolated_atoms="error")
+
+
+def _chgnet_covers(calculator: Calculator) -> frozenset[int]:
+    # one embedding row per atomic number from 1 (CHGNet: H to Pu, 94 rows)
+    return frozenset(range(1, calculator.model.atom_embedding.embedding.num_embeddings + 1))
 
 
 def _chgnet_weights(model: str) -> Path:
@@ -72,8 +84,8 @@ def _chgnet_weights(model: str) -> Path:
 
 #: The named universal potentials.
 MLIPS: dict[str, MLIP] = {
-    "sevennet-0": MLIP("sevenn", "7net-0", _sevennet, _sevennet_weights),
-    "chgnet": MLIP("chgnet", "0.3.0", _chgnet, _chgnet_weights),
+    "sevennet-0": MLIP("sevenn", "7net-0", _sevennet, _sevennet_weights, _sevennet_covers),
+    "chgnet": MLIP("chgnet", "0.3.0", _chgnet, _chgnet_weights, _chgnet_covers),
 }
 
 
@@ -110,6 +122,22 @@ def make_mlip(name: str, params: dict[str, Any]) -> Calculator:
         ) from None
     except (ValueError, KeyError, FileNotFoundError) as error:
         raise RecipeError(f"calculator {name!r}, model {model!r}: {error}") from None
+
+
+def check_covered(name: str, calculator: Calculator, numbers: Iterable[int], label: str) -> None:
+    """Raise ``RecipeError`` when the named potential's ``calculator`` has no parameters for
+    some of ``numbers`` (atomic numbers of the system ``label``), before any step is taken
+    (SevenNet-0 would refuse them with its list of 89 numbers, CHGNet fail in a matrix product)."""
+    covered = MLIPS[name].covers(calculator)
+    missing = sorted(set(int(z) for z in numbers) - covered)
+    if missing:
+        symbols = ", ".join(chemical_symbols[z] for z in missing)
+        raise RecipeError(
+            f"{label}: calculator {name} was not trained on {symbols}; it covers "
+            f"{len(covered)} elements from {chemical_symbols[min(covered)]} to "
+            f"{chemical_symbols[max(covered)]}: choose a reference that covers every element "
+            "of the system"
+        )
 
 
 @functools.cache

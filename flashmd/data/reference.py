@@ -32,7 +32,7 @@ from ase.md.md import MolecularDynamics
 from ase.md.velocitydistribution import Stationary, thermalize_momenta
 from ase.md.verlet import VelocityVerlet
 
-from flashmd.data.calculators import check_elements, keeps_state, make_calculator, provenance
+from flashmd.data.calculators import attach_calculator, keeps_state, make_calculator, provenance
 from flashmd.data.claims import Claim
 from flashmd.data.recipes import CalculatorSpec, Recipe, RecipeError, TrajectoryTask, system_name
 from flashmd.data.store import COMMIT_INTERVAL_S, TrajectoryReader, TrajectoryStore
@@ -357,13 +357,12 @@ def prepare(recipe: Recipe, task: TrajectoryTask) -> tuple[Atoms, np.random.Gene
     structure_rng, dynamics_rng = rngs_for(recipe, task)
     label = f"systems.{task.system_index}"
     atoms = build_system(spec, structure_rng, label=label)
-    check_elements(recipe.calculator, set(atoms.get_chemical_symbols()), label)
     if recipe.store_stress and not all(atoms.pbc):
         raise RecipeError(
             f"{label} ({system_name(spec)}) is not periodic in every direction, so it has "
             "no stress: leave it out of a recipe with store_stress: true, or store no stress"
         )
-    atoms.calc = make_calculator(recipe.calculator)
+    attach_calculator(recipe.calculator, atoms, label)
     attrs = {
         "calculator": provenance(recipe.calculator, atoms.calc),
         "ensemble": recipe.stored()["ensemble"],

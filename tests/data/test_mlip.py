@@ -4,6 +4,7 @@ weights' SHA-256; SevenNet-0 answers; bad parameters and a missing package get c
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -64,9 +65,7 @@ def test_bad_parameters_and_a_missing_package_say_what_to_do(monkeypatch):
     def missing(model, device):
         raise ImportError("no module named chgnet")
 
-    monkeypatch.setitem(
-        mlip.MLIPS, "chgnet", mlip.MLIP("chgnet", "0.3.0", missing, mlip.MLIPS["chgnet"].weights)
-    )
+    monkeypatch.setitem(mlip.MLIPS, "chgnet", replace(mlip.MLIPS["chgnet"], build=missing))
     with pytest.raises(RecipeError, match=r"pip install 'flashmd\[mlip\]'"):
         make_calculator(CalculatorSpec(name="chgnet"))
 
@@ -77,8 +76,7 @@ def test_bench_calculators_prints_cost_ratios_and_says_what_is_missing(monkeypat
     def missing(model, device):
         raise ImportError("no module named sevenn")
 
-    weights = mlip.MLIPS["sevennet-0"].weights
-    monkeypatch.setitem(mlip.MLIPS, "sevennet-0", mlip.MLIP("sevenn", "7net-0", missing, weights))
+    monkeypatch.setitem(mlip.MLIPS, "sevennet-0", replace(mlip.MLIPS["sevennet-0"], build=missing))
     table = bench_calculators(("asap3-emt", "emt", "sevennet-0"), "Cu", (1,), repeats=1)
     lines = table.splitlines()
     assert lines[1].split() == [
@@ -96,3 +94,17 @@ def test_bench_calculators_prints_cost_ratios_and_says_what_is_missing(monkeypat
     emt = next(line.split() for line in lines if line.startswith("emt "))
     assert emt[1] == "4" and float(emt[-1]) > 1  # ASE's EMT is slower than asap3's
     assert any("not available" in line and "flashmd[mlip]" in line for line in lines)
+
+
+@pytest.mark.parametrize("name", ["sevennet-0", "chgnet"])
+def test_an_element_the_mlip_was_not_trained_on_is_refused_before_any_work(tmp_path, name):
+    pytest.importorskip(mlip.MLIPS[name].package)
+    recipe = yaml.safe_load(RECIPE)
+    recipe["calculator"] = {"name": name}
+    recipe["systems"] = [
+        {"name": "es", "builder": "crystal", "element": "Es", "lattice": "fcc", "a": 4.0}
+    ]
+    location = tmp_path / "es.zarr"
+    with pytest.raises(RecipeError, match=rf"systems.0: calculator {name} was not trained on Es"):
+        generate(parse_recipe(recipe), str(location), progress=False)
+    assert not location.exists()
