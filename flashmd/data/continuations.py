@@ -255,7 +255,7 @@ def run_continuation(
     settings: ContinuationSettings,
     continuation: Continuation,
     location: str,
-    on_frames: Callable[[int], None] = lambda n: None,
+    on_progress: Callable[[int], None] = lambda n: None,
 ) -> int:
     """Run (or resume, or skip when complete) one continuation; returns frames written now."""
     store = TrajectoryStore.open(location, mode="a")
@@ -283,7 +283,7 @@ def run_continuation(
             first, replayed = resume_at_restart(atoms, store[continuation.id], rng)
         else:
             writer.append(snapshot(atoms, 0.0, settings.store_forces))
-            on_frames(1)
+            on_progress(1)
         restarts = Restarts.of_calculator(
             settings.calculator,
             lambda steps_taken: VelocityVerlet(atoms, settings.timestep_fs * FS),
@@ -294,7 +294,7 @@ def run_continuation(
             cast(Recipe, settings),
             writer,
             rng,
-            on_frames,
+            on_progress,
             first_frame=first,
             replayed=replayed,
         )

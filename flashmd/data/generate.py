@@ -20,7 +20,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from flashmd.data.recipes import Recipe, RecipeError, TrajectoryTask
-from flashmd.data.reference import prepare, run_trajectory
+from flashmd.data.reference import prepare, run_trajectory, trajectory_steps
 from flashmd.data.store import COMMIT_INTERVAL_S, TrajectoryStore
 
 
@@ -84,16 +84,16 @@ def _init_worker(progress: mp.Queue, stop) -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
-def _report_or_stop(frames: int) -> None:
+def _report_or_stop(amount: int) -> None:
     assert _progress_queue is not None and _stop_event is not None
-    _progress_queue.put(frames)
+    _progress_queue.put(amount)
     if _stop_event.is_set():
         raise KeyboardInterrupt
 
 
 def _run_in_worker(run: Callable[..., int], job: tuple[Any, ...]) -> int:
     try:
-        return run(*job, on_frames=_report_or_stop)
+        return run(*job, on_progress=_report_or_stop)
     except KeyboardInterrupt:
         return 0
 
@@ -131,12 +131,17 @@ def generate(
     store = TrajectoryStore.create(location, recipe.stored())
     done = {tid for tid in store.ids() if store[tid].status == "complete"}
     todo = [task for task in tasks if task.id not in done]
-    committed = sum(store[t.id].n_frames for t in todo if t.id in store)
-    total = len(tasks) * recipe.frames_per_trajectory
+    # the bar counts MD steps of the reference (its cost), equilibration included: with an
+    # expensive MLIP a long equilibration would otherwise hold a frame bar still for many minutes
+    total = sum(trajectory_steps(recipe, task) for task in tasks)
+    left = sum(trajectory_steps(recipe, task) for task in todo)
+    committed = sum(
+        trajectory_steps(recipe, t, store[t.id].n_frames) for t in todo if t.id in store
+    )
     bar = tqdm(
         total=total,
-        initial=total - len(todo) * recipe.frames_per_trajectory + committed,
-        unit="frame",
+        initial=total - left + committed,
+        unit="step",
         desc=recipe.name,
         disable=not progress,
         smoothing=0.05,
@@ -165,13 +170,14 @@ def generate(
 def run_pool(
     run: Callable[..., int], jobs: Sequence[tuple[Any, ...]], workers: int, bar: tqdm
 ) -> int:
-    """Call ``run(*job, on_frames=...)`` for every job in ``min(workers, len(jobs))`` spawned
+    """Call ``run(*job, on_progress=...)`` for every job in ``min(workers, len(jobs))`` spawned
     processes and return the sum of what the calls return (frames written).
 
-    ``run`` must be a picklable (module-level) function that reports frames through
-    ``on_frames``; the reports advance ``bar``. On an error or Ctrl-C in the parent, the workers
-    are asked to stop: the next report raises ``KeyboardInterrupt`` in them, so a run that writes
-    through a :class:`~flashmd.data.store.TrajectoryWriter` commits its frames and returns.
+    ``run`` must be a picklable (module-level) function that reports its progress (in the unit
+    of ``bar``) through ``on_progress``; the reports advance ``bar``. On an error or Ctrl-C in
+    the parent, the workers are asked to stop: the next report raises ``KeyboardInterrupt`` in
+    them, so a run that writes through a :class:`~flashmd.data.store.TrajectoryWriter` commits
+    its frames and returns.
     """
     context = mp.get_context("spawn")
     progress: mp.Queue = context.Queue()

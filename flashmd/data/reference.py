@@ -383,16 +383,39 @@ def _equilibration_fs(recipe: Recipe, task: TrajectoryTask) -> float:
     return recipe.equilibration_fs if override is None else override
 
 
+def _equilibration_steps(recipe: Recipe, task: TrajectoryTask) -> int:
+    return round(_equilibration_fs(recipe, task) / recipe.timestep_fs)
+
+
+def trajectory_steps(recipe: Recipe, task: TrajectoryTask, frames: int | None = None) -> int:
+    """MD steps of the reference that a trajectory holding ``frames`` frames took (None: the
+    whole trajectory): its equilibration once it has a first frame, then ``steps_per_sample``
+    per further frame. The unit of the generator's progress bar."""
+    frames = recipe.frames_per_trajectory if frames is None else frames
+    if frames == 0:
+        return 0
+    return _equilibration_steps(recipe, task) + (frames - 1) * recipe.steps_per_sample
+
+
 def equilibrate(
-    atoms: Atoms, recipe: Recipe, task: TrajectoryTask, rng: np.random.Generator
+    atoms: Atoms,
+    recipe: Recipe,
+    task: TrajectoryTask,
+    rng: np.random.Generator,
+    on_steps: Callable[[int], None] = lambda n: None,
+    report_every: int = 64,
 ) -> None:
-    """Maxwell-Boltzmann velocities without centre-of-mass motion, then the thermostat."""
+    """Maxwell-Boltzmann velocities without centre-of-mass motion, then the thermostat;
+    ``on_steps(n)`` every ``report_every`` steps and at the end."""
     thermalize_momenta(atoms, temperature_K=task.temperature_K, rng=rng)
     Stationary(atoms)
-    n_steps = round(_equilibration_fs(recipe, task) / recipe.timestep_fs)
+    n_steps = _equilibration_steps(recipe, task)
     dynamics = make_dynamics(atoms, recipe.ensemble.equilibration, recipe, task.temperature_K, rng)
-    for _ in range(n_steps):
+    for taken in range(1, n_steps + 1):
         dynamics.step()
+        if taken % report_every == 0:
+            on_steps(report_every)
+    on_steps(n_steps % report_every)
 
 
 def run_trajectory(
@@ -400,11 +423,12 @@ def run_trajectory(
     task: TrajectoryTask,
     store_location: str,
     commit_interval_s: float | None = COMMIT_INTERVAL_S,
-    on_frames: Callable[[int], None] = lambda n: None,
+    on_progress: Callable[[int], None] = lambda n: None,
 ) -> int:
     """Generate (or resume, or skip when complete or claimed by another writer, see
     :mod:`flashmd.data.claims`) one trajectory; returns frames written now. Frames are
-    committed every chunk and at least every ``commit_interval_s`` seconds."""
+    committed every chunk and at least every ``commit_interval_s`` seconds; ``on_progress(n)``
+    reports MD steps taken (:func:`trajectory_steps`), replayed ones after a resume excepted."""
     store = TrajectoryStore.open(store_location, mode="a")
     if task.id in store and store[task.id].status == "complete":
         return 0
@@ -412,7 +436,7 @@ def run_trajectory(
     if isinstance(held, str):
         return 0  # another writer is on it
     with held:
-        return _write_trajectory(recipe, task, store, held, on_frames, commit_interval_s)
+        return _write_trajectory(recipe, task, store, held, on_progress, commit_interval_s)
 
 
 def _write_trajectory(
@@ -420,7 +444,7 @@ def _write_trajectory(
     task: TrajectoryTask,
     store: TrajectoryStore,
     held: Claim,
-    on_frames: Callable[[int], None],
+    on_steps: Callable[[int], None],
     commit_interval_s: float | None,
 ) -> int:
     atoms, rng, attrs = prepare(recipe, task)
@@ -441,13 +465,16 @@ def _write_trajectory(
         if already:
             first, replayed = resume_at_restart(atoms, store[task.id], rng)
         else:
-            equilibrate(atoms, recipe, task, rng)
+            equilibrate(atoms, recipe, task, rng, on_steps)
             writer.append(
                 snapshot(atoms, 0.0, recipe.store_forces, with_stress=recipe.store_stress),
                 commit_attrs={"rng_state": encode_rng_state(rng)},
             )
-            on_frames(1)
         restarts = restarts_for(recipe, atoms, task.temperature_K, rng)
+
+        def on_frames(frames: int) -> None:
+            on_steps(frames * recipe.steps_per_sample)
+
         produce(
             atoms, restarts, recipe, writer, rng, on_frames, first_frame=first, replayed=replayed
         )

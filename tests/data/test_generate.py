@@ -149,6 +149,46 @@ def test_interrupted_generation_resumes_bit_for_bit(tiny_recipe, tmp_path, monke
     assert_same_arrays(arrays(tmp_path / "resumed.zarr"), arrays(tmp_path / "whole.zarr"))
 
 
+def test_progress_counts_every_md_step_once_equilibration_included(
+    tiny_recipe, tmp_path, monkeypatch
+):
+    """The bar's unit is the reference's MD step: a whole trajectory reports exactly
+    trajectory_steps of it, and a resumed one the steps after its committed frames."""
+    from flashmd.data.reference import run_trajectory, trajectory_steps
+
+    recipe = tiny_recipe.model_copy(update={"systems": tiny_recipe.systems[:1]})
+    task = next(iter(recipe.tasks()))
+    assert trajectory_steps(recipe, task, 0) == 0
+    expected = round(recipe.equilibration_fs / recipe.timestep_fs) + 10 * recipe.steps_per_sample
+    assert trajectory_steps(recipe, task) == expected
+    reports: list[int] = []
+    location = str(tmp_path / "s.zarr")
+    TrajectoryStore.create(location, recipe.stored())
+    run_trajectory(recipe, task, location, on_progress=reports.append)
+    assert sum(reports) == expected and reports[-1] >= 0
+    # stopped after 4 committed frames, the trajectory resumes and reports the rest only
+    from flashmd.data import reference
+
+    snapshot, calls = reference.snapshot, []
+
+    def stopping(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 5:
+            raise KeyboardInterrupt
+        return snapshot(*args, **kwargs)
+
+    partial = str(tmp_path / "p.zarr")
+    TrajectoryStore.create(partial, recipe.stored())
+    monkeypatch.setattr(reference, "snapshot", stopping)
+    with pytest.raises(KeyboardInterrupt):
+        run_trajectory(recipe, task, partial, commit_interval_s=0.0)
+    monkeypatch.setattr(reference, "snapshot", snapshot)
+    assert TrajectoryStore.open(partial)[task.id].n_frames == 4
+    reports.clear()
+    run_trajectory(recipe, task, partial, on_progress=reports.append)
+    assert sum(reports) == expected - trajectory_steps(recipe, task, 4)
+
+
 def long_recipe(tmp_path, **changes) -> Path:
     """The tiny recipe with one system and ``changes``, written to ``tmp_path/long.yaml``."""
     data = yaml.safe_load((REPO / "data" / "al-emt-tiny.yaml").read_text())
