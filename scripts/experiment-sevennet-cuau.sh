@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Issue #15 end to end: Cu, Au and Cu-Au with SevenNet-0 as the reference, EMT pretraining
+# against training from scratch. Every step resumes or skips what is complete, so the whole
+# experiment (about 14 CPU-core-hours on the 2-core machine: 6 of SevenNet-0 reference MD, 1 of
+# pretraining, 3.5 of learning curve, the rest rollouts, pricing and benchmarks) is this one
+# command, run again after an interruption or in the next session:
+#
+#   scripts/experiment-sevennet-cuau.sh
+#   STEP=reference|pretrain|curve|stress|heldout|speed  (run one step only)
+#
+# Steps (each writes under runs/mlip, the paths the recipes name):
+#   reference  SevenNet-0 MD: the target set (data/sevennet-cuau.yaml) and the held-out set
+#              (data/sevennet-cuau-heldout.yaml), two workers splitting the trajectories
+#   pretrain   EMT data and the pretrained model (training/pretrain-emt-cuau.yaml)
+#   curve      learning curve, pretrained against scratch at 5-100 % of the target data, the two
+#              starts side by side on the two cores (scripts/learning_curve.py)
+#   stress     overlapping atoms and Lindemann index at 1500 and 2500 K and under compression,
+#              the 100 % models (scripts/stress_test.py)
+#   heldout    the pretrained 100 % model from each held-out reference's first frame, Langevin
+#              as the reference, 32 and 64 fs, judged by flashmd evaluate with SevenNet-0
+#              pricing the rollout's frames
+#   speed      flashmd bench speed against MD with SevenNet-0, 32 and 108 atoms
+set -euo pipefail
+out=runs/mlip
+step=${STEP:-all}
+export OMP_NUM_THREADS=1
+mkdir -p "$out"
+curve=$out/learning-curve
+model=$curve/pretrained-1/last.pt
+
+want() { [ "$step" = all ] || [ "$step" = "$1" ]; }
+
+if want reference; then
+    for set in sevennet-cuau-heldout sevennet-cuau; do
+        flashmd generate "data/$set.yaml" -o "$out/$set.zarr" --workers 2 --quiet
+    done
+fi
+
+if want pretrain; then
+    flashmd generate data/pretrain-emt-cuau.yaml -o runs/pretrain-emt-cuau.zarr --quiet
+    if [ -f runs/train/pretrain-emt-cuau/state.pt ]; then
+        flashmd train training/pretrain-emt-cuau.yaml --resume --threads 1 --quiet
+    else
+        flashmd train training/pretrain-emt-cuau.yaml --threads 1 --quiet
+    fi
+fi
+
+if want curve; then
+    # the two starts in parallel, one thread each; then the table and figure of both
+    for start in pretrained scratch; do
+        python scripts/learning_curve.py training/sevennet-cuau.yaml --starts "$start" \
+            --out "$curve" > "$out/curve-$start.log" 2>&1 &
+    done
+    wait
+    python scripts/learning_curve.py training/sevennet-cuau.yaml --no-train --out "$curve" \
+        --figure docs/learning-curve-sevennet-cuau.png | tee "$out/learning-curve.md"
+fi
+
+if want stress; then
+    python scripts/stress_test.py "pretrained=$model" "scratch=$curve/scratch-1/last.pt" \
+        --recipe data/sevennet-cuau-stress.yaml --temperatures 1500 2500 --strides 400 \
+        --out "$out/stress" | tee "$out/stress.md"
+fi
+
+if want heldout; then
+    # the temperatures of the held-out conditions (data/sevennet-cuau-heldout.yaml)
+    mkdir -p "$out/heldout"
+    for stride in 32 64; do
+        for temperature in 600 1700 450; do
+            name=T$temperature-${stride}fs
+            flashmd md --start-from "$out/sevennet-cuau-heldout.zarr" --temperature-K "$temperature" \
+                --ensemble langevin --friction-per-fs 0.01 --model "$model" --stride-fs "$stride" \
+                --strides $((8000 / stride)) --threads 1 --quiet -o "$out/heldout/$name.zarr"
+            flashmd evaluate --reference "$out/sevennet-cuau-heldout.zarr" \
+                --rollout "$out/heldout/$name.zarr" --energy reference \
+                --out "$out/heldout/report-$name" --quiet > "$out/heldout/$name.txt" || true
+        done
+    done
+    cat "$out"/heldout/T*fs.txt
+fi
+
+if want speed; then
+    flashmd bench speed --model "$model" --reference sevennet-0 --lattice-a 3.6125 --sizes 2 3 \
+        --stride-fs 16 32 64 --equilibration-fs 100 --devices cpu --threads 1 | tee "$out/speed.md"
+fi
