@@ -11,7 +11,9 @@ starts: a fresh calculator and fresh dynamics at the frame's stored state, the r
 committed with the frames (:class:`Restarts`). A resumed run goes back to the latest committed
 restart and recomputes the frames after it, checking each against the stored one
 (:class:`StoredFrames`), before it appends new frames. Calculators without such state (the MLIPs)
-keep their calculator and restart at every frame, which costs nothing.
+keep their calculator and restart at every frame, which costs nothing; their equilibration (many
+minutes with an MLIP) is committed too, as the trajectory's ``equilibration`` attribute, and an
+interrupted one continues from there (:func:`equilibrate`).
 """
 
 from __future__ import annotations
@@ -35,7 +37,12 @@ from ase.md.verlet import VelocityVerlet
 from flashmd.data.calculators import attach_calculator, keeps_state, make_calculator, provenance
 from flashmd.data.claims import Claim
 from flashmd.data.recipes import CalculatorSpec, Recipe, RecipeError, TrajectoryTask, system_name
-from flashmd.data.store import COMMIT_INTERVAL_S, TrajectoryReader, TrajectoryStore
+from flashmd.data.store import (
+    COMMIT_INTERVAL_S,
+    TrajectoryReader,
+    TrajectoryStore,
+    TrajectoryWriter,
+)
 from flashmd.data.systems import build_system
 from flashmd.units import FS
 
@@ -404,18 +411,58 @@ def equilibrate(
     rng: np.random.Generator,
     on_steps: Callable[[int], None] = lambda n: None,
     report_every: int = 64,
+    checkpoint: Callable[[int], None] | None = None,
+    resume: dict[str, Any] | None = None,
 ) -> None:
     """Maxwell-Boltzmann velocities without centre-of-mass motion, then the thermostat;
-    ``on_steps(n)`` every ``report_every`` steps and at the end."""
-    thermalize_momenta(atoms, temperature_K=task.temperature_K, rng=rng)
-    Stationary(atoms)
+    ``on_steps(n)`` every ``report_every`` steps and at the end.
+
+    ``checkpoint(steps_taken)`` is called after every step (it stores the state when a commit
+    is due: :func:`equilibration_state`); ``resume`` (such a stored state) continues from it
+    instead of starting over, exactly when the calculator keeps no state between calls.
+    """
+    if resume is None:
+        thermalize_momenta(atoms, temperature_K=task.temperature_K, rng=rng)
+        Stationary(atoms)
+        start = 0
+    else:
+        start = restore_equilibration(atoms, rng, resume)
+        on_steps(start)  # done before the interruption; the bar starts trajectories at 0
     n_steps = _equilibration_steps(recipe, task)
-    dynamics = make_dynamics(atoms, recipe.ensemble.equilibration, recipe, task.temperature_K, rng)
-    for taken in range(1, n_steps + 1):
+    dynamics = make_dynamics(
+        atoms, recipe.ensemble.equilibration, recipe, task.temperature_K, rng, start
+    )
+    for taken in range(start + 1, n_steps + 1):
         dynamics.step()
         if taken % report_every == 0:
             on_steps(report_every)
-    on_steps(n_steps % report_every)
+        if checkpoint is not None and taken < n_steps:
+            checkpoint(taken)
+    on_steps(n_steps % report_every - start % report_every if n_steps > start else 0)
+
+
+def equilibration_state(atoms: Atoms, rng: np.random.Generator, steps_taken: int) -> dict:
+    """``{"equilibration": ...}``: an equilibration's state as JSON-safe trajectory attrs
+    (positions Å, momenta amu·Å/ASE-time, cell Å, RNG state, steps taken); floats
+    round-trip exactly through JSON."""
+    return {
+        "equilibration": {
+            "steps_taken": steps_taken,
+            "positions": atoms.get_positions().tolist(),
+            "momenta": atoms.get_momenta().tolist(),
+            "cell": atoms.cell.array.tolist(),
+            "rng_state": encode_rng_state(rng),
+        }
+    }
+
+
+def restore_equilibration(atoms: Atoms, rng: np.random.Generator, state: dict) -> int:
+    """Set ``atoms`` and ``rng`` to a stored :func:`equilibration_state`; returns its steps."""
+    atoms.set_cell(np.asarray(state["cell"], dtype=np.float64))
+    atoms.set_positions(np.asarray(state["positions"], dtype=np.float64))
+    atoms.set_momenta(np.asarray(state["momenta"], dtype=np.float64))
+    restore_rng_state(rng, state["rng_state"])
+    return int(state["steps_taken"])
 
 
 def run_trajectory(
@@ -439,6 +486,32 @@ def run_trajectory(
         return _write_trajectory(recipe, task, store, held, on_progress, commit_interval_s)
 
 
+def _equilibrate_into(
+    writer: TrajectoryWriter,
+    atoms: Atoms,
+    recipe: Recipe,
+    task: TrajectoryTask,
+    rng: np.random.Generator,
+    on_steps: Callable[[int], None],
+    resume: dict[str, Any] | None,
+) -> None:
+    """Equilibrate a trajectory that has no frame yet. With a calculator that keeps no state
+    between calls (the MLIPs, whose equilibration can take many minutes) the state is committed
+    to the trajectory's attrs as often as frames are (``equilibration``), and an interrupted
+    equilibration resumes from there (``resume``: the state found before the writer opened)
+    exactly; cheap calculators with state start it over."""
+    if keeps_state(recipe.calculator):
+        equilibrate(atoms, recipe, task, rng, on_steps)
+        return
+
+    def checkpoint(steps_taken: int) -> None:
+        writer.commit_attrs(lambda: equilibration_state(atoms, rng, steps_taken), when_due=True)
+
+    if resume is not None:  # the writer made the frameless trajectory anew: keep the state
+        writer.commit_attrs(lambda: {"equilibration": resume})
+    equilibrate(atoms, recipe, task, rng, on_steps, checkpoint=checkpoint, resume=resume)
+
+
 def _write_trajectory(
     recipe: Recipe,
     task: TrajectoryTask,
@@ -449,6 +522,8 @@ def _write_trajectory(
 ) -> int:
     atoms, rng, attrs = prepare(recipe, task)
     started = time.perf_counter()
+    # read before the writer opens: it makes a trajectory without frames anew
+    equilibrated_so_far = store[task.id].attrs.get("equilibration") if task.id in store else None
     with store.writer(
         task.id,
         atoms.numbers,
@@ -465,10 +540,10 @@ def _write_trajectory(
         if already:
             first, replayed = resume_at_restart(atoms, store[task.id], rng)
         else:
-            equilibrate(atoms, recipe, task, rng, on_steps)
+            _equilibrate_into(writer, atoms, recipe, task, rng, on_steps, equilibrated_so_far)
             writer.append(
                 snapshot(atoms, 0.0, recipe.store_forces, with_stress=recipe.store_stress),
-                commit_attrs={"rng_state": encode_rng_state(rng)},
+                commit_attrs={"rng_state": encode_rng_state(rng), "equilibration": None},
             )
         restarts = restarts_for(recipe, atoms, task.temperature_K, rng)
 

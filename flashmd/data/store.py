@@ -648,6 +648,19 @@ class TrajectoryWriter:
             self._write_block(start, block, attrs)
         self._last_commit = time.monotonic()
 
+    def commit_attrs(
+        self, make_attrs: Callable[[], Mapping[str, Any]], when_due: bool = False
+    ) -> bool:
+        """Store ``make_attrs()`` (state between frames, such as an equilibration's checkpoint)
+        now, or with ``when_due`` only when a time-based commit is due; returns whether it did."""
+        if when_due and not self._commit_due():
+            return False
+        for hook in self.before_commit:
+            hook()
+        self.group.attrs.update(dict(make_attrs()))
+        self._last_commit = time.monotonic()
+        return True
+
     def _write_block(self, start: int, block: dict[str, np.ndarray], attrs: dict) -> None:
         stop = start + len(block[self.keys[0]])
         if stop > self._capacity:

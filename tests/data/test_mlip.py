@@ -108,3 +108,49 @@ def test_an_element_the_mlip_was_not_trained_on_is_refused_before_any_work(tmp_p
     with pytest.raises(RecipeError, match=rf"systems.0: calculator {name} was not trained on Es"):
         generate(parse_recipe(recipe), str(location), progress=False)
     assert not location.exists()
+
+
+def test_an_interrupted_mlip_equilibration_resumes_exactly(tmp_path, monkeypatch):
+    """SevenNet-0 equilibrations can take many minutes: their state is committed with the
+    frames' commits, and a run stopped in the middle continues from it to the very trajectory
+    an uninterrupted run writes."""
+    pytest.importorskip("sevenn")
+    from flashmd.data import reference
+
+    recipe = yaml.safe_load(RECIPE)
+    recipe.update(calculator={"name": "sevennet-0"}, equilibration_fs=24, production_fs=8)
+    recipe = parse_recipe(recipe)
+    generate(recipe, str(tmp_path / "whole.zarr"), progress=False)
+
+    make_dynamics, steps, stop_at = reference.make_dynamics, [], 0
+
+    def stopping(*args, **kwargs):
+        dynamics = make_dynamics(*args, **kwargs)
+        step = dynamics.step
+
+        def counted():
+            steps.append(1)
+            if len(steps) == stop_at:
+                raise KeyboardInterrupt
+            step()
+
+        dynamics.step = counted
+        return dynamics
+
+    monkeypatch.setattr(reference, "make_dynamics", stopping)
+    location = str(tmp_path / "resumed.zarr")
+    stop_at = 7  # the 7th of 12 equilibration steps
+    with pytest.raises(KeyboardInterrupt):
+        generate(recipe, location, progress=False, commit_interval_s=0.0)
+    (partial,) = TrajectoryStore.open(location).info()
+    state = TrajectoryStore.open(location)[partial.id].attrs["equilibration"]
+    assert partial.n_frames == 0 and state["steps_taken"] == 6
+    steps.clear()
+    stop_at = 0
+    generate(recipe, location, progress=False)
+    assert len(steps) == 6 + 4  # the equilibration's last 6 steps, then 4 production steps
+    whole, resumed = TrajectoryStore.open(tmp_path / "whole.zarr"), TrajectoryStore.open(location)
+    (traj_id,) = whole.ids()
+    for key, values in whole[traj_id].read().items():
+        np.testing.assert_array_equal(resumed[traj_id].read()[key], values, err_msg=key)
+    assert resumed[traj_id].attrs["equilibration"] is None
