@@ -17,6 +17,7 @@ from ase.calculators.calculator import Calculator
 
 from flashmd.data.mlip import MLIPS, check_covered, make_mlip, weights_identity
 from flashmd.data.recipes import CalculatorSpec, RecipeError
+from flashmd.data.store import StoreError, TrajectoryStore
 
 #: Elements each built-in EMT parameterisation covers.
 EMT_ELEMENTS: dict[str, frozenset[str]] = {
@@ -134,6 +135,28 @@ def provenance(spec: CalculatorSpec, calculator: Calculator) -> dict[str, Any]:
     if spec.name in MLIPS:
         found.update(weights_identity(spec.name, dict(spec.params)))
     return found
+
+
+def check_same_weights(spec: CalculatorSpec, store: TrajectoryStore) -> None:
+    """Raise ``StoreError`` before any work when a trajectory of ``store`` was written with other
+    weights of the named MLIP than the installed package ships (another ``sevenn`` or
+    ``chgnet`` release): resuming would mix two references in one store."""
+    if spec.name not in MLIPS:
+        return
+    current = weights_identity(spec.name, dict(spec.params))
+    for traj_id in store.ids():
+        recorded = store[traj_id].attrs.get("calculator", {})
+        digest = recorded.get("weights_sha256")
+        if digest is not None and digest != current["weights_sha256"]:
+            raise StoreError(
+                f"{store.location}: trajectory {traj_id} was written with {spec.name} weights "
+                f"{recorded.get('weights_file')} (sha256 {digest[:12]}, "
+                f"{recorded.get('package')} {recorded.get('version')}), but the installed "
+                f"package ships {current['weights_file']} (sha256 "
+                f"{current['weights_sha256'][:12]}); resuming would mix two references in one "
+                f"store. Install {recorded.get('package')} {recorded.get('version')} again to "
+                "resume it, or write to a new store."
+            )
 
 
 def keeps_state(spec: CalculatorSpec) -> bool:

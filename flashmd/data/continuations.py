@@ -27,7 +27,12 @@ from ase.md.verlet import VelocityVerlet
 from ase.neighborlist import neighbor_list
 from tqdm.auto import tqdm
 
-from flashmd.data.calculators import attach_calculator, make_calculator, provenance
+from flashmd.data.calculators import (
+    attach_calculator,
+    check_same_weights,
+    make_calculator,
+    provenance,
+)
 from flashmd.data.generate import GenerateReport, check_workers, run_pool
 from flashmd.data.recipes import CalculatorSpec, Recipe, RecipeError, whole_multiple
 from flashmd.data.reference import Restarts, produce, resume_at_restart, snapshot
@@ -333,6 +338,7 @@ def label_states(
     if not continuations:
         return GenerateReport(0, 0, 0, time.perf_counter() - started)
     store = TrajectoryStore.create(location, store_recipe)
+    check_same_weights(settings.calculator, store)
     check_existing(store, settings, continuations)
     done = {tid for tid in store.ids() if store[tid].status == "complete"}
     todo = [c for c in continuations if c.id not in done]

@@ -19,6 +19,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from flashmd.data.calculators import check_same_weights
 from flashmd.data.recipes import Recipe, RecipeError, TrajectoryTask
 from flashmd.data.reference import prepare, run_trajectory, trajectory_steps
 from flashmd.data.store import COMMIT_INTERVAL_S, TrajectoryStore
@@ -129,6 +130,7 @@ def generate(
     tasks = select_tasks(recipe, shard)
     preflight(recipe, tasks)
     store = TrajectoryStore.create(location, recipe.stored())
+    check_same_weights(recipe.calculator, store)
     done = {tid for tid in store.ids() if store[tid].status == "complete"}
     todo = [task for task in tasks if task.id not in done]
     # the bar counts MD steps of the reference (its cost), equilibration included: with an

@@ -9,13 +9,14 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import yaml
+import zarr
 from ase.build import bulk
 
 from flashmd.data import mlip
 from flashmd.data.calculators import make_calculator
 from flashmd.data.generate import generate
 from flashmd.data.recipes import CalculatorSpec, RecipeError, parse_recipe
-from flashmd.data.store import TrajectoryStore
+from flashmd.data.store import StoreError, TrajectoryStore
 
 RECIPE = """
 name: cu-chgnet-tiny
@@ -46,6 +47,15 @@ def test_a_chgnet_store_records_the_weights(tmp_path):
     assert calculator["model"] == "0.3.0" and reader.n_frames == 3
     energies = reader.read()["energy"]
     assert np.isfinite(energies).all() and np.ptp(energies) > 0
+    # another chgnet release's weights: resuming the store is refused before any work
+    group = zarr.open_group(location, mode="r+")[f"trajectories/{traj_id}"]
+    group.attrs["calculator"] = {**calculator, "weights_sha256": "0" * 64, "version": "0.2.0"}
+    group.attrs["status"] = "partial"
+    with pytest.raises(
+        StoreError, match=r"written with chgnet weights .* \(sha256 000000000000, chgnet 0.2.0\)"
+    ):
+        generate(parse_recipe(yaml.safe_load(RECIPE)), location, progress=False)
+    assert TrajectoryStore.open(location)[traj_id].n_frames == 3
 
 
 def test_sevennet_0_gives_energy_and_forces():
