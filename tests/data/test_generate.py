@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +33,27 @@ def assert_same_arrays(a, b):
     for tid in a:
         for key in a[tid]:
             np.testing.assert_array_equal(a[tid][key], b[tid][key], err_msg=f"{tid}/{key}")
+
+
+@contextlib.contextmanager
+def stopped_at_snapshot(monkeypatch, call: int) -> Iterator[None]:
+    """Inside: the generator's ``call``-th frame snapshot raises KeyboardInterrupt (a Ctrl-C
+    between two frames); the real snapshot is back afterwards."""
+    from flashmd.data import reference
+
+    snapshot, calls = reference.snapshot, []
+
+    def stopping(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == call:
+            raise KeyboardInterrupt
+        return snapshot(*args, **kwargs)
+
+    monkeypatch.setattr(reference, "snapshot", stopping)
+    try:
+        yield
+    finally:
+        monkeypatch.setattr(reference, "snapshot", snapshot)
 
 
 def test_same_recipe_and_seed_give_identical_arrays(tiny_recipe, tmp_path):
@@ -118,7 +141,6 @@ def test_rerun_skips_complete_trajectories(tiny_recipe, tmp_path):
 def test_interrupted_generation_resumes_bit_for_bit(tiny_recipe, tmp_path, monkeypatch, ensemble):
     """Stopped between restarts (frame 23 of 41, restarts every 16), the resumed trajectory
     recomputes frames 17-22 from the restart at 16 and equals the uninterrupted one exactly."""
-    from flashmd.data import reference
 
     recipe = tiny_recipe.model_copy(
         update={
@@ -129,18 +151,8 @@ def test_interrupted_generation_resumes_bit_for_bit(tiny_recipe, tmp_path, monke
         }
     )
     generate(recipe, str(tmp_path / "whole.zarr"), progress=False)
-    snapshot, calls = reference.snapshot, []
-
-    def stopping(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 24:
-            raise KeyboardInterrupt
-        return snapshot(*args, **kwargs)
-
-    monkeypatch.setattr(reference, "snapshot", stopping)
-    with pytest.raises(KeyboardInterrupt):
+    with stopped_at_snapshot(monkeypatch, 24), pytest.raises(KeyboardInterrupt):
         generate(recipe, str(tmp_path / "resumed.zarr"), progress=False, commit_interval_s=0.0)
-    monkeypatch.setattr(reference, "snapshot", snapshot)
     partial = TrajectoryStore.open(tmp_path / "resumed.zarr").info()[0]
     assert partial.status == "partial" and partial.n_frames == 23
     with warnings.catch_warnings():
@@ -167,22 +179,10 @@ def test_progress_counts_every_md_step_once_equilibration_included(
     run_trajectory(recipe, task, location, on_progress=reports.append)
     assert sum(reports) == expected and reports[-1] >= 0
     # stopped after 4 committed frames, the trajectory resumes and reports the rest only
-    from flashmd.data import reference
-
-    snapshot, calls = reference.snapshot, []
-
-    def stopping(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 5:
-            raise KeyboardInterrupt
-        return snapshot(*args, **kwargs)
-
     partial = str(tmp_path / "p.zarr")
     TrajectoryStore.create(partial, recipe.stored())
-    monkeypatch.setattr(reference, "snapshot", stopping)
-    with pytest.raises(KeyboardInterrupt):
+    with stopped_at_snapshot(monkeypatch, 5), pytest.raises(KeyboardInterrupt):
         run_trajectory(recipe, task, partial, commit_interval_s=0.0)
-    monkeypatch.setattr(reference, "snapshot", snapshot)
     assert TrajectoryStore.open(partial)[task.id].n_frames == 4
     reports.clear()
     run_trajectory(recipe, task, partial, on_progress=reports.append)
