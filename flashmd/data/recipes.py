@@ -89,6 +89,17 @@ class _SystemBase(_Strict):
     """Overrides the recipe's temperatures for this system."""
     replicas: PositiveInt | None = None
     equilibration_fs: Annotated[float, Field(ge=0)] | None = None
+    melt_K: PositiveFloat | None = None
+    """Melt first: the equilibration begins with ``melt_fs`` of its thermostat at this
+    temperature, then runs ``equilibration_fs`` at the trajectory's. A small periodic crystal
+    superheats: 32 Cu atoms stayed crystalline for 7 ps at 1.3 times the melting point."""
+    melt_fs: Annotated[float, Field(ge=0)] = 0.0
+
+    @model_validator(mode="after")
+    def _check_melt(self) -> _SystemBase:
+        if (self.melt_K is None) != (self.melt_fs == 0):
+            raise ValueError("melt_K and melt_fs go together: the temperature and time of melting")
+        return self
 
 
 class CrystalSystem(_SystemBase):
@@ -163,6 +174,10 @@ ADDED_ENSEMBLE_FIELDS: dict[str, Any] = {
 }
 
 
+#: System fields added after stores were first written, with their defaults.
+ADDED_SYSTEM_FIELDS: dict[str, Any] = {"melt_K": None, "melt_fs": 0.0}
+
+
 class EnsembleSpec(_Strict):
     """Equilibration thermostat and production ensemble.
 
@@ -233,6 +248,10 @@ class Recipe(_Strict):
                 del data["ensemble"][name]
         if not data["store_stress"]:
             del data["store_stress"]
+        for system in data["systems"]:
+            for name, default in ADDED_SYSTEM_FIELDS.items():
+                if system.get(name) == default:
+                    del system[name]
         return data
 
     @property

@@ -390,8 +390,19 @@ def _equilibration_fs(recipe: Recipe, task: TrajectoryTask) -> float:
     return recipe.equilibration_fs if override is None else override
 
 
+def equilibration_phases(recipe: Recipe, task: TrajectoryTask) -> list[tuple[float, int]]:
+    """(temperature K, MD steps) of each phase of a trajectory's equilibration: the system's
+    melting first when it has one (``melt_K``, ``melt_fs``), then the trajectory's temperature."""
+    spec = recipe.systems[task.system_index]
+    phases = []
+    if spec.melt_K is not None:
+        phases.append((spec.melt_K, round(spec.melt_fs / recipe.timestep_fs)))
+    steps = round(_equilibration_fs(recipe, task) / recipe.timestep_fs)
+    return [*phases, (task.temperature_K, steps)]
+
+
 def _equilibration_steps(recipe: Recipe, task: TrajectoryTask) -> int:
-    return round(_equilibration_fs(recipe, task) / recipe.timestep_fs)
+    return sum(steps for _, steps in equilibration_phases(recipe, task))
 
 
 def trajectory_steps(recipe: Recipe, task: TrajectoryTask, frames: int | None = None) -> int:
@@ -414,30 +425,37 @@ def equilibrate(
     checkpoint: Callable[[int], None] | None = None,
     resume: dict[str, Any] | None = None,
 ) -> None:
-    """Maxwell-Boltzmann velocities without centre-of-mass motion, then the thermostat;
+    """Maxwell-Boltzmann velocities without centre-of-mass motion, then the thermostat through
+    the :func:`equilibration_phases` (melting first, where the system asks for it);
     ``on_steps(n)`` every ``report_every`` steps and at the end.
 
     ``checkpoint(steps_taken)`` is called after every step (it stores the state when a commit
     is due: :func:`equilibration_state`); ``resume`` (such a stored state) continues from it
     instead of starting over, exactly when the calculator keeps no state between calls.
     """
+    phases = equilibration_phases(recipe, task)
     if resume is None:
-        thermalize_momenta(atoms, temperature_K=task.temperature_K, rng=rng)
+        thermalize_momenta(atoms, temperature_K=phases[0][0], rng=rng)
         Stationary(atoms)
         start = 0
     else:
         start = restore_equilibration(atoms, rng, resume)
         on_steps(start)  # done before the interruption; the bar starts trajectories at 0
-    n_steps = _equilibration_steps(recipe, task)
-    dynamics = make_dynamics(
-        atoms, recipe.ensemble.equilibration, recipe, task.temperature_K, rng, start
-    )
-    for taken in range(start + 1, n_steps + 1):
-        dynamics.step()
-        if taken % report_every == 0:
-            on_steps(report_every)
-        if checkpoint is not None and taken < n_steps:
-            checkpoint(taken)
+    n_steps = sum(steps for _, steps in phases)
+    taken, phase_end = start, 0
+    for temperature_K, steps in phases:
+        phase_end += steps
+        if taken >= phase_end:
+            continue
+        kind = recipe.ensemble.equilibration
+        dynamics = make_dynamics(atoms, kind, recipe, temperature_K, rng, taken)
+        while taken < phase_end:
+            dynamics.step()
+            taken += 1
+            if taken % report_every == 0:
+                on_steps(report_every)
+            if checkpoint is not None and taken < n_steps:
+                checkpoint(taken)
     on_steps(n_steps % report_every - start % report_every if n_steps > start else 0)
 
 

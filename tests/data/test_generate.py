@@ -361,6 +361,8 @@ def test_npt_reference_rescales_the_cell_and_reruns_identically(tmp_path):
     assert first[first.ids()[0]].attrs["ensemble"]["pressure_GPa"] == 1.0
     plain = load_recipe(REPO / "data" / "al-emt-tiny.yaml")
     assert "pressure_GPa" not in plain.stored()["ensemble"]
+    # nor do systems carry fields added later at their defaults (stores from before resume)
+    assert not {"melt_K", "melt_fs"} & set(plain.stored()["systems"][0])
     data["ensemble"] = {"production": "npt"}
     with pytest.raises(RecipeError, match="needs pressure_GPa"):
         parse_recipe(data)

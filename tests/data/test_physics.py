@@ -61,3 +61,41 @@ def test_langevin_reaches_the_target_temperature(tiny_recipe, tmp_path):
         temperatures.append(2 * kinetic / ((3 * reader.n_atoms - 3) * KB))
     mean = float(np.mean(temperatures))
     assert abs(mean - target) / target < 0.05, f"mean T {mean:.1f} K vs {target} K"
+
+
+def test_a_small_crystal_superheats_unless_melted_first(tmp_path):
+    """32 Cu atoms (asap3 EMT) stay crystalline for 4 ps at 1700 K, far above EMT copper's
+    melting point; with ``melt_K``/``melt_fs`` (1 ps at 6000 K first) they are a liquid."""
+    from flashmd.data.recipes import parse_recipe
+    from flashmd.data.reference import trajectory_steps
+
+    def msd_at_the_end(**melt) -> float:
+        system = {"name": "cu", "builder": "crystal", "element": "Cu", "supercell": [2, 2, 2]}
+        recipe = parse_recipe(
+            {
+                "name": "melt",
+                "seed": 3,
+                "calculator": {"name": "asap3-emt"},
+                "systems": [{**system, **melt}],
+                "temperatures_K": [1700],
+                "ensemble": {"equilibration": "langevin", "production": "langevin"},
+                "timestep_fs": 2.0,
+                "sample_interval_fs": 20.0,
+                "equilibration_fs": 2000,
+                "production_fs": 4000,
+                "store_forces": False,
+            }
+        )
+        (task,) = recipe.tasks()
+        melt_steps = round(melt.get("melt_fs", 0) / 2)
+        assert trajectory_steps(recipe, task) == melt_steps + 1000 + 200 * 10
+        location = tmp_path / f"melt-{bool(melt)}.zarr"
+        generate(recipe, str(location), progress=False)
+        store = TrajectoryStore.open(location)
+        reader = store[store.ids()[0]]
+        assert reader.attrs["system"].get("melt_K") == melt.get("melt_K")
+        positions = reader.read(keys=("positions",))["positions"]
+        return float(((positions[-1] - positions[0]) ** 2).sum(-1).mean())
+
+    assert msd_at_the_end() < 0.5  # Å², vibrations about the lattice
+    assert msd_at_the_end(melt_K=6000.0, melt_fs=1000.0) > 1.0  # diffusing

@@ -50,6 +50,10 @@ def test_shipped_recipes_validate_and_build(name):
         ({"systems": [{"builder": "alloy", "elements": {"Cu": 1}}]}, r"at least two elements"),
         ({"ensemble": {"production": "nvt"}}, r"ensemble.production"),
         ({"ensemble": {"production": "npt"}}, r"needs pressure_GPa"),
+        (
+            {"systems": [{"builder": "crystal", "element": "Cu", "melt_K": 3000}]},
+            r"melt_K and melt_fs go together",
+        ),
     ],
 )
 def test_bad_fields_are_named(changes, message):
