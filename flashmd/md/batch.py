@@ -16,6 +16,7 @@ partial ones from their last committed frame; other settings on the same store a
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
@@ -228,6 +229,14 @@ def load_systems(settings: MDSettings) -> list[ase.Atoms]:
             systems.append(atoms)
         return systems
     recipe = load_recipe(settings.recipe)
+    melted = [f"systems.{k}" for k, spec in enumerate(recipe.systems) if spec.melt_K is not None]
+    if melted:
+        warnings.warn(
+            f"{', '.join(melted)} of {settings.recipe} ask to be melted first (melt_K), which "
+            "only the reference generator does: these rollouts start from the built crystal. For "
+            "a liquid, generate its reference and start from it (--start-from STORE).",
+            stacklevel=2,
+        )
     rng = np.random.default_rng(np.random.SeedSequence(settings.seed))
     return [build_system(spec, rng, f"systems.{k}") for k, spec in enumerate(recipe.systems)]
 

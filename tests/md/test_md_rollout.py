@@ -116,3 +116,28 @@ def test_a_killed_rollout_keeps_what_it_committed_by_time(tmp_path, monkeypatch)
     writer.close(complete=True)
     assert report.frames == 30 - min(kept)
     assert all(TrajectoryStore.open(tmp_path / "killed.zarr")[i].n_frames == 30 for i in IDS)
+
+
+def test_a_recipe_that_melts_its_systems_warns_that_rollouts_start_crystalline(tmp_path):
+    import yaml
+
+    from flashmd.md.batch import MDSettings, load_systems
+
+    recipe = tmp_path / "melt.yaml"
+    system = {"builder": "crystal", "element": "Al", "supercell": [2, 2, 2]}
+    recipe.write_text(
+        yaml.safe_dump(
+            {
+                "name": "melt",
+                "calculator": {"name": "asap3-emt"},
+                "systems": [system, {**system, "melt_K": 3000.0, "melt_fs": 500.0}],
+                "temperatures_K": [1200],
+                "timestep_fs": 2.0,
+                "sample_interval_fs": 8.0,
+                "production_fs": 80.0,
+            }
+        )
+    )
+    with pytest.warns(UserWarning, match=r"systems.1 of .* ask to be melted first"):
+        systems = load_systems(MDSettings(model="al-emt", recipe=str(recipe)))
+    assert len(systems) == 2
