@@ -40,6 +40,7 @@ def test_generate_then_inspect(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "00000_al-fcc_600K_r0" in out and "asap3-emt" in out and "complete" in out
     assert "compression" in out and "4 (4 complete), 44 frames" in out
+    assert "MSD (Å²)" in out and "a liquid's grows with time" in out
 
 
 def test_errors_are_one_clear_line(tmp_path, capsys):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flashmd.data.store import TrajectoryStore
+from flashmd.data.store import TrajectoryReader, TrajectoryStore
 
 
 def _size(n_bytes: float) -> str:
@@ -13,24 +13,41 @@ def _size(n_bytes: float) -> str:
     raise AssertionError
 
 
+def displacement(reader: TrajectoryReader) -> float | None:
+    """Mean-squared displacement (Å²) of the atoms from the first to the last stored frame, the
+    centre of mass's own motion removed; None below two frames. A solid stays near its
+    vibrations' amplitude (under 1 Å²), a liquid's grows with the trajectory's length."""
+    if reader.n_frames < 2:
+        return None
+    first, last = (reader.frame(k)["positions"] for k in (0, reader.n_frames - 1))
+    moved = last - first
+    masses = reader.masses[:, None]
+    moved -= (masses * moved).sum(axis=0) / masses.sum()
+    return float((moved**2).sum(axis=1).mean())
+
+
 def format_store(location: str) -> str:
-    """A table of the store's trajectories (atoms, species, frames, temperature, calculator,
-    status) followed by its totals, size on storage and compression ratio."""
+    """A table of the store's trajectories (atoms, species, frames, temperature, mean-squared
+    displacement over the trajectory, calculator, status) followed by its totals, size on
+    storage and compression ratio."""
     store = TrajectoryStore.open(location)
     rows = store.info()
-    header = ("id", "atoms", "species", "frames", "T (K)", "calculator", "status")
-    table = [header] + [
-        (
-            r.id,
-            str(r.n_atoms),
-            r.species,
-            str(r.n_frames),
-            "-" if r.temperature_K is None else f"{r.temperature_K:g}",
-            r.calculator,
-            r.status,
+    header = ("id", "atoms", "species", "frames", "T (K)", "MSD (Å²)", "calculator", "status")
+    table = [header]
+    for r in rows:
+        msd = displacement(store[r.id])
+        table.append(
+            (
+                r.id,
+                str(r.n_atoms),
+                r.species,
+                str(r.n_frames),
+                "-" if r.temperature_K is None else f"{r.temperature_K:g}",
+                "-" if msd is None else f"{msd:.3g}",
+                r.calculator,
+                r.status,
+            )
         )
-        for r in rows
-    ]
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
     lines = [
         "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
@@ -42,6 +59,9 @@ def format_store(location: str) -> str:
     complete = sum(r.status == "complete" for r in rows)
     lines += [
         "",
+        "MSD: mean-squared displacement from the first to the last frame; a solid stays under "
+        "about 1 Å², a liquid's grows with time (a crystal heated far past melting can stay "
+        "solid: recipes melt liquids with melt_K)",
         f"store        {location}",
         f"recipe       {recipe.get('name', '?')} (sha256 "
         f"{str(store.root.attrs.get('recipe_sha256', '?'))[:12]})",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from flashmd.data.generate import generate
 from flashmd.data.store import TrajectoryStore
@@ -66,6 +67,7 @@ def test_langevin_reaches_the_target_temperature(tiny_recipe, tmp_path):
 def test_a_small_crystal_superheats_unless_melted_first(tmp_path):
     """32 Cu atoms (asap3 EMT) stay crystalline for 4 ps at 1700 K, far above EMT copper's
     melting point; with ``melt_K``/``melt_fs`` (1 ps at 6000 K first) they are a liquid."""
+    from flashmd.data.inspect import displacement
     from flashmd.data.recipes import parse_recipe
     from flashmd.data.reference import trajectory_steps
 
@@ -95,7 +97,9 @@ def test_a_small_crystal_superheats_unless_melted_first(tmp_path):
         reader = store[store.ids()[0]]
         assert reader.attrs["system"].get("melt_K") == melt.get("melt_K")
         positions = reader.read(keys=("positions",))["positions"]
-        return float(((positions[-1] - positions[0]) ** 2).sum(-1).mean())
+        msd = float(((positions[-1] - positions[0]) ** 2).sum(-1).mean())
+        assert displacement(reader) == pytest.approx(msd, abs=0.05)  # what inspect shows
+        return msd
 
     assert msd_at_the_end() < 0.5  # Å², vibrations about the lattice
     assert msd_at_the_end(melt_K=6000.0, melt_fs=1000.0) > 1.0  # diffusing
