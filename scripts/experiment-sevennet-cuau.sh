@@ -7,6 +7,7 @@
 #
 #   scripts/experiment-sevennet-cuau.sh
 #   STEP=reference|pretrain|curve|stress|heldout|speed  (run one step only)
+#   STEP=status                                         (where each step stands; runs nothing)
 #
 # Steps (each writes under runs/mlip, the paths the recipes name):
 #   reference  SevenNet-0 MD: the held-out set (data/sevennet-cuau-heldout.yaml) and the target
@@ -29,6 +30,25 @@ curve=$out/learning-curve
 model=$curve/pretrained-1/last.pt
 
 want() { [ "$step" = all ] || [ "$step" = "$1" ]; }
+
+if [ "$step" = status ]; then
+    for store in "$out/sevennet-cuau-heldout.zarr" "$out/sevennet-cuau.zarr" \
+        runs/pretrain-emt-cuau.zarr; do
+        if [ -d "$store" ]; then
+            flashmd inspect "$store" | grep -E "^(store|trajectories)"
+        else
+            echo "store        $store: not started"
+        fi
+    done
+    for run in runs/train/pretrain-emt-cuau "$curve"/*-*; do
+        [ -f "$run/train.csv" ] || continue
+        echo "training     $run: step $(tail -n 1 "$run/train.csv" | cut -d, -f1)"
+    done
+    for file in learning-curve.md stress.md speed.md; do
+        [ -f "$out/$file" ] && echo "result       $out/$file"
+    done
+    exit 0
+fi
 
 if want reference; then
     # one writer per core: the held-out set, then a second writer on the target set (the store's

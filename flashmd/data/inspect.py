@@ -35,7 +35,11 @@ def format_store(location: str) -> str:
     header = ("id", "atoms", "species", "frames", "T (K)", "MSD (Å²)", "calculator", "status")
     table = [header]
     for r in rows:
-        msd = displacement(store[r.id])
+        reader = store[r.id]
+        msd = displacement(reader)
+        status = r.status
+        if r.n_frames == 0 and reader.attrs.get("equilibration"):  # an MLIP's, committed
+            status += f" (equilibration step {reader.attrs['equilibration']['steps_taken']})"
         table.append(
             (
                 r.id,
@@ -45,7 +49,7 @@ def format_store(location: str) -> str:
                 "-" if r.temperature_K is None else f"{r.temperature_K:g}",
                 "-" if msd is None else f"{msd:.3g}",
                 r.calculator,
-                r.status,
+                status,
             )
         )
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]

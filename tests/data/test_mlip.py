@@ -15,6 +15,7 @@ from ase.build import bulk
 from flashmd.data import mlip
 from flashmd.data.calculators import make_calculator
 from flashmd.data.generate import generate
+from flashmd.data.inspect import format_store
 from flashmd.data.recipes import CalculatorSpec, RecipeError, parse_recipe
 from flashmd.data.store import StoreError, TrajectoryStore
 
@@ -155,6 +156,7 @@ def test_an_interrupted_mlip_equilibration_resumes_exactly(tmp_path, monkeypatch
     (partial,) = TrajectoryStore.open(location).info()
     state = TrajectoryStore.open(location)[partial.id].attrs["equilibration"]
     assert partial.n_frames == 0 and state["steps_taken"] == 6
+    assert "partial (equilibration step 6)" in format_store(location)  # flashmd inspect
     steps.clear()
     stop_at = 0
     generate(recipe, location, progress=False)
