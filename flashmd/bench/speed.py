@@ -91,9 +91,8 @@ def reference_calculator(name: str | None = None) -> Reference:
     """The calculator a recipe calls ``name``; None: asap3 EMT, or ASE's EMT (a different
     parameterisation, so named) without asap3.
 
-    Raises:
-        RecipeError: an unknown name, or a package that is not installed (the message says which
-            extra to install).
+    An unknown name, or a package that is not installed, raises ``RecipeError`` (saying which
+    extra to install) at the first ``make()``: the equilibration, before anything is timed.
     """
     if name is None:
         try:
@@ -104,7 +103,6 @@ def reference_calculator(name: str | None = None) -> Reference:
             return Reference(EMT, "ASE EMT (asap3 not installed)", "emt")
         return Reference(AsapEMT, "asap3 EMT", "asap3-emt")
     spec = CalculatorSpec(name=name)
-    make_calculator(spec)  # fails now, before any work, when the package is missing
     if name in MLIPS:
         return Reference(lambda: make_calculator(spec), name, name, chunk_steps=1)
     return Reference(lambda: make_calculator(spec), name, name)
@@ -420,10 +418,11 @@ def format_block(
             )
         )
     footer = []
-    for against, goals in ((BASELINE, TARGETS), (rows[-1].label, reference_targets or {})):
-        lines = _targets(rows, baseline if against == BASELINE else reference, goals)
+    against = ((BASELINE, baseline, TARGETS), (rows[-1].label, reference, reference_targets or {}))
+    for label, speed, goals in against:
+        lines = _targets(rows, speed, goals)
         if lines:
-            footer += ["", f"targets vs {against}: " + "; ".join(lines)]
+            footer += ["", f"targets vs {label}: " + "; ".join(lines)]
     return "\n".join([title, "", markdown_table(table), *footer])
 
 

@@ -92,7 +92,8 @@ class _SystemBase(_Strict):
     melt_K: PositiveFloat | None = None
     """Melt first: the equilibration begins with ``melt_fs`` of its thermostat at this
     temperature, then runs ``equilibration_fs`` at the trajectory's. A small periodic crystal
-    superheats: 32 Cu atoms stayed crystalline for 7 ps at 1.3 times the melting point."""
+    superheats: 32 Cu atoms stayed crystalline for 7 ps at 1700 K under SevenNet-0, and 108 for 5 ps
+    at 2500 K under asap3 EMT."""
     melt_fs: Annotated[float, Field(ge=0)] = 0.0
 
     @model_validator(mode="after")

@@ -442,7 +442,7 @@ def equilibrate(
         start = restore_equilibration(atoms, rng, resume)
         on_steps(start)  # done before the interruption; the bar starts trajectories at 0
     n_steps = sum(steps for _, steps in phases)
-    taken, phase_end = start, 0
+    taken, phase_end, unreported = start, 0, 0
     for temperature_K, steps in phases:
         phase_end += steps
         if taken >= phase_end:
@@ -451,12 +451,13 @@ def equilibrate(
         dynamics = make_dynamics(atoms, kind, recipe, temperature_K, rng, taken)
         while taken < phase_end:
             dynamics.step()
-            taken += 1
-            if taken % report_every == 0:
-                on_steps(report_every)
+            taken, unreported = taken + 1, unreported + 1
+            if unreported == report_every:
+                on_steps(unreported)
+                unreported = 0
             if checkpoint is not None and taken < n_steps:
                 checkpoint(taken)
-    on_steps(n_steps % report_every - start % report_every if n_steps > start else 0)
+    on_steps(unreported)
 
 
 def equilibration_state(atoms: Atoms, rng: np.random.Generator, steps_taken: int) -> dict:
