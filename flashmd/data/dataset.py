@@ -168,7 +168,9 @@ class StridePairs(torch.utils.data.IterableDataset):
             ``unroll_momenta``, (A, unroll, 3): the states ``2k, ..., (1 + unroll) k`` after
             ``t``, reversed along with the pair); a pair exists only when all of them do.
         frame_fraction: use only the first ``ceil(frame_fraction * n_frames)`` frames of each
-            trajectory, origins and targets alike (learning curves on scarce data).
+            trajectory of the first location (the base store), origins and targets alike
+            (learning curves on scarce data); extra stores' trajectories (reference
+            continuations, each only as long as the longest stride plus a tail) are used whole.
     """
 
     def __init__(
@@ -251,7 +253,8 @@ class StridePairs(torch.utils.data.IterableDataset):
         for source, store in stores.items():
             for traj_id in self.source_ids[source]:
                 reader = store[traj_id]
-                n_frames = math.ceil(self.frame_fraction * reader.n_frames)
+                fraction = self.frame_fraction if source == 0 else 1.0
+                n_frames = math.ceil(fraction * reader.n_frames)
                 self._n_frames[source, traj_id] = n_frames
                 last_origin = n_frames - min(self.span.values())
                 for start in range(0, last_origin, reader.chunk_frames):

@@ -171,8 +171,9 @@ class TrainConfig(_Strict):
     rotate: bool = False
     time_reversal: bool = True
     data_fraction: Annotated[float, Field(gt=0, le=1)] = 1.0
-    """Train on the first fraction of every training trajectory's frames only (the normalisation
-    statistics too; validation trajectories are untouched): learning curves on scarce data."""
+    """Train on the first fraction of every training trajectory's frames of ``store`` only (the
+    normalisation statistics too; validation trajectories and ``extra_stores`` are untouched):
+    learning curves on scarce data, and active learning that starts from them."""
     unroll_strides: Annotated[int, Field(ge=0, le=8)] = 0
     """Further strides every training pair is rolled out for: the predictor is fed its own
     prediction (its momenta energy-filtered by the energy model, as a rollout does, and detached:

@@ -51,7 +51,7 @@ from flashmd.train.errors import TrainingError
 from flashmd.train.losses import Normalisation, compute_normalisation, input_noise
 from flashmd.train.objective import Objective
 from flashmd.train.rereference import energy_shift_correction
-from flashmd.train.validation import evaluate, held_out_batches, validation_store_ids
+from flashmd.train.validation import evaluate, held_out_batches, validation_set
 
 STATE_VERSION = 1
 _LOCATIONS = {"store", "extra_stores", "validation_store", "output"}
@@ -337,13 +337,9 @@ class Trainer:
         self._check_output(resume)
         torch.manual_seed(config.seed)  # this run's weight initialisation, not a global default
         self.store = TrajectoryStore.open(config.store)
-        self.train_ids, self.val_ids = split_trajectories(
-            self.store, config.validation, config.seed
-        )
+        self.train_ids, _ = split_trajectories(self.store, config.validation, config.seed)
         #: Where the validation trajectories lie: the store itself, or a held-out store.
-        self.val_store = config.validation_store or config.store
-        if config.validation_store is not None:
-            self.val_ids = validation_store_ids(config.validation_store)
+        self.val_store, self.val_ids = validation_set(config)
         self.extra = extra_trajectories(config.extra_stores, config.store)
         #: What decides the data, wherever the stores lie (saved with, and checked on, resume).
         self.store_identities = _store_identities(config)
@@ -460,7 +456,7 @@ class Trainer:
                 shuffle=True,
                 buffer_blocks=1,
                 seed=self.config.seed + 1 + k,
-                frame_fraction=self.config.data_fraction,
+                frame_fraction=self.config.data_fraction if location == self.config.store else 1.0,
             )
             yield from itertools.islice(one, per_trajectory)
 

@@ -205,6 +205,17 @@ def validation_store_ids(location: str) -> list[str]:
     return ids
 
 
+def validation_set(config) -> tuple[str, list[str]]:
+    """Where a training recipe's held-out trajectories lie: ``(location, trajectory ids)``, the
+    complete trajectories of its ``validation_store``, else its store's held-out split."""
+    from flashmd.data.dataset import split_trajectories
+
+    if config.validation_store is not None:
+        return config.validation_store, validation_store_ids(config.validation_store)
+    store = TrajectoryStore.open(config.store)
+    return config.store, split_trajectories(store, config.validation, config.seed)[1]
+
+
 def validate_run(config, pairs_per_stride: int, checkpoint: str = "best.pt") -> dict[str, float]:
     """Metrics of a finished run's exported model on its held-out trajectories.
 
@@ -215,17 +226,10 @@ def validate_run(config, pairs_per_stride: int, checkpoint: str = "best.pt") -> 
     """
     from pathlib import Path
 
-    from flashmd.data.dataset import split_trajectories
     from flashmd.models.io import load_checkpoint
 
     model = load_checkpoint(Path(config.output) / checkpoint, device=config.device)
-    location = config.validation_store or config.store
-    if config.validation_store is not None:
-        val_ids = validation_store_ids(location)
-    else:
-        _, val_ids = split_trajectories(
-            TrajectoryStore.open(config.store), config.validation, config.seed
-        )
+    location, val_ids = validation_set(config)
     batches = held_out_batches(
         location,
         val_ids,

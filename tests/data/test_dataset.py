@@ -227,6 +227,21 @@ def test_pairs_come_from_several_stores(store_path, extra_path):
     assert [key(i) for i in as_list] == [key(i) for i in plain]
 
 
+def test_frame_fraction_cuts_the_base_store_only(store_path, extra_path):
+    """Active learning from a learning curve's run: its labels (short continuations in an extra
+    store) must keep every pair even when the base store is cut to a fraction."""
+    base_ids = TrajectoryStore.open(store_path).ids()[:2]
+    extra_ids = TrajectoryStore.open(extra_path).ids()
+    strides = [8.0, 16.0]
+    cut_base = StridePairs(store_path, base_ids, strides, shuffle=False, frame_fraction=0.25)
+    whole_extra = StridePairs(extra_path, extra_ids, strides, shuffle=False)
+    both = StridePairs(
+        [store_path, extra_path], [base_ids, extra_ids], strides, shuffle=False, frame_fraction=0.25
+    )
+    assert len(both) == len(cut_base) + len(whole_extra)
+    assert len(cut_base) < len(StridePairs(store_path, base_ids, strides, shuffle=False))
+
+
 def test_several_stores_need_one_id_list_each_and_one_sample_interval(
     store_path, extra_path, tmp_path
 ):
