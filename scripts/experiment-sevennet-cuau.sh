@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Issue #15 end to end: Cu, Au and Cu-Au with SevenNet-0 as the reference, EMT pretraining
 # against training from scratch. Every step resumes or skips what is complete, so the whole
-# experiment (about 14 CPU-core-hours on the 2-core machine: 6 of SevenNet-0 reference MD, 1 of
-# pretraining, 3.5 of learning curve, the rest rollouts, pricing and benchmarks) is this one
-# command, run again after an interruption or in the next session:
+# experiment (about 15 CPU-core-hours on the 2-core machine: 6 of SevenNet-0 reference MD, 1 of
+# pretraining, 3.5 of learning curve, 1.2 of active learning, the rest rollouts, pricing and
+# benchmarks) is this one command, run again after an interruption or in the next session:
 #
 #   scripts/experiment-sevennet-cuau.sh
-#   STEP=reference|pretrain|curve|stress|heldout|speed  (run one step only)
+#   STEP=reference|pretrain|curve|learn|stress|heldout|speed  (run one step only)
 #   STEP=status                                         (where each step stands; runs nothing)
 #
 # Steps (each writes under runs/mlip, the paths the recipes name):
@@ -15,6 +15,9 @@
 #   pretrain   EMT data and the pretrained model (training/pretrain-emt-cuau.yaml)
 #   curve      learning curve, pretrained against scratch at 5-100 % of the target data, the two
 #              starts side by side on the two cores (scripts/learning_curve.py)
+#   learn      active learning on SevenNet-0 from the pretrained 25 % run (two iterations of 30
+#              labelled states, training/sevennet-cuau-learn.yaml), added to the curve's table
+#              and figure against the 100 % runs
 #   stress     overlapping atoms and Lindemann index at 1500 and 2500 K and under compression,
 #              the 100 % models (scripts/stress_test.py)
 #   heldout    the pretrained 100 % model from each held-out reference's first frame, Langevin
@@ -44,6 +47,7 @@ if [ "$step" = status ]; then
         [ -f "$run/train.csv" ] || continue
         echo "training     $run: step $(tail -n 1 "$run/train.csv" | cut -d, -f1)"
     done
+    [ -f "$out/learn/learn.json" ] && echo "learning     $out/learn: $(cat "$out/learn/learn.json")"
     for file in learning-curve.md stress.md speed.md; do
         [ -f "$out/$file" ] && echo "result       $out/$file"
     done
@@ -79,6 +83,13 @@ if want curve; then
     wait
     python scripts/learning_curve.py training/sevennet-cuau.yaml --no-train --out "$curve" \
         --figure docs/learning-curve-sevennet-cuau.png | tee "$out/learning-curve.md"
+fi
+
+if want learn; then
+    flashmd learn training/sevennet-cuau-learn.yaml --threads 1 --quiet
+    python scripts/learning_curve.py training/sevennet-cuau.yaml --no-train --out "$curve" \
+        --learned training/sevennet-cuau-learn.yaml --figure docs/learning-curve-sevennet-cuau.png \
+        | tee "$out/learning-curve.md"
 fi
 
 if want stress; then

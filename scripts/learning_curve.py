@@ -89,6 +89,42 @@ def target_picoseconds(config: TrainConfig, fraction: float) -> float:
     return total
 
 
+def learned_rows(base: TrainConfig, learn_recipe: str, val_pairs: int) -> list[dict]:
+    """One row per finished iteration of the ``flashmd learn`` run of ``learn_recipe`` (started
+    from one of the curve's runs): its model on the same held-out store, its target data the
+    fraction it kept plus every label of the iterations so far."""
+    from flashmd.learn.recipe import load_learn_recipe
+
+    recipe = load_learn_recipe(learn_recipe)
+    folder = Path(recipe.output)
+    fraction = recipe.data_fraction or base.data_fraction
+    labels = (
+        TrajectoryStore.open(folder / "labels.zarr") if (folder / "labels.zarr").exists() else None
+    )
+    label_ps = {}  # picoseconds labelled, by iteration
+    for traj_id in labels.ids() if labels else []:
+        reader = labels[traj_id]
+        k = int(reader.attrs["iteration"])
+        span = (reader.n_frames - 1) * float(reader.attrs["sample_interval_fs"]) / 1000
+        label_ps[k] = label_ps.get(k, 0.0) + span
+    rows = []
+    for run in sorted(folder.glob("iter-*/train")):
+        if not (run / "last.pt").exists():
+            continue
+        k = int(run.parent.name.split("-")[1])
+        config = base.model_copy(update={"output": str(run), "data_fraction": fraction})
+        labelled = sum(ps for i, ps in label_ps.items() if i <= k)
+        rows.append(
+            {
+                "start": f"learned-{k}",
+                "fraction": fraction,
+                "target_ps": target_picoseconds(config, fraction) + labelled,
+                **validate_run(config, val_pairs, checkpoint="last.pt"),
+            }
+        )
+    return rows
+
+
 def table(rows: list[dict]) -> str:
     heading = "| start | data | target ps | " + " | ".join(h for _, h, _ in COLUMNS) + " |"
     lines = [heading, "|" + "---|" * (3 + len(COLUMNS))]
@@ -122,6 +158,10 @@ def claim(rows: list[dict]) -> str:
     )
 
 
+def _ps(row: dict) -> float:
+    return row["target_ps"]
+
+
 def figure(rows: list[dict], path: str) -> None:
     import matplotlib
 
@@ -137,6 +177,10 @@ def figure(rows: list[dict], path: str) -> None:
         for start, style in (("scratch", "o--"), ("pretrained", "s-")):
             mine = sorted((r for r in rows if r["start"] == start), key=lambda r: r["fraction"])
             ax.plot([r["target_ps"] for r in mine], [r[key] for r in mine], style, label=start)
+        learned = sorted((r for r in rows if r["start"].startswith("learned")), key=_ps)
+        if learned:
+            points = [_ps(r) for r in learned], [r[key] for r in learned]
+            ax.plot(*points, "*-", ms=10, label="pretrained, part + active learning")
         ax.set_xscale("log")
         ax.set_xlabel("target data (ps of reference MD)")
         ax.set_ylabel(label)
@@ -157,6 +201,11 @@ def main() -> None:
     parser.add_argument("--out", default="runs/learning-curve")
     parser.add_argument("--figure", help="PNG to write the curve to")
     parser.add_argument("--no-train", action="store_true", help="evaluate finished runs only")
+    parser.add_argument(
+        "--learned",
+        metavar="LEARN_RECIPE",
+        help="also a row per iteration of this flashmd learn run started from one of the curve's",
+    )
     args = parser.parse_args()
     base = load_train_config(args.recipe, **({"steps": args.steps} if args.steps else {}))
     if base.validation_store is None or base.predictor.start_from is None:
@@ -179,6 +228,8 @@ def main() -> None:
                     **metrics,
                 }
             )
+    if args.learned:
+        rows += learned_rows(base, args.learned, args.val_pairs)
     if not rows:
         parser.error(f"no finished run in {out} to evaluate")
     out.mkdir(parents=True, exist_ok=True)

@@ -51,7 +51,6 @@ from flashmd.data.continuations import (
     check_state,
     label_states,
 )
-from flashmd.data.dataset import split_trajectories
 from flashmd.data.recipes import CalculatorSpec, RecipeError
 from flashmd.data.store import TrajectoryStore
 from flashmd.learn.files import read_json, write_json
@@ -119,6 +118,8 @@ class LearnLoop:
         self.recipe, self.progress = recipe, progress
         self.output = Path(recipe.output)
         self.base = load_train_config(recipe.train)
+        if recipe.data_fraction is not None:
+            self.base = self.base.model_copy(update={"data_fraction": recipe.data_fraction})
         self.labels = str(self.output / "labels.zarr")
         state = LoopState.load(self.output)
         if state is not None and state.fingerprint != recipe.fingerprint():
@@ -421,9 +422,11 @@ class LearnLoop:
     # ------------------------------------------------------------------ metrics
     def _split_metrics(self, checkpoint: str | None) -> dict[str, float]:
         """Metrics of ``checkpoint`` (None: the starting model) on the training recipe's
-        held-out trajectories."""
-        _, val_ids = split_trajectories(self.store, self.base.validation, self.base.seed)
-        metrics = self._metrics(self.base.store, val_ids, checkpoint or self.recipe.model)
+        held-out trajectories (its split of the store, or its ``validation_store``)."""
+        from flashmd.train.validation import validation_set
+
+        location, val_ids = validation_set(self.base)
+        metrics = self._metrics(location, val_ids, checkpoint or self.recipe.model)
         wanted = ("pos_rmse", "mom_ratio", "pos_ratio", "energy_rmse", "forces_rmse")
         wanted += ("kinetic_ratio", "potential_shift")
         return {f"val_{n}": v for n, v in metrics.items() if n.startswith(wanted)}

@@ -131,6 +131,10 @@ class LearnRecipe(_Strict):
     train: str
     """The training recipe the retraining keeps (store, validation split, model sizes, losses);
     its ``predictor`` and ``energy_model`` are replaced by the current checkpoint."""
+    data_fraction: Annotated[float, Field(gt=0, le=1)] | None = None
+    """The first fraction of every training-store trajectory the retraining keeps (the labels
+    always whole): active learning from a learning curve's run on scarce data, e.g. the model
+    trained with ``data_fraction: 0.25``. None: the training recipe's."""
     output: str
     """Run folder: state file, rollouts, labels store, training runs, ``learning.csv``."""
     iterations: PositiveInt = 4
@@ -147,6 +151,8 @@ class LearnRecipe(_Strict):
         """What decides the learning, as JSON: everything but ``iterations`` (a run may be
         extended), ``heldout`` (validation only), ``workers`` and ``device``."""
         data = self.model_dump(mode="json", exclude={"iterations", "heldout", "workers", "device"})
+        if data["data_fraction"] is None:  # so runs from before this field still resume
+            del data["data_fraction"]
         weights = data["retrain"]["loss_weights"]
         if weights is None:  # so runs from before this field still resume
             del data["retrain"]["loss_weights"]

@@ -174,6 +174,26 @@ def test_retraining_takes_the_recipes_loss_weights_and_keeps_older_runs_resumabl
         )
 
 
+def test_learning_from_a_learning_curve_run_keeps_its_data_fraction_and_validation_store(
+    base, tmp_path
+):
+    plain = load_learn_recipe(write_recipe(base, tmp_path))
+    assert "data_fraction" not in plain.learning()  # fingerprints of older runs hold
+    recipe = load_learn_recipe(write_recipe(base, tmp_path, data_fraction=0.25))
+    assert recipe.fingerprint() != plain.fingerprint()
+    loop = LearnLoop(recipe, progress=False)
+    assert loop._train_config(1).data_fraction == 0.25
+    # a training recipe validated on a held-out store: the loop's validation metrics come from
+    # that store's trajectories, not from an empty split of the training store
+    train = yaml.safe_load(Path(base["train"]).read_text())
+    train.update(validation=0, validation_store=base["store"])
+    (tmp_path / "train-heldout.yaml").write_text(yaml.safe_dump(train))
+    (tmp_path / "h").mkdir()
+    held = write_recipe(base, tmp_path / "h", train=str(tmp_path / "train-heldout.yaml"))
+    metrics = LearnLoop(load_learn_recipe(held), progress=False)._split_metrics(None)
+    assert metrics and all(np.isfinite(v) for v in metrics.values())
+
+
 def test_runs_judged_before_the_potential_column_get_it_from_their_reports(tmp_path):
     from flashmd.learn.loop import _older_potentials
 

@@ -62,3 +62,29 @@ def test_the_curve_trains_both_starts_and_resumes(tmp_path, monkeypatch, capsys)
     stamp = Path("curve/scratch-1/last.pt").stat().st_mtime_ns
     learning_curve.main()  # finished runs are evaluated again, not retrained
     assert Path("curve/scratch-1/last.pt").stat().st_mtime_ns == stamp
+    # active learning from the half-data run: one row per iteration, its labels on top of the half
+    learn = {
+        "name": "curve-learn",
+        "model": "curve/pretrained-0.5/last.pt",
+        "train": "curve.yaml",
+        "data_fraction": 0.5,
+        "output": "learn",
+        "iterations": 1,
+        "explore": [{"temperature_K": 600, "stride_fs": 32, "strides": 8, "every": 2}],
+        "select": {"reference_calls": 60, "min_gap_fs": 64, "tail_fs": 8},
+        "retrain": {"steps": 2, "validate_every": 2, "warmup_steps": 1},
+        "device": "cpu",
+    }
+    Path("learn.yaml").write_text(yaml.safe_dump(learn))
+    from flashmd.learn.loop import LearnLoop
+    from flashmd.learn.recipe import load_learn_recipe
+
+    LearnLoop(load_learn_recipe("learn.yaml"), progress=False).run()
+    monkeypatch.setattr(
+        sys, "argv", [*argv, "--out", "curve", "--no-train", "--learned", "learn.yaml"]
+    )
+    learning_curve.main()
+    assert "| learned-1 | 50 % |" in capsys.readouterr().out
+    with open("curve/learning_curve.csv") as handle:
+        learned = [r for r in csv.DictReader(handle) if r["start"] == "learned-1"]
+    assert len(learned) == 1 and half < float(learned[0]["target_ps"]) < full + half
