@@ -15,6 +15,7 @@ import numpy as np
 from flashmd.analysis.msd import DiffusionFit, diffusion_coefficient
 from flashmd.analysis.pooled import Pooled
 from flashmd.analysis.tolerances import EvaluationConfig
+from flashmd.analysis.vacf import mean_frequency, vibrational_dos
 
 Status = Literal["pass", "fail", "skip"]
 
@@ -143,6 +144,7 @@ def compare(reference: Pooled, rollout: Pooled, config: EvaluationConfig) -> lis
         )
     )
     rows.append(_diffusion_row(reference, rollout, config))
+    rows.append(_frequency_row(reference, rollout, config))
     rows.append(_equipartition_row(reference, rollout, config))
     rows.append(_drift_row(reference, rollout, config))
     rows.append(_overlap_row(reference, rollout, config))
@@ -223,6 +225,32 @@ def _diffusion_row(reference: Pooled, rollout: Pooled, config: EvaluationConfig)
         return Metric(**{**row.as_dict(), "status": "fail", "note": note})
     note = f"neither side diffuses: MSD below {threshold:g} Å² {at}"
     return Metric(**{**row.as_dict(), "status": "skip", "note": note})
+
+
+def _frequency_row(reference: Pooled, rollout: Pooled, config: EvaluationConfig) -> Metric:
+    """Mean vibrational frequency of each side's VACF spectrum within the band both resolve."""
+    key, name = "vibrational_frequency", "mean vibrational frequency"
+    spectra = []
+    for side in (reference, rollout):
+        correlation = side.vacf.total
+        if correlation.size < 4 or not correlation[0] > 0:
+            return Metric(
+                key,
+                name,
+                "THz",
+                None,
+                None,
+                None,
+                "relative",
+                "—",
+                "skip",
+                "fewer than four VACF lags",
+            )
+        spectra.append(vibrational_dos(correlation, side.first.dt_fs))
+    band = min(frequency[-1] for frequency, _ in spectra)
+    ref, run = (mean_frequency(frequency, dos, band) for frequency, dos in spectra)
+    row = _relative(name, key, "THz", ref, run, config.tolerances.vibrational_frequency_rel)
+    return Metric(**{**row.as_dict(), "note": f"VACF spectrum's mean up to {band:.1f} THz"})
 
 
 def _equipartition_row(reference: Pooled, rollout: Pooled, config: EvaluationConfig) -> Metric:

@@ -39,6 +39,9 @@ class Tolerances(_Strict):
     """Mean over bins of |Δg(r)|, the largest over the total and the partials."""
     diffusion_rel: NonNegative
     """|D_rollout - D_reference| / D_reference (judged only for diffusive systems)."""
+    vibrational_frequency_rel: NonNegative
+    """|ν_rollout - ν_reference| / ν_reference of the mean vibrational frequencies (first moment of
+    the VACF's spectrum within the band both samplings resolve)."""
     equipartition_rel: NonNegative
     """Largest |T_s - T| / T over species of the rollout's mean temperatures."""
     nve_drift_eV_per_atom_per_ps: NonNegative

@@ -154,3 +154,17 @@ def vibrational_dos(
     frequency = np.fft.rfftfreq(even.size, d=dt_ps)
     # sum over the full DFT period times the spacing 1/(2 M dt) is C(0): half of it for nu >= 0
     return frequency, 2.0 * spectrum / correlation[0]
+
+
+def mean_frequency(frequency_THz: np.ndarray, dos: np.ndarray, band_THz: float) -> float:
+    """First moment ``∫ν S(ν) dν / ∫S(ν) dν`` in THz of a vibrational density of states
+    (:func:`vibrational_dos`: ``frequency_THz`` and ``dos``, both (n,)) over ``[0, band_THz]``,
+    where two spectra sampled at different intervals are compared within the band both resolve
+    (the coarser one's Nyquist frequency). A long stride that slows the vibrations (as the
+    implicit midpoint rule does, by ``atan(hω/2) / (hω/2)``) lowers it."""
+    frequency_THz, dos = np.asarray(frequency_THz), np.asarray(dos)
+    inside = frequency_THz <= check_positive("band_THz", band_THz) * (1 + 1e-12)
+    if inside.sum() < 2:
+        raise ValueError(f"fewer than two frequencies of the spectrum lie below {band_THz} THz")
+    f, s = frequency_THz[inside], dos[inside]
+    return float(np.trapezoid(f * s, f) / np.trapezoid(s, f))

@@ -175,6 +175,33 @@ def test_ten_percent_hotter_rollout_fails_the_temperature_only(reference, hotter
     assert not (out / "figures").exists()
 
 
+def test_slower_vibrations_fail_the_vibrational_frequency_only(reference, tmp_path):
+    """The same frames on a time axis stretched by 10 %: every period 10 % longer, as a stride
+    that slows the vibrations would make them; temperature and structure are unchanged."""
+
+    def stretch(frames):
+        frames["time_fs"] = frames["time_fs"] * 1.1
+
+    interval = TrajectoryStore.open(reference)[FCC_600].attrs["sample_interval_fs"]
+    slower = copy_store(
+        reference, str(tmp_path / "slow.zarr"), stretch, {"sample_interval_fs": 1.1 * interval}
+    )
+    out = tmp_path / "slow"
+    assert (
+        run_cli("--reference", reference, "--rollout", slower, "--out", str(out), "--no-figures")
+        == 1
+    )
+    summary = json.loads((out / "summary.json").read_text())
+    for condition in summary["conditions"]:
+        rows = {m["key"]: m for m in condition["metrics"]}
+        assert rows["vibrational_frequency"]["status"] == "fail"
+        assert rows["vibrational_frequency"]["difference"] == pytest.approx(-1 / 11, abs=0.01)
+        assert rows["temperature"]["status"] == rows["rdf"]["status"] == "pass"
+    same = tmp_path / "same"
+    run_cli("--reference", reference, "--rollout", reference, "--out", str(same), "--no-figures")
+    assert statuses(same)["vibrational_frequency"] == "pass"
+
+
 def test_a_looser_tolerance_file_lets_the_hotter_rollout_pass(reference, hotter, tmp_path):
     tolerances = tmp_path / "loose.yaml"
     # scaled momenta are no longer an NVE trajectory: K(t) * 1.1 + V(t) drifts with K's swings

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from flashmd.analysis import VACFAccumulator, vacf, vibrational_dos
+from flashmd.analysis.vacf import mean_frequency
 from flashmd.units import FS
 
 
@@ -108,3 +109,18 @@ def test_bad_input(rng):
         VACFAccumulator(np.ones(2), 1.0, 10).result()
     with pytest.raises(ValueError, match="zero lag must be positive"):
         vibrational_dos(np.zeros(10), 1.0)
+
+
+def test_mean_frequency_of_a_cosine_is_its_frequency_within_the_band():
+    dt_fs, nu = 4.0, 6.0
+    lags = np.arange(251) * dt_fs
+    frequency, dos = vibrational_dos(np.cos(2 * np.pi * nu * 1e-3 * lags), dt_fs)
+    assert mean_frequency(frequency, dos, frequency[-1]) == pytest.approx(nu, abs=0.1)
+    # slower vibrations (a stride that stretches every period by 10 %) read 10 % lower
+    slow_frequency, slow_dos = vibrational_dos(np.cos(2 * np.pi * nu / 1.1 * 1e-3 * lags), dt_fs)
+    ratio = mean_frequency(slow_frequency, slow_dos, 60.0) / mean_frequency(frequency, dos, 60.0)
+    assert ratio == pytest.approx(1 / 1.1, abs=0.01)
+    # the band limits the moment: a band below the line cuts it off
+    assert mean_frequency(frequency, dos, 3.0) < 3.0
+    with pytest.raises(ValueError, match="fewer than two frequencies"):
+        mean_frequency(frequency, dos, 1e-3)
