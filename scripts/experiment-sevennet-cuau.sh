@@ -11,7 +11,8 @@
 #
 # Steps (each writes under runs/mlip, the paths the recipes name):
 #   reference  SevenNet-0 MD: the held-out set (data/sevennet-cuau-heldout.yaml) and the target
-#              set (data/sevennet-cuau.yaml), one writer per core
+#              set (data/sevennet-cuau.yaml), one writer per core; then NVE continuations of the
+#              held-out frames, the validation pairs (scripts/nve_continuations.py)
 #   pretrain   EMT data and the pretrained model (training/pretrain-emt-cuau.yaml)
 #   curve      learning curve, pretrained against scratch at 5-100 % of the target data, the two
 #              starts side by side on the two cores (scripts/learning_curve.py)
@@ -35,7 +36,8 @@ model=$curve/pretrained-1/last.pt
 want() { [ "$step" = all ] || [ "$step" = "$1" ]; }
 
 if [ "$step" = status ]; then
-    for store in "$out/sevennet-cuau-heldout.zarr" "$out/sevennet-cuau.zarr" \
+    for store in "$out/sevennet-cuau-heldout.zarr" "$out/sevennet-cuau-heldout-nve.zarr" \
+        "$out/sevennet-cuau.zarr" \
         runs/pretrain-emt-cuau.zarr; do
         if [ -d "$store" ]; then
             flashmd inspect "$store" | grep -E "^(store|trajectories)"
@@ -63,6 +65,9 @@ if want reference; then
     flashmd generate "${target[@]}"
     wait
     flashmd generate "${target[@]}"  # completes whatever a writer that died left partial
+    # the validation pairs: NVE continuations of the held-out (Langevin) frames, one per ps
+    python scripts/nve_continuations.py "$out/sevennet-cuau-heldout.zarr" \
+        -o "$out/sevennet-cuau-heldout-nve.zarr" --every-fs 1000 --duration-fs 96 --quiet
 fi
 
 if want pretrain; then

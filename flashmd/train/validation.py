@@ -4,6 +4,7 @@ and energy and force errors of the energy model, on a fixed set of held-out pair
 from __future__ import annotations
 
 import math
+import warnings
 from collections import defaultdict
 from collections.abc import Iterable
 
@@ -207,13 +208,36 @@ def validation_store_ids(location: str) -> list[str]:
 
 def validation_set(config) -> tuple[str, list[str]]:
     """Where a training recipe's held-out trajectories lie: ``(location, trajectory ids)``, the
-    complete trajectories of its ``validation_store``, else its store's held-out split."""
+    complete trajectories of its ``validation_store``, else its store's held-out split. Warns
+    when some of them ran under a thermostat (:func:`warn_thermostatted`)."""
     from flashmd.data.dataset import split_trajectories
 
     if config.validation_store is not None:
-        return config.validation_store, validation_store_ids(config.validation_store)
-    store = TrajectoryStore.open(config.store)
-    return config.store, split_trajectories(store, config.validation, config.seed)[1]
+        location, ids = config.validation_store, validation_store_ids(config.validation_store)
+    else:
+        store = TrajectoryStore.open(config.store)
+        location, ids = config.store, split_trajectories(store, config.validation, config.seed)[1]
+    warn_thermostatted(location, ids)
+    return location, ids
+
+
+def warn_thermostatted(location: str, ids: list[str]) -> None:
+    """Warn when validation trajectories were stored under a thermostat: their stride pairs
+    carry its random kicks (Langevin at 0.01/fs: about sqrt(2 γ S) = 0.57 of a thermal momentum
+    over S = 16 fs), which no deterministic stride predicts, so their stride errors measure the
+    noise (energies and forces stay valid)."""
+    store = TrajectoryStore.open(location)
+    thermostatted = sorted(
+        {str((store[t].attrs.get("ensemble") or {}).get("production", "nve")) for t in ids}
+        - {"nve"}
+    )
+    if thermostatted:
+        warnings.warn(
+            f"validation trajectories of {location} ran under {', '.join(thermostatted)}: their "
+            "stride errors include the thermostat's random kicks. Validate strides on NVE "
+            "trajectories, e.g. NVE continuations of its frames (scripts/nve_continuations.py)",
+            stacklevel=3,
+        )
 
 
 def validate_run(config, pairs_per_stride: int, checkpoint: str = "best.pt") -> dict[str, float]:
