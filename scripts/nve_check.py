@@ -27,8 +27,7 @@ from ase.data import chemical_symbols
 
 from flashmd.analysis.energy import nve_drift
 from flashmd.analysis.temperature import kinetic_energy, kinetic_temperature
-from flashmd.data.continuations import Continuation, ContinuationSettings, label_states
-from flashmd.data.recipes import CalculatorSpec
+from flashmd.data.continuations import Continuation, label_states, reference_settings
 from flashmd.data.store import TrajectoryReader, TrajectoryStore, open_trajectory
 
 
@@ -47,24 +46,24 @@ def reference_temperatures(spec: str) -> dict[str, float]:
     return temperatures(open_trajectory(spec), 0)
 
 
-def exact_nve_temperatures(rollout: str, traj_id: str, reference_store: str) -> dict[str, float]:
-    """Mean temperatures of velocity Verlet with ``reference_store``'s calculator from the first
-    frame of the rollout's trajectory, over the rollout's duration."""
+def exact_nve_temperatures(
+    rollout: str, traj_id: str, reference_store: str, skip: int = 0
+) -> dict[str, float]:
+    """Mean temperatures (frames ``skip:``, as for the rollout) of velocity Verlet with
+    ``reference_store``'s calculator from the first frame of the rollout's trajectory, over the
+    rollout's duration and at its frame interval."""
     reader = TrajectoryStore.open(rollout)[traj_id]
-    recipe = TrajectoryStore.open(reference_store).recipe
     times = reader.read(0, reader.n_frames, ("time_fs",))["time_fs"]
-    interval = float(times[1] - times[0])
-    settings = ContinuationSettings(
-        calculator=CalculatorSpec.model_validate(recipe["calculator"]),
-        timestep_fs=float(recipe["timestep_fs"]),
-        sample_interval_fs=interval,
+    settings = reference_settings(
+        TrajectoryStore.open(reference_store),
         duration_fs=float(times[-1] - times[0]),
+        sample_interval_fs=float(times[1] - times[0]),
         store_forces=False,
     )
     location = f"{rollout.rstrip('/')}.exact-nve.zarr"
     start = Continuation(traj_id, reader.to_atoms(0), {"origin": "exact-nve", "rollout": rollout})
     label_states(settings, [start], location, {"exact_nve_of": rollout}, progress=False)
-    return temperatures(TrajectoryStore.open(location)[traj_id], 0)
+    return temperatures(TrajectoryStore.open(location)[traj_id], skip)
 
 
 def main() -> None:
@@ -96,7 +95,7 @@ def main() -> None:
             fit = nve_drift(data["time_fs"], total, len(reader.numbers))
             found = temperatures(reader, args.skip)
             if args.exact_nve:
-                reference = exact_nve_temperatures(location, traj_id, args.exact_nve)
+                reference = exact_nve_temperatures(location, traj_id, args.exact_nve, args.skip)
             split = ", ".join(
                 f"{s} {t:.0f}" + (f" ({t / reference[s] - 1:+.3f})" if s in reference else "")
                 for s, t in found.items()

@@ -20,8 +20,7 @@ from __future__ import annotations
 
 import argparse
 
-from flashmd.data.continuations import Continuation, ContinuationSettings, label_states
-from flashmd.data.recipes import CalculatorSpec
+from flashmd.data.continuations import Continuation, label_states, reference_settings
 from flashmd.data.store import TrajectoryStore
 
 
@@ -57,19 +56,13 @@ def main() -> None:
     args = parser.parse_args()
     source = TrajectoryStore.open(args.reference)
     recipe = source.recipe
-    settings = ContinuationSettings(
-        calculator=CalculatorSpec.model_validate(recipe["calculator"]),
-        timestep_fs=float(recipe["timestep_fs"]),
-        sample_interval_fs=args.sample_interval_fs,
-        duration_fs=args.duration_fs,
-        store_forces=bool(recipe.get("store_forces", True)),
-    )
+    settings = reference_settings(source, args.duration_fs, args.sample_interval_fs)
     identity = {
         "name": f"{recipe.get('name', 'reference')}-nve-continuations",
         "source_recipe_sha256": str(source.root.attrs.get("recipe_sha256", "")),
         "every_fs": args.every_fs,
-        "duration_fs": args.duration_fs,
-        "sample_interval_fs": args.sample_interval_fs,
+        "duration_fs": settings.duration_fs,
+        "sample_interval_fs": settings.sample_interval_fs,
         "calculator": recipe["calculator"],
         "timestep_fs": settings.timestep_fs,
     }

@@ -123,6 +123,38 @@ class ContinuationSettings:
         return round(self.duration_fs / self.sample_interval_fs) + 1
 
 
+def reference_settings(
+    store: TrajectoryStore,
+    duration_fs: float,
+    sample_interval_fs: float | None = None,
+    store_forces: bool | None = None,
+) -> ContinuationSettings:
+    """Continuations with the reference that made ``store``: its recipe's calculator and
+    timestep; ``sample_interval_fs`` and ``store_forces`` default to the recipe's too, and
+    ``duration_fs`` is rounded up to whole sample intervals.
+
+    Raises:
+        RecipeError: the store was not made by ``flashmd generate`` (its recipe names no
+            calculator or timestep).
+    """
+    recipe = store.recipe
+    if "calculator" not in recipe or "timestep_fs" not in recipe:
+        raise RecipeError(
+            f"{store.location} was not made by flashmd generate (its recipe names no "
+            "calculator): continuations need the reference that made it"
+        )
+    interval = sample_interval_fs or float(recipe["sample_interval_fs"])
+    if store_forces is None:
+        store_forces = bool(recipe.get("store_forces", True))
+    return ContinuationSettings(
+        calculator=CalculatorSpec.model_validate(recipe["calculator"]),
+        timestep_fs=float(recipe["timestep_fs"]),
+        sample_interval_fs=interval,
+        duration_fs=math.ceil(duration_fs / interval - 1e-9) * interval,
+        store_forces=store_forces,
+    )
+
+
 def _plain(value: Mapping[str, Any], label: str) -> dict[str, Any]:
     """A JSON round trip of ``value``: NumPy scalars and arrays become numbers and lists."""
 

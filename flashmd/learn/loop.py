@@ -50,8 +50,9 @@ from flashmd.data.continuations import (
     ContinuationSettings,
     check_state,
     label_states,
+    reference_settings,
 )
-from flashmd.data.recipes import CalculatorSpec, RecipeError
+from flashmd.data.recipes import RecipeError
 from flashmd.data.store import TrajectoryStore
 from flashmd.learn.files import read_json, write_json
 from flashmd.learn.recipe import ExploreCondition, LearnRecipe
@@ -137,20 +138,8 @@ class LearnLoop:
     def _reference_settings(self) -> ContinuationSettings:
         """The training store's calculator and sampling, for continuations as long as the
         longest stride plus the recipe's tail (whole sample intervals)."""
-        recipe = self.store.recipe
-        if "calculator" not in recipe or "timestep_fs" not in recipe:
-            raise RecipeError(
-                f"{self.base.store} was not made by flashmd generate (its recipe names no "
-                "calculator); active learning labels states with the training store's reference"
-            )
-        interval = float(recipe["sample_interval_fs"])
-        wanted = max(self.base.strides_fs) + self.recipe.select.tail_fs
-        return ContinuationSettings(
-            calculator=CalculatorSpec.model_validate(recipe["calculator"]),
-            timestep_fs=float(recipe["timestep_fs"]),
-            sample_interval_fs=interval,
-            duration_fs=math.ceil(wanted / interval - 1e-9) * interval,
-            store_forces=bool(recipe.get("store_forces", True)),
+        return reference_settings(
+            self.store, max(self.base.strides_fs) + self.recipe.select.tail_fs
         )
 
     @property

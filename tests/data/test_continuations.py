@@ -13,6 +13,7 @@ from flashmd.data.continuations import (
     Continuation,
     ContinuationSettings,
     label_states,
+    reference_settings,
     run_continuation,
 )
 from flashmd.data.recipes import CalculatorSpec, RecipeError
@@ -217,3 +218,24 @@ def test_two_workers_give_the_same_frames_as_one(tmp_path):
     for tid in first:
         for key in first[tid]:
             np.testing.assert_array_equal(first[tid][key], second[tid][key], err_msg=key)
+
+
+def test_reference_settings_take_the_stores_calculator_and_timestep(tmp_path):
+    from flashmd.data.generate import generate
+    from flashmd.data.recipes import load_recipe
+    from tests.conftest import REPO
+
+    recipe = load_recipe(REPO / "data" / "al-emt-tiny.yaml").model_copy(
+        update={"production_fs": 8.0, "equilibration_fs": 4.0}
+    )
+    location = str(tmp_path / "ref.zarr")
+    generate(recipe, location, progress=False)
+    settings = reference_settings(TrajectoryStore.open(location), duration_fs=10.0)
+    assert settings.calculator.name == "asap3-emt" and settings.timestep_fs == 2.0
+    assert settings.sample_interval_fs == 4.0 and settings.duration_fs == 12.0  # whole intervals
+    assert settings.store_forces
+    other = reference_settings(TrajectoryStore.open(location), 16.0, 8.0, store_forces=False)
+    assert (other.sample_interval_fs, other.duration_fs, other.store_forces) == (8.0, 16.0, False)
+    foreign = TrajectoryStore.create(str(tmp_path / "foreign.zarr"), {"name": "hand-made"})
+    with pytest.raises(RecipeError, match="was not made by flashmd generate"):
+        reference_settings(foreign, 16.0)
