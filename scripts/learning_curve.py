@@ -107,6 +107,7 @@ def learned_rows(base: TrainConfig, learn_recipe: str, val_pairs: int) -> list[d
         k = int(reader.attrs["iteration"])
         span = (reader.n_frames - 1) * float(reader.attrs["sample_interval_fs"]) / 1000
         label_ps[k] = label_ps.get(k, 0.0) + span
+    kept_ps = target_picoseconds(base, fraction)
     rows = []
     for run in sorted(folder.glob("iter-*/train")):
         if not (run / "last.pt").exists():
@@ -118,7 +119,7 @@ def learned_rows(base: TrainConfig, learn_recipe: str, val_pairs: int) -> list[d
             {
                 "start": f"learned-{k}",
                 "fraction": fraction,
-                "target_ps": target_picoseconds(config, fraction) + labelled,
+                "target_ps": kept_ps + labelled,
                 **validate_run(config, val_pairs, checkpoint="last.pt"),
             }
         )

@@ -446,9 +446,14 @@ class Trainer:
         from a handful of trajectories and can miss whole species; drawing from each trajectory
         covers every species and condition of the training set.
         """
-        trajectories = [(where, t) for where, ids in self.training_sources for t in ids]
+        # data_fraction cuts the base store (source 0) only, as in StridePairs
+        trajectories = [
+            (where, t, self.config.data_fraction if source == 0 else 1.0)
+            for source, (where, ids) in enumerate(self.training_sources)
+            for t in ids
+        ]
         per_trajectory = max(1, math.ceil(self.config.stats_pairs / len(trajectories)))
-        for k, (location, traj_id) in enumerate(trajectories):
+        for k, (location, traj_id, fraction) in enumerate(trajectories):
             one = StridePairs(
                 location,
                 [traj_id],
@@ -456,7 +461,7 @@ class Trainer:
                 shuffle=True,
                 buffer_blocks=1,
                 seed=self.config.seed + 1 + k,
-                frame_fraction=self.config.data_fraction if location == self.config.store else 1.0,
+                frame_fraction=fraction,
             )
             yield from itertools.islice(one, per_trajectory)
 
