@@ -129,7 +129,7 @@ def _cmd_md(args: argparse.Namespace) -> int:
         friction_per_fs=args.friction_per_fs,
         taut_fs=args.taut_fs,
         energy_filter=not args.no_filter,
-        symplectic=args.symplectic,
+        symplectic=args.symplectic or False,
         uncertainty=args.uncertainty,
         adaptive_threshold_A=args.adaptive_threshold_A,
         persistence=args.persistence,

@@ -168,6 +168,7 @@ def figure(rows: list[dict], path: str) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     metrics = [
         ("forces_rmse_meV_A", "force RMSE (meV/Å)"),
@@ -183,6 +184,9 @@ def figure(rows: list[dict], path: str) -> None:
             points = [_ps(r) for r in learned], [r[key] for r in learned]
             ax.plot(*points, "*-", ms=10, label="pretrained, part + active learning")
         ax.set_xscale("log")
+        ticks = sorted({round(_ps(r), 1) for r in rows})
+        ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+        ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
         ax.set_xlabel("target data (ps of reference MD)")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)

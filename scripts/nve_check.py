@@ -27,6 +27,7 @@ from ase.data import chemical_symbols
 
 from flashmd.analysis.energy import nve_drift
 from flashmd.analysis.temperature import kinetic_energy, kinetic_temperature
+from flashmd.analysis.vacf import mean_frequency, vacf, vibrational_dos
 from flashmd.data.continuations import Continuation, label_states, reference_settings
 from flashmd.data.store import TrajectoryReader, TrajectoryStore, open_trajectory
 
@@ -40,6 +41,17 @@ def temperatures(reader: TrajectoryReader, skip: int) -> dict[str, float]:
     for z in result.species:
         out[chemical_symbols[int(z)]] = float(np.mean(result.of_species(int(z))))
     return out
+
+
+def vibrational_frequency(reader: TrajectoryReader, skip: int, max_lag_fs: float = 2000.0) -> float:
+    """Mean vibrational frequency (THz): first moment of the VACF spectrum over frames
+    ``skip:``, lags up to ``max_lag_fs``, up to the frames' Nyquist frequency."""
+    data = reader.read(skip, reader.n_frames, ("momenta", "time_fs"))
+    dt_fs = float(data["time_fs"][1] - data["time_fs"][0])
+    max_lag = min(len(data["time_fs"]) - 1, round(max_lag_fs / dt_fs))
+    correlation = vacf(data["momenta"], reader.masses, dt_fs, max_lag=max_lag).total
+    frequency, dos = vibrational_dos(correlation, dt_fs)
+    return mean_frequency(frequency, dos, float(frequency[-1]))
 
 
 def reference_temperatures(spec: str) -> dict[str, float]:
@@ -63,7 +75,8 @@ def exact_nve_temperatures(
     location = f"{rollout.rstrip('/')}.exact-nve.zarr"
     start = Continuation(traj_id, reader.to_atoms(0), {"origin": "exact-nve", "rollout": rollout})
     label_states(settings, [start], location, {"exact_nve_of": rollout}, progress=False)
-    return temperatures(TrajectoryStore.open(location)[traj_id], skip)
+    exact = TrajectoryStore.open(location)[traj_id]
+    return {**temperatures(exact, skip), "ν": vibrational_frequency(exact, skip)}
 
 
 def main() -> None:
@@ -82,10 +95,10 @@ def main() -> None:
         parser.error("--reference and --exact-nve are two references: pass one")
     reference = reference_temperatures(args.reference) if args.reference else {}
     print(
-        "| store | trajectory | strides | drift eV/atom/ps | residual std eV/atom | "
+        "| store | trajectory | strides | drift eV/atom/ps | residual std eV/atom | ν THz | "
         "T K (relative to reference) | redone | iterations |"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     for location in args.rollouts:
         store = TrajectoryStore.open(location)
         for traj_id in store.ids():
@@ -94,11 +107,15 @@ def main() -> None:
             total = data["energy"] + kinetic_energy(data["momenta"], reader.masses)
             fit = nve_drift(data["time_fs"], total, len(reader.numbers))
             found = temperatures(reader, args.skip)
+            nu = vibrational_frequency(reader, args.skip)
             if args.exact_nve:
                 reference = exact_nve_temperatures(location, traj_id, args.exact_nve, args.skip)
             split = ", ".join(
                 f"{s} {t:.0f}" + (f" ({t / reference[s] - 1:+.3f})" if s in reference else "")
                 for s, t in found.items()
+            )
+            nu_text = f"{nu:.3f}" + (
+                f" ({nu / reference['ν'] - 1:+.3f})" if "ν" in reference else ""
             )
             group = reader.group
             redone = (
@@ -112,7 +129,7 @@ def main() -> None:
             print(
                 f"| {location} | {traj_id} | {reader.n_frames - 1} | "
                 f"{fit.drift_eV_per_atom_per_ps:.2e} | {fit.residual_std_eV_per_atom:.2e} | "
-                f"{split} | {redone:.4f} | {iterations:.1f} |"
+                f"{nu_text} | {split} | {redone:.4f} | {iterations:.1f} |"
             )
 
 

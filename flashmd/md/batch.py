@@ -88,7 +88,7 @@ class MDSettings:
     max_cooling: float = FilterConfig.max_cooling
     max_heating: float = FilterConfig.max_heating
     contact_fraction: float | None = FilterConfig.contact_fraction
-    symplectic: bool = False
+    symplectic: bool | str = False
     solver_tolerance_A: float = SolverConfig.tolerance_A
     solver_max_iterations: int = SolverConfig.max_iterations
     uncertainty: bool = False

@@ -56,10 +56,16 @@ import torch
 from flashmd.md.neighbors import NeighborCache
 from flashmd.md.propagators import Edges, ModelPropagator, model_batch
 from flashmd.md.state import MDState
-from flashmd.models.generating import stride_gradients
+from flashmd.models.generating import modified_stride_gradients, stride_gradients
 from flashmd.models.model import FlashMDModel
 from flashmd.nn.scatter import scatter_sum
 from flashmd.units import FS
+
+#: What ``S`` holds beyond ``h (K + V)``: the checkpoint's learned correction ``W``
+#: ("learned"), nothing ("midpoint": the implicit midpoint rule on the energy model), or the
+#: parameter-free term that cancels the midpoint rule's leading error ("modified",
+#: :func:`~flashmd.models.generating.modified_stride_gradients`).
+GENERATING_KINDS = ("learned", "midpoint", "modified")
 
 #: Relative regularisation of the Anderson least-squares problem.
 _RIDGE = 1e-10
@@ -189,9 +195,24 @@ class SymplecticPropagator:
     volume_preserving = True
 
     def __init__(
-        self, model: FlashMDModel, solver: SolverConfig | None = None, skin: float = 0.5
+        self,
+        model: FlashMDModel,
+        solver: SolverConfig | None = None,
+        skin: float = 0.5,
+        generating: str = "learned",
     ) -> None:
-        model.check_symplectic()
+        if generating not in GENERATING_KINDS:
+            raise ValueError(
+                f"generating must be one of {', '.join(GENERATING_KINDS)}, got {generating!r}"
+            )
+        if generating == "learned":
+            model.check_symplectic()
+        elif model.energy_model is None:
+            raise ValueError(
+                f"{generating!r} symplectic strides are the implicit midpoint rule on the model's "
+                "energy model, and this model has none; use a checkpoint with an energy model"
+            )
+        self.generating = generating
         self.model = model
         self.solver = SolverConfig() if solver is None else solver
         self.cutoff: float | None = model.cutoff
@@ -204,7 +225,8 @@ class SymplecticPropagator:
 
     def check(self, state: MDState, stride_fs: float) -> None:
         self.model.check_species(state.numbers)
-        self.model.check_strides([stride_fs], symplectic=True)
+        if self.generating == "learned":
+            self.model.check_strides([stride_fs], symplectic=True)
         self.model.check_masses(state.numbers, state.masses)
 
     @property
@@ -216,7 +238,11 @@ class SymplecticPropagator:
         """``J ∇S`` at ``state`` as (A, 6): displacement Å and momentum change, float64."""
         batch = model_batch(self.model, state, edges, stride_fs)
         assert self.model.energy_model is not None
-        dq, dp = stride_gradients(self.model.generating, self.model.energy_model, batch)
+        if self.generating == "modified":
+            dq, dp = modified_stride_gradients(self.model.energy_model, batch)
+        else:
+            learned = self.model.generating if self.generating == "learned" else None
+            dq, dp = stride_gradients(learned, self.model.energy_model, batch)
         return torch.cat([dq, dp], dim=1).to(torch.float64)
 
     def propagate(
@@ -290,7 +316,7 @@ class SymplecticPropagator:
 
 
 def model_propagator(
-    model: FlashMDModel, symplectic: bool = False, solver: SolverConfig | None = None
+    model: FlashMDModel, symplectic: bool | str = False, solver: SolverConfig | None = None
 ) -> ModelPropagator | SymplecticPropagator:
     """The propagator of ``model``: symplectic strides (its generating function, solved with
     ``solver``) when ``symplectic``, else its direct predictor.
@@ -300,7 +326,8 @@ def model_propagator(
             says how to train one), or direct strides from a model without a predictor.
     """
     if symplectic:
-        return SymplecticPropagator(model, solver)
+        generating = "learned" if symplectic is True else str(symplectic)
+        return SymplecticPropagator(model, solver, generating=generating)
     if solver is not None:
         raise ValueError("solver settings apply to symplectic strides only; pass symplectic=True")
     return ModelPropagator(model)

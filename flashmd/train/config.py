@@ -77,6 +77,12 @@ class LossWeights(_Strict):
     generating: Annotated[float, Field(ge=0)] = 1.0
     """The generating function's midpoint condition ``x' - x = J ∇S((x + x')/2)`` on the true
     pairs, in the predictor's normalised units (see ``losses.midpoint_prediction``)."""
+    modified: Annotated[float, Field(ge=0)] = 0.0
+    """The generating function's stride against the parameter-free modified midpoint map's
+    (``flashmd.models.generating.modified_stride_gradients``) at the same midpoints, in the
+    predictor's normalised units: distils the correction that cancels the midpoint rule's
+    leading error into ``W``, whose gradient costs a fraction of the energy model's third
+    derivatives at run time."""
     unroll: Annotated[float, Field(ge=0)] = 1.0
     """The unrolled strides of ``unroll_strides`` (mean over them), in the predictor's
     normalised units."""

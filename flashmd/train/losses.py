@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from flashmd import keys
-from flashmd.models.generating import stride_gradients
+from flashmd.models.generating import modified_stride_gradients, stride_gradients
 from flashmd.models.model import FlashMDModel
 from flashmd.nn.scatter import scatter_sum
 
@@ -190,14 +190,18 @@ def predictor_loss(
 
 
 def midpoint_prediction(
-    model: FlashMDModel, batch: dict[str, torch.Tensor], create_graph: bool = False
-) -> tuple[torch.Tensor, torch.Tensor]:
+    model: FlashMDModel,
+    batch: dict[str, torch.Tensor],
+    create_graph: bool = False,
+    modified: bool = False,
+) -> tuple[torch.Tensor, ...]:
     """The generating function's stride at the true pair's midpoint: ``x + J ∇S((x + x')/2)``,
     positions (A, 3) Å and momenta (A, 3), for the batch's pairs (no solve: the midpoint
     condition of :mod:`flashmd.md.symplectic` evaluated with the true end ``x'``).
 
     Neighbours are listed anew at the midpoint positions; ``create_graph`` keeps the graph of the
-    derivatives of ``W`` (training).
+    derivatives of ``W`` (training). With ``modified`` it also returns the stride of the
+    parameter-free modified midpoint map at the same midpoints (positions, momenta; no graph).
     """
     from flashmd.data.graph import with_neighbors
 
@@ -212,7 +216,10 @@ def midpoint_prediction(
         model.cutoff,
     )
     dq, dp = stride_gradients(model.generating, model.energy_model, midpoint, create_graph)
-    return positions + dq, momenta + dp
+    if not modified:
+        return positions + dq, momenta + dp
+    dq_mod, dp_mod = modified_stride_gradients(model.energy_model, midpoint)
+    return positions + dq, momenta + dp, positions + dq_mod, momenta + dp_mod
 
 
 def _species_groups(

@@ -68,13 +68,10 @@ class Objective(torch.nn.Module):
         terms = {"predictor": zero, "energy": zero, "forces": zero}
         if self.weights.stress > 0:
             terms["stress"] = zero
-        if self.model.generating is not None and self.weights.generating > 0:
-            new_positions, new_momenta = midpoint_prediction(
-                self.model, batch, create_graph=self.training
-            )
-            terms["generating"] = self.weights.generating * predictor_loss(
-                self.model, batch, self.norm, new_positions, new_momenta
-            )
+        if self.model.generating is not None and (
+            self.weights.generating > 0 or self.weights.modified > 0
+        ):
+            terms.update(self.generating_terms(batch))
         predictor = self.model.predictor
         if predictor is not None and self.train_predictor and self.weights.predictor > 0:
             inputs = batch
@@ -122,6 +119,23 @@ class Objective(torch.nn.Module):
                     batch, self.norm, out[keys.STRESS]
                 )
         terms["total"] = sum(terms.values())
+        return terms
+
+    def generating_terms(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """``"generating"``: the midpoint condition on the true pairs; ``"modified"`` (when
+        weighted): the same stride against the modified midpoint map's."""
+        modified = self.weights.modified > 0
+        out = midpoint_prediction(self.model, batch, create_graph=self.training, modified=modified)
+        terms = {}
+        if self.weights.generating > 0:
+            terms["generating"] = self.weights.generating * predictor_loss(
+                self.model, batch, self.norm, out[0], out[1]
+            )
+        if modified:
+            physical = {**batch, keys.TARGET_POSITIONS: out[2], keys.TARGET_MOMENTA: out[3]}
+            terms["modified"] = self.weights.modified * predictor_loss(
+                self.model, physical, self.norm, out[0], out[1]
+            )
         return terms
 
     def unrolled_loss(

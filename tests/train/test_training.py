@@ -541,6 +541,35 @@ def test_generating_function_trains_on_fixed_predictor_and_energy_model(store_pa
         assert all(torch.equal(a, b) for a, b in pairs), part
 
 
+def test_generating_function_distils_the_modified_midpoint_map(store_path, tmp_path):
+    """loss_weights.modified alone: W learns the stride of the parameter-free modified midpoint
+    map (no trajectory end in the loss), and its distance to that map shrinks."""
+    from flashmd.train.config import LossWeights, ModelSpec
+
+    first = tiny_config(store_path, tmp_path / "first", steps=4, validate_every=4)
+    Trainer(first, progress=False).run()
+    fixed = ModelSpec(checkpoint=str(tmp_path / "first" / "best.pt"))
+    config = tiny_config(
+        store_path,
+        tmp_path / "distil",
+        steps=30,
+        validate_every=30,
+        checkpoint_every=30,
+        lr=0.01,
+        warmup_steps=1,
+        predictor=fixed,
+        energy_model=fixed,
+        generating=ModelSpec(preset="tiny"),
+        loss_weights=LossWeights(generating=0.0, modified=1.0),
+    )
+    Trainer(config, progress=False).run()
+    with open(tmp_path / "distil" / "train.csv") as f:
+        rows = list(csv.DictReader(f))
+    losses = [float(row["loss_modified"]) for row in rows]
+    assert "loss_generating" not in rows[0] or all(float(r["loss_generating"]) == 0 for r in rows)
+    assert np.mean(losses[-10:]) < 0.7 * np.mean(losses[:10])
+
+
 def test_generating_function_recipe_errors_are_clear(store_path, tmp_path):
     recipe = tmp_path / "gen.yaml"
     recipe.write_text(f"{{name: x, store: {store_path}, output: o, generating: {{preset: tiny}}}}")
