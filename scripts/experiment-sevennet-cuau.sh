@@ -31,7 +31,10 @@ step=${STEP:-all}
 export OMP_NUM_THREADS=1
 mkdir -p "$out"
 curve=$out/learning-curve
-model=$curve/pretrained-1/last.pt
+# MODEL=... HELDOUT_DIR=... SPEED_TABLE=...: the held-out and speed steps of another model
+# (the shipped one: MODEL=runs/mlip/learn/iter-02/train/last.pt)
+model=${MODEL:-$curve/pretrained-1/last.pt}
+heldout=${HELDOUT_DIR:-$out/heldout}
 
 want() { [ "$step" = all ] || [ "$step" = "$1" ]; }
 
@@ -105,22 +108,23 @@ fi
 
 if want heldout; then
     # the temperatures of the held-out conditions (data/sevennet-cuau-heldout.yaml)
-    mkdir -p "$out/heldout"
+    mkdir -p "$heldout"
     for stride in 32 64; do
         for temperature in 600 1700 450; do
             name=T$temperature-${stride}fs
             flashmd md --start-from "$out/sevennet-cuau-heldout.zarr" --temperature-K "$temperature" \
                 --ensemble langevin --friction-per-fs 0.01 --model "$model" --stride-fs "$stride" \
-                --strides $((8000 / stride)) --threads 1 --quiet -o "$out/heldout/$name.zarr"
+                --strides $((8000 / stride)) --threads 1 --quiet -o "$heldout/$name.zarr"
             flashmd evaluate --reference "$out/sevennet-cuau-heldout.zarr" \
-                --rollout "$out/heldout/$name.zarr" --energy reference \
-                --out "$out/heldout/report-$name" --quiet > "$out/heldout/$name.txt" || true
+                --rollout "$heldout/$name.zarr" --energy reference \
+                --out "$heldout/report-$name" --quiet > "$heldout/$name.txt" || true
         done
     done
-    cat "$out"/heldout/T*fs.txt
+    cat "$heldout"/T*fs.txt
 fi
 
 if want speed; then
     flashmd bench speed --model "$model" --reference sevennet-0 --lattice-a 3.6125 --sizes 2 3 \
-        --stride-fs 16 32 64 --equilibration-fs 100 --devices cpu --threads 1 | tee "$out/speed.md"
+        --stride-fs 16 32 64 --equilibration-fs 100 --devices cpu --threads 1 \
+        | tee "${SPEED_TABLE:-$out/speed.md}"
 fi

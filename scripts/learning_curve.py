@@ -184,13 +184,13 @@ def figure(rows: list[dict], path: str) -> None:
             points = [_ps(r) for r in learned], [r[key] for r in learned]
             ax.plot(*points, "*-", ms=10, label="pretrained, part + active learning")
         ax.set_xscale("log")
-        ticks = sorted({round(_ps(r), 1) for r in rows})
+        ticks = sorted({round(_ps(r), 1) for r in rows if not r["start"].startswith("learned")})
         ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
         ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
         ax.set_xlabel("target data (ps of reference MD)")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
-    axes[0].legend()
+    axes[-1].legend(loc="center right")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
