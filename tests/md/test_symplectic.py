@@ -69,10 +69,12 @@ def test_anderson_solves_a_linear_map_that_plain_iteration_cannot():
     )
 
 
-def test_the_map_is_symplectic():
-    """The Jacobian M of the solved map (central differences) satisfies MᵀJM = J."""
+@pytest.mark.parametrize("generating", ["learned", "modified"])
+def test_the_map_is_symplectic(generating):
+    """The Jacobian M of the solved map (central differences) satisfies MᵀJM = J, for the
+    learned generating function and for the parameter-free modified midpoint map."""
     model = tiny_symplectic_model()
-    propagator = SymplecticPropagator(model, TIGHT)
+    propagator = SymplecticPropagator(model, TIGHT, generating=generating)
     state = state_from_atoms([thermal(cluster(), seed=1, temperature_K=600.0)[:3]])
     edges = NeighborCache(model.cutoff, 3.0).edges(state)
     n = state.positions.numel()
@@ -97,10 +99,13 @@ def test_the_map_is_symplectic():
     assert abs(float(torch.linalg.det(jacobian)) - 1.0) < 1e-7
 
 
-@pytest.mark.parametrize("kind", ["crystal", "cluster"])
-def test_forward_then_back_with_flipped_momenta_returns_to_the_start(kind):
+@pytest.mark.parametrize(
+    ("kind", "generating"),
+    [("crystal", "learned"), ("cluster", "learned"), ("crystal", "modified")],
+)
+def test_forward_then_back_with_flipped_momenta_returns_to_the_start(kind, generating):
     model = tiny_symplectic_model()
-    propagator = SymplecticPropagator(model, TIGHT)
+    propagator = SymplecticPropagator(model, TIGHT, generating=generating)
     reference = crystal((2, 2, 1)) if kind == "crystal" else cluster()
     state = state_from_atoms([thermal(reference, seed=2, temperature_K=900.0)])
     positions, momenta = solve(propagator, state, 32.0)

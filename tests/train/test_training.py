@@ -504,26 +504,28 @@ def test_normalisation_covers_every_species_of_the_training_set(tmp_path):
         trainer.close()
 
 
-def test_generating_function_trains_on_fixed_predictor_and_energy_model(store_path, tmp_path):
+def generating_config(store_path: str, tmp_path: Path, name: str, **changes) -> TrainConfig:
+    """A tiny generating-function run on a briefly trained predictor and energy model (kept
+    fixed, from ``tmp_path/first/best.pt``), 30 steps at a high rate."""
     from flashmd.train.config import ModelSpec
 
     first = tiny_config(store_path, tmp_path / "first", steps=4, validate_every=4)
     Trainer(first, progress=False).run()
-    checkpoint = str(tmp_path / "first" / "best.pt")
-    source = flashmd.load_model(checkpoint, device="cpu")
-    fixed = ModelSpec(checkpoint=checkpoint)
-    config = tiny_config(
+    fixed = ModelSpec(checkpoint=str(tmp_path / "first" / "best.pt"))
+    settings = {"steps": 30, "validate_every": 15, "checkpoint_every": 15, "lr": 0.01}
+    return tiny_config(
         store_path,
-        tmp_path / "gen",
-        steps=30,
-        validate_every=15,
-        checkpoint_every=15,
-        lr=0.01,
-        warmup_steps=1,
+        tmp_path / name,
+        **{**settings, "warmup_steps": 1, **changes},
         predictor=fixed,
         energy_model=fixed,
         generating=ModelSpec(preset="tiny"),
     )
+
+
+def test_generating_function_trains_on_fixed_predictor_and_energy_model(store_path, tmp_path):
+    config = generating_config(store_path, tmp_path, "gen")
+    source = flashmd.load_model(tmp_path / "first" / "best.pt", device="cpu")
     metrics = Trainer(config, progress=False).run()
     assert {"mid_pos_ratio_16", "mid_mom_ratio_32", "pos_ratio_16"} <= set(metrics)
     with open(tmp_path / "gen" / "train.csv") as f:
@@ -544,24 +546,10 @@ def test_generating_function_trains_on_fixed_predictor_and_energy_model(store_pa
 def test_generating_function_distils_the_modified_midpoint_map(store_path, tmp_path):
     """loss_weights.modified alone: W learns the stride of the parameter-free modified midpoint
     map (no trajectory end in the loss), and its distance to that map shrinks."""
-    from flashmd.train.config import LossWeights, ModelSpec
+    from flashmd.train.config import LossWeights
 
-    first = tiny_config(store_path, tmp_path / "first", steps=4, validate_every=4)
-    Trainer(first, progress=False).run()
-    fixed = ModelSpec(checkpoint=str(tmp_path / "first" / "best.pt"))
-    config = tiny_config(
-        store_path,
-        tmp_path / "distil",
-        steps=30,
-        validate_every=30,
-        checkpoint_every=30,
-        lr=0.01,
-        warmup_steps=1,
-        predictor=fixed,
-        energy_model=fixed,
-        generating=ModelSpec(preset="tiny"),
-        loss_weights=LossWeights(generating=0.0, modified=1.0),
-    )
+    weights = LossWeights(generating=0.0, modified=1.0)
+    config = generating_config(store_path, tmp_path, "distil", loss_weights=weights)
     Trainer(config, progress=False).run()
     with open(tmp_path / "distil" / "train.csv") as f:
         rows = list(csv.DictReader(f))
