@@ -32,10 +32,9 @@ from flashmd.data.continuations import Continuation, label_states, reference_set
 from flashmd.data.store import TrajectoryReader, TrajectoryStore, open_trajectory
 
 
-def temperatures(reader: TrajectoryReader, skip: int) -> dict[str, float]:
-    """Mean kinetic temperature (K) of all atoms ("all") and of each species over frames
-    ``skip:`` (centre-of-mass motion removed)."""
-    momenta = reader.read(skip, reader.n_frames, ("momenta",))["momenta"]
+def temperatures(momenta: np.ndarray, reader: TrajectoryReader) -> dict[str, float]:
+    """Mean kinetic temperature (K) of all atoms ("all") and of each species over ``momenta``
+    (frames, atoms, 3) of ``reader``'s atoms (centre-of-mass motion removed)."""
     result = kinetic_temperature(momenta, reader.masses, reader.numbers, fixed_com=True)
     out = {"all": float(np.mean(result.total))}
     for z in result.species:
@@ -43,25 +42,38 @@ def temperatures(reader: TrajectoryReader, skip: int) -> dict[str, float]:
     return out
 
 
-def vibrational_frequency(reader: TrajectoryReader, skip: int, max_lag_fs: float = 2000.0) -> float:
-    """Mean vibrational frequency (THz): first moment of the VACF spectrum over frames
-    ``skip:``, lags up to ``max_lag_fs``, up to the frames' Nyquist frequency."""
-    data = reader.read(skip, reader.n_frames, ("momenta", "time_fs"))
-    dt_fs = float(data["time_fs"][1] - data["time_fs"][0])
-    max_lag = min(len(data["time_fs"]) - 1, round(max_lag_fs / dt_fs))
-    correlation = vacf(data["momenta"], reader.masses, dt_fs, max_lag=max_lag).total
+def vibrational_frequency(
+    momenta: np.ndarray, time_fs: np.ndarray, masses: np.ndarray, max_lag_fs: float = 2000.0
+) -> float:
+    """Mean vibrational frequency (THz): first moment of the VACF spectrum of ``momenta``
+    (frames, atoms, 3) at times ``time_fs`` (frames,), lags up to ``max_lag_fs``, up to the
+    frames' Nyquist frequency."""
+    dt_fs = float(time_fs[1] - time_fs[0])
+    max_lag = min(len(time_fs) - 1, round(max_lag_fs / dt_fs))
+    correlation = vacf(momenta, masses, dt_fs, max_lag=max_lag).total
     frequency, dos = vibrational_dos(correlation, dt_fs)
     return mean_frequency(frequency, dos, float(frequency[-1]))
 
 
+def observables(reader: TrajectoryReader, skip: int) -> dict[str, float]:
+    """Temperatures (:func:`temperatures`) and the mean vibrational frequency ("ν") over frames
+    ``skip:``, from one read of the store."""
+    data = reader.read(skip, reader.n_frames, ("momenta", "time_fs"))
+    return {
+        **temperatures(data["momenta"], reader),
+        "ν": vibrational_frequency(data["momenta"], data["time_fs"], reader.masses),
+    }
+
+
 def reference_temperatures(spec: str) -> dict[str, float]:
-    return temperatures(open_trajectory(spec), 0)
+    reader = open_trajectory(spec)
+    return temperatures(reader.read(0, reader.n_frames, ("momenta",))["momenta"], reader)
 
 
 def exact_nve_temperatures(
     rollout: str, traj_id: str, reference_store: str, skip: int = 0
 ) -> dict[str, float]:
-    """Mean temperatures (frames ``skip:``, as for the rollout) of velocity Verlet with
+    """:func:`observables` (frames ``skip:``, as for the rollout) of velocity Verlet with
     ``reference_store``'s calculator from the first frame of the rollout's trajectory, over the
     rollout's duration and at its frame interval."""
     reader = TrajectoryStore.open(rollout)[traj_id]
@@ -75,8 +87,7 @@ def exact_nve_temperatures(
     location = f"{rollout.rstrip('/')}.exact-nve.zarr"
     start = Continuation(traj_id, reader.to_atoms(0), {"origin": "exact-nve", "rollout": rollout})
     label_states(settings, [start], location, {"exact_nve_of": rollout}, progress=False)
-    exact = TrajectoryStore.open(location)[traj_id]
-    return {**temperatures(exact, skip), "ν": vibrational_frequency(exact, skip)}
+    return observables(TrajectoryStore.open(location)[traj_id], skip)
 
 
 def main() -> None:
@@ -106,8 +117,8 @@ def main() -> None:
             data = reader.read(args.skip, reader.n_frames, ("momenta", "energy", "time_fs"))
             total = data["energy"] + kinetic_energy(data["momenta"], reader.masses)
             fit = nve_drift(data["time_fs"], total, len(reader.numbers))
-            found = temperatures(reader, args.skip)
-            nu = vibrational_frequency(reader, args.skip)
+            found = temperatures(data["momenta"], reader)
+            nu = vibrational_frequency(data["momenta"], data["time_fs"], reader.masses)
             if args.exact_nve:
                 reference = exact_nve_temperatures(location, traj_id, args.exact_nve, args.skip)
             split = ", ".join(
