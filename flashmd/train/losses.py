@@ -189,37 +189,48 @@ def predictor_loss(
     return (d_err + p_err).mean()
 
 
+def true_midpoint(model: FlashMDModel, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The batch at its pairs' true midpoints ``((x + x')/2)``, neighbours listed anew there."""
+    from flashmd.data.graph import with_neighbors
+
+    return with_neighbors(
+        {
+            **batch,
+            keys.POSITIONS: 0.5 * (batch[keys.POSITIONS] + batch[keys.TARGET_POSITIONS]),
+            keys.MOMENTA: 0.5 * (batch[keys.MOMENTA] + batch[keys.TARGET_MOMENTA]),
+        },
+        model.cutoff,
+    )
+
+
 def midpoint_prediction(
     model: FlashMDModel,
     batch: dict[str, torch.Tensor],
     create_graph: bool = False,
-    modified: bool = False,
-) -> tuple[torch.Tensor, ...]:
+    midpoint: dict[str, torch.Tensor] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The generating function's stride at the true pair's midpoint: ``x + J ∇S((x + x')/2)``,
     positions (A, 3) Å and momenta (A, 3), for the batch's pairs (no solve: the midpoint
     condition of :mod:`flashmd.md.symplectic` evaluated with the true end ``x'``).
 
-    Neighbours are listed anew at the midpoint positions; ``create_graph`` keeps the graph of the
-    derivatives of ``W`` (training). With ``modified`` it also returns the stride of the
-    parameter-free modified midpoint map at the same midpoints (positions, momenta; no graph).
+    ``midpoint``: :func:`true_midpoint` of the batch, when already built; ``create_graph`` keeps
+    the graph of the derivatives of ``W`` (training).
     """
-    from flashmd.data.graph import with_neighbors
-
     assert model.generating is not None and model.energy_model is not None
-    positions, momenta = batch[keys.POSITIONS], batch[keys.MOMENTA]
-    midpoint = with_neighbors(
-        {
-            **batch,
-            keys.POSITIONS: 0.5 * (positions + batch[keys.TARGET_POSITIONS]),
-            keys.MOMENTA: 0.5 * (momenta + batch[keys.TARGET_MOMENTA]),
-        },
-        model.cutoff,
-    )
+    midpoint = true_midpoint(model, batch) if midpoint is None else midpoint
     dq, dp = stride_gradients(model.generating, model.energy_model, midpoint, create_graph)
-    if not modified:
-        return positions + dq, momenta + dp
-    dq_mod, dp_mod = modified_stride_gradients(model.energy_model, midpoint)
-    return positions + dq, momenta + dp, positions + dq_mod, momenta + dp_mod
+    return batch[keys.POSITIONS] + dq, batch[keys.MOMENTA] + dp
+
+
+def modified_midpoint_prediction(
+    model: FlashMDModel, batch: dict[str, torch.Tensor], midpoint: dict[str, torch.Tensor]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The parameter-free modified midpoint map's stride from the same true midpoint
+    (:func:`~flashmd.models.generating.modified_stride_gradients`): positions (A, 3) Å and
+    momenta (A, 3), no graph; the target :func:`midpoint_prediction` is distilled towards."""
+    assert model.energy_model is not None
+    dq, dp = modified_stride_gradients(model.energy_model, midpoint)
+    return batch[keys.POSITIONS] + dq, batch[keys.MOMENTA] + dp
 
 
 def _species_groups(

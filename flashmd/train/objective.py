@@ -15,11 +15,13 @@ from flashmd.train.losses import (
     has_known_stress,
     kinetic_loss,
     midpoint_prediction,
+    modified_midpoint_prediction,
     potential_bias_loss,
     potential_loss,
     potential_shifts,
     predictor_loss,
     stress_loss,
+    true_midpoint,
 )
 
 
@@ -124,17 +126,20 @@ class Objective(torch.nn.Module):
     def generating_terms(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """``"generating"``: the midpoint condition on the true pairs; ``"modified"`` (when
         weighted): the same stride against the modified midpoint map's."""
-        modified = self.weights.modified > 0
-        out = midpoint_prediction(self.model, batch, create_graph=self.training, modified=modified)
+        midpoint = true_midpoint(self.model, batch)
+        positions, momenta = midpoint_prediction(
+            self.model, batch, create_graph=self.training, midpoint=midpoint
+        )
         terms = {}
         if self.weights.generating > 0:
             terms["generating"] = self.weights.generating * predictor_loss(
-                self.model, batch, self.norm, out[0], out[1]
+                self.model, batch, self.norm, positions, momenta
             )
-        if modified:
-            physical = {**batch, keys.TARGET_POSITIONS: out[2], keys.TARGET_MOMENTA: out[3]}
+        if self.weights.modified > 0:
+            target = modified_midpoint_prediction(self.model, batch, midpoint)
+            physical = {**batch, keys.TARGET_POSITIONS: target[0], keys.TARGET_MOMENTA: target[1]}
             terms["modified"] = self.weights.modified * predictor_loss(
-                self.model, physical, self.norm, out[0], out[1]
+                self.model, physical, self.norm, positions, momenta
             )
         return terms
 
