@@ -150,7 +150,7 @@ def _add_md_filter(md: argparse.ArgumentParser) -> None:
         nargs="?",
         const="learned",
         default=None,
-        choices=("learned", "midpoint", "modified"),
+        choices=("learned", "midpoint", "modified"),  # flashmd.md.symplectic.GENERATING_KINDS
         help="symplectic, time-reversible strides solved at the stride's midpoint: from the "
         "model's generating function ('learned', the default; the model must carry one), the "
         "implicit midpoint rule on its energy model ('midpoint'), or that rule with the "

@@ -103,6 +103,16 @@ def test_library_defaults_written_in_the_help_are_the_library_s():
         assert f"(default: {value:g}" in helps[option], (option, value, helps[option])
 
 
+def test_choices_written_in_the_parser_are_the_library_s():
+    from flashmd.md.batch import ENSEMBLES
+    from flashmd.md.symplectic import GENERATING_KINDS
+
+    md = _subparsers(build_parser())["md"]
+    choices = {a.option_strings[0]: a.choices for a in md._actions if a.option_strings}
+    assert tuple(choices["--symplectic"]) == GENERATING_KINDS
+    assert tuple(choices["--ensemble"]) == tuple(ENSEMBLES)
+
+
 def test_md_says_which_temperature_it_used_and_why():
     md = _subparsers(build_parser())["md"]
     base = ["a.xyz", "--model", "m", "-o", "o.zarr", "--stride-fs", "32", "--strides", "1"]
