@@ -540,8 +540,14 @@ def _add_bench(commands: argparse._SubParsersAction, threads: argparse.ArgumentP
     )
     speed.add_argument(
         "--symplectic",
-        action="store_true",
-        help="add rows of symplectic strides (the model needs a generating function)",
+        nargs="?",
+        const="learned",
+        default=None,
+        choices=("learned", "midpoint", "modified"),  # flashmd.md.symplectic.GENERATING_KINDS
+        help="add rows of symplectic strides: from the model's generating function ('learned', "
+        "the default; the model must carry one), or the implicit midpoint rule on its energy "
+        "model ('midpoint') or that rule's order-four correction ('modified') (default: direct "
+        "strides only)",
     )
 
 

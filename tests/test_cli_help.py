@@ -111,6 +111,9 @@ def test_choices_written_in_the_parser_are_the_library_s():
     choices = {a.option_strings[0]: a.choices for a in md._actions if a.option_strings}
     assert tuple(choices["--symplectic"]) == GENERATING_KINDS
     assert tuple(choices["--ensemble"]) == tuple(ENSEMBLES)
+    bench = _subparsers(build_parser())["bench"]
+    choices = {a.option_strings[0]: a.choices for a in bench._actions if a.option_strings}
+    assert tuple(choices["--symplectic"]) == GENERATING_KINDS
 
 
 def test_md_says_which_temperature_it_used_and_why():

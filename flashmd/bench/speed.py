@@ -195,9 +195,11 @@ class _FlashMD:
     """The batched engine at one stride, NVE with the energy filter; direct or symplectic."""
 
     def __init__(
-        self, model: FlashMDModel, stride_fs: float, atoms: Atoms, symplectic: bool = False
+        self, model: FlashMDModel, stride_fs: float, atoms: Atoms, symplectic: bool | str = False
     ) -> None:
-        kind = "flashmd symplectic" if symplectic else "flashmd"
+        kind = "flashmd"
+        if symplectic:
+            kind += " symplectic" if symplectic in (True, "learned") else f" {symplectic}"
         self.label, self.step_fs, self.chunk_fs = f"{kind} (energy filter)", stride_fs, stride_fs
         self.propagator = model_propagator(model, symplectic)
         self.stepper = Stepper(self.propagator, stride_fs, potential=ModelPotential(model))
@@ -443,7 +445,7 @@ def bench_speed(
     devices: Sequence[str] = (),
     equilibration_fs: float = 1000.0,
     seed: int = 0,
-    symplectic: bool = False,
+    symplectic: bool | str = False,
     reference: str | None = None,
     lattice_a: float | None = None,
 ) -> str:
@@ -461,8 +463,9 @@ def bench_speed(
         devices: torch devices of the model rows (default: ``cpu``, and ``cuda`` when available).
         equilibration_fs: Langevin time with the reference calculator before timing, fs.
         seed: seed of the initial momenta and the Langevin noise.
-        symplectic: add rows of symplectic strides (the model needs a generating function),
-            with their solver iterations per stride.
+        symplectic: add rows of symplectic strides with their solver iterations per stride:
+            True or "learned" from the model's generating function (it needs one), "midpoint"
+            or "modified" from its energy model (:data:`~flashmd.md.symplectic.GENERATING_KINDS`).
         reference: the reference calculator by its recipe name (e.g. ``sevennet-0``); None:
             asap3 EMT. An MLIP costs about 0.5 s per step for 32 atoms on one core: keep
             ``equilibration_fs`` short and the cells small.
@@ -484,7 +487,7 @@ def bench_speed(
     for loaded in models.values():
         check_element(loaded, element, calculator)
         loaded.check_strides(strides_fs)
-        if symplectic:
+        if symplectic in (True, "learned"):
             loaded.check_strides(strides_fs, symplectic=True)
     header = (
         f"speed benchmark: model {model}, fcc {element}, NVE from a {temperature_K:g} K "
@@ -501,7 +504,7 @@ def bench_speed(
             device = loaded.device
             methods: list[_Method] = [_FlashMD(loaded, s, atoms) for s in strides_fs]
             if symplectic:
-                methods += [_FlashMD(loaded, s, atoms, symplectic=True) for s in strides_fs]
+                methods += [_FlashMD(loaded, s, atoms, symplectic) for s in strides_fs]
             methods += [
                 _ModelVerlet(loaded, atoms),
                 _ReferenceVerlet(calculator, atoms, device.type == "cpu"),

@@ -183,7 +183,8 @@ def test_clear_errors():
         propagator.check(state, 16.0)
 
 
-def test_speed_benchmark_reports_symplectic_rows_with_their_iterations(tmp_path):
+@pytest.mark.parametrize(("kind", "label"), [(True, "symplectic"), ("modified", "modified")])
+def test_speed_benchmark_reports_symplectic_rows_with_their_iterations(tmp_path, kind, label):
     from flashmd.bench.speed import bench_speed
     from flashmd.models.io import save_checkpoint
 
@@ -197,7 +198,7 @@ def test_speed_benchmark_reports_symplectic_rows_with_their_iterations(tmp_path)
         repeats=1,
         equilibration_fs=20.0,
         devices=["cpu"],
-        symplectic=True,
+        symplectic=kind,
     )
     lines = out.splitlines()
     header = next(line.split("|")[1:-1] for line in lines if line.startswith("| method"))
@@ -205,6 +206,6 @@ def test_speed_benchmark_reports_symplectic_rows_with_their_iterations(tmp_path)
     rows = [line.split("|")[1:-1] for line in lines if line.startswith("| flashmd")]
     assert [r[0].strip() for r in rows] == [
         "flashmd (energy filter)",
-        "flashmd symplectic (energy filter)",
+        f"flashmd {label} (energy filter)",
     ]
     assert rows[0][column].strip() == "-" and float(rows[1][column]) >= 1
