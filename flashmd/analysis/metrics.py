@@ -25,7 +25,9 @@ class Metric:
     """One row of the summary table.
 
     ``key`` is a stable identifier; ``unit`` applies to ``reference`` and ``rollout``;
-    ``difference`` is in ``difference_unit``; ``tolerance`` is the limit as text.
+    ``difference`` is in ``difference_unit``; ``tolerance`` is the limit as text; ``noise`` is
+    two standard errors of the difference (both sides' statistical noise, from each replica's
+    autocorrelation time), in ``difference_unit``, where it is estimated (else None).
     """
 
     key: str
@@ -38,6 +40,7 @@ class Metric:
     tolerance: str
     status: Status
     note: str = ""
+    noise: float | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -99,35 +102,47 @@ def _relative(name: str, key: str, unit: str, ref: float, run: float, tol: float
     )
 
 
+def _with_noise(row: Metric, noise: float, limit: float) -> Metric:
+    """``row`` with its noise (2σ of the difference) and, where that exceeds the tolerance, a
+    note that the runs are too short to judge it."""
+    note = row.note
+    if noise > limit:
+        note = f"the runs' own noise (2σ = {noise:.3g}) exceeds the tolerance: too short to judge"
+    return Metric(**{**row.as_dict(), "noise": noise, "note": note})
+
+
+def _temperature_row(reference: Pooled, rollout: Pooled, tol: float) -> Metric:
+    ref, run = reference.temperature, rollout.temperature
+    row = _relative("mean kinetic temperature", "temperature", "K", ref, run, tol)
+    errors = np.hypot(reference.temperature_standard_error, rollout.temperature_standard_error)
+    return _with_noise(row, 2 * float(errors) / ref if ref else float("inf"), tol)
+
+
+def _potential_row(reference: Pooled, rollout: Pooled, limit: float) -> Metric:
+    ref_v, run_v = reference.potential_per_atom, rollout.potential_per_atom
+    dv = 1e3 * (run_v - ref_v)
+    row = Metric(
+        "potential_energy",
+        "mean potential energy",
+        "eV/atom",
+        ref_v,
+        run_v,
+        dv,
+        "meV/atom",
+        f"|Δ| ≤ {limit:g} meV/atom",
+        _judge(abs(dv) <= limit),
+    )
+    errors = np.hypot(reference.potential_standard_error, rollout.potential_standard_error)
+    return _with_noise(row, 2e3 * float(errors), limit)
+
+
 def compare(reference: Pooled, rollout: Pooled, config: EvaluationConfig) -> list[Metric]:
     """Every summary metric of ``rollout`` against ``reference``."""
     tol = config.tolerances
     rows = [
-        _relative(
-            "mean kinetic temperature",
-            "temperature",
-            "K",
-            reference.temperature,
-            rollout.temperature,
-            tol.temperature_rel,
-        )
+        _temperature_row(reference, rollout, tol.temperature_rel),
+        _potential_row(reference, rollout, tol.potential_energy_meV_per_atom),
     ]
-    ref_v, run_v = reference.potential_per_atom, rollout.potential_per_atom
-    dv = 1e3 * (run_v - ref_v)
-    limit = tol.potential_energy_meV_per_atom
-    rows.append(
-        Metric(
-            "potential_energy",
-            "mean potential energy",
-            "eV/atom",
-            ref_v,
-            run_v,
-            dv,
-            "meV/atom",
-            f"|Δ| ≤ {limit:g} meV/atom",
-            _judge(abs(dv) <= limit),
-        )
-    )
     mad = rdf_mean_abs_difference(reference, rollout)
     rows.append(
         Metric(

@@ -17,6 +17,7 @@ import numpy as np
 from flashmd.analysis.msd import MSDResult
 from flashmd.analysis.observables import TrajectoryObservables
 from flashmd.analysis.rdf import RDFResult
+from flashmd.analysis.sampling import pooled_standard_error
 from flashmd.analysis.vacf import VACFResult
 
 
@@ -67,6 +68,17 @@ class Pooled:
     def temperature(self) -> float:
         """Mean kinetic temperature of all atoms, K."""
         return float(self.temperature_per_group[-1])
+
+    @cached_property
+    def temperature_standard_error(self) -> float:
+        """Standard error of :attr:`temperature`, K, from each replica's autocorrelation."""
+        return pooled_standard_error([t.temperature.total for t in self.trajectories])
+
+    @cached_property
+    def potential_standard_error(self) -> float:
+        """Standard error of :attr:`potential_per_atom`, eV/atom."""
+        series = [t.energy.potential / self.n_atoms for t in self.trajectories]
+        return pooled_standard_error(series)
 
     @cached_property
     def potential_per_atom(self) -> float:

@@ -113,7 +113,9 @@ def _row(metric: Metric) -> tuple[str, ...]:
         f"{metric.name}{unit}",
         _fmt(metric.reference),
         _fmt(metric.rollout),
-        _fmt(metric.difference) + diff_unit,
+        _fmt(metric.difference)
+        + ("" if metric.noise is None else f" ± {metric.noise:.2g}")
+        + diff_unit,
         metric.tolerance,
         metric.status.upper(),
     )

@@ -42,3 +42,20 @@ def integrated_autocorrelation_time(values: np.ndarray, factor: float = WINDOW_F
 def effective_samples(values: np.ndarray) -> float:
     """``n / τ``: how many independent samples the series is worth."""
     return float(len(values) / integrated_autocorrelation_time(values))
+
+
+def standard_error_of_mean(values: np.ndarray) -> float:
+    """Standard error of the mean of a correlated 1-d series, ``σ sqrt(τ / n)`` in its unit
+    (0 for a constant series)."""
+    x = np.asarray(values, dtype=np.float64)
+    if x.size < 2 or not np.ptp(x) > 0:
+        return 0.0
+    return float(x.std(ddof=1) * np.sqrt(integrated_autocorrelation_time(x) / x.size))
+
+
+def pooled_standard_error(replicas: list[np.ndarray]) -> float:
+    """Standard error of the mean over every value of independent replicas (each a 1-d series,
+    weighted by its length, as the pooled mean weights every frame equally)."""
+    sizes = np.array([r.size for r in replicas], dtype=np.float64)
+    errors = np.array([standard_error_of_mean(r) for r in replicas])
+    return float(np.sqrt(np.sum((sizes / sizes.sum()) ** 2 * errors**2)))

@@ -170,6 +170,9 @@ def test_ten_percent_hotter_rollout_fails_the_temperature_only(reference, hotter
         rows = {m["key"]: m for m in condition["metrics"]}
         assert rows["temperature"]["status"] == "fail"
         assert rows["temperature"]["difference"] == pytest.approx(0.1, rel=1e-9)
+        # 101 frames over 400 fs: noise measured, below the 10 % difference
+        assert 0 < rows["temperature"]["noise"] < 0.1
+        assert rows["potential_energy"]["noise"] > 0
         assert rows["potential_energy"]["status"] == "pass"
         assert rows["rdf"]["status"] == "pass"
     assert not (out / "figures").exists()
@@ -462,3 +465,19 @@ def test_reference_energy_recomputes_the_rollout_energies(reference, tmp_path, c
     args = ["--reference", wrong, "--rollout", reference, "--out", str(tmp_path / "x")]
     assert run_cli(*args, "--trajectories", FCC_600, "--energy", "reference") == 2
     assert "no generation recipe" in capsys.readouterr().err
+
+
+def test_a_tolerance_below_the_runs_noise_is_flagged_as_too_short_to_judge(reference, tmp_path):
+    """101 frames of 108 atoms: the mean temperature is uncertain by far more than 0.01 %."""
+    tolerances = tmp_path / "tight.yaml"
+    tolerances.write_text("tolerances:\n  temperature_rel: 0.0001\n")
+    out = tmp_path / "tight"
+    run_cli(
+        "--reference", reference, "--rollout", reference, "--out", str(out), "--no-figures",
+        "--tolerances", str(tolerances),
+    )  # fmt: skip
+    summary = json.loads((out / "summary.json").read_text())
+    row = next(m for m in summary["conditions"][0]["metrics"] if m["key"] == "temperature")
+    assert row["status"] == "pass" and row["noise"] > 0.0001
+    assert "too short to judge" in row["note"]
+    assert "± " in (out / "report.md").read_text()

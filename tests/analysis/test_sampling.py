@@ -6,7 +6,22 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from flashmd.analysis.sampling import effective_samples, integrated_autocorrelation_time
+from flashmd.analysis.sampling import (
+    effective_samples,
+    integrated_autocorrelation_time,
+    pooled_standard_error,
+    standard_error_of_mean,
+)
+
+
+def ar1(phi: float, size: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    noise = rng.normal(size=size)
+    x = np.empty_like(noise)
+    x[0] = noise[0] / np.sqrt(1 - phi**2)  # stationary from the start
+    for t in range(1, x.size):
+        x[t] = phi * x[t - 1] + noise[t]
+    return x
 
 
 @pytest.mark.parametrize("phi", [0.0, 0.5, 0.9])
@@ -20,6 +35,18 @@ def test_ar1_autocorrelation_time(phi):
     exact = (1 + phi) / (1 - phi)
     assert integrated_autocorrelation_time(x) == pytest.approx(exact, rel=0.1)
     assert effective_samples(x) == pytest.approx(x.size / exact, rel=0.1)
+
+
+def test_standard_error_of_a_correlated_mean_matches_the_scatter_of_replica_means():
+    """AR(1) with φ = 0.8 (τ = 9): the naive σ/√n would be three times too small."""
+    replicas = [ar1(0.8, 2000, seed) for seed in range(60)]
+    scatter = np.std([r.mean() for r in replicas], ddof=1)
+    estimates = np.array([standard_error_of_mean(r) for r in replicas])
+    assert np.median(estimates) == pytest.approx(scatter, rel=0.25)
+    assert np.median([r.std() / np.sqrt(r.size) for r in replicas]) < 0.5 * scatter
+    pooled = pooled_standard_error(replicas[:4])
+    assert pooled == pytest.approx(np.sqrt(np.mean(estimates[:4] ** 2) / 4), rel=1e-9)
+    assert standard_error_of_mean(np.ones(5)) == 0.0
 
 
 def test_a_constant_series_is_refused():
