@@ -103,11 +103,12 @@ def _relative(name: str, key: str, unit: str, ref: float, run: float, tol: float
 
 
 def _with_noise(row: Metric, noise: float, limit: float) -> Metric:
-    """``row`` with its noise (2σ of the difference) and, where that exceeds the tolerance, a
-    note that the runs are too short to judge it."""
+    """``row`` with its noise (2σ of the difference) and, where the difference lies within that
+    noise of the tolerance (the verdict could go either way), a note that the runs are too
+    short to judge it."""
     note = row.note
-    if noise > limit:
-        note = f"the runs' own noise (2σ = {noise:.3g}) exceeds the tolerance: too short to judge"
+    if row.difference is not None and abs(abs(row.difference) - limit) < noise:
+        note = f"within the runs' own noise (2σ = {noise:.3g}) of the tolerance: too short to judge"
     return Metric(**{**row.as_dict(), "noise": noise, "note": note})
 
 
@@ -225,11 +226,13 @@ def _diffusion_row(reference: Pooled, rollout: Pooled, config: EvaluationConfig)
         return Metric(
             "diffusion", name, unit, None, None, None, "relative", f"|rel| ≤ {tol:g}", "skip", note
         )
-    row = _relative(
-        name, "diffusion", unit, found.reference.D_A2_per_fs, found.rollout.D_A2_per_fs, tol
-    )
+    ref_d = found.reference.D_A2_per_fs
+    row = _relative(name, "diffusion", unit, ref_d, found.rollout.D_A2_per_fs, tol)
     if found.diffusive:
-        return row
+        errors = [_replica_spread(side, found.reference) for side in (reference, rollout)]
+        if None in errors or ref_d == 0:
+            return row
+        return _with_noise(row, 2 * float(np.hypot(*errors)) / abs(ref_d), tol)
     threshold = config.analysis.diffusive_msd_A2
     at = f"at {found.reference.fit_end_fs:g} fs"
     if found.rollout_msd_A2 >= threshold:  # a solid that flows in the rollout (melting)
@@ -240,6 +243,20 @@ def _diffusion_row(reference: Pooled, rollout: Pooled, config: EvaluationConfig)
         return Metric(**{**row.as_dict(), "status": "fail", "note": note})
     note = f"neither side diffuses: MSD below {threshold:g} Å² {at}"
     return Metric(**{**row.as_dict(), "status": "skip", "note": note})
+
+
+def _replica_spread(side: Pooled, window: DiffusionFit) -> float | None:
+    """Standard error of a side's diffusion coefficient (Å²/fs) from the scatter of its
+    replicas' own fits over ``window``'s lags, or None with fewer than two replicas (one
+    trajectory's MSD has no error estimate here)."""
+    if len(side.trajectories) < 2:
+        return None
+    axes = tuple(int(a) for a in np.flatnonzero(side.first.pbc)) or (0, 1, 2)
+    start, end = window.fit_start_fs, window.fit_end_fs
+    values = [
+        diffusion_coefficient(t.msd, start, end, axes=axes).D_A2_per_fs for t in side.trajectories
+    ]
+    return float(np.std(values, ddof=1) / np.sqrt(len(values)))
 
 
 def _frequency_row(reference: Pooled, rollout: Pooled, config: EvaluationConfig) -> Metric:

@@ -337,17 +337,18 @@ def test_streaming_over_many_chunks_equals_whole_arrays(tmp_path, monkeypatch):
     np.testing.assert_allclose(seen.msd.per_axis, expected_msd.per_axis, rtol=1e-9, atol=1e-12)
 
 
-def test_diffusion_is_judged_only_for_a_diffusing_system(tmp_path):
-    """Random walks (D known) against a copy walking twice as far per frame."""
-
-    def walk_store(location: str, step_A: float) -> str:
-        rng = np.random.default_rng(7)
-        n_frames, n_atoms, box = 200, 32, 20.0
+def walk_store(location: str, step_A: float, replicas: int = 1, seed: int = 7) -> str:
+    """Random walks of 32 atoms, 200 frames 10 fs apart (D = step² / 20 Å²/fs); replicas are
+    independent walks of the same condition."""
+    rng = np.random.default_rng(seed)
+    n_frames, n_atoms, box = 200, 32, 20.0
+    store = TrajectoryStore.create(location, {"name": "walk"})
+    attrs = {"ensemble": "langevin", "temperature_K": 1000.0, "pbc": [True] * 3}
+    for replica in range(replicas):
         positions = np.cumsum(step_A * rng.standard_normal((n_frames, n_atoms, 3)), axis=0)
         positions += rng.uniform(0, box, (1, n_atoms, 3))
-        store = TrajectoryStore.create(location, {"name": "walk"})
-        attrs = {"ensemble": "langevin", "temperature_K": 1000.0, "pbc": [True] * 3}
-        writer = store.writer("walk", np.full(n_atoms, 18), np.full(n_atoms, 39.95), attrs, False)
+        numbers, masses = np.full(n_atoms, 18), np.full(n_atoms, 39.95)
+        writer = store.writer(f"walk-{replica}", numbers, masses, attrs, False)
         for k in range(n_frames):
             writer.append(
                 {
@@ -359,7 +360,11 @@ def test_diffusion_is_judged_only_for_a_diffusing_system(tmp_path):
                 }
             )
         writer.close(complete=True)
-        return location
+    return location
+
+
+def test_diffusion_is_judged_only_for_a_diffusing_system(tmp_path):
+    """Random walks (D known) against a copy walking twice as far per frame."""
 
     slow = walk_store(str(tmp_path / "slow.zarr"), 0.3)
     fast = walk_store(str(tmp_path / "fast.zarr"), 0.6)
@@ -369,6 +374,7 @@ def test_diffusion_is_judged_only_for_a_diffusing_system(tmp_path):
     assert same["diffusion"].status == "pass"
     expected_D = 0.3**2 / (2 * 10.0)  # Å^2/fs: per-axis variance per frame / (2 dt)
     assert same["diffusion"].reference == pytest.approx(expected_D, rel=0.3)
+    assert same["diffusion"].noise is None  # one replica: no error estimate
     assert same["nve_drift"].status == "skip"  # Langevin
     faster = evaluate(slow, fast, tmp_path / "b", figures=False).conditions[0].metrics
     row = {m.key: m for m in faster}["diffusion"]
@@ -481,3 +487,16 @@ def test_a_tolerance_below_the_runs_noise_is_flagged_as_too_short_to_judge(refer
     assert row["status"] == "pass" and row["noise"] > 0.0001
     assert "too short to judge" in row["note"]
     assert "± " in (out / "report.md").read_text()
+
+
+def test_replicas_give_the_diffusion_coefficient_its_noise(tmp_path):
+    """Eight independent random walks per side: the noise of D is the scatter of the replicas'
+    fits, a few per cent for 32 atoms and 200 frames each, and a same-D pair passes within it."""
+    one = walk_store(str(tmp_path / "one.zarr"), 0.3, replicas=8)
+    other = walk_store(str(tmp_path / "other.zarr"), 0.3, replicas=8, seed=8)
+    rows = {
+        m.key: m for m in evaluate(one, other, tmp_path / "r", figures=False).conditions[0].metrics
+    }
+    row = rows["diffusion"]
+    assert 0.005 < row.noise < 0.3
+    assert row.status == "pass" and abs(row.difference) <= row.noise
