@@ -41,6 +41,23 @@ def _stride(text: str) -> float | str:
         raise argparse.ArgumentTypeError(f"a stride in fs or auto, got {text!r}") from None
 
 
+#: ``--symplectic`` kinds, as :data:`flashmd.md.symplectic.GENERATING_KINDS` (a test holds them
+#: equal; the parser does not import torch).
+_GENERATING_KINDS = ("learned", "midpoint", "modified")
+
+
+def _generating_kind(text: str) -> str:
+    """``md --symplectic``: a kind; anything else (often the input file written after the flag,
+    which takes an optional value) is refused with the fix."""
+    if text in _GENERATING_KINDS:
+        return text
+    raise argparse.ArgumentTypeError(
+        f"{text!r} is not a kind of symplectic stride ({', '.join(_GENERATING_KINDS)}); the flag "
+        f"takes an optional kind, so put the input file before it, or write '--symplectic "
+        f"learned {text}'"
+    )
+
+
 def _seconds(text: str) -> float:
     """A non-negative number of seconds."""
     try:
@@ -150,7 +167,8 @@ def _add_md_filter(md: argparse.ArgumentParser) -> None:
         nargs="?",
         const="learned",
         default=None,
-        choices=("learned", "midpoint", "modified"),  # flashmd.md.symplectic.GENERATING_KINDS
+        type=_generating_kind,
+        choices=_GENERATING_KINDS,
         help="symplectic, time-reversible strides solved at the stride's midpoint: from the "
         "model's generating function ('learned', the default; the model must carry one), the "
         "implicit midpoint rule on its energy model ('midpoint'), or that rule with the "
@@ -543,7 +561,7 @@ def _add_bench(commands: argparse._SubParsersAction, threads: argparse.ArgumentP
         nargs="?",
         const="learned",
         default=None,
-        choices=("learned", "midpoint", "modified"),  # flashmd.md.symplectic.GENERATING_KINDS
+        choices=_GENERATING_KINDS,
         help="add rows of symplectic strides: from the model's generating function ('learned', "
         "the default; the model must carry one), or the implicit midpoint rule on its energy "
         "model ('midpoint') or that rule's order-four correction ('modified') (default: direct "

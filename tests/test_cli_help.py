@@ -180,3 +180,15 @@ def test_models_refuses_a_file_that_is_no_checkpoint(tmp_path):
     (tmp_path / "broken.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="not a flashmd checkpoint"):
         shipped_models(tmp_path)
+
+
+def test_an_input_file_after_the_symplectic_flag_is_refused_with_the_fix(capsys):
+    md = _subparsers(build_parser())["md"]
+    base = ["--model", "m", "-o", "o.zarr", "--stride-fs", "32", "--strides", "1"]
+    assert md.parse_args(["in.xyz", "--symplectic", *base]).symplectic == "learned"
+    assert md.parse_args(["in.xyz", "--symplectic", "modified", *base]).symplectic == "modified"
+    with pytest.raises(SystemExit):
+        md.parse_args(["--symplectic", "in.xyz", *base])
+    error = capsys.readouterr().err
+    assert "'in.xyz' is not a kind of symplectic stride" in error
+    assert "put the input file before it" in error
