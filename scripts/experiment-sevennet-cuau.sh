@@ -6,7 +6,8 @@
 # benchmarks) is this one command, run again after an interruption or in the next session:
 #
 #   scripts/experiment-sevennet-cuau.sh
-#   STEP=reference|pretrain|curve|learn|liquid|stress|heldout|speed  (run one step only)
+#   STEP=reference|pretrain|curve|learn|liquid|generating|long|stress|heldout|speed
+#                                                       (run one step only)
 #   STEP=status                                         (where each step stands; runs nothing)
 #
 # Steps (each writes under runs/mlip, the paths the recipes name):
@@ -21,11 +22,17 @@
 #              and figure against the 100 % runs
 #   liquid     two more liquid Cu trajectories (data/sevennet-cuau-liquid.yaml), the shipped
 #              model fine-tuned with them (training/sevennet-cuau-liquid.yaml), its held-out table
+#   generating a generating function for the shipped model distilled from the modified midpoint
+#              map (training/sevennet-cuau-modified.yaml): its symplectic strides
+#   long       longer held-out references of the crystal and the melt (3 and 6 more replicas:
+#              data/sevennet-cuau-heldout-crystal.yaml, -liquid.yaml), one writer per core; the
+#              held-out step judges those two conditions against them once they are complete
 #   stress     overlapping atoms and Lindemann index at 1500 and 2500 K and under compression,
 #              the 100 % models (scripts/stress_test.py)
 #   heldout    the pretrained 100 % model from each held-out reference's first frame, Langevin
 #              as the reference, 32 and 64 fs, judged by flashmd evaluate with SevenNet-0
-#              pricing the rollout's frames
+#              pricing the rollout's frames (SYMPLECTIC=learned|midpoint|modified: symplectic
+#              strides; STRIDES_PS=8: simulated ps per replica)
 #   speed      flashmd bench speed against MD with SevenNet-0, 32 and 108 atoms
 set -euo pipefail
 out=runs/mlip
@@ -42,7 +49,8 @@ want() { [ "$step" = all ] || [ "$step" = "$1" ]; }
 
 if [ "$step" = status ]; then
     for store in "$out/sevennet-cuau-heldout.zarr" "$out/sevennet-cuau-heldout-nve.zarr" \
-        "$out/sevennet-cuau.zarr" \
+        "$out/sevennet-cuau.zarr" "$out/sevennet-cuau-heldout-crystal.zarr" \
+        "$out/sevennet-cuau-heldout-liquid.zarr" \
         runs/pretrain-emt-cuau.zarr; do
         if [ -d "$store" ]; then
             flashmd inspect "$store" | grep -E "^(store|trajectories)"
@@ -50,7 +58,7 @@ if [ "$step" = status ]; then
             echo "store        $store: not started"
         fi
     done
-    for run in runs/train/pretrain-emt-cuau "$curve"/*-*; do
+    for run in runs/train/pretrain-emt-cuau "$curve"/*-* runs/train/sevennet-cuau-modified; do
         [ -f "$run/train.csv" ] || continue
         echo "training     $run: step $(tail -n 1 "$run/train.csv" | cut -d, -f1)"
     done
@@ -116,6 +124,52 @@ if want liquid; then
         bash "$0"
 fi
 
+if want generating; then
+    if [ -f runs/train/sevennet-cuau-modified/state.pt ]; then
+        flashmd train training/sevennet-cuau-modified.yaml --resume --threads 1 --quiet
+    else
+        flashmd train training/sevennet-cuau-modified.yaml --threads 1 --quiet
+    fi
+fi
+
+if want long; then
+    flashmd generate data/sevennet-cuau-heldout-crystal.yaml \
+        -o "$out/sevennet-cuau-heldout-crystal.zarr" --quiet &
+    flashmd generate data/sevennet-cuau-heldout-liquid.yaml \
+        -o "$out/sevennet-cuau-heldout-liquid.zarr" --quiet
+    wait
+fi
+
+# the reference store of a held-out temperature: the longer one once all its recipe's
+# trajectories are complete
+complete() {  # recipe store
+    python - "$1" "$2" <<'PY'
+import sys
+from flashmd.data.recipes import load_recipe
+from flashmd.data.store import TrajectoryStore
+recipe, location = load_recipe(sys.argv[1]), sys.argv[2]
+try:
+    store = TrajectoryStore.open(location)
+except Exception:
+    sys.exit(1)
+done = sum(store[i].attrs.get("status") == "complete" for i in store.ids())
+sys.exit(0 if done == len(list(recipe.tasks())) else 1)
+PY
+}
+reference_of() {
+    local kind=""
+    case $1 in
+        600) kind=crystal ;;
+        1700) kind=liquid ;;
+    esac
+    if [ -n "$kind" ] && complete "data/sevennet-cuau-heldout-$kind.yaml" \
+        "$out/sevennet-cuau-heldout-$kind.zarr"; then
+        echo "$out/sevennet-cuau-heldout-$kind.zarr"
+    else
+        echo "$out/sevennet-cuau-heldout.zarr"
+    fi
+}
+
 if want stress; then
     python scripts/stress_test.py "pretrained=$model" "scratch=$curve/scratch-1/last.pt" \
         --recipe data/sevennet-cuau-stress.yaml --temperatures 1500 2500 --strides 400 \
@@ -128,10 +182,12 @@ if want heldout; then
     for stride in 32 64; do
         for temperature in 600 1700 450; do
             name=T$temperature-${stride}fs
-            flashmd md --start-from "$out/sevennet-cuau-heldout.zarr" --temperature-K "$temperature" \
+            reference=$(reference_of "$temperature")
+            flashmd md --start-from "$reference" --temperature-K "$temperature" \
                 --ensemble langevin --friction-per-fs 0.01 --model "$model" --stride-fs "$stride" \
-                --strides $((8000 / stride)) --threads 1 --quiet -o "$heldout/$name.zarr"
-            flashmd evaluate --reference "$out/sevennet-cuau-heldout.zarr" \
+                --strides $((${STRIDES_PS:-8} * 1000 / stride)) --threads 1 --quiet \
+                ${SYMPLECTIC:+--symplectic "$SYMPLECTIC"} -o "$heldout/$name.zarr"
+            flashmd evaluate --reference "$reference" \
                 --rollout "$heldout/$name.zarr" --energy reference \
                 --out "$heldout/report-$name" --quiet > "$heldout/$name.txt" || true
         done
