@@ -78,13 +78,18 @@ def _msd_at(pooled: Pooled, lag_fs: float, axes: tuple[int, ...]) -> float:
     return float(msd.per_axis[at, -1, list(axes)].sum())
 
 
+def _periodic_axes(pooled: Pooled) -> tuple[int, ...]:
+    """Axes a diffusion coefficient is fitted over: the periodic ones (all three if none)."""
+    return tuple(int(a) for a in np.flatnonzero(pooled.first.pbc)) or (0, 1, 2)
+
+
 def compare_diffusion(
     reference: Pooled, rollout: Pooled, config: EvaluationConfig
 ) -> DiffusionComparison | str:
     """Fit both MSDs over the common window, or say (a string) why that is impossible."""
     largest = min(float(reference.msd.lag_fs[-1]), float(rollout.msd.lag_fs[-1]))
     start, end = (f * largest for f in config.analysis.diffusion_fit)
-    axes = tuple(int(a) for a in np.flatnonzero(reference.first.pbc)) or (0, 1, 2)
+    axes = _periodic_axes(reference)
     try:
         fits = [diffusion_coefficient(p.msd, start, end, axes=axes) for p in (reference, rollout)]
     except ValueError as error:
@@ -251,7 +256,7 @@ def _replica_spread(side: Pooled, window: DiffusionFit) -> float | None:
     trajectory's MSD has no error estimate here)."""
     if len(side.trajectories) < 2:
         return None
-    axes = tuple(int(a) for a in np.flatnonzero(side.first.pbc)) or (0, 1, 2)
+    axes = _periodic_axes(side)
     start, end = window.fit_start_fs, window.fit_end_fs
     values = [
         diffusion_coefficient(t.msd, start, end, axes=axes).D_A2_per_fs for t in side.trajectories
