@@ -46,11 +46,13 @@ def effective_samples(values: np.ndarray) -> float:
 
 def standard_error_of_mean(values: np.ndarray) -> float:
     """Standard error of the mean of a correlated 1-d series, ``σ sqrt(τ / n)`` in its unit
-    (0 for a constant series)."""
+    (0 for a constant series). ``τ`` is taken as at least 1: a short series can estimate it
+    below 1, even negative, which would claim more samples than it has."""
     x = np.asarray(values, dtype=np.float64)
     if x.size < 2 or not np.ptp(x) > 0:
         return 0.0
-    return float(x.std(ddof=1) * np.sqrt(integrated_autocorrelation_time(x) / x.size))
+    tau = max(integrated_autocorrelation_time(x), 1.0)
+    return float(x.std(ddof=1) * np.sqrt(tau / x.size))
 
 
 def pooled_standard_error(replicas: list[np.ndarray]) -> float:

@@ -47,6 +47,8 @@ def test_standard_error_of_a_correlated_mean_matches_the_scatter_of_replica_mean
     pooled = pooled_standard_error(replicas[:4])
     assert pooled == pytest.approx(np.sqrt(np.mean(estimates[:4] ** 2) / 4), rel=1e-9)
     assert standard_error_of_mean(np.ones(5)) == 0.0
+    alternating = np.array([1.0, -1.0, 1.0, -1.0, 1.0, -1.0])  # τ estimated below 1
+    assert standard_error_of_mean(alternating) == pytest.approx(alternating.std(ddof=1) / 6**0.5)
 
 
 def test_a_constant_series_is_refused():
