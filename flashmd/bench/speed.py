@@ -50,7 +50,7 @@ from flashmd.md.neighbors import NeighborCache
 from flashmd.md.propagators import ModelPotential
 from flashmd.md.state import MDState, state_from_atoms
 from flashmd.md.stepper import Stepper
-from flashmd.md.symplectic import SymplecticPropagator, model_propagator
+from flashmd.md.symplectic import SymplecticPropagator, generating_kind, model_propagator
 from flashmd.models.io import load_model
 from flashmd.models.model import FlashMDModel
 
@@ -197,9 +197,10 @@ class _FlashMD:
     def __init__(
         self, model: FlashMDModel, stride_fs: float, atoms: Atoms, symplectic: bool | str = False
     ) -> None:
-        kind = "flashmd"
-        if symplectic:
-            kind += " symplectic" if symplectic in (True, "learned") else f" {symplectic}"
+        generating = generating_kind(symplectic)
+        kind = {None: "flashmd", "learned": "flashmd symplectic"}.get(
+            generating, f"flashmd {generating}"
+        )
         self.label, self.step_fs, self.chunk_fs = f"{kind} (energy filter)", stride_fs, stride_fs
         self.propagator = model_propagator(model, symplectic)
         self.stepper = Stepper(self.propagator, stride_fs, potential=ModelPotential(model))
@@ -487,7 +488,7 @@ def bench_speed(
     for loaded in models.values():
         check_element(loaded, element, calculator)
         loaded.check_strides(strides_fs)
-        if symplectic in (True, "learned"):
+        if generating_kind(symplectic) == "learned":
             loaded.check_strides(strides_fs, symplectic=True)
     header = (
         f"speed benchmark: model {model}, fcc {element}, NVE from a {temperature_K:g} K "

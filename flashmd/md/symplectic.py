@@ -315,6 +315,14 @@ class SymplecticPropagator:
             )
 
 
+def generating_kind(symplectic: bool | str) -> str | None:
+    """The :data:`GENERATING_KINDS` entry a ``symplectic`` argument asks for: True means
+    "learned", a kind names itself, False or None (direct strides) gives None."""
+    if not symplectic:
+        return None
+    return "learned" if symplectic is True else str(symplectic)
+
+
 def model_propagator(
     model: FlashMDModel, symplectic: bool | str = False, solver: SolverConfig | None = None
 ) -> ModelPropagator | SymplecticPropagator:
@@ -325,8 +333,8 @@ def model_propagator(
         ValueError: symplectic strides from a model without a generating function (the message
             says how to train one), or direct strides from a model without a predictor.
     """
-    if symplectic:
-        generating = "learned" if symplectic is True else str(symplectic)
+    generating = generating_kind(symplectic)
+    if generating is not None:
         return SymplecticPropagator(model, solver, generating=generating)
     if solver is not None:
         raise ValueError("solver settings apply to symplectic strides only; pass symplectic=True")
