@@ -152,8 +152,8 @@ try:
     store = TrajectoryStore.open(location)
 except Exception:
     sys.exit(1)
-done = sum(store[i].attrs.get("status") == "complete" for i in store.ids())
-sys.exit(0 if done == len(list(recipe.tasks())) else 1)
+done = all(t.id in store and store[t.id].status == "complete" for t in recipe.tasks())
+sys.exit(0 if done else 1)
 PY
 }
 reference_of() {
