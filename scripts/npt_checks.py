@@ -19,6 +19,7 @@ temperature that melted (a periodic crystal superheats, on both sides alike)::
     python scripts/npt_checks.py expansion --model runs/train/emt-metals-stress/best.pt \\
         --figure docs/thermal-expansion-cu.png
     python scripts/npt_checks.py melting --model runs/train/emt-metals-stress/best.pt
+    python scripts/npt_checks.py expansion --model emt-metals --symplectic midpoint --strides 600
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from flashmd.data.generate import generate
 from flashmd.data.recipes import Recipe, load_recipe
 from flashmd.data.store import TrajectoryReader, TrajectoryStore
 from flashmd.md.batch import MDSettings, run_md
+from flashmd.md.symplectic import GENERATING_KINDS
 
 
 def trajectory_at(location: str, temperature_K: float) -> TrajectoryReader:
@@ -93,6 +95,7 @@ def rollouts(args: argparse.Namespace, recipe: Recipe, from_reference: bool) -> 
             pressure_GPa=spec.pressure_GPa,
             barostat_tau_fs=spec.barostat_tau_fs,
             compressibility_per_GPa=spec.compressibility_per_GPa,
+            symplectic=args.symplectic or False,
             **source,
         )
         location = str(Path(args.out) / f"rollout-{temperature:g}K.zarr")
@@ -191,6 +194,13 @@ def main() -> None:
         command.add_argument("--stride-fs", type=float, default=32.0)
         command.add_argument(
             "--strides", type=int, help="strides per rollout (default: the reference's length)"
+        )
+        command.add_argument(
+            "--symplectic",
+            nargs="?",
+            const="learned",
+            choices=GENERATING_KINDS,
+            help="symplectic strides of this kind (as flashmd md --symplectic; default: direct)",
         )
         command.add_argument("--device", default="cpu")
     commands.choices["expansion"].add_argument("--figure", help="PNG of V(T) for both sides")

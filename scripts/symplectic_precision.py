@@ -13,12 +13,47 @@ import argparse
 
 import numpy as np
 import torch
-from ase import units
+from ase import Atoms, units
 
 import flashmd
 from flashmd.ase import FlashMD
 from flashmd.data.store import TrajectoryStore
 from flashmd.md.symplectic import GENERATING_KINDS, SolverConfig
+
+
+def nve_blocks(
+    model: torch.nn.Module,
+    atoms: Atoms,
+    kind: str,
+    tolerance_A: float,
+    stride_fs: float,
+    strides: int,
+    block: int = 50,
+) -> list[tuple[int, float, float]]:
+    """NVE of ``atoms`` (moved in place) under ``kind`` strides of ``model`` in its own dtype, the
+    filter off; one row per ``block`` strides: (strides so far, the block's mean kinetic
+    temperature in K with the centre of mass removed, its mean K + V against the start in
+    meV/atom)."""
+    solver = SolverConfig(tolerance_A=tolerance_A, max_iterations=60)
+    dyn = FlashMD(
+        atoms,
+        stride_fs * units.fs,
+        model=model,
+        energy_filter=False,
+        symplectic=kind,
+        solver=solver,
+    )
+    dof = (3 * len(atoms) - 3) / (3 * len(atoms))
+    start = atoms.get_total_energy() / len(atoms)
+    temperatures, energies, rows = [], [], []
+    for k in range(strides):
+        dyn.run(1)
+        temperatures.append(atoms.get_temperature() / dof)
+        energies.append(atoms.get_total_energy() / len(atoms))
+        if (k + 1) % block == 0:
+            shift = 1e3 * (np.mean(energies[-block:]) - start)
+            rows.append((k + 1, float(np.mean(temperatures[-block:])), float(shift)))
+    return rows
 
 
 def main() -> None:
@@ -35,24 +70,10 @@ def main() -> None:
     model = flashmd.load_model(args.model, device="cpu").to(getattr(torch, args.dtype))
     store = TrajectoryStore.open(args.store)
     atoms = store[store.ids()[0]].to_atoms(0)
-    solver = SolverConfig(tolerance_A=args.tolerance_A, max_iterations=60)
-    dyn = FlashMD(
-        atoms,
-        args.stride_fs * units.fs,
-        model=model,
-        energy_filter=False,
-        symplectic=args.kind,
-        solver=solver,
-    )
-    dof = (3 * len(atoms) - 3) / (3 * len(atoms))
-    temperatures, energies = [], []
-    for k in range(args.strides):
-        dyn.run(1)
-        temperatures.append(atoms.get_temperature() / dof)
-        energies.append(atoms.get_total_energy() / len(atoms))
-        if (k + 1) % 50 == 0:
-            shift = 1e3 * (np.mean(energies[-50:]) - energies[0])
-            print(f"{k + 1} T {np.mean(temperatures[-50:]):.0f} K  K+V {shift:+.2f} meV/atom")
+    for done, temperature, shift in nve_blocks(
+        model, atoms, args.kind, args.tolerance_A, args.stride_fs, args.strides
+    ):
+        print(f"{done} T {temperature:.0f} K  K+V {shift:+.2f} meV/atom")
 
 
 if __name__ == "__main__":
