@@ -58,6 +58,21 @@ def _generating_kind(text: str) -> str:
     )
 
 
+def add_symplectic_option(parser: argparse.ArgumentParser, help: str) -> None:
+    """``--symplectic [KIND]``: symplectic strides of a kind (the flag alone: 'learned'), refused
+    with the fix when the word after it is not a kind; ``help`` says what the command does with
+    them. Used by ``flashmd md``, ``flashmd bench speed`` and the scripts."""
+    parser.add_argument(
+        "--symplectic",
+        nargs="?",
+        const="learned",
+        default=None,
+        type=_generating_kind,
+        choices=_GENERATING_KINDS,
+        help=help,
+    )
+
+
 def _seconds(text: str) -> float:
     """A non-negative number of seconds."""
     try:
@@ -162,14 +177,9 @@ def _add_md_filter(md: argparse.ArgumentParser) -> None:
         help="reject strides leaving atoms closer than this fraction of their covalent-radius "
         "sum; 0: no check (default: 0.6)",
     )
-    md.add_argument(
-        "--symplectic",
-        nargs="?",
-        const="learned",
-        default=None,
-        type=_generating_kind,
-        choices=_GENERATING_KINDS,
-        help="symplectic, time-reversible strides solved at the stride's midpoint: from the "
+    add_symplectic_option(
+        md,
+        "symplectic, time-reversible strides solved at the stride's midpoint: from the "
         "model's generating function ('learned', the default; the model must carry one), the "
         "implicit midpoint rule on its energy model ('midpoint'), or that rule with the "
         "parameter-free correction that cancels its leading error ('modified', order four, "
@@ -556,13 +566,9 @@ def _add_bench(commands: argparse._SubParsersAction, threads: argparse.ArgumentP
         default=[],
         help="torch devices (default: cpu, and cuda if there is one)",
     )
-    speed.add_argument(
-        "--symplectic",
-        nargs="?",
-        const="learned",
-        default=None,
-        choices=_GENERATING_KINDS,
-        help="add rows of symplectic strides: from the model's generating function ('learned', "
+    add_symplectic_option(
+        speed,
+        "add rows of symplectic strides: from the model's generating function ('learned', "
         "the default; the model must carry one), or the implicit midpoint rule on its energy "
         "model ('midpoint') or that rule's order-four correction ('modified') (default: direct "
         "strides only)",

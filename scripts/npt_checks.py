@@ -29,11 +29,11 @@ from pathlib import Path
 
 import numpy as np
 
+from flashmd.cli_parser import add_symplectic_option
 from flashmd.data.generate import generate
 from flashmd.data.recipes import Recipe, load_recipe
 from flashmd.data.store import TrajectoryReader, TrajectoryStore
 from flashmd.md.batch import MDSettings, run_md
-from flashmd.md.symplectic import GENERATING_KINDS
 
 
 def trajectory_at(location: str, temperature_K: float) -> TrajectoryReader:
@@ -195,12 +195,8 @@ def main() -> None:
         command.add_argument(
             "--strides", type=int, help="strides per rollout (default: the reference's length)"
         )
-        command.add_argument(
-            "--symplectic",
-            nargs="?",
-            const="learned",
-            choices=GENERATING_KINDS,
-            help="symplectic strides of this kind (as flashmd md --symplectic; default: direct)",
+        add_symplectic_option(
+            command, "symplectic strides of this kind (as flashmd md --symplectic; default: direct)"
         )
         command.add_argument("--device", default="cpu")
     commands.choices["expansion"].add_argument("--figure", help="PNG of V(T) for both sides")
