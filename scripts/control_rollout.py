@@ -11,13 +11,18 @@ With ``--model M`` the map is velocity Verlet on M's energy model instead (the f
 it too, as ``flashmd md`` does): the best any stride built on that energy model can do. Judged
 with ``flashmd evaluate --energy reference`` (frames priced by the reference calculator), it
 splits a rollout's error into the energy model's share (this control against the reference) and
-the stride's share (the rollout against this control).
+the stride's share (the rollout against this control). With ``--pressure-GPa P`` the stepper
+carries the stochastic cell rescaling of ``flashmd md --ensemble npt`` (once per stride), so the
+same split holds at constant pressure: a volume the energy model alone gets wrong is not the
+stride's.
 
     python scripts/control_rollout.py runs/heldout/reference.zarr --temperature-K 1400 \\
         --stride-fs 32 --strides 2000 -o runs/control-T1400-32fs.zarr
     flashmd evaluate --reference runs/heldout/reference.zarr --rollout runs/control-T1400-32fs.zarr
     python scripts/control_rollout.py runs/demo/reference.zarr --temperature-K 700 \\
         --model emt-metals --strides 1000 -o runs/control-em.zarr
+    python scripts/control_rollout.py runs/heldout/npt-reference.zarr --temperature-K 1400 \\
+        --model emt-metals --pressure-GPa 0 --strides 400 -o runs/control-em-npt.zarr
     flashmd evaluate --reference runs/demo/reference.zarr --rollout runs/control-em.zarr \\
         --energy reference --out runs/control-em
 """
@@ -32,6 +37,7 @@ from tqdm.auto import tqdm
 from flashmd.analysis.reference_energy import reference_calculator_spec
 from flashmd.data.calculators import make_calculator
 from flashmd.data.store import TrajectoryStore
+from flashmd.md.barostats import GPA, StochasticCellRescaling
 from flashmd.md.batch import stored_starts
 from flashmd.md.fallback import velocity_verlet
 from flashmd.md.output import RolloutWriter
@@ -63,6 +69,17 @@ class VerletPropagator:
         return after.positions, after.momenta
 
 
+def barostat(args: argparse.Namespace) -> StochasticCellRescaling | None:
+    """The barostat of ``flashmd md --ensemble npt`` at ``--pressure-GPa`` (None without)."""
+    if args.pressure_GPa is None:
+        return None
+    return StochasticCellRescaling(
+        pressure=args.pressure_GPa * GPA,
+        temperature_K=args.temperature_K,
+        tau=args.barostat_tau_fs * FS,
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("reference", help="reference store (flashmd generate)")
@@ -75,6 +92,12 @@ def main() -> None:
     parser.add_argument(
         "--model", help="velocity Verlet on this model's energy model (default: the reference's)"
     )
+    parser.add_argument(
+        "--pressure-GPa",
+        type=float,
+        help="constant pressure: stochastic cell rescaling at this pressure (default: none)",
+    )
+    parser.add_argument("--barostat-tau-fs", type=float, default=1000.0)
     parser.add_argument("-o", "--output", required=True)
     args = parser.parse_args()
 
@@ -92,13 +115,14 @@ def main() -> None:
         args.stride_fs,
         potential=potential,
         thermostat=Langevin(args.temperature_K, args.friction_per_fs / FS),
+        barostat=barostat(args),
     )
     store = TrajectoryStore.create(args.output, {"name": "control-rollout", **vars(args)})
     ids = [f"{k:05d}_{a.get_chemical_formula('metal')}_r0" for k, a in enumerate(starts)]
     attrs = [
         {
             "calculator": {"name": calculator},
-            "ensemble": "langevin",
+            "ensemble": "langevin" if args.pressure_GPa is None else "npt",
             "temperature_K": args.temperature_K,
             "timestep_fs": args.stride_fs,
             "sample_interval_fs": args.stride_fs,

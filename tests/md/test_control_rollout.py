@@ -52,3 +52,19 @@ def test_control_on_an_energy_model_moves_on_that_model(tiny_recipe, tmp_path):
         atoms.calc = calculator
         # the stored V is the energy model's, which the filter priced the strides with
         assert abs(atoms.get_potential_energy() - trajectory.frame(k)["energy"]) < 1e-4
+
+
+def test_control_at_constant_pressure_moves_the_cell_and_says_so(tiny_recipe, tmp_path):
+    reference = str(tmp_path / "reference.zarr")
+    generate(tiny_recipe, reference, progress=False)
+    out = tmp_path / "control.zarr"
+    # a large pressure and a short barostat time make the volume move visibly in three strides
+    args = [reference, "--temperature-K", "600", "--stride-fs", "16", "--strides", "3"]
+    args += ["--pressure-GPa", "20", "--barostat-tau-fs", "100"]
+    subprocess.run([sys.executable, str(SCRIPT), *args, "-o", str(out)], check=True)
+    for traj_id in TrajectoryStore.open(out):
+        trajectory = TrajectoryStore.open(out)[traj_id]
+        assert trajectory.attrs["ensemble"] == "npt"
+        volumes = np.abs(np.linalg.det(trajectory.read(0, 4, keys=("cell",))["cell"]))
+        assert volumes[-1] < 0.995 * volumes[0]  # compressed by 20 GPa
+        assert not trajectory.group["filter_fallback"][:].any()
