@@ -21,10 +21,12 @@ stride's.
     flashmd evaluate --reference runs/heldout/reference.zarr --rollout runs/control-T1400-32fs.zarr
     python scripts/control_rollout.py runs/demo/reference.zarr --temperature-K 700 \\
         --model emt-metals --strides 1000 -o runs/control-em.zarr
-    python scripts/control_rollout.py runs/heldout/npt-reference.zarr --temperature-K 1400 \\
-        --model emt-metals --pressure-GPa 0 --strides 400 -o runs/control-em-npt.zarr
     flashmd evaluate --reference runs/demo/reference.zarr --rollout runs/control-em.zarr \\
         --energy reference --out runs/control-em
+    python scripts/control_rollout.py runs/heldout/npt-reference.zarr --temperature-K 1400 \\
+        --model emt-metals --pressure-GPa 0 --strides 400 -o runs/control-em-npt.zarr
+    flashmd evaluate --reference runs/heldout/npt-reference.zarr \\
+        --rollout runs/control-em-npt.zarr --energy reference --out runs/control-em-npt
 """
 
 from __future__ import annotations
