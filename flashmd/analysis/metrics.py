@@ -214,8 +214,32 @@ def _volume_rows(reference: Pooled, rollout: Pooled, config: EvaluationConfig) -
         float(run.std()),
         tol.volume_fluctuation_rel,
     )
-    note = "σ_V² = kT <V> κ_T: the isothermal compressibility"
-    return [mean, Metric(**{**spread.as_dict(), "note": note})]
+    mean = _with_noise(
+        mean,
+        _relative_noise(reference.volume_standard_error, rollout.volume_standard_error, ref.mean()),
+        tol.volume_rel,
+    )
+    spread = _with_noise(
+        spread,
+        _relative_noise(
+            reference.volume_std_standard_error, rollout.volume_std_standard_error, float(ref.std())
+        ),
+        tol.volume_fluctuation_rel,
+    )
+    if not spread.note:
+        spread = Metric(
+            **{**spread.as_dict(), "note": "σ_V² = kT <V> κ_T: the isothermal compressibility"}
+        )
+    return [mean, spread]
+
+
+def _relative_noise(
+    reference_error: float | None, rollout_error: float | None, scale: float
+) -> float:
+    """2σ of a relative difference from both sides' standard errors (inf when unknown)."""
+    if reference_error is None or rollout_error is None or scale == 0:
+        return float("inf")
+    return 2.0 * float(np.hypot(reference_error, rollout_error)) / abs(scale)
 
 
 def _diffusion_row(reference: Pooled, rollout: Pooled, config: EvaluationConfig) -> Metric:

@@ -123,6 +123,29 @@ class Pooled:
             return None
         return np.concatenate([t.volume_per_atom for t in self.trajectories])
 
+    @cached_property
+    def volume_standard_error(self) -> float | None:
+        """Standard error of the mean of :attr:`volumes_per_atom`, Å³/atom, from each replica's
+        autocorrelation (a liquid's volume at constant pressure decorrelates over picoseconds),
+        or None when not periodic."""
+        if self.volumes_per_atom is None:
+            return None
+        return pooled_standard_error([t.volume_per_atom for t in self.trajectories])
+
+    @cached_property
+    def volume_std_standard_error(self) -> float | None:
+        """Standard error of the standard deviation of :attr:`volumes_per_atom`, Å³/atom: that
+        of the mean squared deviation (each replica's series of ``(V - <V>)²``, its own
+        autocorrelation) divided by ``2 σ_V``; 0 for a constant volume, None when not periodic."""
+        volumes = self.volumes_per_atom
+        if volumes is None:
+            return None
+        if not volumes.std() > 0:
+            return 0.0
+        mean = volumes.mean()
+        squares = [(t.volume_per_atom - mean) ** 2 for t in self.trajectories]
+        return pooled_standard_error(squares) / (2.0 * float(volumes.std()))
+
     @property
     def at_constant_pressure(self) -> bool:
         return any(t.ensemble == "npt" for t in self.trajectories)

@@ -24,6 +24,7 @@ from flashmd.analysis.pairing import PairingError, pair_trajectories
 from flashmd.analysis.plots import filter_figure
 from flashmd.analysis.pooled import Pooled
 from flashmd.analysis.report import evaluate
+from flashmd.analysis.sampling import standard_error_of_mean
 from flashmd.analysis.tolerances import ToleranceError, load_config, parse_config
 from flashmd.bench.evaluate import write_einstein_store
 from flashmd.bench.rollout import bench_model
@@ -144,6 +145,40 @@ def test_constant_pressure_rollouts_are_judged_on_their_volume(reference, tmp_pa
         rows = {m.key: m for m in report.conditions[0].metrics}
         assert rows[failing].status == "fail"
         assert {rows["volume"].status, rows["volume_std"].status} == {"pass", "fail"}
+
+
+def _random_breathing(amplitude: float, correlation: float, seed: int = 3):
+    """Like :func:`_breathing` with a seeded first-order autoregressive factor (each frame
+    ``correlation`` times the previous plus noise, unit variance): a volume whose successive
+    frames are correlated (integrated time ``(1 + c) / (1 - c)`` frames), as a liquid's."""
+    rng = np.random.default_rng(seed)
+
+    def change(frames):
+        shocks = rng.standard_normal(len(frames["cell"])) * np.sqrt(1 - correlation**2)
+        series = np.zeros(len(shocks))
+        for k, shock in enumerate(shocks):
+            series[k] = (correlation * series[k - 1] if k else 0.0) + shock
+        factor = 1 + amplitude * series
+        frames["cell"] *= factor[:, None, None]
+        frames["positions"] *= factor[:, None, None]
+
+    return change
+
+
+def test_volume_rows_carry_the_noise_of_correlated_volumes(reference, tmp_path):
+    npt = {"ensemble": "npt"}
+    store = copy_store(reference, str(tmp_path / "npt.zarr"), _random_breathing(0.004, 0.8), npt)
+    report = evaluate(store, store, tmp_path / "report", figures=False)
+    condition = report.conditions[0]
+    rows = {m.key: m for m in condition.metrics}
+    volumes = condition.reference.volumes_per_atom  # (n_frames,) Å³/atom, one replica
+    error = standard_error_of_mean(volumes)
+    # 2σ of the relative difference of two runs with this error each
+    assert rows["volume"].noise == pytest.approx(2 * np.sqrt(2) * error / volumes.mean())
+    assert error > 1.3 * volumes.std() / np.sqrt(volumes.size)  # correlated: fewer samples
+    assert 0 < rows["volume_std"].noise < 1
+    doubled = Pooled(condition.reference.trajectories * 2)  # two replicas: error / sqrt 2
+    assert doubled.volume_standard_error == pytest.approx(error / np.sqrt(2), rel=1e-9)
 
 
 def test_every_condition_is_paired_and_replicas_are_pooled(reference, tmp_path):
