@@ -55,9 +55,28 @@ def standard_error_of_mean(values: np.ndarray) -> float:
     return float(x.std(ddof=1) * np.sqrt(tau / x.size))
 
 
+#: From this many replicas on, :func:`pooled_standard_error` also trusts their scatter.
+MIN_REPLICAS_FOR_SCATTER = 5
+
+
 def pooled_standard_error(replicas: list[np.ndarray]) -> float:
     """Standard error of the mean over every value of independent replicas (each a 1-d series,
-    weighted by its length, as the pooled mean weights every frame equally)."""
+    weighted by its length, as the pooled mean weights every frame equally).
+
+    From each replica's autocorrelation; with :data:`MIN_REPLICAS_FOR_SCATTER` replicas or more,
+    the larger of that and the scatter of the replicas' means (``Σ w_i² (m_i - m)² n / (n - 1)``
+    with weights ``w_i`` by length). The scatter needs no autocorrelation time, which a series
+    only ten or twenty times longer than its ``τ`` estimates too short (a liquid's volume at
+    constant pressure: eight 100 ps replicas of held-out liquid Al scatter 1.8 times as much as
+    their autocorrelation says)."""
     sizes = np.array([r.size for r in replicas], dtype=np.float64)
+    weights = sizes / sizes.sum()
     errors = np.array([standard_error_of_mean(r) for r in replicas])
-    return float(np.sqrt(np.sum((sizes / sizes.sum()) ** 2 * errors**2)))
+    within = float(np.sqrt(np.sum(weights**2 * errors**2)))
+    if len(replicas) < MIN_REPLICAS_FOR_SCATTER:
+        return within
+    means = np.array([np.mean(r, dtype=np.float64) for r in replicas])
+    pooled = float(np.sum(weights * means))
+    n = len(replicas)
+    scatter = float(np.sqrt(np.sum(weights**2 * (means - pooled) ** 2) * n / (n - 1)))
+    return max(within, scatter)

@@ -51,6 +51,19 @@ def test_standard_error_of_a_correlated_mean_matches_the_scatter_of_replica_mean
     assert standard_error_of_mean(alternating) == pytest.approx(alternating.std(ddof=1) / 6**0.5)
 
 
+def test_many_short_replicas_are_judged_by_their_scatter():
+    """AR(1) with φ = 0.95 (τ = 39) over 10 τ: each replica's autocorrelation underestimates its
+    error; with eight replicas the pooled error is at least their means' scatter."""
+    replicas = [ar1(0.95, 400, seed) for seed in range(8)]
+    scatter = np.std([r.mean() for r in replicas], ddof=1) / np.sqrt(8)
+    within = np.sqrt(np.mean([standard_error_of_mean(r) ** 2 for r in replicas]) / 8)
+    assert within < scatter  # the case the scatter is there for
+    assert pooled_standard_error(replicas) == pytest.approx(scatter, rel=1e-9)
+    assert pooled_standard_error(replicas[:4]) == pytest.approx(
+        np.sqrt(np.mean([standard_error_of_mean(r) ** 2 for r in replicas[:4]]) / 4), rel=1e-9
+    )  # too few replicas to trust a scatter
+
+
 def test_a_constant_series_is_refused():
     with pytest.raises(ValueError, match="constant"):
         integrated_autocorrelation_time(np.ones(10))
