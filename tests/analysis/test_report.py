@@ -26,6 +26,7 @@ from flashmd.analysis.pooled import Pooled
 from flashmd.analysis.report import evaluate
 from flashmd.analysis.sampling import standard_error_of_mean
 from flashmd.analysis.tolerances import ToleranceError, load_config, parse_config
+from flashmd.analysis.vacf import mean_frequency, vibrational_dos
 from flashmd.bench.evaluate import write_einstein_store
 from flashmd.bench.rollout import bench_model
 from flashmd.cli import main
@@ -61,7 +62,7 @@ def copy_store(source: str, target: str, change=None, attrs: dict | None = None)
             change(frames)
         new_attrs = {**reader.attrs, **(attrs or {})}
         writer = dst.writer(traj_id, reader.numbers, reader.masses, new_attrs, False)
-        for k in range(reader.n_frames):
+        for k in range(len(frames["time_fs"])):
             writer.append({key: value[k] for key, value in frames.items()})
         writer.close(complete=True)
     return target
@@ -238,6 +239,28 @@ def test_slower_vibrations_fail_the_vibrational_frequency_only(reference, tmp_pa
     same = tmp_path / "same"
     run_cli("--reference", reference, "--rollout", reference, "--out", str(same), "--no-figures")
     assert statuses(same)["vibrational_frequency"] == "pass"
+
+
+def test_vibrations_are_compared_at_a_common_frame_interval(tmp_path):
+    """An Einstein crystal (3-8 THz) every 4 fs, and every 20th of its frames (80 fs: Nyquist
+    6.25 THz, so its 6.25-8 THz oscillators fold below it). The finer side's VACF taken at
+    every 20th lag folds alike and reads the coarse side's mean frequency; the finer spectrum
+    merely cut at 6.25 THz reads it 7 % low."""
+    fine = str(tmp_path / "fine.zarr")
+    write_einstein_store(fine, frames=2001, dt_fs=4.0)
+
+    def decimate(frames):
+        for name in list(frames):
+            frames[name] = frames[name][::20]
+
+    coarse = copy_store(fine, str(tmp_path / "coarse.zarr"), decimate, {"sample_interval_fs": 80})
+    report = evaluate(fine, coarse, tmp_path / "report", figures=False)
+    condition = report.conditions[0]
+    row = {m.key: m for m in condition.metrics}["vibrational_frequency"]
+    assert abs(row.difference) < 0.01 and "every 80 fs" in row.note
+    frequency, dos = vibrational_dos(condition.reference.vacf.total, 4.0)
+    cut = mean_frequency(frequency, dos, 6.25)
+    assert cut / row.rollout - 1 < -0.05
 
 
 def test_a_looser_tolerance_file_lets_the_hotter_rollout_pass(reference, hotter, tmp_path):
