@@ -125,6 +125,7 @@ def main() -> None:
         {
             "calculator": {"name": calculator},
             "ensemble": "langevin" if args.pressure_GPa is None else "npt",
+            "friction_per_fs": args.friction_per_fs,
             "temperature_K": args.temperature_K,
             "timestep_fs": args.stride_fs,
             "sample_interval_fs": args.stride_fs,

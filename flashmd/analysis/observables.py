@@ -49,7 +49,9 @@ class TrajectoryObservables:
     ``acceptance`` the fraction of strides a Metropolis chain accepted, or None (no chain);
     ``rdf`` is None for geometries without a periodic volume; ``ensemble`` is the production
     ensemble ("nve", "langevin", "bussi", "npt", "metropolis", or "?"); ``volume_per_atom``
-    (n_frames,) Å³ the cell volume per atom of fully periodic systems, else None.
+    (n_frames,) Å³ the cell volume per atom of fully periodic systems, else None;
+    ``friction_per_fs`` the Langevin friction (1/fs) of a Langevin or constant-pressure run that
+    records it, else None; ``timestep_fs`` the run's timestep (a rollout's: its stride), fs.
     """
 
     traj_id: str
@@ -76,6 +78,8 @@ class TrajectoryObservables:
     declined_fraction: float | None = None
     acceptance: float | None = None
     volume_per_atom: np.ndarray | None = None
+    friction_per_fs: float | None = None
+    timestep_fs: float | None = None
 
     @property
     def n_atoms(self) -> int:
@@ -89,6 +93,18 @@ def production_ensemble(attrs: dict) -> str:
     if isinstance(value, dict):
         value = value.get("production")
     return str(value).lower() if value else "?"
+
+
+def langevin_friction(attrs: dict) -> float | None:
+    """The Langevin friction (1/fs) of a reference (``ensemble.friction_per_fs``) or rollout
+    (``friction_per_fs``) whose production ensemble is Langevin or constant pressure, else
+    None."""
+    if production_ensemble(attrs) not in ("langevin", "npt"):
+        return None
+    ensemble = attrs.get("ensemble")
+    value = ensemble.get("friction_per_fs") if isinstance(ensemble, dict) else None
+    value = attrs.get("friction_per_fs", value)
+    return None if value is None else float(value)
 
 
 def largest_rdf_rmax(reader: TrajectoryReader) -> float | None:
@@ -237,6 +253,8 @@ def observe(
         declined_fraction=_declined_fraction(reader, analysed),
         acceptance=_acceptance(reader, analysed),
         volume_per_atom=None if acc.volumes is None else np.concatenate(acc.volumes),
+        friction_per_fs=langevin_friction(reader.attrs),
+        timestep_fs=reader.attrs.get("timestep_fs"),
     )
 
 

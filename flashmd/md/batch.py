@@ -412,6 +412,11 @@ def run_md(
         {
             "calculator": {"name": "flashmd", "model": settings.model, "version": __version__},
             "ensemble": settings.ensemble,
+            **(
+                {"friction_per_fs": settings.friction_per_fs}
+                if settings.ensemble in ("langevin", "npt")
+                else {}
+            ),
             "temperature_K": settings.temperature_K,
             "timestep_fs": stride,
             "sample_interval_fs": stride * settings.every,

@@ -263,6 +263,24 @@ def test_vibrations_are_compared_at_a_common_frame_interval(tmp_path):
     assert cut / row.rollout - 1 < -0.05
 
 
+@pytest.mark.parametrize(("friction", "noted"), [(0.01, True), (0.001, False)])
+def test_a_strong_split_thermostat_is_named_on_the_frequency_row(
+    reference, tmp_path, friction, noted
+):
+    """A Langevin rollout at 32 fs strides: at 0.01/fs (friction × stride 0.32) the half-stride
+    thermostat alone moves the VACF, and the row says so; at 0.001/fs it does not."""
+    rollout = copy_store(
+        reference,
+        str(tmp_path / "rollout.zarr"),
+        attrs={"ensemble": "langevin", "friction_per_fs": friction, "timestep_fs": 32.0},
+    )
+    report = evaluate(reference, rollout, tmp_path / "report", figures=False)
+    for condition in report.conditions:
+        row = {m.key: m for m in condition.metrics}["vibrational_frequency"]
+        assert ("gentler friction" in row.note) == noted
+        assert row.status == "pass"  # a note, not a verdict
+
+
 def test_a_looser_tolerance_file_lets_the_hotter_rollout_pass(reference, hotter, tmp_path):
     tolerances = tmp_path / "loose.yaml"
     # scaled momenta are no longer an NVE trajectory: K(t) * 1.1 + V(t) drifts with K's swings
