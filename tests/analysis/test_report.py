@@ -35,6 +35,7 @@ from flashmd.data.generate import generate
 from flashmd.data.recipes import load_recipe, parse_recipe
 from flashmd.data.store import TrajectoryStore
 from flashmd.models.io import save_checkpoint
+from tests.analysis.series import ar1
 
 REPO = Path(__file__).resolve().parents[2]
 FCC_600 = "00000_al-fcc_600K_r0"
@@ -149,16 +150,13 @@ def test_constant_pressure_rollouts_are_judged_on_their_volume(reference, tmp_pa
 
 
 def _random_breathing(amplitude: float, correlation: float, seed: int = 3):
-    """Like :func:`_breathing` with a seeded first-order autoregressive factor (each frame
-    ``correlation`` times the previous plus noise, unit variance): a volume whose successive
+    """Like :func:`_breathing` with a seeded first-order autoregressive factor of unit variance
+    (:func:`tests.analysis.series.ar1`, one seed per trajectory): a volume whose successive
     frames are correlated (integrated time ``(1 + c) / (1 - c)`` frames), as a liquid's."""
-    rng = np.random.default_rng(seed)
+    seeds = iter(range(seed, seed + 1000))
 
     def change(frames):
-        shocks = rng.standard_normal(len(frames["cell"])) * np.sqrt(1 - correlation**2)
-        series = np.zeros(len(shocks))
-        for k, shock in enumerate(shocks):
-            series[k] = (correlation * series[k - 1] if k else 0.0) + shock
+        series = ar1(correlation, len(frames["cell"]), next(seeds)) * np.sqrt(1 - correlation**2)
         factor = 1 + amplitude * series
         frames["cell"] *= factor[:, None, None]
         frames["positions"] *= factor[:, None, None]

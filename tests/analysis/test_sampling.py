@@ -12,16 +12,7 @@ from flashmd.analysis.sampling import (
     pooled_standard_error,
     standard_error_of_mean,
 )
-
-
-def ar1(phi: float, size: int, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    noise = rng.normal(size=size)
-    x = np.empty_like(noise)
-    x[0] = noise[0] / np.sqrt(1 - phi**2)  # stationary from the start
-    for t in range(1, x.size):
-        x[t] = phi * x[t - 1] + noise[t]
-    return x
+from tests.analysis.series import ar1
 
 
 @pytest.mark.parametrize("phi", [0.0, 0.5, 0.9])
