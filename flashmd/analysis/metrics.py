@@ -320,7 +320,7 @@ def _frequency_row(reference: Pooled, rollout: Pooled, config: EvaluationConfig)
     note = f"VACF spectrum's mean up to {band:.1f} THz"
     if common_dt is not None:
         note += f", both sides' VACF every {common_dt:g} fs"
-    split = thermostat_splitting(rollout)
+    split = _thermostat_splitting(rollout)
     if split is not None and split >= SPLITTING_NOTE:
         note += (
             f"; Langevin friction × stride = {split:.2g}: the thermostat, applied in half-strides,"
@@ -334,7 +334,7 @@ def _frequency_row(reference: Pooled, rollout: Pooled, config: EvaluationConfig)
 SPLITTING_NOTE = 0.1
 
 
-def thermostat_splitting(side: Pooled) -> float | None:
+def _thermostat_splitting(side: Pooled) -> float | None:
     """Langevin friction (1/fs) times the interval between thermostat applications (the
     stride, fs) of ``side``'s first trajectory, or None when it has no recorded friction."""
     first = side.first

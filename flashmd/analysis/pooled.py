@@ -140,11 +140,12 @@ class Pooled:
         volumes = self.volumes_per_atom
         if volumes is None:
             return None
-        if not volumes.std() > 0:
+        spread = float(volumes.std())
+        if not spread > 0:
             return 0.0
         mean = volumes.mean()
         squares = [(t.volume_per_atom - mean) ** 2 for t in self.trajectories]
-        return pooled_standard_error(squares) / (2.0 * float(volumes.std()))
+        return pooled_standard_error(squares) / (2.0 * spread)
 
     @property
     def at_constant_pressure(self) -> bool:

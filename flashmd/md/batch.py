@@ -49,6 +49,8 @@ from flashmd.units import FS
 
 #: What ``flashmd md --ensemble`` takes.
 ENSEMBLES = ("nve", "langevin", "bussi", "metropolis", "npt")
+#: The ensembles whose thermostat is Langevin (their rollouts record ``friction_per_fs``).
+LANGEVIN_ENSEMBLES = ("langevin", "npt")
 
 
 @dataclass(frozen=True)
@@ -266,7 +268,7 @@ def stored_starts(location: str, temperature_K: float) -> list[ase.Atoms]:
 
 
 def _thermostat(settings: MDSettings) -> Thermostat | None:
-    if settings.ensemble in ("langevin", "npt"):
+    if settings.ensemble in LANGEVIN_ENSEMBLES:
         return Langevin(settings.temperature_K, settings.friction_per_fs / FS)
     if settings.ensemble == "bussi":
         return Bussi(settings.temperature_K, settings.taut_fs * FS)
@@ -414,7 +416,7 @@ def run_md(
             "ensemble": settings.ensemble,
             **(
                 {"friction_per_fs": settings.friction_per_fs}
-                if settings.ensemble in ("langevin", "npt")
+                if settings.ensemble in LANGEVIN_ENSEMBLES
                 else {}
             ),
             "temperature_K": settings.temperature_K,
