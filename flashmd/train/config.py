@@ -175,7 +175,7 @@ class TrainConfig(_Strict):
     """Training pairs drawn from each block (one chunk of one trajectory) per pass: small values
     bring every trajectory round often; null takes every pair of a block before the next. A short
     fine-tuning over many trajectories wants a small value: 1500 steps of 8 pairs at 64 per block
-    reach 187 blocks, which left most of 233 trajectories (466 blocks) unseen and the energy
+    reach at most 187 blocks, which left most of 233 trajectories (450 blocks) unseen and the energy
     error swinging with whichever few were buffered (training/emt-metals-stress-liquids.yaml)."""
     rotate: bool = False
     time_reversal: bool = True
