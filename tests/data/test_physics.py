@@ -103,3 +103,32 @@ def test_a_small_crystal_superheats_unless_melted_first(tmp_path):
 
     assert msd_at_the_end() < 0.5  # Å², vibrations about the lattice
     assert msd_at_the_end(melt_K=6000.0, melt_fs=1000.0) > 1.0  # diffusing
+
+
+def test_bussi_counts_the_degrees_of_freedom_a_fixed_centre_of_mass_leaves(tiny_recipe):
+    """ASE's Bussi targets 3N/2 kT unless told the centre of mass is fixed; a 4-atom cell with
+    zero total momentum has 9 degrees of freedom, so the wrong count reads 12/9 = +33 % hot."""
+    from ase.build import bulk
+    from ase.md.velocitydistribution import Stationary, thermalize_momenta
+
+    from flashmd.data.calculators import make_calculator
+    from flashmd.data.reference import make_dynamics
+
+    target = 700.0
+    recipe = tiny_recipe.model_copy(
+        update={"ensemble": tiny_recipe.ensemble.model_copy(update={"production": "bussi"})}
+    )
+    atoms = bulk("Al", "fcc", a=4.05, cubic=True)
+    atoms.calc = make_calculator(recipe.calculator)
+    rng = np.random.default_rng(3)
+    thermalize_momenta(atoms, temperature_K=target, rng=rng)
+    Stationary(atoms)
+    dynamics = make_dynamics(atoms, "bussi", recipe, target, rng)
+    dynamics.run(500)
+    kinetic = []
+    for _ in range(800):
+        dynamics.run(25)
+        kinetic.append(kinetic_energy(atoms.get_momenta()[None], atoms.get_masses())[0])
+    temperature = 2 * np.mean(kinetic) / ((3 * len(atoms) - 3) * KB)
+    np.testing.assert_allclose(atoms.get_momenta().sum(0), 0.0, atol=1e-8)
+    assert abs(temperature - target) / target < 0.08, f"mean T {temperature:.1f} K vs {target} K"
