@@ -325,7 +325,7 @@ def _frequency_row(reference: Pooled, rollout: Pooled, config: EvaluationConfig)
         note += (
             f"; Langevin friction × stride = {split:.2g}: the thermostat, applied in half-strides,"
             " moves this row by itself (the exact map reads Cu 4 % low at 0.32), so judge"
-            " frequencies with a gentler friction (0.001/fs)"
+            " frequencies under Bussi or a gentler friction (0.001/fs)"
         )
     return Metric(**{**row.as_dict(), "note": note})
 
@@ -362,7 +362,7 @@ def _equipartition_row(reference: Pooled, rollout: Pooled, config: EvaluationCon
     tol = config.tolerances.equipartition_rel
     ref, run = reference.equipartition_spread, rollout.equipartition_spread
     several = rollout.species.size > 1
-    return Metric(
+    row = Metric(
         "equipartition",
         "per-species temperature spread",
         "relative",
@@ -374,6 +374,13 @@ def _equipartition_row(reference: Pooled, rollout: Pooled, config: EvaluationCon
         _judge(run <= tol) if several else "skip",
         "" if several else "one species",
     )
+    if not several:
+        return row
+    noise = 2 * rollout.equipartition_standard_error
+    note = ""
+    if abs(run - tol) < noise:
+        note = f"within the run's own noise (2σ = {noise:.3g}) of the tolerance: too short to judge"
+    return Metric(**{**row.as_dict(), "noise": noise, "note": note})
 
 
 def _drift_row(reference: Pooled, rollout: Pooled, config: EvaluationConfig) -> Metric:

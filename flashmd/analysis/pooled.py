@@ -92,6 +92,21 @@ class Pooled:
         per_group = self.temperature_per_group
         return float(np.max(np.abs(per_group[:-1] - per_group[-1]))) / float(per_group[-1])
 
+    @cached_property
+    def equipartition_standard_error(self) -> float:
+        """Standard error of :attr:`equipartition_spread` (relative), from each replica's
+        autocorrelation of its series ``(T_s - T) / T`` for the species ``s`` that sets the
+        spread. A global thermostat (Bussi) or NVE leaves equipartition to the dynamics, which
+        exchange energy between species slowly: the spread of a 32 ps exact run of 108 atoms
+        is then about 3 %, against 0.6 % under Langevin."""
+        per_group = self.temperature_per_group
+        worst = int(np.argmax(np.abs(per_group[:-1] - per_group[-1])))
+        series = [
+            (t.temperature.per_group[:, worst] - t.temperature.total) / float(per_group[-1])
+            for t in self.trajectories
+        ]
+        return pooled_standard_error(series)
+
     @property
     def is_nve(self) -> bool:
         return all(t.ensemble == "nve" for t in self.trajectories)

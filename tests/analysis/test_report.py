@@ -505,6 +505,13 @@ def test_alloy_gets_partial_rdfs_and_a_judged_equipartition(tmp_path):
     strict = parse_config({"tolerances": {"equipartition_rel": 0.1 * spread}})
     failed = evaluate(location, location, tmp_path / "s", tolerances=strict, figures=False)
     assert [m.key for m in failed.conditions[0].metrics if m.status == "fail"] == ["equipartition"]
+    # 100 frames of 32 atoms: the spread is mostly noise, and the row says so near its tolerance
+    noise = rows["equipartition"].noise
+    assert 0.3 * spread < noise < 10 * spread and rows["equipartition"].note == ""
+    edge = parse_config({"tolerances": {"equipartition_rel": spread + 0.5 * noise}})
+    judged = evaluate(location, location, tmp_path / "e", tolerances=edge, figures=False)
+    row = {m.key: m for m in judged.conditions[0].metrics}["equipartition"]
+    assert row.status == "pass" and "too short to judge" in row.note
 
 
 def test_a_flashmd_md_rollout_is_evaluated_with_its_filter_statistics(reference, tmp_path):
