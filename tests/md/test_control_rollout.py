@@ -68,3 +68,17 @@ def test_control_at_constant_pressure_moves_the_cell_and_says_so(tiny_recipe, tm
         volumes = np.abs(np.linalg.det(trajectory.read(0, 4, keys=("cell",))["cell"]))
         assert volumes[-1] < 0.995 * volumes[0]  # compressed by 20 GPa
         assert not trajectory.group["filter_fallback"][:].any()
+
+
+def test_control_under_bussi_records_its_thermostat_and_no_friction(tiny_recipe, tmp_path):
+    reference = str(tmp_path / "reference.zarr")
+    generate(tiny_recipe, reference, progress=False)
+    out = tmp_path / "control.zarr"
+    args = [reference, "--temperature-K", "900", "--stride-fs", "16", "--strides", "2"]
+    args += ["--thermostat", "bussi", "--taut-fs", "50"]
+    subprocess.run([sys.executable, str(SCRIPT), *args, "-o", str(out)], check=True)
+    for traj_id in TrajectoryStore.open(out):
+        attrs = TrajectoryStore.open(out)[traj_id].attrs
+        assert attrs["ensemble"] == "bussi" and attrs["taut_fs"] == 50.0
+        # no Langevin friction recorded, so evaluate adds no half-stride friction note
+        assert "friction_per_fs" not in attrs
