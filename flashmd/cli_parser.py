@@ -237,7 +237,9 @@ def _add_md(
         "--ensemble",
         choices=["nve", "langevin", "bussi", "metropolis", "npt"],  # flashmd.md.batch.ENSEMBLES
         default="nve",
-        help="nve, a thermostat at --temperature-K, metropolis: exact canonical sampling "
+        help="nve, a thermostat at --temperature-K (bussi, a global rescaling, leaves "
+        "vibrational dynamics alone; langevin holds every atom's temperature), metropolis: "
+        "exact canonical sampling "
         "of the energy model at --temperature-K with symplectic strides as Metropolis "
         "proposals (equilibrium averages only; not dynamics), or npt: Langevin at "
         "--temperature-K and stochastic cell rescaling at --pressure-GPa "
@@ -317,7 +319,7 @@ def _add_md(
         default=0.01,
         help="Langevin friction, 1/fs (default: %(default)g; it holds the temperature firmly but,"
         " applied in half-strides, moves vibrational frequencies a few %% at 32 fs: for dynamics"
-        " use 0.001 and a reference run alike)",
+        " use --ensemble bussi, or 0.001, and a reference run alike)",
     )
     md.add_argument(
         "--taut-fs",
