@@ -14,12 +14,19 @@ from flashmd.data.store import TrajectoryStore
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "control_rollout.py"
 
 
-def test_control_run_starts_from_the_reference_and_is_never_repaired(tiny_recipe, tmp_path):
+def run_control(recipe, tmp_path: Path, *args: str) -> tuple[str, Path]:
+    """Generate ``recipe``'s reference, run the control script on it with ``args``; returns the
+    reference's and the control's paths."""
     reference = str(tmp_path / "reference.zarr")
-    generate(tiny_recipe, reference, progress=False)
+    generate(recipe, reference, progress=False)
     out = tmp_path / "control.zarr"
-    args = [reference, "--temperature-K", "900", "--stride-fs", "16", "--strides", "4"]
-    subprocess.run([sys.executable, str(SCRIPT), *args, "-o", str(out)], check=True)
+    subprocess.run([sys.executable, str(SCRIPT), reference, *args, "-o", str(out)], check=True)
+    return reference, out
+
+
+def test_control_run_starts_from_the_reference_and_is_never_repaired(tiny_recipe, tmp_path):
+    args = ["--temperature-K", "900", "--stride-fs", "16", "--strides", "4"]
+    reference, out = run_control(tiny_recipe, tmp_path, *args)
     control, ref = TrajectoryStore.open(out), TrajectoryStore.open(reference)
     assert len(control) == 2  # the two systems at 900 K
     for traj_id in control:
@@ -37,12 +44,8 @@ def test_control_on_an_energy_model_moves_on_that_model(tiny_recipe, tmp_path):
     from flashmd.ase.calculator import EnergyCalculator
     from flashmd.models.io import load_model
 
-    reference = str(tmp_path / "reference.zarr")
-    generate(tiny_recipe, reference, progress=False)
-    out = tmp_path / "control.zarr"
-    args = [reference, "--temperature-K", "900", "--stride-fs", "16", "--strides", "2"]
-    args += ["--model", "emt-metals"]
-    subprocess.run([sys.executable, str(SCRIPT), *args, "-o", str(out)], check=True)
+    args = ["--temperature-K", "900", "--stride-fs", "16", "--strides", "2"]
+    _, out = run_control(tiny_recipe, tmp_path, *args, "--model", "emt-metals")
     trajectory = TrajectoryStore.open(out)[TrajectoryStore.open(out).ids()[0]]
     assert "energy model of emt-metals" in trajectory.attrs["calculator"]["name"]
     assert not trajectory.group["filter_fallback"][:].any()
@@ -55,13 +58,11 @@ def test_control_on_an_energy_model_moves_on_that_model(tiny_recipe, tmp_path):
 
 
 def test_control_at_constant_pressure_moves_the_cell_and_says_so(tiny_recipe, tmp_path):
-    reference = str(tmp_path / "reference.zarr")
-    generate(tiny_recipe, reference, progress=False)
-    out = tmp_path / "control.zarr"
     # a large pressure and a short barostat time make the volume move visibly in three strides
-    args = [reference, "--temperature-K", "600", "--stride-fs", "16", "--strides", "3"]
-    args += ["--pressure-GPa", "20", "--barostat-tau-fs", "100"]
-    subprocess.run([sys.executable, str(SCRIPT), *args, "-o", str(out)], check=True)
+    args = ["--temperature-K", "600", "--stride-fs", "16", "--strides", "3"]
+    _, out = run_control(
+        tiny_recipe, tmp_path, *args, "--pressure-GPa", "20", "--barostat-tau-fs", "100"
+    )
     for traj_id in TrajectoryStore.open(out):
         trajectory = TrajectoryStore.open(out)[traj_id]
         assert trajectory.attrs["ensemble"] == "npt"
@@ -71,12 +72,8 @@ def test_control_at_constant_pressure_moves_the_cell_and_says_so(tiny_recipe, tm
 
 
 def test_control_under_bussi_records_its_thermostat_and_no_friction(tiny_recipe, tmp_path):
-    reference = str(tmp_path / "reference.zarr")
-    generate(tiny_recipe, reference, progress=False)
-    out = tmp_path / "control.zarr"
-    args = [reference, "--temperature-K", "900", "--stride-fs", "16", "--strides", "2"]
-    args += ["--thermostat", "bussi", "--taut-fs", "50"]
-    subprocess.run([sys.executable, str(SCRIPT), *args, "-o", str(out)], check=True)
+    args = ["--temperature-K", "900", "--stride-fs", "16", "--strides", "2"]
+    _, out = run_control(tiny_recipe, tmp_path, *args, "--thermostat", "bussi", "--taut-fs", "50")
     for traj_id in TrajectoryStore.open(out):
         attrs = TrajectoryStore.open(out)[traj_id].attrs
         assert attrs["ensemble"] == "bussi" and attrs["taut_fs"] == 50.0
