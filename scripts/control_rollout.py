@@ -44,14 +44,13 @@ from flashmd.analysis.reference_energy import reference_calculator_spec
 from flashmd.data.calculators import make_calculator
 from flashmd.data.store import TrajectoryStore
 from flashmd.md.barostats import GPA, StochasticCellRescaling
-from flashmd.md.batch import stored_starts
+from flashmd.md.batch import make_thermostat, stored_starts, thermostat_attrs
 from flashmd.md.fallback import velocity_verlet
 from flashmd.md.output import RolloutWriter
 from flashmd.md.propagators import CalculatorPotential, Edges, ModelPotential
 from flashmd.md.rollout import rollout
 from flashmd.md.state import MDState, state_from_atoms
 from flashmd.md.stepper import Stepper
-from flashmd.md.thermostats import Bussi, Langevin
 from flashmd.models.io import load_model
 from flashmd.units import FS
 
@@ -84,13 +83,6 @@ def barostat(args: argparse.Namespace) -> StochasticCellRescaling | None:
         temperature_K=args.temperature_K,
         tau=args.barostat_tau_fs * FS,
     )
-
-
-def thermostat(args: argparse.Namespace) -> Langevin | Bussi:
-    """Langevin at ``--friction-per-fs`` or Bussi at ``--taut-fs``, applied in half strides."""
-    if args.thermostat == "bussi":
-        return Bussi(args.temperature_K, args.taut_fs * FS)
-    return Langevin(args.temperature_K, args.friction_per_fs / FS)
 
 
 def main() -> None:
@@ -134,7 +126,9 @@ def main() -> None:
         VerletPropagator(potential, args.timestep_fs),
         args.stride_fs,
         potential=potential,
-        thermostat=thermostat(args),
+        thermostat=make_thermostat(
+            args.thermostat, args.temperature_K, args.friction_per_fs, args.taut_fs
+        ),
         barostat=barostat(args),
     )
     store = TrajectoryStore.create(args.output, {"name": "control-rollout", **vars(args)})
@@ -143,11 +137,7 @@ def main() -> None:
         {
             "calculator": {"name": calculator},
             "ensemble": args.thermostat if args.pressure_GPa is None else "npt",
-            **(
-                {"friction_per_fs": args.friction_per_fs}
-                if args.thermostat == "langevin"
-                else {"taut_fs": args.taut_fs}
-            ),
+            **thermostat_attrs(args.thermostat, args.friction_per_fs, args.taut_fs),
             "temperature_K": args.temperature_K,
             "timestep_fs": args.stride_fs,
             "sample_interval_fs": args.stride_fs,

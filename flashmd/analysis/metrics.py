@@ -107,12 +107,13 @@ def _relative(name: str, key: str, unit: str, ref: float, run: float, tol: float
     )
 
 
-def _with_noise(row: Metric, noise: float, limit: float) -> Metric:
-    """``row`` with its noise (2σ of the difference) and, where the difference lies within that
-    noise of the tolerance (the verdict could go either way), a note that the runs are too
-    short to judge it."""
+def _with_noise(row: Metric, noise: float, limit: float, judged: float | None = None) -> Metric:
+    """``row`` with its noise (2σ of the judged value: the difference, or ``judged`` where the
+    tolerance bounds another value) and, where that value lies within the noise of the tolerance
+    (the verdict could go either way), a note that the runs are too short to judge it."""
     note = row.note
-    if row.difference is not None and abs(abs(row.difference) - limit) < noise:
+    value = row.difference if judged is None else judged
+    if value is not None and abs(abs(value) - limit) < noise:
         note = f"within the runs' own noise (2σ = {noise:.3g}) of the tolerance: too short to judge"
     return Metric(**{**row.as_dict(), "noise": noise, "note": note})
 
@@ -376,11 +377,7 @@ def _equipartition_row(reference: Pooled, rollout: Pooled, config: EvaluationCon
     )
     if not several:
         return row
-    noise = 2 * rollout.equipartition_standard_error
-    note = ""
-    if abs(run - tol) < noise:
-        note = f"within the run's own noise (2σ = {noise:.3g}) of the tolerance: too short to judge"
-    return Metric(**{**row.as_dict(), "noise": noise, "note": note})
+    return _with_noise(row, 2 * rollout.equipartition_standard_error, tol, judged=run)
 
 
 def _drift_row(reference: Pooled, rollout: Pooled, config: EvaluationConfig) -> Metric:

@@ -267,12 +267,32 @@ def stored_starts(location: str, temperature_K: float) -> list[ase.Atoms]:
     return starts
 
 
-def _thermostat(settings: MDSettings) -> Thermostat | None:
-    if settings.ensemble in LANGEVIN_ENSEMBLES:
-        return Langevin(settings.temperature_K, settings.friction_per_fs / FS)
-    if settings.ensemble == "bussi":
-        return Bussi(settings.temperature_K, settings.taut_fs * FS)
+def make_thermostat(
+    ensemble: str, temperature_K: float, friction_per_fs: float, taut_fs: float
+) -> Thermostat | None:
+    """The thermostat of ``ensemble``: Langevin at ``friction_per_fs`` (1/fs) for
+    :data:`LANGEVIN_ENSEMBLES`, Bussi at ``taut_fs`` (fs) for ``bussi``, else None."""
+    if ensemble in LANGEVIN_ENSEMBLES:
+        return Langevin(temperature_K, friction_per_fs / FS)
+    if ensemble == "bussi":
+        return Bussi(temperature_K, taut_fs * FS)
     return None
+
+
+def thermostat_attrs(ensemble: str, friction_per_fs: float, taut_fs: float) -> dict[str, float]:
+    """What a rollout records of its thermostat: ``friction_per_fs`` under Langevin (evaluate's
+    frequency row reads it), ``taut_fs`` under Bussi, nothing otherwise."""
+    if ensemble in LANGEVIN_ENSEMBLES:
+        return {"friction_per_fs": friction_per_fs}
+    if ensemble == "bussi":
+        return {"taut_fs": taut_fs}
+    return {}
+
+
+def _thermostat(settings: MDSettings) -> Thermostat | None:
+    return make_thermostat(
+        settings.ensemble, settings.temperature_K, settings.friction_per_fs, settings.taut_fs
+    )
 
 
 def make_stepper(settings: MDSettings, model: FlashMDModel, stride_fs: float) -> Stepper:
@@ -414,11 +434,7 @@ def run_md(
         {
             "calculator": {"name": "flashmd", "model": settings.model, "version": __version__},
             "ensemble": settings.ensemble,
-            **(
-                {"friction_per_fs": settings.friction_per_fs}
-                if settings.ensemble in LANGEVIN_ENSEMBLES
-                else {}
-            ),
+            **thermostat_attrs(settings.ensemble, settings.friction_per_fs, settings.taut_fs),
             "temperature_K": settings.temperature_K,
             "timestep_fs": stride,
             "sample_interval_fs": stride * settings.every,
