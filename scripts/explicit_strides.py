@@ -38,12 +38,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from nve_check import observables, temperatures, vibrational_frequency
+from nve_check import exact_nve_observables, temperatures, vibrational_frequency
+from profile_generating import milliseconds
 
 from flashmd import keys, load_model
 from flashmd.analysis.energy import nve_drift
-from flashmd.data.continuations import Continuation, label_states, reference_settings
-from flashmd.data.store import TrajectoryStore, open_trajectory
+from flashmd.data.store import open_trajectory
 from flashmd.md.neighbors import NeighborCache
 from flashmd.md.propagators import model_batch
 from flashmd.md.state import MDState, state_from_atoms
@@ -116,55 +116,34 @@ class ExplicitStrides:
         return q, p_half - 0.5 * self.h * modified, gradient, modified
 
     def run(self, strides: int, energy_every: int = 10) -> dict[str, np.ndarray | float]:
-        """NVE from ``state``: momenta (strides, A, 3), total energies (eV) every
-        ``energy_every`` strides, wall seconds per stride; stops early when it blows up."""
+        """NVE from ``state``: momenta (strides, A, 3); total energies (eV) of the output
+        frames every ``energy_every`` strides and their times (fs); wall seconds per stride
+        (the strides alone, not the energies). Stops early when it blows up."""
         q_out, p = self.state.positions, self.state.momenta
         gradient, _ = self.gradients(q_out)
         q = self.process(q_out, -gradient)  # inverse of the processor, to first order
         gradient, modified = self.gradients(q)
-        start_kinetic = float((p**2 / self.masses).sum())
-        limit = 10 * start_kinetic if start_kinetic > 0 else float("inf")
-        momenta, energies = [], []
-        start = time.perf_counter()
+        twice_kinetic = float((p**2 / self.masses).sum())
+        limit = 10 * twice_kinetic if twice_kinetic > 0 else float("inf")
+        momenta, energies, energy_times, wall = [], [], [], 0.0
         for k in range(strides):
+            start = time.perf_counter()
             q, p, gradient, modified = self.step(q, p, modified)
+            wall += time.perf_counter() - start
             momenta.append(p.numpy().copy())
-            kinetic = float((p**2 / self.masses).sum())
-            if not np.isfinite(kinetic) or kinetic > limit:
+            twice_kinetic = float((p**2 / self.masses).sum())
+            if not np.isfinite(twice_kinetic) or twice_kinetic > limit:
                 break
             if k % energy_every == 0:
                 q_out = self.process(q, gradient)
-                energies.append(self.potential_energy(q_out) + 0.5 * kinetic)
-        wall = (time.perf_counter() - start) / len(momenta)
-        return {"momenta": np.array(momenta), "energies": np.array(energies), "wall_s": wall}
-
-
-def force_seconds(model: FlashMDModel, state: MDState, repeats: int = 20) -> float:
-    """Wall seconds of one force evaluation of the energy model at ``state`` (the unit of
-    velocity Verlet's cost), timed in the same process as the strides."""
-    plain = ExplicitStrides(model, state, 1.0, modification=0.0)
-    plain.gradients(state.positions)
-    start = time.perf_counter()
-    for _ in range(repeats):
-        plain.gradients(state.positions)
-    return (time.perf_counter() - start) / repeats
-
-
-def exact_nve(reference: str, state_spec: str, duration_fs: float, interval_fs: float) -> dict:
-    """:func:`observables` of velocity Verlet with the reference store's calculator from the
-    trajectory's first frame (run once into ``runs/explicit-strides/``)."""
-    reader = open_trajectory(state_spec)
-    settings = reference_settings(
-        TrajectoryStore.open(reference),
-        duration_fs=duration_fs,
-        sample_interval_fs=interval_fs,
-        store_forces=False,
-    )
-    location = f"runs/explicit-strides/exact-{interval_fs:g}fs-{duration_fs:g}fs.zarr"
-    traj_id = reader.name.rsplit(":", 1)[1]
-    start = Continuation(traj_id, reader.to_atoms(0), {"origin": "exact-nve"})
-    label_states(settings, [start], location, {"exact_nve_of": state_spec}, progress=False)
-    return observables(TrajectoryStore.open(location)[traj_id], 0)
+                energies.append(self.potential_energy(q_out) + 0.5 * twice_kinetic)
+                energy_times.append((k + 1) * self.stride_fs)
+        return {
+            "momenta": np.array(momenta),
+            "energies": np.array(energies),
+            "energy_time_fs": np.array(energy_times),
+            "wall_s": wall / len(momenta),
+        }
 
 
 def main() -> None:
@@ -179,7 +158,10 @@ def main() -> None:
     torch.set_num_threads(1)
     model = load_model(args.model)
     reader = open_trajectory(args.start)
-    store = args.start.rsplit(":", 1)[0]
+    store, traj_id = reader.name.rsplit(":", 1)
+    state = state_from_atoms(reader.to_atoms(0))
+    plain = ExplicitStrides(model, state, 1.0, modification=0.0)
+    force_ms = milliseconds(lambda: plain.gradients(state.positions), 20)
     print(
         f"explicit strides, modification {args.modification:g}, processing "
         f"{args.processing:g}, {args.strides} strides NVE from {args.start}"
@@ -190,24 +172,26 @@ def main() -> None:
     )
     print("|---|---|---|---|---|---|---|")
     for stride in args.stride_fs:
-        run = ExplicitStrides(
-            model,
-            state_from_atoms(reader.to_atoms(0)),
-            stride,
-            args.modification,
-            args.processing,
-        ).run(args.strides)
-        cost = run["wall_s"] / force_seconds(model, state_from_atoms(reader.to_atoms(0)))
+        explicit = ExplicitStrides(model, state, stride, args.modification, args.processing)
+        run = explicit.run(args.strides)
+        cost = 1e3 * run["wall_s"] / force_ms
         momenta = run["momenta"]
         done = len(momenta)
         if done < args.strides:
             print(f"| {stride:g} | {done} (blew up) | | | | | {cost:.2f} |")
             continue
-        exact = exact_nve(store, args.start, stride * args.strides, stride)
+        exact = exact_nve_observables(
+            reader.to_atoms(0),
+            traj_id,
+            store,
+            duration_fs=stride * args.strides,
+            interval_fs=stride,
+            location=f"runs/explicit-strides/exact-{stride:g}fs-x{args.strides}.zarr",
+            origin=args.start,
+        )
         found = temperatures(momenta, reader)["all"]
         nu = vibrational_frequency(momenta, np.arange(done) * stride, reader.masses)
-        times = np.arange(len(run["energies"])) * 10 * stride
-        fit = nve_drift(times, run["energies"], len(reader.numbers))
+        fit = nve_drift(run["energy_time_fs"], run["energies"], len(reader.numbers))
         print(
             f"| {stride:g} | {done} | {found:.1f} K ({found / exact['all'] - 1:+.3f}) | "
             f"{nu:.3f} ({nu / exact['ν'] - 1:+.3f}) | {fit.drift_eV_per_atom_per_ps:.2e} | "

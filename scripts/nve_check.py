@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 
+import ase
 import numpy as np
 from ase.data import chemical_symbols
 
@@ -78,15 +79,41 @@ def exact_nve_temperatures(
     rollout's duration and at its frame interval."""
     reader = TrajectoryStore.open(rollout)[traj_id]
     times = reader.read(0, reader.n_frames, ("time_fs",))["time_fs"]
+    return exact_nve_observables(
+        reader.to_atoms(0),
+        traj_id,
+        reference_store,
+        duration_fs=float(times[-1] - times[0]),
+        interval_fs=float(times[1] - times[0]),
+        location=f"{rollout.rstrip('/')}.exact-nve.zarr",
+        origin=rollout,
+        skip=skip,
+    )
+
+
+def exact_nve_observables(
+    atoms: ase.Atoms,
+    traj_id: str,
+    reference_store: str,
+    duration_fs: float,
+    interval_fs: float,
+    location: str,
+    origin: str,
+    skip: int = 0,
+) -> dict[str, float]:
+    """:func:`observables` (frames ``skip:``) of velocity Verlet with ``reference_store``'s
+    calculator and timestep from ``atoms`` (positions and momenta), ``duration_fs`` long and
+    sampled every ``interval_fs``; run once into trajectory ``traj_id`` of the store at
+    ``location`` (resumable; a second call reads it back). ``origin`` names what it is the exact
+    NVE of."""
     settings = reference_settings(
         TrajectoryStore.open(reference_store),
-        duration_fs=float(times[-1] - times[0]),
-        sample_interval_fs=float(times[1] - times[0]),
+        duration_fs=duration_fs,
+        sample_interval_fs=interval_fs,
         store_forces=False,
     )
-    location = f"{rollout.rstrip('/')}.exact-nve.zarr"
-    start = Continuation(traj_id, reader.to_atoms(0), {"origin": "exact-nve", "rollout": rollout})
-    label_states(settings, [start], location, {"exact_nve_of": rollout}, progress=False)
+    start = Continuation(traj_id, atoms, {"origin": "exact-nve", "rollout": origin})
+    label_states(settings, [start], location, {"exact_nve_of": origin}, progress=False)
     return observables(TrajectoryStore.open(location)[traj_id], skip)
 
 

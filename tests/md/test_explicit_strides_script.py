@@ -16,7 +16,8 @@ from flashmd.nn.scatter import scatter_sum
 from flashmd.units import FS
 from tests.conftest import load_script
 
-load_script("nve_check")  # the script imports it as a sibling module
+load_script("nve_check")  # the script imports these two as sibling modules
+load_script("profile_generating")
 explicit_strides = load_script("explicit_strides")
 
 SPRING = 2.0  # eV/Å²
