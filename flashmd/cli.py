@@ -134,6 +134,7 @@ def _cmd_md(args: argparse.Namespace) -> int:
         adaptive_threshold_A=args.adaptive_threshold_A,
         persistence=args.persistence,
         check_reversibility=not args.no_reversibility_check,
+        leapfrog_steps=args.leapfrog_steps,
         pressure_GPa=args.pressure_GPa,
         barostat_tau_fs=args.barostat_tau_fs,
         compressibility_per_GPa=args.compressibility_per_GPa,

@@ -240,8 +240,8 @@ def _add_md(
         help="nve, a thermostat at --temperature-K (bussi, a global rescaling, leaves "
         "vibrational dynamics alone; langevin holds every atom's temperature), metropolis: "
         "exact canonical sampling "
-        "of the energy model at --temperature-K with symplectic strides as Metropolis "
-        "proposals (equilibrium averages only; not dynamics), or npt: Langevin at "
+        "of the energy model at --temperature-K with symplectic strides (or --leapfrog-steps) "
+        "as Metropolis proposals (equilibrium averages only; not dynamics), or npt: Langevin at "
         "--temperature-K and stochastic cell rescaling at --pressure-GPa "
         "(default: %(default)s)",
     )
@@ -276,6 +276,15 @@ def _add_md(
         default=0.0,
         help="metropolis: fraction of the momenta kept at each refresh, 0 draws fresh "
         "Maxwell-Boltzmann momenta before every stride (default: %(default)g)",
+    )
+    md.add_argument(
+        "--leapfrog-steps",
+        type=int,
+        default=0,
+        metavar="N",
+        help="metropolis: propose N velocity-Verlet steps of stride/N on the energy model "
+        "(hybrid Monte Carlo; no generating function needed, exactly reversible) instead of "
+        "symplectic strides; 0: symplectic strides (default: %(default)s)",
     )
     md.add_argument(
         "--no-reversibility-check",

@@ -3,7 +3,9 @@ against Langevin velocity Verlet at 2 fs on the same energy model, in one run on
 
 From the first frame of a trajectory (``STORE:ID_SUBSTRING``) it runs ASE's Langevin on the
 model's energy model (``EnergyCalculator``, 2 fs) for ``--langevin-ps``, and a Metropolis chain of
-``--strides`` symplectic strides for each of ``--strides-fs``, then prints per method: the
+``--strides`` symplectic strides for each of ``--strides-fs`` (none: ``--strides-fs`` alone), and
+one of hybrid Monte Carlo for each ``--leapfrog NxFS`` (N velocity-Verlet steps of FS fs on the
+energy model per proposal, :mod:`flashmd.md.leapfrog`), then prints per method: the
 acceptance, the mean potential energy with its standard error (from the integrated
 autocorrelation time), its difference from Langevin's in units of the two errors combined, the
 RDF's mean |Δg(r)| against Langevin's (and Langevin's first half against its second half: the
@@ -12,6 +14,8 @@ order parameter (the mean nearest-neighbour distance), as ratios to Langevin's::
 
     python scripts/metropolis_check.py emt-metals runs/heldout/reference.zarr:Cu-750 \
         --strides-fs 16 32 64 --strides 200 --langevin-ps 10
+    python scripts/metropolis_check.py emt-metals runs/heldout/reference.zarr:Cu-750 \
+        --strides-fs --leapfrog 1x8 2x6 4x6 6x6 --strides 400 --langevin-ps 5
 """
 
 from __future__ import annotations
@@ -30,9 +34,12 @@ from ase.neighborlist import neighbor_list
 from flashmd.analysis.rdf import rdf
 from flashmd.analysis.sampling import integrated_autocorrelation_time
 from flashmd.ase.calculator import EnergyCalculator
+from flashmd.data.calculators import make_calculator
+from flashmd.data.recipes import CalculatorSpec
 from flashmd.data.store import open_trajectory
+from flashmd.md.leapfrog import LeapfrogProposal
 from flashmd.md.metropolis import MetropolisConfig, MetropolisStepper
-from flashmd.md.propagators import ModelPotential
+from flashmd.md.propagators import CalculatorPotential, ModelPotential
 from flashmd.md.state import state_from_atoms
 from flashmd.md.symplectic import SymplecticPropagator
 from flashmd.models.io import load_model
@@ -49,10 +56,13 @@ class Series:
     acceptance: float = float("nan")
 
 
-def langevin(model, atoms: ase.Atoms, temperature_K: float, picoseconds: float) -> Series:
-    """Langevin VV at 2 fs on the energy model, ``V`` and positions every 16 fs."""
+def langevin(
+    model, atoms: ase.Atoms, temperature_K: float, picoseconds: float, calculator=None
+) -> Series:
+    """Langevin VV at 2 fs on the energy model (or ``calculator``), ``V`` and positions every
+    16 fs."""
     atoms = atoms.copy()
-    atoms.calc = EnergyCalculator(model)
+    atoms.calc = EnergyCalculator(model) if calculator is None else calculator
     dynamics = Langevin(atoms, 2 * units.fs, temperature_K=temperature_K, friction=0.01 / units.fs)
     energies, positions = [], []
     started = time.perf_counter()
@@ -64,14 +74,27 @@ def langevin(model, atoms: ase.Atoms, temperature_K: float, picoseconds: float) 
     return Series("Langevin VV 2 fs", np.array(energies), np.array(positions), seconds)
 
 
-def chain(model, atoms: ase.Atoms, temperature_K: float, stride_fs: float, strides: int) -> Series:
-    """``strides`` Metropolis-adjusted symplectic strides; ``V`` and positions after each."""
-    stepper = MetropolisStepper(
-        SymplecticPropagator(model),
-        stride_fs,
-        ModelPotential(model),
-        MetropolisConfig(temperature_K),
-    )
+def chain(
+    model,
+    atoms: ase.Atoms,
+    temperature_K: float,
+    stride_fs: float,
+    strides: int,
+    leapfrog_steps: int = 0,
+    calculator=None,
+) -> Series:
+    """``strides`` Metropolis-adjusted strides, the model's symplectic ones or, with
+    ``leapfrog_steps``, that many velocity-Verlet steps per stride on the energy model (hybrid
+    Monte Carlo); the chain samples the energy model's ``V``, or ``calculator``'s (one
+    evaluation per stride); ``V`` and positions after each."""
+    potential = ModelPotential(model)
+    sampled = potential if calculator is None else CalculatorPotential(calculator)
+    if leapfrog_steps:
+        propagator = LeapfrogProposal(potential, leapfrog_steps)
+        name = f"HMC {leapfrog_steps} x {stride_fs / leapfrog_steps:g} fs"
+    else:
+        propagator, name = SymplecticPropagator(model), f"Metropolis {stride_fs:g} fs"
+    stepper = MetropolisStepper(propagator, stride_fs, sampled, MetropolisConfig(temperature_K))
     state = stepper.prepare(state_from_atoms(atoms, device=model.device, seed=0))
     energies, positions = [], []
     started = time.perf_counter()
@@ -80,7 +103,6 @@ def chain(model, atoms: ase.Atoms, temperature_K: float, stride_fs: float, strid
         energies.append(float(stats.potential_energy[0]))
         positions.append(state.positions.cpu().numpy().copy())
     seconds = time.perf_counter() - started
-    name = f"Metropolis {stride_fs:g} fs"
     return Series(name, np.array(energies), np.array(positions), seconds, stepper.acceptance_rate)
 
 
@@ -97,22 +119,53 @@ def nearest_neighbour_distance(atoms: ase.Atoms, positions: np.ndarray) -> np.nd
     return np.array(out)
 
 
+def leapfrog_spec(text: str) -> tuple[int, float]:
+    """``"4x6"`` -> (4 steps, 6.0 fs)."""
+    steps, _, fs = text.partition("x")
+    try:
+        return int(steps), float(fs)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not STEPSxFS, e.g. 4x6") from None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model")
     parser.add_argument("start", help="STORE:ID_SUBSTRING, a trajectory whose first frame starts")
-    parser.add_argument("--strides-fs", type=float, nargs="+", default=[16.0, 32.0, 64.0])
+    parser.add_argument("--strides-fs", type=float, nargs="*", default=[16.0, 32.0, 64.0])
     parser.add_argument("--strides", type=int, default=200, help="strides per chain")
+    parser.add_argument(
+        "--leapfrog",
+        type=leapfrog_spec,
+        nargs="*",
+        default=[],
+        metavar="NxFS",
+        help="also hybrid Monte Carlo chains proposing N velocity-Verlet steps of FS fs",
+    )
+    parser.add_argument(
+        "--sample",
+        metavar="CALCULATOR",
+        help="sample this reference calculator's V instead of the energy model's (a recipe's "
+        "calculator name, e.g. sevennet-0): Langevin runs on it, the chains call it once per "
+        "stride and move on the model",
+    )
     parser.add_argument("--langevin-ps", type=float, default=10.0)
     parser.add_argument("--burn-in", type=float, default=0.1, help="fraction dropped from each")
+    parser.add_argument("--save", metavar="NPZ", help="write every method's V series here")
     args = parser.parse_args()
     torch.set_num_threads(1)
     model = load_model(args.model)
     reader = open_trajectory(args.start)
     name, atoms = reader.group.basename, reader.to_atoms(0)
     temperature = float(reader.attrs["temperature_K"])
-    runs = [langevin(model, atoms, temperature, args.langevin_ps)]
-    runs += [chain(model, atoms, temperature, s, args.strides) for s in args.strides_fs]
+    calculator = None if args.sample is None else make_calculator(CalculatorSpec(name=args.sample))
+    runs = [langevin(model, atoms, temperature, args.langevin_ps, calculator)]
+    for stride_fs in args.strides_fs:
+        runs.append(chain(model, atoms, temperature, stride_fs, args.strides, 0, calculator))
+    for n, fs in args.leapfrog:
+        runs.append(chain(model, atoms, temperature, n * fs, args.strides, n, calculator))
+    if args.save:
+        np.savez(args.save, **{series.name: series.energy for series in runs})
     rmax = 0.5 * float(np.min(np.linalg.norm(atoms.cell, axis=1)))
     n = len(atoms)
 
@@ -127,7 +180,11 @@ def main() -> None:
     base_g = g(base_positions)
     half = len(base_positions) // 2
     floor = np.abs(g(base_positions[:half]) - g(base_positions[half:])).mean()
-    print(f"{name}, {n} atoms, {temperature:g} K; Langevin RDF halves |Δg| = {floor:.4f}")
+    sampled = args.sample or "the energy model"
+    print(
+        f"{name}, {n} atoms, {temperature:g} K, samples {sampled}; "
+        f"Langevin RDF halves |Δg| = {floor:.4f}"
+    )
     header = (
         "method | acceptance | <V> meV/atom | Δ<V> / σ | RDF |Δg| | τ_V | τ_nn | wall s | "
         "ESS/s V (ratio) | ESS/s nn (ratio)"

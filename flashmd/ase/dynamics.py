@@ -27,6 +27,7 @@ from flashmd.md.barostats import DEFAULT_COMPRESSIBILITY, StochasticCellRescalin
 from flashmd.md.consistency import StrideConsistency
 from flashmd.md.contacts import check_contacts
 from flashmd.md.filters import FilterConfig
+from flashmd.md.leapfrog import LeapfrogProposal
 from flashmd.md.metropolis import MetropolisConfig, MetropolisStepper
 from flashmd.md.propagators import (
     CalculatorPotential,
@@ -163,7 +164,7 @@ class FlashMD(MolecularDynamics):
         check_momenta(atoms)
         check_constraints(atoms)
         check_contacts(atoms, min_distance, allow_close_contacts)
-        propagator, potential = _components(model, atoms, symplectic, solver)
+        propagator, potential = self._components(model, atoms, symplectic, solver)
         if energy_filter and potential is None:
             raise ValueError(
                 "the energy filter needs V(q): use a model with an energy model, attach a "
@@ -185,6 +186,12 @@ class FlashMD(MolecularDynamics):
         #: Statistics of the last stride (scale, fallback, potential energy), or None.
         self.last_stats: StrideStats | None = None
         super().__init__(atoms, timestep, trajectory, logfile, loginterval, **kwargs)
+
+    def _components(
+        self, model: Model, atoms: ase.Atoms, symplectic: bool | str, solver: SolverConfig | None
+    ) -> tuple[Propagator, Potential | None]:
+        """The propagator and the filter's potential of ``model`` (see :func:`_components`)."""
+        return _components(model, atoms, symplectic, solver)
 
     def _make_stepper(
         self,
@@ -381,7 +388,8 @@ class FlashMDNPT(FlashMD):
 
 
 class FlashMDMetropolis(FlashMD):
-    """Exact canonical sampling: the model's symplectic strides as Metropolis proposals with
+    """Exact canonical sampling: the model's symplectic strides (or, with ``leapfrog_steps``,
+    velocity-Verlet steps on its energy model: hybrid Monte Carlo) as Metropolis proposals with
     momentum refreshes (:mod:`flashmd.md.metropolis`). The chain samples ``exp(-(K + V)/kT)``
     exactly, whatever the stride's error; its time correlations are not dynamics (use it for
     equilibrium averages, not for diffusion or spectra).
@@ -397,6 +405,10 @@ class FlashMDMetropolis(FlashMD):
         reversibility_tolerance_A: Å that return may miss by.
         sample: whose ``V`` is sampled: ``"model"`` (the energy model) or ``"calculator"``
             (``atoms.calc``, e.g. the reference: one energy evaluation per stride, no forces).
+        leapfrog_steps: 0 proposes the model's symplectic strides; ``n > 0`` proposes ``n``
+            velocity-Verlet steps of ``timestep / n`` on the energy model instead (hybrid Monte
+            Carlo, :mod:`flashmd.md.leapfrog`: exactly reversible, so never solved back, and
+            no generating function needed).
         solver, skin, min_distance, allow_close_contacts, seed: as for :class:`FlashMD`.
         trajectory, logfile, loginterval: as for ``MolecularDynamics``, which also takes any
             further keyword argument.
@@ -405,8 +417,9 @@ class FlashMDMetropolis(FlashMD):
         acceptance_rate: accepted over proposed strides so far.
 
     Raises:
-        ValueError: a model without a generating function (the message says how to train
-            one), a temperature not above 0 K, ``sample="calculator"`` without a calculator.
+        ValueError: a model without a generating function and no ``leapfrog_steps`` (the
+            message says how to train one), a temperature not above 0 K,
+            ``sample="calculator"`` without a calculator, negative ``leapfrog_steps``.
     """
 
     def __init__(
@@ -420,8 +433,12 @@ class FlashMDMetropolis(FlashMD):
         check_reversibility: bool = True,
         reversibility_tolerance_A: float = 1e-4,
         sample: str = "model",
+        leapfrog_steps: int = 0,
         **kwargs: Any,
     ) -> None:
+        if leapfrog_steps < 0:
+            raise ValueError(f"leapfrog_steps must be >= 0, got {leapfrog_steps}")
+        self.leapfrog_steps = int(leapfrog_steps)
         if sample not in ("model", "calculator"):
             raise ValueError(f"sample must be 'model' or 'calculator', got {sample!r}")
         if sample == "calculator" and atoms.calc is None:
@@ -433,10 +450,28 @@ class FlashMDMetropolis(FlashMD):
         for name in ("energy_filter", "symplectic", "adaptive"):
             if name in kwargs:
                 raise TypeError(f"FlashMDMetropolis does not take {name!r}")
-        symplectic = isinstance(model, FlashMDModel)
+        symplectic = isinstance(model, FlashMDModel) and not leapfrog_steps
         super().__init__(
             atoms, timestep, model, energy_filter=False, symplectic=symplectic, **kwargs
         )
+
+    def _components(
+        self, model: Model, atoms: ase.Atoms, symplectic: bool | str, solver: SolverConfig | None
+    ) -> tuple[Propagator, Potential | None]:
+        """With leapfrog steps: velocity Verlet on the model's ``V`` (its energy model, or the
+        model itself when it is a potential), which the chain also samples unless
+        ``sample="calculator"``; the one object lets the chain reuse the proposal's energy."""
+        if not self.leapfrog_steps:
+            return _components(model, atoms, symplectic, solver)
+        if isinstance(model, FlashMDModel):
+            potential: Potential = ModelPotential(model)  # refuses a model without V
+        elif isinstance(model, Potential):
+            potential = model
+        else:
+            raise ValueError(
+                "leapfrog proposals need V(q): a FlashMDModel with an energy model or a potential"
+            )
+        return LeapfrogProposal(potential, self.leapfrog_steps), potential
 
     def _make_stepper(
         self,
@@ -447,7 +482,7 @@ class FlashMDMetropolis(FlashMD):
         skin: float,
         adaptive: AdaptiveStride | None,
     ) -> Stepper:
-        if self._sampled is not None:
+        if self._sampled is not None:  # a leapfrog proposal still moves on the model's V
             potential = CalculatorPotential(self._sampled)
         if potential is None:
             raise ValueError("a Metropolis chain needs V(q): a model with an energy model")

@@ -7,7 +7,7 @@ exact analytic propagator), :mod:`.filters` (momentum constraints and energy res
 :mod:`.fallback` (velocity Verlet when the filter cannot repair a stride), :mod:`.symplectic`
 (symplectic strides: the midpoint solve of a learned generating function), :mod:`.thermostats`,
 :mod:`.stepper` (one stride), :mod:`.metropolis` (exact canonical sampling with strides as
-proposals), :mod:`.rollout` and :mod:`.output` (many strides, into a store),
+proposals), :mod:`.leapfrog` (hybrid Monte Carlo's velocity-Verlet proposals), :mod:`.rollout` and :mod:`.output` (many strides, into a store),
 :mod:`.batch` (``flashmd md``), :mod:`.bench` (``flashmd bench rollout``) and :mod:`.speed`
 (``flashmd bench speed``).
 """
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from flashmd.md.filters import FilterConfig
 from flashmd.md.harmonic import HarmonicCrystal
+from flashmd.md.leapfrog import LeapfrogProposal
 from flashmd.md.metropolis import MetropolisConfig, MetropolisStepper
 from flashmd.md.neighbors import NeighborCache
 from flashmd.md.propagators import (
@@ -37,6 +38,7 @@ __all__ = [
     "FilterConfig",
     "HarmonicCrystal",
     "Langevin",
+    "LeapfrogProposal",
     "MDState",
     "MetropolisConfig",
     "MetropolisStepper",

@@ -35,6 +35,7 @@ from flashmd.md.barostats import GPA, StochasticCellRescaling
 from flashmd.md.consistency import StrideConsistency
 from flashmd.md.contacts import check_contacts
 from flashmd.md.filters import FilterConfig
+from flashmd.md.leapfrog import LeapfrogProposal
 from flashmd.md.metropolis import MetropolisConfig, MetropolisStepper
 from flashmd.md.output import RolloutWriter
 from flashmd.md.propagators import ModelPotential, ModelPropagator
@@ -70,7 +71,9 @@ class MDSettings:
     the grid of ``every`` longest strides. ``ensemble = "metropolis"`` samples the canonical
     distribution of the energy model at ``temperature_K`` exactly (:mod:`flashmd.md.metropolis`):
     symplectic strides as proposals (``symplectic`` is implied), momenta refreshed with
-    ``persistence`` before each, every proposal solved back when ``check_reversibility``.
+    ``persistence`` before each, every proposal solved back when ``check_reversibility``; with
+    ``leapfrog_steps`` the proposals are that many velocity-Verlet steps on the energy model
+    instead (hybrid Monte Carlo, :mod:`flashmd.md.leapfrog`).
     """
 
     model: str
@@ -97,6 +100,7 @@ class MDSettings:
     adaptive_threshold_A: float | None = None
     persistence: float = 0.0
     check_reversibility: bool = True
+    leapfrog_steps: int = 0
     pressure_GPa: float | None = None
     barostat_tau_fs: float = 1000.0
     compressibility_per_GPa: float = 0.01
@@ -107,7 +111,14 @@ class MDSettings:
             raise ValueError(
                 f"ensemble must be one of {', '.join(ENSEMBLES)}, got {self.ensemble!r}"
             )
-        if self.ensemble == "metropolis" and not self.symplectic:
+        if self.leapfrog_steps < 0:
+            raise ValueError(f"leapfrog_steps must be >= 0, got {self.leapfrog_steps}")
+        if self.leapfrog_steps and (self.ensemble != "metropolis" or self.symplectic):
+            raise ValueError(
+                "leapfrog steps are the proposals of the metropolis ensemble, instead of "
+                "symplectic strides: use them with --ensemble metropolis and without --symplectic"
+            )
+        if self.ensemble == "metropolis" and not self.leapfrog_steps and not self.symplectic:
             object.__setattr__(self, "symplectic", True)  # its proposals are symplectic strides
         MetropolisConfig(self.temperature_K, self.persistence)  # refuses impossible settings
         sources = [bool(self.structures), self.recipe is not None, self.start_from is not None]
@@ -165,6 +176,7 @@ ADDED_SETTINGS: dict[str, object] = {
     "adaptive_threshold_A": None,
     "persistence": 0.0,
     "check_reversibility": True,
+    "leapfrog_steps": 0,
     "pressure_GPa": None,
     "barostat_tau_fs": 1000.0,
     "compressibility_per_GPa": 0.01,
@@ -306,9 +318,6 @@ def make_stepper(settings: MDSettings, model: FlashMDModel, stride_fs: float) ->
     solver = SolverConfig(
         tolerance_A=settings.solver_tolerance_A, max_iterations=settings.solver_max_iterations
     )
-    propagator = model_propagator(
-        model, settings.symplectic, solver if settings.symplectic else None
-    )
     if settings.ensemble == "metropolis":
         if potential is None:
             raise ValueError("the metropolis ensemble samples exp(-V/kT): the model needs V")
@@ -317,7 +326,15 @@ def make_stepper(settings: MDSettings, model: FlashMDModel, stride_fs: float) ->
             settings.persistence,
             check_reversibility=settings.check_reversibility,
         )
-        return MetropolisStepper(propagator, stride_fs, potential, config)
+        proposal = (
+            LeapfrogProposal(potential, settings.leapfrog_steps)
+            if settings.leapfrog_steps
+            else model_propagator(model, settings.symplectic, solver)
+        )
+        return MetropolisStepper(proposal, stride_fs, potential, config)
+    propagator = model_propagator(
+        model, settings.symplectic, solver if settings.symplectic else None
+    )
     return Stepper(
         propagator,
         stride_fs,

@@ -38,7 +38,10 @@ a proposal whose return misses ``x`` by more than ``reversibility_tolerance_A`` 
 momenta as ``h p / m`` in Å) is rejected, which restricts ``F`` to the set where it is an
 involution, as in the reversibility check of constrained hybrid Monte Carlo (Zappa,
 Holmes-Cerfon and Goodman 2018). It doubles the cost of a stride; without it the chain is exact
-up to the solver's tolerance. A stride whose solve did not converge (NaN) is rejected.
+up to the solver's tolerance. A stride whose solve did not converge (NaN) is rejected. An
+explicit proposal that is reversible to roundoff (``exactly_reversible``, such as the
+velocity-Verlet steps of :mod:`flashmd.md.leapfrog`, which make the chain hybrid Monte Carlo)
+is never solved back.
 
 What it is for: equilibrium averages (structure, energies, free-energy estimates) that must not
 carry the stride's bias. Not for dynamics: rejections and momentum refreshes break the time
@@ -114,8 +117,9 @@ class MetropolisStepper(Stepper):
     the module docstring); usable wherever a :class:`~flashmd.md.stepper.Stepper` is.
 
     Args:
-        propagator: a volume-preserving, time-reversible stride (symplectic strides, or the
-            exact flow of :class:`~flashmd.md.harmonic.HarmonicCrystal`).
+        propagator: a volume-preserving, time-reversible stride (symplectic strides, leapfrog
+            steps of :class:`~flashmd.md.leapfrog.LeapfrogProposal`, or the exact flow of
+            :class:`~flashmd.md.harmonic.HarmonicCrystal`).
         stride_fs: the stride, fs.
         potential: the ``V`` whose canonical distribution is sampled.
         config: temperature and the chain's settings.
@@ -147,6 +151,8 @@ class MetropolisStepper(Stepper):
             skin=skin,
         )
         self.config = config
+        exact = getattr(propagator, "exactly_reversible", False)
+        self._check_reversibility = config.check_reversibility and not exact
         self.kT = KB * config.temperature_K
         friction = math.inf if config.persistence == 0 else -math.log(config.persistence)
         self._refresh = Langevin(config.temperature_K, friction)  # over a time of 1
@@ -190,10 +196,10 @@ class MetropolisStepper(Stepper):
             positions=torch.where(finite[start.system, None], proposal.positions, start.positions),
             momenta=torch.where(finite[start.system, None], proposal.momenta, start.momenta),
         )
-        energy = self.potential_energy(safe)
+        energy = self._proposal_energy(safe)
         total = energy + safe.kinetic_energy()
         reversible = finite.clone()
-        if self.config.check_reversibility and bool(finite.any()):  # failed solves: rejected
+        if self._check_reversibility and bool(finite.any()):  # failed solves: rejected
             returned, more = self._returns(start, safe, finite)
             reversible &= returned
             iterations = None if iterations is None else iterations + more
@@ -217,6 +223,13 @@ class MetropolisStepper(Stepper):
         potential_new = torch.where(accepted, energy, potential)
         ones = torch.ones_like(potential_new)
         return new, StrideStats(ones, zeros, potential_new, iterations, accepted=accepted)
+
+    def _proposal_energy(self, proposal: MDState) -> torch.Tensor:
+        """(S,) eV ``V`` of the proposal: the propagator's own when it moved the atoms on the
+        sampled potential (a leapfrog proposal has it from its last force evaluation)."""
+        if getattr(self.propagator, "potential", None) is self.potential:
+            return self.propagator.energy_and_forces(proposal)[0]
+        return self.potential_energy(proposal)
 
     def _propose(self, start: MDState) -> tuple[MDState, torch.Tensor | None]:
         """``Φ(x)`` for every system (NaN where the solve failed) and the solver's iterations."""

@@ -191,12 +191,17 @@ def test_interrupted_md_keeps_frames_and_resumes(inputs, tmp_path, monkeypatch, 
         np.testing.assert_array_equal(accepted, expected_accepted)
 
 
+def saved_with_structure(model, tmp_path):
+    """(checkpoint path, structure file): ``model`` saved and an 8-atom Al crystal written."""
+    structure = tmp_path / "al.xyz"
+    ase.io.write(structure, crystal((2, 2, 1)))
+    return str(save_checkpoint(model, tmp_path / "model.pt")), structure
+
+
 def test_md_symplectic_records_solver_iterations(tmp_path, capsys):
     from md_testkit import tiny_symplectic_model
 
-    model = str(save_checkpoint(tiny_symplectic_model(), tmp_path / "sym.pt"))
-    structure = tmp_path / "al.xyz"
-    ase.io.write(structure, crystal((2, 2, 1)))
+    model, structure = saved_with_structure(tiny_symplectic_model(), tmp_path)
     out = str(tmp_path / "sym.zarr")
     common = [str(structure), "--model", model, "--stride-fs", "16", "--strides", "4"]
     assert run(*common, "--every", "2", "--symplectic", "-o", out) == 0
@@ -241,9 +246,7 @@ def test_md_metropolis_records_acceptance_and_evaluates_it(tmp_path, capsys):
     from flashmd.md.batch import ENSEMBLES
     from flashmd.md.output import ROLLOUT_ATTRIBUTES
 
-    model = str(save_checkpoint(tiny_symplectic_model(), tmp_path / "sym.pt"))
-    structure = tmp_path / "al.xyz"
-    ase.io.write(structure, crystal((2, 2, 1)))
+    model, structure = saved_with_structure(tiny_symplectic_model(), tmp_path)
     out = str(tmp_path / "chain.zarr")
     common = [str(structure), "--model", model, "--stride-fs", "16", "--strides", "6"]
     chain = [*common, "--ensemble", "metropolis", "--temperature-K", "300", "--every", "2"]
@@ -269,3 +272,18 @@ def test_md_metropolis_records_acceptance_and_evaluates_it(tmp_path, capsys):
     cold = [*common, "--ensemble", "metropolis", "--temperature-K", "0"]
     assert run(*cold, "-o", str(tmp_path / "cold.zarr")) != 0
     assert "NVE" in capsys.readouterr().err
+
+
+def test_md_metropolis_with_leapfrog_proposals_needs_no_generating_function(tmp_path, capsys):
+    from md_testkit import tiny_model
+
+    model, structure = saved_with_structure(tiny_model(), tmp_path)
+    out = str(tmp_path / "hmc.zarr")
+    chain = [str(structure), "--model", model, "--stride-fs", "8", "--strides", "4"]
+    chain += ["--ensemble", "metropolis", "--temperature-K", "300", "--leapfrog-steps", "2"]
+    assert run(*chain, "-o", out) == 0
+    assert "of strides accepted (metropolis)" in capsys.readouterr().out
+    store = TrajectoryStore.open(out)
+    assert store.recipe["leapfrog_steps"] == 2 and store.recipe["symplectic"] is False
+    assert run(*chain, "--symplectic", "-o", str(tmp_path / "both.zarr")) != 0
+    assert "without --symplectic" in capsys.readouterr().err

@@ -1,0 +1,93 @@
+"""Hybrid Monte Carlo proposals (flashmd.md.leapfrog): velocity-Verlet steps across the stride
+are exactly reversible and volume-preserving, a chain of them samples the exact harmonic
+distribution, and it spends one force evaluation per step."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from md_testkit import crystal, harmonic, thermal, tiny_model
+from test_metropolis import T, chain_energies, z_scores
+
+from flashmd.ase import FlashMDMetropolis
+from flashmd.md.batch import MDSettings
+from flashmd.md.leapfrog import LeapfrogProposal
+from flashmd.md.metropolis import MetropolisConfig, MetropolisStepper
+from flashmd.md.propagators import ModelPotential
+from flashmd.md.state import state_from_atoms
+from flashmd.units import FS
+
+
+def test_leapfrog_steps_retrace_their_path_and_keep_phase_space_volume():
+    state = state_from_atoms([thermal(crystal(), 0, T)])
+    proposal = LeapfrogProposal(harmonic([crystal()]), steps=3)
+    positions, momenta = proposal.propagate(state, None, 48.0)
+    end = state.replace(positions=positions, momenta=-momenta)
+    back_positions, back_momenta = proposal.propagate(end, None, 48.0)
+    torch.testing.assert_close(back_positions, state.positions, rtol=0, atol=1e-12)
+    torch.testing.assert_close(-back_momenta, state.momenta, rtol=0, atol=1e-12)
+
+    def flat_map(x: torch.Tensor) -> torch.Tensor:
+        q, p = x[: x.numel() // 2].view(-1, 3), x[x.numel() // 2 :].view(-1, 3)
+        moved = LeapfrogProposal(harmonic([crystal()]), steps=3)
+        out = moved.propagate(state.replace(positions=q, momenta=p), None, 48.0)
+        return torch.cat([o.reshape(-1) for o in out])
+
+    x = torch.cat([state.positions.reshape(-1), state.momenta.reshape(-1)])
+    jacobian = torch.autograd.functional.jacobian(flat_map, x)
+    assert abs(float(torch.linalg.det(jacobian)) - 1.0) < 1e-9
+    assert not torch.allclose(jacobian, torch.eye(len(x), dtype=x.dtype))
+
+
+def test_a_hybrid_monte_carlo_chain_samples_the_exact_harmonic_distribution():
+    systems = [thermal(crystal(), seed, T) for seed in range(8)]
+    exact = harmonic([crystal()] * 8)
+    # 2 steps of 20 fs: far from the exact flow, 40 % of the proposals rejected (25 fs: 93 %)
+    stepper = MetropolisStepper(LeapfrogProposal(exact, steps=2), 40.0, exact, MetropolisConfig(T))
+    energies = chain_energies(stepper, state_from_atoms(systems, seed=3), 500, 50, exact)
+    z = z_scores(energies, 3 * len(systems[0]) - 3)
+    assert max(abs(score) for score in z) < 3, z
+    assert 0.2 < stepper.acceptance_rate < 0.98
+
+
+def test_a_chain_spends_one_force_evaluation_per_step_and_solves_nothing_back():
+    exact = harmonic([crystal()] * 2)
+    proposal = LeapfrogProposal(exact, steps=3)
+    stepper = MetropolisStepper(proposal, 60.0, exact, MetropolisConfig(T))
+    state = stepper.prepare(state_from_atoms([thermal(crystal(), s, T) for s in range(2)]))
+    for _ in range(6):
+        state, stats = stepper.step(state)
+        # the chain's V is the proposal's: reused, and right
+        torch.testing.assert_close(stats.potential_energy, exact.energy(state, None))
+    assert proposal.evaluations == 1 + 6 * 3  # the first start, then the steps only
+    assert stepper.irreversible == 0 and stepper.proposals == 12
+
+
+def test_leapfrog_proposals_from_the_command_settings_and_the_ase_class():
+    model = tiny_model()
+    model.predictor = None  # an energy model alone serves hybrid Monte Carlo
+    atoms = thermal(crystal(), 0, T)
+    dynamics = FlashMDMetropolis(
+        atoms, 8 * FS, temperature_K=T, model=model, leapfrog_steps=2, seed=0
+    )
+    start = atoms.positions.copy()
+    dynamics.run(4)
+    assert isinstance(dynamics.stepper.propagator, LeapfrogProposal)
+    assert dynamics.stepper.proposals == 4 and not np.allclose(atoms.positions, start)
+    assert isinstance(dynamics.stepper.propagator.potential, ModelPotential)
+
+
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        ({"ensemble": "langevin", "leapfrog_steps": 2}, "metropolis"),
+        ({"ensemble": "metropolis", "leapfrog_steps": 2, "symplectic": True}, "without"),
+        ({"ensemble": "metropolis", "leapfrog_steps": -1}, ">= 0"),
+    ],
+)
+def test_leapfrog_settings_that_make_no_sense_are_refused(settings, message):
+    with pytest.raises(ValueError, match=message):
+        MDSettings(model="m", structures=("a.xyz",), temperature_K=T, **settings)
+    with pytest.raises(ValueError, match="steps"):
+        LeapfrogProposal(harmonic([crystal()]), steps=0)
