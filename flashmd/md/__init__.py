@@ -7,9 +7,9 @@ exact analytic propagator), :mod:`.filters` (momentum constraints and energy res
 :mod:`.fallback` (velocity Verlet when the filter cannot repair a stride), :mod:`.symplectic`
 (symplectic strides: the midpoint solve of a learned generating function), :mod:`.thermostats`,
 :mod:`.stepper` (one stride), :mod:`.metropolis` (exact canonical sampling with strides as
-proposals), :mod:`.leapfrog` (hybrid Monte Carlo's velocity-Verlet proposals), :mod:`.rollout` and :mod:`.output` (many strides, into a store),
-:mod:`.batch` (``flashmd md``), :mod:`.bench` (``flashmd bench rollout``) and :mod:`.speed`
-(``flashmd bench speed``).
+proposals), :mod:`.leapfrog` (hybrid Monte Carlo's velocity-Verlet proposals), :mod:`.rollout`
+and :mod:`.output` (many strides, into a store), :mod:`.batch` (``flashmd md``), :mod:`.bench`
+(``flashmd bench rollout``) and :mod:`.speed` (``flashmd bench speed``).
 """
 
 from __future__ import annotations
