@@ -56,11 +56,15 @@ def test_a_chain_spends_one_force_evaluation_per_step_and_solves_nothing_back():
     proposal = LeapfrogProposal(exact, steps=3)
     stepper = MetropolisStepper(proposal, 60.0, exact, MetropolisConfig(T))
     state = stepper.prepare(state_from_atoms([thermal(crystal(), s, T) for s in range(2)]))
+    sampled_calls = []
+    energy = exact.energy
+    exact.energy = lambda *args: sampled_calls.append(1) or energy(*args)  # counts the chain's
     for _ in range(6):
         state, stats = stepper.step(state)
         # the chain's V is the proposal's: reused, and right
-        torch.testing.assert_close(stats.potential_energy, exact.energy(state, None))
+        torch.testing.assert_close(stats.potential_energy, energy(state, None))
     assert proposal.evaluations == 1 + 6 * 3  # the first start, then the steps only
+    assert not sampled_calls  # no energy evaluated beside the proposal's
     assert stepper.irreversible == 0 and stepper.proposals == 12
 
 
