@@ -135,6 +135,7 @@ def _cmd_md(args: argparse.Namespace) -> int:
         persistence=args.persistence,
         check_reversibility=not args.no_reversibility_check,
         leapfrog_steps=args.leapfrog_steps,
+        sample_calculator=args.sample,
         pressure_GPa=args.pressure_GPa,
         barostat_tau_fs=args.barostat_tau_fs,
         compressibility_per_GPa=args.compressibility_per_GPa,

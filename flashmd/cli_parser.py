@@ -287,6 +287,14 @@ def _add_md(
         "symplectic strides; 0: symplectic strides (default: %(default)s)",
     )
     md.add_argument(
+        "--sample",
+        metavar="CALCULATOR",
+        help="metropolis: sample this reference calculator's V exactly instead of the energy "
+        "model's (a recipe's calculator name: sevennet-0, chgnet, asap3-emt, emt, ...): one "
+        "call per stride, while the proposals still move on the model, so an expensive "
+        "reference is sampled at the model's pace (default: the energy model)",
+    )
+    md.add_argument(
         "--no-reversibility-check",
         action="store_true",
         help="metropolis: do not solve each proposal back to its start (half the cost; exact "

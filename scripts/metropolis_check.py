@@ -82,11 +82,13 @@ def chain(
     strides: int,
     leapfrog_steps: int = 0,
     calculator=None,
+    persistence: float = 0.0,
 ) -> Series:
     """``strides`` Metropolis-adjusted strides, the model's symplectic ones or, with
     ``leapfrog_steps``, that many velocity-Verlet steps per stride on the energy model (hybrid
     Monte Carlo); the chain samples the energy model's ``V``, or ``calculator``'s (one
-    evaluation per stride); ``V`` and positions after each."""
+    evaluation per stride), with momenta kept by ``persistence`` between strides (generalised
+    hybrid Monte Carlo); ``V`` and positions after each."""
     potential = ModelPotential(model)
     sampled = potential if calculator is None else CalculatorPotential(calculator)
     if leapfrog_steps:
@@ -94,7 +96,10 @@ def chain(
         name = f"HMC {leapfrog_steps} x {stride_fs / leapfrog_steps:g} fs"
     else:
         propagator, name = SymplecticPropagator(model), f"Metropolis {stride_fs:g} fs"
-    stepper = MetropolisStepper(propagator, stride_fs, sampled, MetropolisConfig(temperature_K))
+    if persistence:
+        name += f", kept {persistence:g}"
+    config = MetropolisConfig(temperature_K, persistence)
+    stepper = MetropolisStepper(propagator, stride_fs, sampled, config)
     state = stepper.prepare(state_from_atoms(atoms, device=model.device, seed=0))
     energies, positions = [], []
     started = time.perf_counter()
@@ -149,6 +154,14 @@ def main() -> None:
         "calculator name, e.g. sevennet-0): Langevin runs on it, the chains call it once per "
         "stride and move on the model",
     )
+    parser.add_argument(
+        "--persistence",
+        type=float,
+        nargs="+",
+        default=[0.0],
+        help="momentum persistence between strides (0: fresh momenta, hybrid Monte Carlo; "
+        "near 1: generalised hybrid Monte Carlo, inertia kept); every chain runs at each",
+    )
     parser.add_argument("--langevin-ps", type=float, default=10.0)
     parser.add_argument("--burn-in", type=float, default=0.1, help="fraction dropped from each")
     parser.add_argument("--save", metavar="NPZ", help="write every method's V series here")
@@ -160,10 +173,13 @@ def main() -> None:
     temperature = float(reader.attrs["temperature_K"])
     calculator = None if args.sample is None else make_calculator(CalculatorSpec(name=args.sample))
     runs = [langevin(model, atoms, temperature, args.langevin_ps, calculator)]
-    for stride_fs in args.strides_fs:
-        runs.append(chain(model, atoms, temperature, stride_fs, args.strides, 0, calculator))
-    for n, fs in args.leapfrog:
-        runs.append(chain(model, atoms, temperature, n * fs, args.strides, n, calculator))
+    for kept in args.persistence:
+        for stride_fs in args.strides_fs:
+            runs.append(
+                chain(model, atoms, temperature, stride_fs, args.strides, 0, calculator, kept)
+            )
+        for n, fs in args.leapfrog:
+            runs.append(chain(model, atoms, temperature, n * fs, args.strides, n, calculator, kept))
     if args.save:
         np.savez(args.save, **{series.name: series.energy for series in runs})
     rmax = 0.5 * float(np.min(np.linalg.norm(atoms.cell, axis=1)))

@@ -96,18 +96,25 @@ def check_elements(spec: CalculatorSpec, symbols: set[str], label: str) -> None:
         )
 
 
+def check_serves(spec: CalculatorSpec, calculator: Calculator, atoms: Atoms, label: str) -> None:
+    """Raise ``RecipeError`` unless ``calculator`` (made from ``spec``) covers every element of
+    ``atoms`` (EMT's parameter sets, an MLIP's training elements); ``label`` names the system."""
+    check_elements(spec, set(atoms.get_chemical_symbols()), label)
+    if spec.name in MLIPS:
+        check_covered(spec.name, calculator, atoms.numbers, label)
+
+
 def attach_calculator(spec: CalculatorSpec, atoms: Atoms, label: str) -> Calculator:
     """Attach a fresh calculator of ``spec`` to ``atoms`` after checking that it covers every
-    element of them (EMT's parameter sets, an MLIP's training elements); returns it.
+    element of them (:func:`check_serves`); returns it.
 
     Raises:
         RecipeError: an element the calculator has no parameters for (``label`` names the
             system in the message), or what :func:`make_calculator` raises.
     """
-    check_elements(spec, set(atoms.get_chemical_symbols()), label)
+    check_elements(spec, set(atoms.get_chemical_symbols()), label)  # before building an MLIP
     calculator = make_calculator(spec)
-    if spec.name in MLIPS:
-        check_covered(spec.name, calculator, atoms.numbers, label)
+    check_serves(spec, calculator, atoms, label)
     atoms.calc = calculator
     return calculator
 

@@ -28,7 +28,8 @@ from ase.md.velocitydistribution import Stationary, ZeroRotation, thermalize_mom
 from tqdm.auto import tqdm
 
 from flashmd import __version__
-from flashmd.data.recipes import load_recipe
+from flashmd.data.calculators import check_elements, check_serves, make_calculator
+from flashmd.data.recipes import CalculatorSpec, load_recipe
 from flashmd.data.store import COMMIT_INTERVAL_S, StoreError, TrajectoryStore
 from flashmd.data.systems import build_system
 from flashmd.md.barostats import GPA, StochasticCellRescaling
@@ -38,7 +39,7 @@ from flashmd.md.filters import FilterConfig
 from flashmd.md.leapfrog import LeapfrogProposal
 from flashmd.md.metropolis import MetropolisConfig, MetropolisStepper
 from flashmd.md.output import RolloutWriter
-from flashmd.md.propagators import ModelPotential, ModelPropagator
+from flashmd.md.propagators import CalculatorPotential, ModelPotential, ModelPropagator, Potential
 from flashmd.md.rollout import RolloutReport, rollout
 from flashmd.md.state import MDState, state_from_atoms
 from flashmd.md.stepper import DEFAULT_THRESHOLD_A, AdaptiveStride, Stepper
@@ -73,7 +74,9 @@ class MDSettings:
     symplectic strides as proposals (``symplectic`` is implied), momenta refreshed with
     ``persistence`` before each, every proposal solved back when ``check_reversibility``; with
     ``leapfrog_steps`` the proposals are that many velocity-Verlet steps on the energy model
-    instead (hybrid Monte Carlo, :mod:`flashmd.md.leapfrog`).
+    instead (hybrid Monte Carlo, :mod:`flashmd.md.leapfrog`). ``sample_calculator`` (a recipe's
+    calculator name, e.g. ``sevennet-0``) makes the chain sample that calculator's ``V`` exactly
+    instead of the energy model's: one call per stride, the proposals still move on the model.
     """
 
     model: str
@@ -101,6 +104,7 @@ class MDSettings:
     persistence: float = 0.0
     check_reversibility: bool = True
     leapfrog_steps: int = 0
+    sample_calculator: str | None = None
     pressure_GPa: float | None = None
     barostat_tau_fs: float = 1000.0
     compressibility_per_GPa: float = 0.01
@@ -117,6 +121,12 @@ class MDSettings:
             raise ValueError(
                 "leapfrog steps are the proposals of the metropolis ensemble, instead of "
                 "symplectic strides: use them with --ensemble metropolis and without --symplectic"
+            )
+        if self.sample_calculator is not None and self.ensemble != "metropolis":
+            raise ValueError(
+                f"sampling {self.sample_calculator}'s V exactly is what the metropolis ensemble "
+                "does: use --sample with --ensemble metropolis (the other ensembles move on the "
+                "model alone)"
             )
         if self.ensemble == "metropolis" and not self.leapfrog_steps and not self.symplectic:
             object.__setattr__(self, "symplectic", True)  # its proposals are symplectic strides
@@ -177,6 +187,7 @@ ADDED_SETTINGS: dict[str, object] = {
     "persistence": 0.0,
     "check_reversibility": True,
     "leapfrog_steps": 0,
+    "sample_calculator": None,
     "pressure_GPa": None,
     "barostat_tau_fs": 1000.0,
     "compressibility_per_GPa": 0.01,
@@ -307,8 +318,37 @@ def _thermostat(settings: MDSettings) -> Thermostat | None:
     )
 
 
-def make_stepper(settings: MDSettings, model: FlashMDModel, stride_fs: float) -> Stepper:
-    """The engine of ``settings``: filtered strides, or a Metropolis chain (``metropolis``).
+def sampled_calculator(settings: MDSettings, systems: list[ase.Atoms]) -> Potential | None:
+    """The reference ``V`` a metropolis chain samples instead of the energy model's
+    (``settings.sample_calculator``; None without one), checked to cover every element of
+    ``systems`` before any work.
+
+    Raises:
+        RecipeError: an unknown calculator, a missing package (the message names the extra to
+            install), an element the calculator has no parameters for.
+    """
+    if settings.sample_calculator is None:
+        return None
+    spec = CalculatorSpec(name=settings.sample_calculator)
+    labels = [
+        f"system {k} ({atoms.get_chemical_formula('metal')})" for k, atoms in enumerate(systems)
+    ]
+    for atoms, label in zip(systems, labels, strict=True):  # EMT's elements: before an MLIP loads
+        check_elements(spec, set(atoms.get_chemical_symbols()), label)
+    calculator = make_calculator(spec)
+    for atoms, label in zip(systems, labels, strict=True):
+        check_serves(spec, calculator, atoms, label)
+    return CalculatorPotential(calculator)
+
+
+def make_stepper(
+    settings: MDSettings,
+    model: FlashMDModel,
+    stride_fs: float,
+    sampled: Potential | None = None,
+) -> Stepper:
+    """The engine of ``settings``: filtered strides, or a Metropolis chain (``metropolis``)
+    that samples ``sampled`` (:func:`sampled_calculator`) or, without it, the energy model.
 
     Raises:
         ValueError: a Metropolis chain from a model without an energy model, or strides the
@@ -331,7 +371,7 @@ def make_stepper(settings: MDSettings, model: FlashMDModel, stride_fs: float) ->
             if settings.leapfrog_steps
             else model_propagator(model, settings.symplectic, solver)
         )
-        return MetropolisStepper(proposal, stride_fs, potential, config)
+        return MetropolisStepper(proposal, stride_fs, sampled or potential, config)
     propagator = model_propagator(
         model, settings.symplectic, solver if settings.symplectic else None
     )
@@ -440,7 +480,8 @@ def run_md(
     seed = settings.seed * 1_000_003 + shard[0] * 1_009 + shard[1]
     state = state_from_atoms(atoms, device=model.device, seed=seed)
     stride = stride_for(settings, model)
-    stepper = make_stepper(settings, model, stride)
+    sampled = sampled_calculator(settings, systems)
+    stepper = make_stepper(settings, model, stride, sampled)
     stepper.prepare(state)  # bad species, stride or masses stop here, before any write
     probe = _uncertainty_probe(model, stride) if settings.uncertainty else None
     store = _open_store(location, settings)

@@ -287,3 +287,37 @@ def test_md_metropolis_with_leapfrog_proposals_needs_no_generating_function(tmp_
     assert store.recipe["leapfrog_steps"] == 2 and store.recipe["symplectic"] is False
     assert run(*chain, "--symplectic", "-o", str(tmp_path / "both.zarr")) != 0
     assert "without --symplectic" in capsys.readouterr().err
+
+
+def test_md_metropolis_samples_a_reference_calculator(tmp_path, capsys):
+    from ase.calculators.emt import EMT
+    from md_testkit import tiny_model
+
+    model, structure = saved_with_structure(tiny_model(), tmp_path)
+    out = str(tmp_path / "emt.zarr")  # short strides: the untrained model's steps must pass EMT
+    chain = [str(structure), "--model", model, "--stride-fs", "1", "--strides", "6"]
+    chain += ["--ensemble", "metropolis", "--temperature-K", "300", "--leapfrog-steps", "2"]
+    assert run(*chain, "--sample", "emt", "-o", out) == 0
+    store = TrajectoryStore.open(out)
+    assert store.recipe["sample_calculator"] == "emt"
+    reader = store[store.ids()[0]]
+    atoms = ase.io.read(structure)
+    atoms.calc = EMT()
+    sampled = []
+    for positions in reader.group["positions"][:]:
+        atoms.positions = positions
+        sampled.append(atoms.get_potential_energy())
+    # every frame's V is EMT's (the chain's), not the untrained energy model's
+    np.testing.assert_allclose(reader.group["energy"][:], sampled, rtol=0, atol=1e-8)
+    assert reader.group["stride_accepted"][1:].sum() > 0
+    plain = str(tmp_path / "plain.zarr")
+    assert run(*chain, "-o", plain) == 0  # the same chain on the energy model samples another V
+    assert not np.allclose(TrajectoryStore.open(plain)[store.ids()[0]].group["energy"][:], sampled)
+
+    nvt = [str(structure), "--model", model, "--stride-fs", "8", "--strides", "2"]
+    nvt += ["--ensemble", "langevin", "--sample", "emt"]
+    assert run(*nvt, "-o", str(tmp_path / "nvt.zarr")) != 0
+    assert "--ensemble metropolis" in capsys.readouterr().err
+    assert run(*chain, "--sample", "no-such-potential", "-o", str(tmp_path / "x.zarr")) != 0
+    assert "unknown calculator 'no-such-potential'" in capsys.readouterr().err
+    assert not (tmp_path / "nvt.zarr").exists() and not (tmp_path / "x.zarr").exists()
