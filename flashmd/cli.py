@@ -173,7 +173,8 @@ def _cmd_md(args: argparse.Namespace) -> int:
             else ""
         )
         + (
-            f"; {report.acceptance_rate:.1%} of strides accepted (metropolis)"
+            f"; {report.acceptance_rate:.1%} of strides accepted (metropolis, sampling "
+            f"{settings.sample_calculator or 'the energy model'}'s V)"
             if settings.ensemble == "metropolis"
             else ""
         )

@@ -21,6 +21,7 @@ order parameter (the mean nearest-neighbour distance), as ratios to Langevin's::
 from __future__ import annotations
 
 import argparse
+import itertools
 import time
 from dataclasses import dataclass
 
@@ -31,6 +32,7 @@ from ase import units
 from ase.md.langevin import Langevin
 from ase.neighborlist import neighbor_list
 
+from flashmd.analysis.local_structure import structure_fractions
 from flashmd.analysis.rdf import rdf
 from flashmd.analysis.sampling import integrated_autocorrelation_time
 from flashmd.ase.calculator import EnergyCalculator
@@ -124,6 +126,21 @@ def nearest_neighbour_distance(atoms: ase.Atoms, positions: np.ndarray) -> np.nd
     return np.array(out)
 
 
+def phase_trace(series: Series, atoms: ase.Atoms, blocks: int = 8) -> str:
+    """One table row: ``series``' mean V (meV/atom) and fraction of atoms in fcc, hcp or bcc
+    environments in each of ``blocks`` consecutive blocks of its frames."""
+    crystalline = structure_fractions(
+        series.positions, np.array(atoms.cell), atoms.numbers, atoms.pbc
+    ).crystalline
+    per_atom = 1000 * series.energy / len(atoms)
+    edges = np.linspace(0, len(per_atom), blocks + 1).astype(int)
+    cells = [
+        f"{per_atom[a:b].mean():.1f} ({crystalline[a:b].mean():.2f})"
+        for a, b in itertools.pairwise(edges)
+    ]
+    return " | ".join([series.name, *cells])
+
+
 def leapfrog_spec(text: str) -> tuple[int, float]:
     """``"4x6"`` -> (4 steps, 6.0 fs)."""
     steps, _, fs = text.partition("x")
@@ -164,7 +181,16 @@ def main() -> None:
     )
     parser.add_argument("--langevin-ps", type=float, default=10.0)
     parser.add_argument("--burn-in", type=float, default=0.1, help="fraction dropped from each")
-    parser.add_argument("--save", metavar="NPZ", help="write every method's V series here")
+    parser.add_argument(
+        "--save", metavar="NPZ", help="write every method's V series (and positions) here"
+    )
+    parser.add_argument(
+        "--phases",
+        action="store_true",
+        help="also print each method's V and the fraction of atoms in crystalline (fcc, hcp, "
+        "bcc) environments over 8 blocks of the run, burn-in included (a melt that froze shows "
+        "as a step; flashmd.analysis.structure_fractions, needs asap3)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     model = load_model(args.model)
@@ -181,7 +207,9 @@ def main() -> None:
         for n, fs in args.leapfrog:
             runs.append(chain(model, atoms, temperature, n * fs, args.strides, n, calculator, kept))
     if args.save:
-        np.savez(args.save, **{series.name: series.energy for series in runs})
+        arrays = {series.name: series.energy for series in runs}
+        arrays.update({f"{series.name} positions": series.positions for series in runs})
+        np.savez(args.save, **arrays)
     rmax = 0.5 * float(np.min(np.linalg.norm(atoms.cell, axis=1)))
     n = len(atoms)
 
@@ -229,6 +257,10 @@ def main() -> None:
             f"{mad:.4f} | {tau_v:.1f} | {tau_nn:.1f} | {seconds:.0f} | "
             f"{ess_v:.3g} ({ratio_v:.2f}) | {ess_nn:.3g} ({ratio_nn:.2f})"
         )
+    if args.phases:
+        print("\nmethod | V meV/atom (crystalline fraction) over 8 blocks of the run")
+        for series in runs:
+            print(phase_trace(series, atoms))
 
 
 if __name__ == "__main__":

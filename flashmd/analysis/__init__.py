@@ -24,6 +24,7 @@ from flashmd.analysis.energy import (
     nve_drift,
 )
 from flashmd.analysis.lindemann import LindemannAccumulator, LindemannResult, lindemann_index
+from flashmd.analysis.local_structure import STRUCTURES, StructureFractions, structure_fractions
 from flashmd.analysis.msd import (
     DiffusionFit,
     MSDAccumulator,
@@ -42,6 +43,7 @@ from flashmd.analysis.temperature import (
 from flashmd.analysis.vacf import VACFAccumulator, VACFResult, vacf, vibrational_dos
 
 __all__ = [
+    "STRUCTURES",
     "DiffusionFit",
     "DriftFit",
     "EnergyAccumulator",
@@ -56,6 +58,7 @@ __all__ = [
     "OverlapResult",
     "RDFAccumulator",
     "RDFResult",
+    "StructureFractions",
     "TemperatureAccumulator",
     "TemperatureResult",
     "VACFAccumulator",
@@ -73,6 +76,7 @@ __all__ = [
     "msd",
     "nve_drift",
     "rdf",
+    "structure_fractions",
     "vacf",
     "vibrational_dos",
 ]

@@ -251,7 +251,9 @@ def test_md_metropolis_records_acceptance_and_evaluates_it(tmp_path, capsys):
     common = [str(structure), "--model", model, "--stride-fs", "16", "--strides", "6"]
     chain = [*common, "--ensemble", "metropolis", "--temperature-K", "300", "--every", "2"]
     assert run(*chain, "-o", out) == 0
-    assert "of strides accepted (metropolis)" in capsys.readouterr().out
+    assert (
+        "of strides accepted (metropolis, sampling the energy model's V)" in capsys.readouterr().out
+    )
     store = TrajectoryStore.open(out)
     reader = store[store.ids()[0]]
     accepted = reader.group["stride_accepted"][:]
@@ -282,7 +284,9 @@ def test_md_metropolis_with_leapfrog_proposals_needs_no_generating_function(tmp_
     chain = [str(structure), "--model", model, "--stride-fs", "8", "--strides", "4"]
     chain += ["--ensemble", "metropolis", "--temperature-K", "300", "--leapfrog-steps", "2"]
     assert run(*chain, "-o", out) == 0
-    assert "of strides accepted (metropolis)" in capsys.readouterr().out
+    assert (
+        "of strides accepted (metropolis, sampling the energy model's V)" in capsys.readouterr().out
+    )
     store = TrajectoryStore.open(out)
     assert store.recipe["leapfrog_steps"] == 2 and store.recipe["symplectic"] is False
     assert run(*chain, "--symplectic", "-o", str(tmp_path / "both.zarr")) != 0
@@ -298,6 +302,7 @@ def test_md_metropolis_samples_a_reference_calculator(tmp_path, capsys):
     chain = [str(structure), "--model", model, "--stride-fs", "1", "--strides", "6"]
     chain += ["--ensemble", "metropolis", "--temperature-K", "300", "--leapfrog-steps", "2"]
     assert run(*chain, "--sample", "emt", "-o", out) == 0
+    assert "sampling emt's V" in capsys.readouterr().out
     store = TrajectoryStore.open(out)
     assert store.recipe["sample_calculator"] == "emt"
     reader = store[store.ids()[0]]
