@@ -371,7 +371,8 @@ def make_stepper(
             if settings.leapfrog_steps
             else model_propagator(model, settings.symplectic, solver)
         )
-        return MetropolisStepper(proposal, stride_fs, sampled or potential, config)
+        chain_potential = potential if sampled is None else sampled
+        return MetropolisStepper(proposal, stride_fs, chain_potential, config)
     propagator = model_propagator(
         model, settings.symplectic, solver if settings.symplectic else None
     )
