@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import yaml
@@ -41,6 +42,9 @@ def test_generate_then_inspect(tmp_path, capsys):
     assert "00000_al-fcc_600K_r0" in out and "asap3-emt" in out and "complete" in out
     assert "compression" in out and "4 (4 complete), 44 frames" in out
     assert "MSD (Å²)" in out and "a liquid's grows with time" in out
+    # the crystal at 600 K stays crystalline from its first frame to its last
+    first, last = map(int, re.search(r"00000_al-fcc_600K_r0 .* (\d+) → (\d+) %", out).groups())
+    assert "crystalline" in out and first >= 90 and last >= 90
 
 
 def test_errors_are_one_clear_line(tmp_path, capsys):

@@ -26,13 +26,44 @@ def displacement(reader: TrajectoryReader) -> float | None:
     return float((moved**2).sum(axis=1).mean())
 
 
+def crystalline(reader: TrajectoryReader) -> str:
+    """The fraction of atoms in crystalline (fcc, hcp, bcc) environments in the first and the
+    last stored frame, as ``"2 → 96 %"`` (:func:`flashmd.analysis.structure_fractions`): a melt
+    that froze back, or a crystal that melted, shows at a glance. ``"-"`` without frames, for a
+    system that is not fully periodic, or without asap3."""
+    if reader.n_frames == 0 or not all(reader.attrs.get("pbc", (True,) * 3)):
+        return "-"
+    try:
+        from flashmd.analysis.local_structure import structure_fractions
+
+        frames = [reader.frame(k) for k in (0, reader.n_frames - 1)]
+        fractions = structure_fractions(
+            [f["positions"] for f in frames], [f["cell"] for f in frames], reader.numbers
+        ).crystalline
+    except ImportError:
+        return "-"
+    first, last = (round(100 * f) for f in fractions)
+    return f"{first} → {last} %"
+
+
 def format_store(location: str) -> str:
     """A table of the store's trajectories (atoms, species, frames, temperature, mean-squared
-    displacement over the trajectory, calculator, status) followed by its totals, size on
+    displacement over the trajectory, crystalline fraction of the first and last frames,
+    calculator, status) followed by its totals, size on
     storage and compression ratio."""
     store = TrajectoryStore.open(location)
     rows = store.info()
-    header = ("id", "atoms", "species", "frames", "T (K)", "MSD (Å²)", "calculator", "status")
+    header = (
+        "id",
+        "atoms",
+        "species",
+        "frames",
+        "T (K)",
+        "MSD (Å²)",
+        "crystalline",
+        "calculator",
+        "status",
+    )
     table = [header]
     for r in rows:
         reader = store[r.id]
@@ -48,6 +79,7 @@ def format_store(location: str) -> str:
                 str(r.n_frames),
                 "-" if r.temperature_K is None else f"{r.temperature_K:g}",
                 "-" if msd is None else f"{msd:.3g}",
+                crystalline(reader),
                 r.calculator,
                 status,
             )
@@ -65,7 +97,8 @@ def format_store(location: str) -> str:
         "",
         "MSD: mean-squared displacement from the first to the last frame; a solid stays under "
         "about 1 Å², a liquid's grows with time (a crystal heated far past melting can stay "
-        "solid: recipes melt liquids with melt_K)",
+        "solid: recipes melt liquids with melt_K); crystalline: atoms in fcc, hcp or bcc "
+        "environments in the first and the last frame (a melt that froze back shows as a rise)",
         f"store        {location}",
         f"recipe       {recipe.get('name', '?')} (sha256 "
         f"{str(store.root.attrs.get('recipe_sha256', '?'))[:12]})",
