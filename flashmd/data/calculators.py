@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
+from collections.abc import Sequence
 from typing import Any
 
 from ase import Atoms
@@ -96,27 +97,34 @@ def check_elements(spec: CalculatorSpec, symbols: set[str], label: str) -> None:
         )
 
 
-def check_serves(spec: CalculatorSpec, calculator: Calculator, atoms: Atoms, label: str) -> None:
-    """Raise ``RecipeError`` unless ``calculator`` (made from ``spec``) covers every element of
-    ``atoms`` (EMT's parameter sets, an MLIP's training elements); ``label`` names the system."""
-    check_elements(spec, set(atoms.get_chemical_symbols()), label)
+def serving_calculator(spec: CalculatorSpec, systems: Sequence[tuple[Atoms, str]]) -> Calculator:
+    """A fresh calculator of ``spec`` after checking that it covers every element of each
+    ``(atoms, label)`` of ``systems`` (EMT's parameter sets before it is built, an MLIP's
+    training elements after); ``label`` names the system in the message.
+
+    Raises:
+        RecipeError: an element the calculator has no parameters for, or what
+            :func:`make_calculator` raises.
+    """
+    for atoms, label in systems:
+        check_elements(spec, set(atoms.get_chemical_symbols()), label)
+    calculator = make_calculator(spec)
     if spec.name in MLIPS:
-        check_covered(spec.name, calculator, atoms.numbers, label)
+        for atoms, label in systems:
+            check_covered(spec.name, calculator, atoms.numbers, label)
+    return calculator
 
 
 def attach_calculator(spec: CalculatorSpec, atoms: Atoms, label: str) -> Calculator:
     """Attach a fresh calculator of ``spec`` to ``atoms`` after checking that it covers every
-    element of them (:func:`check_serves`); returns it.
+    element of them (:func:`serving_calculator`); returns it.
 
     Raises:
         RecipeError: an element the calculator has no parameters for (``label`` names the
             system in the message), or what :func:`make_calculator` raises.
     """
-    check_elements(spec, set(atoms.get_chemical_symbols()), label)  # before building an MLIP
-    calculator = make_calculator(spec)
-    check_serves(spec, calculator, atoms, label)
-    atoms.calc = calculator
-    return calculator
+    atoms.calc = serving_calculator(spec, [(atoms, label)])
+    return atoms.calc
 
 
 def _version_of(module_name: str) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from flashmd.data.store import TrajectoryReader, TrajectoryStore
 
 
@@ -13,32 +15,45 @@ def _size(n_bytes: float) -> str:
     raise AssertionError
 
 
-def displacement(reader: TrajectoryReader) -> float | None:
-    """Mean-squared displacement (Å²) of the atoms from the first to the last stored frame, the
-    centre of mass's own motion removed; None below two frames. A solid stays near its
-    vibrations' amplitude (under 1 Å²), a liquid's grows with the trajectory's length."""
+Frame = dict[str, np.ndarray]
+
+
+def end_frames(reader: TrajectoryReader) -> tuple[Frame, Frame] | None:
+    """The first and the last stored frame (the same one when there is one; None without)."""
+    if reader.n_frames == 0:
+        return None
+    first = reader.frame(0)
+    return first, (first if reader.n_frames == 1 else reader.frame(reader.n_frames - 1))
+
+
+def displacement(reader: TrajectoryReader, ends: tuple[Frame, Frame] | None = None) -> float | None:
+    """Mean-squared displacement (Å²) of the atoms from the first to the last stored frame
+    (``ends``, read when not given), the centre of mass's own motion removed; None below two
+    frames. A solid stays near its vibrations' amplitude (under 1 Å²), a liquid's grows with
+    the trajectory's length."""
     if reader.n_frames < 2:
         return None
-    first, last = (reader.frame(k)["positions"] for k in (0, reader.n_frames - 1))
-    moved = last - first
+    first, last = ends or end_frames(reader)
+    moved = last["positions"] - first["positions"]
     masses = reader.masses[:, None]
     moved -= (masses * moved).sum(axis=0) / masses.sum()
     return float((moved**2).sum(axis=1).mean())
 
 
-def crystalline(reader: TrajectoryReader) -> str:
+def crystalline(reader: TrajectoryReader, ends: tuple[Frame, Frame] | None = None) -> str:
     """The fraction of atoms in crystalline (fcc, hcp, bcc) environments in the first and the
-    last stored frame, as ``"2 → 96 %"`` (:func:`flashmd.analysis.structure_fractions`): a melt
-    that froze back, or a crystal that melted, shows at a glance. ``"-"`` without frames, for a
-    system that is not fully periodic, or without asap3."""
-    if reader.n_frames == 0 or not all(reader.attrs.get("pbc", (True,) * 3)):
+    last stored frame (``ends``, read when not given), as ``"2 → 96 %"``
+    (:func:`flashmd.analysis.structure_fractions`): a melt that froze back, or a crystal that
+    melted, shows at a glance. ``"-"`` without frames, for a system that is not fully periodic,
+    or without asap3."""
+    ends = ends or end_frames(reader)
+    if ends is None or not all(reader.attrs.get("pbc", (True,) * 3)):
         return "-"
-    try:
-        from flashmd.analysis.local_structure import structure_fractions
+    from flashmd.analysis.local_structure import structure_fractions
 
-        frames = [reader.frame(k) for k in (0, reader.n_frames - 1)]
+    try:  # asap3's template matching is an optional extra
         fractions = structure_fractions(
-            [f["positions"] for f in frames], [f["cell"] for f in frames], reader.numbers
+            [f["positions"] for f in ends], [f["cell"] for f in ends], reader.numbers
         ).crystalline
     except ImportError:
         return "-"
@@ -67,7 +82,8 @@ def format_store(location: str) -> str:
     table = [header]
     for r in rows:
         reader = store[r.id]
-        msd = displacement(reader)
+        ends = end_frames(reader)
+        msd = displacement(reader, ends)
         status = r.status
         if r.n_frames == 0 and reader.attrs.get("equilibration"):  # an MLIP's, committed
             status += f" (equilibration step {reader.attrs['equilibration']['steps_taken']})"
@@ -79,7 +95,7 @@ def format_store(location: str) -> str:
                 str(r.n_frames),
                 "-" if r.temperature_K is None else f"{r.temperature_K:g}",
                 "-" if msd is None else f"{msd:.3g}",
-                crystalline(reader),
+                crystalline(reader, ends),
                 r.calculator,
                 status,
             )

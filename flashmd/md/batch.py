@@ -28,7 +28,7 @@ from ase.md.velocitydistribution import Stationary, ZeroRotation, thermalize_mom
 from tqdm.auto import tqdm
 
 from flashmd import __version__
-from flashmd.data.calculators import check_elements, check_serves, make_calculator
+from flashmd.data.calculators import serving_calculator
 from flashmd.data.recipes import CalculatorSpec, load_recipe
 from flashmd.data.store import COMMIT_INTERVAL_S, StoreError, TrajectoryStore
 from flashmd.data.systems import build_system
@@ -329,15 +329,9 @@ def sampled_calculator(settings: MDSettings, systems: list[ase.Atoms]) -> Potent
     """
     if settings.sample_calculator is None:
         return None
+    labels = [f"system {k} ({a.get_chemical_formula('metal')})" for k, a in enumerate(systems)]
     spec = CalculatorSpec(name=settings.sample_calculator)
-    labels = [
-        f"system {k} ({atoms.get_chemical_formula('metal')})" for k, atoms in enumerate(systems)
-    ]
-    for atoms, label in zip(systems, labels, strict=True):  # EMT's elements: before an MLIP loads
-        check_elements(spec, set(atoms.get_chemical_symbols()), label)
-    calculator = make_calculator(spec)
-    for atoms, label in zip(systems, labels, strict=True):
-        check_serves(spec, calculator, atoms, label)
+    calculator = serving_calculator(spec, list(zip(systems, labels, strict=True)))
     return CalculatorPotential(calculator)
 
 
