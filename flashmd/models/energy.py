@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar, Literal
+from typing import ClassVar, Literal, NamedTuple
 
 import torch
 from e3nn import o3
@@ -40,6 +40,17 @@ class EnergyConfig(BackboneConfig):
             raise ValueError(f"repulsion must be 'none' or 'zbl', got {self.repulsion!r}")
 
 
+class EnergyFeatures(NamedTuple):
+    """What the energy model computes on its way to the energy, for heads that share it."""
+
+    hidden: torch.Tensor
+    """``(A, backbone.layers[-1].irreps_in.dim)`` node features entering the last layer."""
+    features: torch.Tensor
+    """``(A, n_scalars)`` the last layer's invariant node features (the readout's input)."""
+    edge_radial: torch.Tensor
+    """``(E, n_radial)`` the edges' radial features, zero at and beyond the cutoff."""
+
+
 class EnergyModel(torch.nn.Module):
     """Potential energy as a sum of per-atom energies ``E = Σ_i (scale ε_i + shift[Z_i] + r_i)``.
 
@@ -64,14 +75,23 @@ class EnergyModel(torch.nn.Module):
         self, batch: dict[str, torch.Tensor], vectors: torch.Tensor
     ) -> torch.Tensor:
         """Per-atom energies ``(A,)`` in eV given the edge vectors ``(E, 3)`` in Å."""
-        numbers = batch[keys.NUMBERS]
+        return self.atomic_energies_and_features(batch, vectors)[0]
+
+    def atomic_energies_and_features(
+        self, batch: dict[str, torch.Tensor], vectors: torch.Tensor
+    ) -> tuple[torch.Tensor, EnergyFeatures]:
+        """Per-atom energies ``(A,)`` eV and what the network computed on the way (see
+        :class:`EnergyFeatures`), for a head that shares the trunk (the learned kick of
+        :mod:`flashmd.models.kick`)."""
+        numbers, edge_index = batch[keys.NUMBERS], batch[keys.EDGE_INDEX]
         x = self.species_embedding(numbers)
-        features = self.backbone(x, vectors, batch[keys.EDGE_INDEX])
+        hidden, edge_sh, edge_radial = self.backbone.hidden(x, vectors, edge_index)
+        features = self.backbone.layers[-1](hidden, edge_sh, edge_radial, edge_index)
         index = self.species_embedding.species_index(numbers)
         energies = self.config.energy_scale * self.readout(features) + self.energy_shift[index]
         if self.repulsion is not None:
-            energies = energies + self.repulsion(index, vectors, batch[keys.EDGE_INDEX])
-        return energies
+            energies = energies + self.repulsion(index, vectors, edge_index)
+        return energies, EnergyFeatures(hidden, features, edge_radial)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Potential energy ``(S,)`` in eV of every system of the batch."""

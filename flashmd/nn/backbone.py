@@ -6,7 +6,7 @@ import torch
 from e3nn import o3
 
 from flashmd.nn.interaction import InteractionBlock
-from flashmd.nn.irreps import reachable_irreps
+from flashmd.nn.irreps import layer_inputs, reachable_irreps
 from flashmd.nn.radial import RadialEmbedding
 
 
@@ -53,9 +53,7 @@ class Backbone(torch.nn.Module):
         self.irreps_out = o3.Irreps(irreps_out)
         self.irreps_sh = o3.Irreps.spherical_harmonics(lmax)
         self.radial = RadialEmbedding(cutoff, n_radial, cutoff_p)
-        irreps = [self.irreps_in]
-        for _ in range(n_layers - 1):
-            irreps.append(reachable_irreps(irreps_hidden, irreps[-1], self.irreps_sh))
+        irreps = layer_inputs(self.irreps_in, irreps_hidden, n_layers, self.irreps_sh)
         if reachable_irreps(self.irreps_out, irreps[-1], self.irreps_sh) != self.irreps_out:
             raise ValueError(
                 f"the last of {n_layers} layer(s) gets {irreps[-1]} and cannot produce "
@@ -75,6 +73,26 @@ class Backbone(torch.nn.Module):
             for k in range(n_layers)
         )
 
+    def hidden(
+        self, x: torch.Tensor, edge_vectors: torch.Tensor, edge_index: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Every interaction but the last, and the edge features every layer reads (a head
+        beside the model's readout reuses them).
+
+        Args: as :meth:`forward`.
+
+        Returns:
+            ``(A, layers[-1].irreps_in.dim)`` node features entering the last layer, the edges'
+            ``(E, irreps_sh.dim)`` spherical harmonics and ``(E, n_radial)`` radial features.
+        """
+        edge_sh = o3.spherical_harmonics(
+            self.irreps_sh, edge_vectors, normalize=True, normalization="component"
+        )
+        edge_radial = self.radial(torch.linalg.vector_norm(edge_vectors, dim=-1))
+        for layer in self.layers[:-1]:
+            x = layer(x, edge_sh, edge_radial, edge_index)
+        return x, edge_sh, edge_radial
+
     def forward(
         self, x: torch.Tensor, edge_vectors: torch.Tensor, edge_index: torch.Tensor
     ) -> torch.Tensor:
@@ -88,10 +106,5 @@ class Backbone(torch.nn.Module):
         Returns:
             ``(A, irreps_out.dim)`` node features.
         """
-        edge_sh = o3.spherical_harmonics(
-            self.irreps_sh, edge_vectors, normalize=True, normalization="component"
-        )
-        edge_radial = self.radial(torch.linalg.vector_norm(edge_vectors, dim=-1))
-        for layer in self.layers:
-            x = layer(x, edge_sh, edge_radial, edge_index)
-        return x
+        x, edge_sh, edge_radial = self.hidden(x, edge_vectors, edge_index)
+        return self.layers[-1](x, edge_sh, edge_radial, edge_index)

@@ -47,3 +47,14 @@ def reachable_irreps(
         for _, ir_sh in o3.Irreps(irreps_sh):
             produced.update(ir_in * ir_sh)
     return o3.Irreps([(mul, ir) for mul, ir in o3.Irreps(target) if ir in produced])
+
+
+def layer_inputs(
+    irreps_in: str | o3.Irreps, irreps_hidden: str | o3.Irreps, n_layers: int, irreps_sh: o3.Irreps
+) -> list[o3.Irreps]:
+    """Irreps entering each of ``n_layers`` interactions: ``irreps_in``, then the part of
+    ``irreps_hidden`` the previous layer can produce (:func:`reachable_irreps`)."""
+    irreps = [o3.Irreps(irreps_in)]
+    for _ in range(n_layers - 1):
+        irreps.append(reachable_irreps(irreps_hidden, irreps[-1], irreps_sh))
+    return irreps
