@@ -45,6 +45,11 @@ class ShippedModel:
         """Whether it carries a generating function (symplectic strides, ``--symplectic``)."""
         return "generating" in self.networks
 
+    @property
+    def kick(self) -> bool:
+        """Whether it carries a learned kick (leapfrog proposals, ``--learned-kick``)."""
+        return "kick" in self.networks
+
 
 def _reference(metadata: dict[str, Any], card: Path | None) -> tuple[str, str]:
     """The reference calculator and where it was read: checkpoint metadata, else the card's
@@ -117,6 +122,7 @@ def format_models(models: list[ShippedModel]) -> str:
         "cutoff Å",
         "reference",
         "generating function",
+        "learned kick",
         "size",
         "card",
     )
@@ -128,6 +134,7 @@ def format_models(models: list[ShippedModel]) -> str:
             f"{m.cutoff_A:g}",
             m.reference + (" (card)" if m.reference_source == "card" else ""),
             "yes" if m.generating else "no",
+            "yes" if m.kick else "no",
             f"{m.size_bytes / 1000:.0f} kB",
             _shown(m.card) if m.card else "-",
         )
@@ -143,7 +150,8 @@ def format_models(models: list[ShippedModel]) -> str:
     lines += [
         "",
         "Load one with flashmd.load_model(NAME) or --model NAME. 'generating function: yes': it",
-        "takes symplectic strides (--symplectic). '(card)': read from the model card's title, as",
-        "the checkpoint does not record its reference calculator.",
+        "takes symplectic strides (--symplectic); 'learned kick: yes': its leapfrog proposals can",
+        "step on the kick instead of forces (--learned-kick). '(card)': read from the model card's",
+        "title, as the checkpoint does not record its reference calculator.",
     ]
     return "\n".join(lines)

@@ -158,6 +158,7 @@ def test_models_lists_the_shipped_checkpoints(capsys):
     assert models["al-emt"].elements == ("Al",)
     assert models["emt-metals"].strides_fs == (16.0, 32.0, 64.0)
     assert models["emt-metals"].generating and not models["al-emt"].generating
+    assert models["emt-metals"].kick and not models["al-emt"].kick
     assert "EMT" in models["al-emt"].reference
     assert main(["models"]) == 0
     out = capsys.readouterr().out

@@ -1,7 +1,8 @@
 """Models: the long-stride predictor, the energy model, the constraint layer and checkpoints.
 
 :mod:`.config` (shared hyperparameters and presets), :mod:`.predictor`, :mod:`.energy`,
-:mod:`.generating` (the learned generating function of symplectic strides), :mod:`.constraints`,
+:mod:`.generating` (the learned generating function of symplectic strides), :mod:`.kick` (the
+learned kick of leapfrog proposals), :mod:`.constraints`,
 :mod:`.model` (``FlashMDModel``: the models with input validation) and :mod:`.io` (checkpoint
 save/load, ``load_model``).
 """
@@ -13,6 +14,7 @@ from flashmd.models.constraints import apply_constraints
 from flashmd.models.energy import EnergyConfig, EnergyModel
 from flashmd.models.generating import GeneratingConfig, GeneratingFunction
 from flashmd.models.io import load_checkpoint, load_model, save_checkpoint
+from flashmd.models.kick import KickConfig, KickField
 from flashmd.models.model import FlashMDModel
 from flashmd.models.predictor import Predictor, PredictorConfig
 
@@ -24,6 +26,8 @@ __all__ = [
     "FlashMDModel",
     "GeneratingConfig",
     "GeneratingFunction",
+    "KickConfig",
+    "KickField",
     "Predictor",
     "PredictorConfig",
     "apply_constraints",

@@ -11,8 +11,9 @@ A checkpoint is a ``torch.save`` dictionary (readable with ``weights_only=True``
     strides_fs       [fs, ...]          cutoff  Å
     dtype            "float32" | "float64"
     models           {"predictor": {"kind", "config", "state_dict"}, "energy": {...},
-                     "generating": {...}} (predictor or energy or both; "generating", the
-                     correction of symplectic strides, only beside "energy")
+                     "generating": {...}, "kick": {...}} (predictor or energy or both;
+                     "generating", the correction of symplectic strides, and "kick", the
+                     learned kick of leapfrog proposals, only beside "energy")
     metadata         free-form dict (training recipe, dataset, ...)
 
 Loading checks every field and raises errors that say what is wrong and what to do.
@@ -31,6 +32,7 @@ import flashmd
 from flashmd.models.config import BackboneConfig
 from flashmd.models.energy import EnergyConfig, EnergyModel
 from flashmd.models.generating import GeneratingConfig, GeneratingFunction
+from flashmd.models.kick import KickConfig, KickField
 from flashmd.models.model import FlashMDModel, resolve_device
 from flashmd.models.predictor import Predictor, PredictorConfig
 from flashmd.units import UNITS
@@ -41,13 +43,14 @@ KIND = "flashmd"
 #: Directory of the checkpoints shipped with the library, loadable by name.
 PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "pretrained"
 
-_Module = type[Predictor] | type[EnergyModel] | type[GeneratingFunction]
+_Module = type[Predictor] | type[EnergyModel] | type[GeneratingFunction] | type[KickField]
 _MODELS: dict[str, tuple[_Module, type[BackboneConfig]]] = {
     config.kind: (module, config)
     for module, config in (
         (Predictor, PredictorConfig),
         (EnergyModel, EnergyConfig),
         (GeneratingFunction, GeneratingConfig),
+        (KickField, KickConfig),
     )
 }
 _FIELDS = (
@@ -78,7 +81,7 @@ def checkpoint_dict(model: FlashMDModel, metadata: dict[str, Any] | None = None)
             "config": module.config.to_dict(),
             "state_dict": {k: v.detach().cpu().clone() for k, v in module.state_dict().items()},
         }
-        for module in (model.predictor, model.energy_model, model.generating)
+        for module in (model.predictor, model.energy_model, model.generating, model.kick)
         if module is not None
     }
     return {
@@ -235,7 +238,7 @@ def _check_version(path: Path, data: dict[str, Any]) -> None:
 
 def _build(
     name: str, entry: dict[str, Any], dtype: torch.dtype, path: Path
-) -> Predictor | EnergyModel | GeneratingFunction:
+) -> Predictor | EnergyModel | GeneratingFunction | KickField:
     module_class, config_class = _MODELS[name]
     if entry.get("kind") != name:
         raise CheckpointError(f"models[{name!r}] of {str(path)!r} has kind {entry.get('kind')!r}")
@@ -263,11 +266,11 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "auto"
     dtype = _DTYPES[data["dtype"]]
     modules = {name: _build(name, entry, dtype, path) for name, entry in data["models"].items()}
     predictor, energy = modules.get(PredictorConfig.kind), modules.get(EnergyConfig.kind)
-    generating = modules.get(GeneratingConfig.kind)
+    generating, kick = modules.get(GeneratingConfig.kind), modules.get(KickConfig.kind)
     assert isinstance(predictor, Predictor | None) and isinstance(energy, EnergyModel | None)
-    assert isinstance(generating, GeneratingFunction | None)
+    assert isinstance(generating, GeneratingFunction | None) and isinstance(kick, KickField | None)
     try:
-        model = FlashMDModel(predictor, energy, data["masses"], generating)
+        model = FlashMDModel(predictor, energy, data["masses"], generating, kick)
     except ValueError as error:
         raise CheckpointError(f"checkpoint {str(path)!r}: {error}") from error
     stored = {"species": list(data["species"]), "strides_fs": list(data["strides_fs"])}

@@ -13,6 +13,7 @@ from flashmd.data.graph import batch_from_atoms
 from flashmd.models.config import BackboneConfig
 from flashmd.models.energy import EnergyModel
 from flashmd.models.generating import GeneratingFunction
+from flashmd.models.kick import KickField
 from flashmd.models.predictor import Predictor
 
 #: Relative tolerance when comparing strides and masses with the supported ones.
@@ -32,7 +33,8 @@ def _names(numbers: Sequence[int]) -> str:
 
 class FlashMDModel(torch.nn.Module):
     """A long-stride predictor and/or an energy model for the same species and cutoff, and
-    optionally a generating function for symplectic strides.
+    optionally a generating function for symplectic strides and a learned kick for hybrid Monte
+    Carlo's proposals.
 
     Args:
         predictor: the long-stride map, or None (an energy-only model).
@@ -40,10 +42,14 @@ class FlashMDModel(torch.nn.Module):
         masses: training mass in amu of each species; defaults to ASE's standard masses.
         generating: the learned correction of the generating function of symplectic strides
             (:mod:`flashmd.models.generating`), or None; it needs the energy model.
+        kick: a vector field read in the energy model's forward pass that stands in for its
+            forces in leapfrog proposals (:mod:`flashmd.models.kick`), or None; it needs the
+            energy model it was trained on.
 
     Raises:
         ValueError: neither model given, models disagreeing on species or cutoff, masses not
-            covering exactly the species, or a generating function without an energy model.
+            covering exactly the species, or a generating function or kick without an energy
+            model (a kick: without the one it was trained on).
     """
 
     def __init__(
@@ -52,15 +58,24 @@ class FlashMDModel(torch.nn.Module):
         energy_model: EnergyModel | None = None,
         masses: Mapping[int, float] | None = None,
         generating: GeneratingFunction | None = None,
+        kick: KickField | None = None,
     ) -> None:
         super().__init__()
-        models = [m for m in (predictor, energy_model, generating) if m is not None]
+        models = [m for m in (predictor, energy_model, generating, kick) if m is not None]
         if predictor is None and energy_model is None:
             raise ValueError("FlashMDModel needs a predictor, an energy model or both")
         if generating is not None and energy_model is None:
             raise ValueError(
                 "a generating function needs the energy model it was trained with (S = h(K + V "
                 "+ W)); pass energy_model"
+            )
+        if kick is not None and (
+            energy_model is None or not kick.config.backbone_matches(energy_model.config)
+        ):
+            raise ValueError(
+                "a kick reads the energy model it was trained on, and this model has "
+                f"{'none' if energy_model is None else 'another one'}; train a kick for it "
+                "(flashmd train-kick)"
             )
         species, cutoff = models[0].config.species, models[0].config.cutoff
         for m in models[1:]:
@@ -76,6 +91,7 @@ class FlashMDModel(torch.nn.Module):
         self.predictor = predictor
         self.energy_model = energy_model
         self.generating = generating
+        self.kick = kick
         self.masses: dict[int, float] = masses
 
     @property
