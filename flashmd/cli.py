@@ -8,6 +8,7 @@ on stderr and a non-zero exit status, never a traceback.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from collections.abc import Callable, Sequence
 
@@ -135,6 +136,7 @@ def _cmd_md(args: argparse.Namespace) -> int:
         persistence=args.persistence,
         check_reversibility=not args.no_reversibility_check,
         leapfrog_steps=args.leapfrog_steps,
+        learned_kick=args.learned_kick,
         sample_calculator=args.sample,
         pressure_GPa=args.pressure_GPa,
         barostat_tau_fs=args.barostat_tau_fs,
@@ -311,11 +313,49 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train_kick(args: argparse.Namespace) -> int:
+    from flashmd.models.io import checkpoint_path, load_model, read_checkpoint, save_checkpoint
+    from flashmd.train.kick import add_kick
+
+    if args.frames_per_trajectory < 1 or args.steps < 1:
+        raise ValueError("--frames-per-trajectory and --steps must be >= 1")
+    model, report = add_kick(
+        load_model(args.model, "cpu"),
+        args.store,
+        args.validation_store,
+        args.frames_per_trajectory,
+        args.steps,
+        args.seed,
+        progress=not args.quiet,
+    )
+    metadata = read_checkpoint(checkpoint_path(args.model))["metadata"]
+    metadata["kick"] = {
+        "model": str(args.model),
+        "store": args.store,
+        "validation_store": args.validation_store or args.store,
+        "frames_per_trajectory": args.frames_per_trajectory,
+        "steps": args.steps,
+        "seed": args.seed,
+        **dataclasses.asdict(report),
+    }
+    save_checkpoint(model, args.output, metadata)
+    print(
+        f"kick trained on {report.train_frames} frames of {args.store} in {report.seconds:.0f} s: "
+        f"RMS of a + grad V {report.validation_error:.4f} eV/Å against RMS force "
+        f"{report.validation_force:.3f} eV/Å on {report.validation_frames} validation frames; "
+        f"wrote {args.output}"
+    )
+    for name, (error, force) in report.per_trajectory.items():
+        print(f"  {name}: {error:.4f} eV/Å of {force:.3f}")
+    return 0
+
+
 #: What each subcommand of :func:`~flashmd.cli_parser.build_parser` runs.
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "generate": _cmd_generate,
     "inspect": _cmd_inspect,
     "train": _cmd_train,
+    "train-kick": _cmd_train_kick,
     "learn": _cmd_learn,
     "md": _cmd_md,
     "demo": _cmd_demo,

@@ -158,6 +158,32 @@ def _add_train(commands: argparse._SubParsersAction, threads: argparse.ArgumentP
     )
 
 
+def _add_train_kick(commands: argparse._SubParsersAction, threads: argparse.ArgumentParser) -> None:
+    kick = commands.add_parser(
+        "train-kick",
+        parents=[threads],
+        help="add a learned kick to a model: leapfrog proposals of the metropolis ensemble "
+        "then move on it instead of the energy model's forces, at the cost of V alone",
+    )
+    kick.add_argument("model", help="shipped model name or checkpoint with an energy model")
+    kick.add_argument(
+        "-o", "--output", required=True, help="checkpoint to write (the model and its kick)"
+    )
+    kick.add_argument("--store", required=True, help="trajectory store whose frames train it")
+    kick.add_argument(
+        "--validation-store", help="store of the validation frames (default: --store, other frames)"
+    )
+    kick.add_argument(
+        "--frames-per-trajectory",
+        type=int,
+        default=12,
+        help="frames drawn from each trajectory (default: %(default)s)",
+    )
+    kick.add_argument("--steps", type=int, default=8000, help="Adam steps (default: %(default)s)")
+    kick.add_argument("--seed", type=int, default=0, help="frames and weights (default: 0)")
+    kick.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
 def _add_md_filter(md: argparse.ArgumentParser) -> None:
     """The energy filter's and the symplectic solver's options of ``flashmd md``."""
     md.add_argument("--no-filter", action="store_true", help="switch the energy filter off")
@@ -285,6 +311,13 @@ def _add_md(
         help="metropolis: propose N velocity-Verlet steps of stride/N on the energy model "
         "(hybrid Monte Carlo; no generating function needed, exactly reversible) instead of "
         "symplectic strides; 0: symplectic strides (default: %(default)s)",
+    )
+    md.add_argument(
+        "--learned-kick",
+        action="store_true",
+        help="metropolis with --leapfrog-steps: step on the model's learned kick, read with V "
+        "in one forward pass, instead of the energy model's forces (still exact; the model "
+        "must carry a kick: flashmd train-kick)",
     )
     md.add_argument(
         "--sample",
@@ -609,6 +642,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_generate(commands, commits)
     _add_learn(commands, threads)
     _add_train(commands, threads)
+    _add_train_kick(commands, threads)
     _add_md(commands, threads, commits)
     _add_demo(commands, threads)
     _add_evaluate(commands, threads)

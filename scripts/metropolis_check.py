@@ -39,9 +39,9 @@ from flashmd.ase.calculator import EnergyCalculator
 from flashmd.data.calculators import make_calculator
 from flashmd.data.recipes import CalculatorSpec
 from flashmd.data.store import open_trajectory
-from flashmd.md.leapfrog import LeapfrogProposal
+from flashmd.md.leapfrog import LeapfrogProposal, leapfrog_potential
 from flashmd.md.metropolis import MetropolisConfig, MetropolisStepper
-from flashmd.md.propagators import CalculatorPotential, ModelPotential
+from flashmd.md.propagators import CalculatorPotential
 from flashmd.md.state import state_from_atoms
 from flashmd.md.symplectic import SymplecticPropagator
 from flashmd.models.io import load_model
@@ -85,17 +85,20 @@ def chain(
     leapfrog_steps: int = 0,
     calculator=None,
     persistence: float = 0.0,
+    learned_kick: bool = False,
 ) -> Series:
     """``strides`` Metropolis-adjusted strides, the model's symplectic ones or, with
     ``leapfrog_steps``, that many velocity-Verlet steps per stride on the energy model (hybrid
     Monte Carlo); the chain samples the energy model's ``V``, or ``calculator``'s (one
     evaluation per stride), with momenta kept by ``persistence`` between strides (generalised
-    hybrid Monte Carlo); ``V`` and positions after each."""
-    potential = ModelPotential(model)
+    hybrid Monte Carlo); with ``learned_kick``, the leapfrog steps move on the model's learned
+    kick instead of the energy model's forces; ``V`` and positions after each."""
+    potential = leapfrog_potential(model, learned_kick)
     sampled = potential if calculator is None else CalculatorPotential(calculator)
     if leapfrog_steps:
         propagator = LeapfrogProposal(potential, leapfrog_steps)
         name = f"HMC {leapfrog_steps} x {stride_fs / leapfrog_steps:g} fs"
+        name += ", learned kick" if learned_kick else ""
     else:
         propagator, name = SymplecticPropagator(model), f"Metropolis {stride_fs:g} fs"
     if persistence:
@@ -191,6 +194,12 @@ def main() -> None:
         "bcc) environments over 8 blocks of the run, burn-in included (a melt that froze shows "
         "as a step; flashmd.analysis.structure_fractions, needs asap3)",
     )
+    parser.add_argument(
+        "--learned-kick",
+        action="store_true",
+        help="also run each --leapfrog chain with its steps on the model's learned kick "
+        "(flashmd train-kick) instead of the energy model's forces",
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     model = load_model(args.model)
@@ -206,6 +215,12 @@ def main() -> None:
             )
         for n, fs in args.leapfrog:
             runs.append(chain(model, atoms, temperature, n * fs, args.strides, n, calculator, kept))
+            if args.learned_kick:
+                runs.append(
+                    chain(
+                        model, atoms, temperature, n * fs, args.strides, n, calculator, kept, True
+                    )
+                )
     if args.save:
         arrays = {series.name: series.energy for series in runs}
         arrays.update({f"{series.name} positions": series.positions for series in runs})

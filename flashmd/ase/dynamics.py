@@ -27,7 +27,7 @@ from flashmd.md.barostats import DEFAULT_COMPRESSIBILITY, StochasticCellRescalin
 from flashmd.md.consistency import StrideConsistency
 from flashmd.md.contacts import check_contacts
 from flashmd.md.filters import FilterConfig
-from flashmd.md.leapfrog import LeapfrogProposal
+from flashmd.md.leapfrog import LeapfrogProposal, leapfrog_potential
 from flashmd.md.metropolis import MetropolisConfig, MetropolisStepper
 from flashmd.md.propagators import (
     CalculatorPotential,
@@ -409,6 +409,8 @@ class FlashMDMetropolis(FlashMD):
             velocity-Verlet steps of ``timestep / n`` on the energy model instead (hybrid Monte
             Carlo, :mod:`flashmd.md.leapfrog`: exactly reversible, so never solved back, and
             no generating function needed).
+        learned_kick: with ``leapfrog_steps``, step on the model's learned kick (read with
+            ``V`` in one forward pass; ``flashmd train-kick``) instead of its forces.
         solver, skin, min_distance, allow_close_contacts, seed: as for :class:`FlashMD`.
         trajectory, logfile, loginterval: as for ``MolecularDynamics``, which also takes any
             further keyword argument.
@@ -434,11 +436,17 @@ class FlashMDMetropolis(FlashMD):
         reversibility_tolerance_A: float = 1e-4,
         sample: str = "model",
         leapfrog_steps: int = 0,
+        learned_kick: bool = False,
         **kwargs: Any,
     ) -> None:
         if leapfrog_steps < 0:
             raise ValueError(f"leapfrog_steps must be >= 0, got {leapfrog_steps}")
+        if learned_kick and not leapfrog_steps:
+            raise ValueError(
+                "learned_kick moves the atoms of leapfrog proposals: set leapfrog_steps"
+            )
         self.leapfrog_steps = int(leapfrog_steps)
+        self.learned_kick = bool(learned_kick)
         if sample not in ("model", "calculator"):
             raise ValueError(f"sample must be 'model' or 'calculator', got {sample!r}")
         if sample == "calculator" and atoms.calc is None:
@@ -463,8 +471,8 @@ class FlashMDMetropolis(FlashMD):
         ``sample="calculator"``; the one object lets the chain reuse the proposal's energy."""
         if not self.leapfrog_steps:
             return _components(model, atoms, symplectic, solver)
-        if isinstance(model, FlashMDModel):
-            potential: Potential = ModelPotential(model)  # refuses a model without V
+        if isinstance(model, FlashMDModel):  # refuses a model without V (or without a kick)
+            potential: Potential = leapfrog_potential(model, self.learned_kick)
         elif isinstance(model, Potential):
             potential = model
         else:

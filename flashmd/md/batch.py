@@ -36,10 +36,16 @@ from flashmd.md.barostats import GPA, StochasticCellRescaling
 from flashmd.md.consistency import StrideConsistency
 from flashmd.md.contacts import check_contacts
 from flashmd.md.filters import FilterConfig
-from flashmd.md.leapfrog import LeapfrogProposal
+from flashmd.md.leapfrog import LeapfrogProposal, leapfrog_potential
 from flashmd.md.metropolis import MetropolisConfig, MetropolisStepper
 from flashmd.md.output import RolloutWriter
-from flashmd.md.propagators import CalculatorPotential, ModelPotential, ModelPropagator, Potential
+from flashmd.md.propagators import (
+    CalculatorPotential,
+    ModelPotential,
+    ModelPropagator,
+    Potential,
+    Propagator,
+)
 from flashmd.md.rollout import RolloutReport, rollout
 from flashmd.md.state import MDState, state_from_atoms
 from flashmd.md.stepper import DEFAULT_THRESHOLD_A, AdaptiveStride, Stepper
@@ -74,7 +80,8 @@ class MDSettings:
     symplectic strides as proposals (``symplectic`` is implied), momenta refreshed with
     ``persistence`` before each, every proposal solved back when ``check_reversibility``; with
     ``leapfrog_steps`` the proposals are that many velocity-Verlet steps on the energy model
-    instead (hybrid Monte Carlo, :mod:`flashmd.md.leapfrog`). ``sample_calculator`` (a recipe's
+    instead (hybrid Monte Carlo, :mod:`flashmd.md.leapfrog`), on the model's learned kick instead
+    of the energy model's forces with ``learned_kick``. ``sample_calculator`` (a recipe's
     calculator name, e.g. ``sevennet-0``) makes the chain sample that calculator's ``V`` exactly
     instead of the energy model's: one call per stride, the proposals still move on the model.
     """
@@ -104,6 +111,7 @@ class MDSettings:
     persistence: float = 0.0
     check_reversibility: bool = True
     leapfrog_steps: int = 0
+    learned_kick: bool = False
     sample_calculator: str | None = None
     pressure_GPa: float | None = None
     barostat_tau_fs: float = 1000.0
@@ -121,6 +129,11 @@ class MDSettings:
             raise ValueError(
                 "leapfrog steps are the proposals of the metropolis ensemble, instead of "
                 "symplectic strides: use them with --ensemble metropolis and without --symplectic"
+            )
+        if self.learned_kick and not self.leapfrog_steps:
+            raise ValueError(
+                "the learned kick moves the atoms of leapfrog proposals: use it with "
+                "--ensemble metropolis --leapfrog-steps N"
             )
         if self.sample_calculator is not None and self.ensemble != "metropolis":
             raise ValueError(
@@ -187,6 +200,7 @@ ADDED_SETTINGS: dict[str, object] = {
     "persistence": 0.0,
     "check_reversibility": True,
     "leapfrog_steps": 0,
+    "learned_kick": False,
     "sample_calculator": None,
     "pressure_GPa": None,
     "barostat_tau_fs": 1000.0,
@@ -360,11 +374,11 @@ def make_stepper(
             settings.persistence,
             check_reversibility=settings.check_reversibility,
         )
-        proposal = (
-            LeapfrogProposal(potential, settings.leapfrog_steps)
-            if settings.leapfrog_steps
-            else model_propagator(model, settings.symplectic, solver)
-        )
+        if settings.leapfrog_steps:
+            potential = leapfrog_potential(model, settings.learned_kick)
+            proposal: Propagator = LeapfrogProposal(potential, settings.leapfrog_steps)
+        else:
+            proposal = model_propagator(model, settings.symplectic, solver)
         chain_potential = potential if sampled is None else sampled
         return MetropolisStepper(proposal, stride_fs, chain_potential, config)
     propagator = model_propagator(

@@ -15,6 +15,12 @@ Cost: ``n`` force evaluations per proposal. The forces at the start are kept fro
 proposal (the chain starts the next proposal from its end, if accepted, or from its start), and
 the potential energy at the end comes with the last forces, so a chain that samples the same
 potential needs no further evaluation.
+
+The steps need not move on ``-∇V``: any kick ``a(q)`` that depends on the positions only keeps
+the map a composition of unit-Jacobian shears and an involution with the momentum flip, so the
+chain stays exact and ``a`` sets only the acceptance. :class:`KickPotential` moves the atoms on
+a model's learned kick (:mod:`flashmd.models.kick`), read with ``V`` in one forward pass and no
+backward pass, while the chain accepts on the energy model's exact ``V``.
 """
 
 from __future__ import annotations
@@ -23,8 +29,10 @@ import torch
 
 from flashmd.md.fallback import verlet_steps
 from flashmd.md.neighbors import NeighborCache
-from flashmd.md.propagators import Edges, ModelPotential, Potential
+from flashmd.md.propagators import Edges, ModelPotential, Potential, model_batch
 from flashmd.md.state import MDState
+from flashmd.models.kick import KickField, energy_and_kick
+from flashmd.models.model import FlashMDModel
 
 
 class LeapfrogProposal:
@@ -94,3 +102,42 @@ def _same_configuration(a: MDState, b: MDState) -> bool:
         and torch.equal(a.cell, b.cell)
         and torch.equal(a.numbers, b.numbers)
     )
+
+
+class KickPotential(ModelPotential):
+    """The energy model's ``V`` with the model's learned kick ``a(q)`` in place of its forces:
+    what :class:`LeapfrogProposal` steps on for a chain that samples the energy model's ``V`` at
+    the cost of its energy alone (module docstring). Pass the same object as the chain's
+    potential, so that the proposal's end energy, read with its last kick, is the one accepted
+    on.
+
+    Args:
+        model: a model with an energy model and a kick (``flashmd train-kick``).
+    """
+
+    def __init__(self, model: FlashMDModel) -> None:
+        super().__init__(model)
+        if model.kick is None:
+            raise ValueError(
+                "this model has no learned kick; add one with `flashmd train-kick MODEL --store "
+                "STORE -o OUT.pt` (frames of its training store), or step on the energy model's "
+                "forces"
+            )
+        self.kick: KickField = model.kick
+
+    def energy_and_forces(
+        self, state: MDState, edges: Edges | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(S,) eV, the energy model's ``V``, and (A, 3) eV/Å, the learned kick (not ``-∇V``)."""
+        assert edges is not None and self.model.energy_model is not None
+        with torch.no_grad():
+            energy, kick = energy_and_kick(
+                self.model.energy_model, self.kick, model_batch(self.model, state, edges)
+            )
+        return energy.to(torch.float64), kick.to(torch.float64)
+
+
+def leapfrog_potential(model: FlashMDModel, learned_kick: bool = False) -> ModelPotential:
+    """What leapfrog proposals step on and the chain samples: the energy model, with its forces
+    or (``learned_kick``) the model's learned kick."""
+    return KickPotential(model) if learned_kick else ModelPotential(model)

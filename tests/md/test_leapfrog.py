@@ -12,10 +12,12 @@ from test_metropolis import T, chain_energies, z_scores
 
 from flashmd.ase import FlashMDMetropolis
 from flashmd.md.batch import MDSettings
-from flashmd.md.leapfrog import LeapfrogProposal
+from flashmd.md.leapfrog import KickPotential, LeapfrogProposal, leapfrog_potential
 from flashmd.md.metropolis import MetropolisConfig, MetropolisStepper
 from flashmd.md.propagators import ModelPotential
 from flashmd.md.state import state_from_atoms
+from flashmd.models.kick import KickConfig, KickField
+from flashmd.models.model import FlashMDModel
 from flashmd.units import FS
 
 
@@ -80,6 +82,64 @@ def test_leapfrog_proposals_from_the_command_settings_and_the_ase_class():
     assert isinstance(dynamics.stepper.propagator, LeapfrogProposal)
     assert dynamics.stepper.proposals == 4 and not np.allclose(atoms.positions, start)
     assert isinstance(dynamics.stepper.propagator.potential, ModelPotential)
+
+
+def with_kick(model: FlashMDModel) -> FlashMDModel:
+    """``model`` carrying an untrained kick: any field of the positions keeps the chain exact."""
+    assert model.energy_model is not None
+    torch.manual_seed(0)
+    kick = KickField(KickConfig.for_energy_model(model.energy_model.config)).double()
+    return FlashMDModel(model.predictor, model.energy_model, None, None, kick)
+
+
+def test_steps_on_a_learned_kick_retrace_their_path_and_the_chain_accepts_on_the_exact_V():
+    model = with_kick(tiny_model())
+    state = state_from_atoms([thermal(crystal((2, 2, 1)), 0, T)])
+    potential = KickPotential(model)
+    proposal = LeapfrogProposal(potential, steps=2)
+    positions, momenta = proposal.propagate(state, None, 16.0)
+    end = state.replace(positions=positions, momenta=-momenta)
+    back_positions, back_momenta = proposal.propagate(end, None, 16.0)
+    torch.testing.assert_close(back_positions, state.positions, rtol=0, atol=1e-12)
+    torch.testing.assert_close(-back_momenta, state.momenta, rtol=0, atol=1e-12)
+    forces = LeapfrogProposal(ModelPotential(model), steps=2).propagate(state, None, 16.0)
+    assert not torch.allclose(positions, forces[0], atol=1e-6)  # it moved on the kick
+
+    stepper = MetropolisStepper(proposal, 16.0, potential, MetropolisConfig(T))
+    state = stepper.prepare(state)
+    exact = ModelPotential(model)
+    for _ in range(4):
+        state, stats = stepper.step(state)
+        edges = stepper.edges(exact.cutoff, state)
+        torch.testing.assert_close(stats.potential_energy, exact.energy(state, edges))
+    assert stepper.accepted > 0
+
+
+def test_the_learned_kick_from_the_settings_and_the_ase_class_or_a_clear_refusal():
+    atoms = thermal(crystal(), 0, T)
+    dynamics = FlashMDMetropolis(
+        atoms,
+        8 * FS,
+        temperature_K=T,
+        model=with_kick(tiny_model()),
+        leapfrog_steps=1,
+        learned_kick=True,
+        seed=0,
+    )
+    dynamics.run(2)
+    assert isinstance(dynamics.stepper.propagator.potential, KickPotential)
+    with pytest.raises(ValueError, match="flashmd train-kick"):
+        leapfrog_potential(tiny_model(), learned_kick=True)
+    with pytest.raises(ValueError, match="leapfrog_steps"):
+        FlashMDMetropolis(atoms, 8 * FS, temperature_K=T, model=tiny_model(), learned_kick=True)
+    with pytest.raises(ValueError, match="--leapfrog-steps"):
+        MDSettings(
+            model="m",
+            structures=("a.xyz",),
+            ensemble="metropolis",
+            learned_kick=True,
+            temperature_K=T,
+        )
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,197 @@
+"""Train the learned kick (:mod:`flashmd.models.kick`) of a model's energy model.
+
+The kick regresses the energy model's forces ``-∇V`` (not the reference's: the chain samples
+the energy model's ``V``, and its acceptance falls with ``a + ∇V``) on frames of a trajectory
+store. The energy model stays fixed, so what it computes on its way to ``V`` and its forces are
+computed once per frame and cached; each training step then costs only the kick's own small
+maps. Loss: mean squared error per force component (eV²/Å²). :func:`add_kick` is what
+``flashmd train-kick`` runs: frames drawn from a store, the kick trained, and the model saved
+with it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Callable, Sequence
+
+import ase
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from flashmd import keys
+from flashmd.data.graph import batch_from_atoms, edge_vectors
+from flashmd.data.store import TrajectoryStore
+from flashmd.models.energy import EnergyFeatures
+from flashmd.models.kick import KickConfig, KickField
+from flashmd.models.model import FlashMDModel
+
+
+@dataclasses.dataclass
+class KickFrame:
+    """What the kick reads of one frame, cached: the energy model's features, edge vectors
+    ``(E, 3)`` Å, edge index ``(2, E)`` and the energy model's forces ``(A, 3)`` eV/Å (the
+    label)."""
+
+    features: EnergyFeatures
+    vectors: torch.Tensor
+    edge_index: torch.Tensor
+    forces: torch.Tensor
+
+
+def sample_frames(
+    location: str, per_trajectory: int, seed: int = 0, skip: float = 0.1
+) -> list[ase.Atoms]:
+    """``per_trajectory`` frames drawn at random (after the first ``skip`` fraction) from
+    every complete trajectory of the store at ``location``; each frame's ``info["trajectory"]``
+    names its trajectory."""
+    store = TrajectoryStore.open(location)
+    rng = np.random.default_rng(seed)
+    frames = []
+    for info in store.info():
+        if info.status != "complete" or info.n_frames < 2:
+            continue
+        reader = store[info.id]
+        first = int(skip * info.n_frames)
+        picks = rng.choice(np.arange(first, info.n_frames), size=per_trajectory, replace=False)
+        for index in sorted(picks):
+            atoms = reader.to_atoms(int(index))
+            atoms.info["trajectory"] = info.id
+            frames.append(atoms)
+    if not frames:
+        raise ValueError(f"{location} holds no complete trajectory to draw kick frames from")
+    return frames
+
+
+def cache_frames(
+    model: FlashMDModel, frames: Sequence[ase.Atoms], progress: bool = False
+) -> list[KickFrame]:
+    """The energy model's features, edges and forces of every frame (see :class:`KickFrame`)."""
+    energy_model = model.energy_model
+    if energy_model is None:
+        raise ValueError("the model has no energy model: a kick regresses its forces")
+    model.check_species(torch.tensor(sorted({int(z) for a in frames for z in a.numbers})))
+    cached = []
+    for atoms in tqdm(frames, desc="energy model on the frames", disable=not progress):
+        batch = batch_from_atoms(atoms, model.cutoff, device=model.device, dtype=model.dtype)
+        forces = energy_model.compute(batch, forces=True)[keys.FORCES]
+        with torch.no_grad():
+            vectors = edge_vectors(batch)
+            _, features = energy_model.atomic_energies_and_features(batch, vectors)
+        cached.append(KickFrame(features, vectors, batch[keys.EDGE_INDEX], forces))
+    return cached
+
+
+def kick_error(kick: KickField, frames: Sequence[KickFrame]) -> tuple[float, float]:
+    """RMS of ``a + ∇V`` and of the forces themselves over every atom's components, eV/Å."""
+    squared_error = squared_force = count = 0.0
+    with torch.no_grad():
+        for frame in frames:
+            predicted = kick(frame.features, frame.vectors, frame.edge_index)
+            squared_error += float(((predicted - frame.forces) ** 2).sum())
+            squared_force += float((frame.forces**2).sum())
+            count += frame.forces.numel()
+    return math.sqrt(squared_error / count), math.sqrt(squared_force / count)
+
+
+def train_kick(
+    model: FlashMDModel,
+    train: Sequence[KickFrame],
+    validation: Sequence[KickFrame],
+    steps: int = 8000,
+    batch_frames: int = 8,
+    learning_rate: float = 3e-3,
+    seed: int = 0,
+    config: KickConfig | None = None,
+    log: Callable[[int, float, float], None] | None = None,
+    log_every: int = 250,
+) -> KickField:
+    """Fit a :class:`KickField` to the energy model's forces on ``train``.
+
+    Adam with a cosine-decayed learning rate, ``batch_frames`` frames per step; ``log(step,
+    train RMS, validation RMS)`` (eV/Å) every ``log_every`` steps and at the end.
+    """
+    assert model.energy_model is not None
+    torch.manual_seed(seed)
+    if config is None:
+        scale = float(torch.cat([f.forces.flatten() for f in train]).std())
+        config = KickConfig.for_energy_model(model.energy_model.config, force_scale=scale)
+    kick = KickField(config).to(device=model.device, dtype=model.dtype)
+    optimizer = torch.optim.Adam(kick.parameters(), lr=learning_rate)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
+    generator = torch.Generator().manual_seed(seed)
+    for step in range(1, steps + 1):
+        picks = torch.randint(len(train), (batch_frames,), generator=generator).tolist()
+        loss = (
+            sum(
+                ((kick(f.features, f.vectors, f.edge_index) - f.forces) ** 2).mean()
+                for f in (train[i] for i in picks)
+            )
+            / batch_frames
+        )
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        if log is not None and (step % log_every == 0 or step == steps):
+            log(step, math.sqrt(float(loss.detach())), kick_error(kick, validation)[0])
+    return kick.eval()
+
+
+@dataclasses.dataclass
+class KickReport:
+    """What :func:`add_kick` measured: frames used and the RMS of ``a + ∇V`` against the RMS
+    force (eV/Å) on the validation frames, in all and per validation trajectory."""
+
+    train_frames: int
+    validation_frames: int
+    validation_error: float
+    validation_force: float
+    seconds: float
+    per_trajectory: dict[str, tuple[float, float]] = dataclasses.field(default_factory=dict)
+    """Trajectory id -> (RMS of ``a + ∇V``, RMS force), eV/Å."""
+
+
+def add_kick(
+    model: FlashMDModel,
+    store: str,
+    validation_store: str | None = None,
+    frames_per_trajectory: int = 12,
+    steps: int = 8000,
+    seed: int = 0,
+    progress: bool = False,
+) -> tuple[FlashMDModel, KickReport]:
+    """Train a kick for ``model``'s energy model on frames of ``store`` and return the model
+    carrying it (the same predictor, energy model and generating function) with the report.
+
+    Validation frames come from ``validation_store`` (half as many per trajectory), or else
+    from ``store`` with another seed.
+    """
+    started = time.perf_counter()
+    if model.energy_model is None:
+        raise ValueError("the model has no energy model: a kick stands in for its forces")
+    train = cache_frames(model, sample_frames(store, frames_per_trajectory, seed), progress)
+    per_validation = max(1, frames_per_trajectory // 2)
+    validation_atoms = sample_frames(validation_store or store, per_validation, seed + 1)
+    validation = cache_frames(model, validation_atoms, progress)
+    bar = tqdm(total=steps, desc="kick", disable=not progress)
+
+    def log(step: int, train_rms: float, validation_rms: float) -> None:
+        bar.update(step - bar.n)
+        bar.set_postfix(train=f"{train_rms:.3f}", validation=f"{validation_rms:.3f}")
+
+    kick = train_kick(model, train, validation, steps=steps, seed=seed, log=log, log_every=100)
+    bar.close()
+    error, force = kick_error(kick, validation)
+    with_kick = FlashMDModel(
+        model.predictor, model.energy_model, model.masses, model.generating, kick
+    )
+    groups: dict[str, list[KickFrame]] = {}
+    for atoms, frame in zip(validation_atoms, validation, strict=True):
+        groups.setdefault(atoms.info["trajectory"], []).append(frame)
+    per_trajectory = {name: kick_error(kick, frames) for name, frames in groups.items()}
+    seconds = time.perf_counter() - started
+    report = KickReport(len(train), len(validation), error, force, seconds, per_trajectory)
+    return with_kick, report

@@ -1,0 +1,55 @@
+"""``flashmd train-kick``: a kick fitted to the energy model's forces on a store the project
+generated, saved beside the model, and the chain of ``flashmd md --learned-kick`` on it."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import torch
+
+from flashmd.cli import main
+from flashmd.data.generate import generate
+from flashmd.data.store import TrajectoryStore
+from flashmd.models.io import load_checkpoint, read_checkpoint, save_checkpoint
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "md"))
+from md_testkit import tiny_model
+
+
+def test_train_kick_fits_the_forces_and_the_chain_steps_on_it(tmp_path, tiny_recipe, capsys):
+    store = str(tmp_path / "ref.zarr")
+    generate(tiny_recipe, store, progress=False)
+    model = str(save_checkpoint(tiny_model(), tmp_path / "tiny.pt", {"recipe": "tiny"}))
+    out = str(tmp_path / "kick.pt")
+    train = ["train-kick", model, "-o", out, "--store", store, "--frames-per-trajectory", "4"]
+    assert main([*train, "--steps", "400", "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "RMS of a + grad V" in printed
+    loaded = load_checkpoint(out, "cpu")
+    assert loaded.kick is not None and loaded.predictor is not None
+    metadata = read_checkpoint(out)["metadata"]
+    assert metadata["recipe"] == "tiny"  # the model's own metadata is kept
+    report = metadata["kick"]
+    ids = TrajectoryStore.open(store).ids()
+    assert report["train_frames"] == 4 * len(ids)
+    assert sorted(report["per_trajectory"]) == sorted(ids)  # validation: other frames of each
+    assert all(f"  {name}: " in printed for name in ids)
+    # the kick learned the forces (an untrained one is off by more than the forces themselves)
+    assert report["validation_error"] < 0.3 * report["validation_force"]
+    torch.testing.assert_close(  # the energy model is the same one
+        loaded.energy_model.energy_shift, tiny_model().energy_model.energy_shift
+    )
+
+    chain = ["md", "--start-from", store, "--model", out, "--temperature-K", "600", "--quiet"]
+    chain += ["--ensemble", "metropolis", "--leapfrog-steps", "1", "--stride-fs", "4"]
+    chain += ["--strides", "4", "--device", "cpu"]
+    assert main([*chain, "--learned-kick", "-o", str(tmp_path / "hmc.zarr")]) == 0
+    assert "of strides accepted" in capsys.readouterr().out
+    assert TrajectoryStore.open(str(tmp_path / "hmc.zarr")).recipe["learned_kick"] is True
+
+    no_kick = [*chain, "--model", model, "--learned-kick", "-o", str(tmp_path / "no.zarr")]
+    assert main(no_kick) != 0
+    assert "flashmd train-kick" in capsys.readouterr().err
+    assert not (tmp_path / "no.zarr").exists()
+    assert main([*train, "--steps", "0"]) != 0
