@@ -54,8 +54,9 @@ def sample_frames(
         if info.status != "complete" or info.n_frames < 2:
             continue
         reader = store[info.id]
-        first = int(skip * info.n_frames)
-        picks = rng.choice(np.arange(first, info.n_frames), size=per_trajectory, replace=False)
+        population = np.arange(int(skip * info.n_frames), info.n_frames)
+        size = min(per_trajectory, len(population))  # a short trajectory gives what it has
+        picks = rng.choice(population, size=size, replace=False)
         for index in sorted(picks):
             atoms = reader.to_atoms(int(index))
             atoms.info["trajectory"] = info.id
