@@ -317,8 +317,8 @@ def _cmd_train_kick(args: argparse.Namespace) -> int:
     from flashmd.models.io import checkpoint_path, load_model, read_checkpoint, save_checkpoint
     from flashmd.train.kick import add_kick
 
-    if args.frames_per_trajectory < 1 or args.steps < 1:
-        raise ValueError("--frames-per-trajectory and --steps must be >= 1")
+    if args.frames_per_trajectory < 1 or args.steps < 1 or args.tune_steps < 1:
+        raise ValueError("--frames-per-trajectory, --steps and --tune-steps must be >= 1")
     model, report = add_kick(
         load_model(args.model, "cpu"),
         args.store,
@@ -327,6 +327,8 @@ def _cmd_train_kick(args: argparse.Namespace) -> int:
         args.steps,
         args.seed,
         progress=not args.quiet,
+        step_fs=args.step_fs,
+        tune_steps=args.tune_steps,
     )
     metadata = read_checkpoint(checkpoint_path(args.model))["metadata"]
     metadata["kick"] = {
@@ -336,6 +338,8 @@ def _cmd_train_kick(args: argparse.Namespace) -> int:
         "frames_per_trajectory": args.frames_per_trajectory,
         "steps": args.steps,
         "seed": args.seed,
+        "step_fs": args.step_fs,
+        "tune_steps": args.tune_steps if args.step_fs else 0,
         **dataclasses.asdict(report),
     }
     save_checkpoint(model, args.output, metadata)
@@ -347,6 +351,12 @@ def _cmd_train_kick(args: argparse.Namespace) -> int:
     )
     for name, (error, force) in report.per_trajectory.items():
         print(f"  {name}: {error:.4f} eV/Å of {force:.3f}")
+    if report.step_energy_error is not None:
+        before, after = report.step_energy_error
+        print(
+            f"tuned for {args.step_fs:g} fs steps: mean (ΔH/kT)² of one step on the validation "
+            f"frames {before:.4f} -> {after:.4f}"
+        )
     return 0
 
 

@@ -181,6 +181,15 @@ def _add_train_kick(commands: argparse._SubParsersAction, threads: argparse.Argu
     )
     kick.add_argument("--steps", type=int, default=8000, help="Adam steps (default: %(default)s)")
     kick.add_argument("--seed", type=int, default=0, help="frames and weights (default: 0)")
+    kick.add_argument(
+        "--step-fs",
+        type=float,
+        help="then tune the kick on the chain's energy error of one leapfrog step of this many "
+        "fs (use it with --leapfrog-steps 1 --stride-fs of the same value) (default: no tuning)",
+    )
+    kick.add_argument(
+        "--tune-steps", type=int, default=2000, help="with --step-fs: Adam steps (default: 2000)"
+    )
     kick.add_argument("--quiet", action="store_true", help="no progress bars")
 
 

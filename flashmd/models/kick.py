@@ -64,8 +64,12 @@ class KickConfig(BackboneConfig):
     functions ``h_l`` (pair terms that are not the mean of the like pairs', as an alloy's)."""
     force_scale: float = 1.0
     """Scale in eV/Å of the kick (the maps' unit output)."""
+    step_fs: float = 0.0
+    """The leapfrog step in fs the kick was tuned for on the chain's energy error
+    (:func:`flashmd.train.kick.tune_kick`); 0: fitted to the forces only."""
 
     kind: ClassVar[str] = "kick"
+    added_fields: ClassVar[frozenset[str]] = BackboneConfig.added_fields | {"step_fs"}
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -73,8 +77,8 @@ class KickConfig(BackboneConfig):
             raise ValueError("kick_basis and kick_hidden must be >= 1")
         if self.kick_vectors < 0 or self.kick_products < 0:
             raise ValueError("kick_vectors and kick_products must be >= 0")
-        if not self.force_scale > 0:
-            raise ValueError(f"force_scale must be positive, got {self.force_scale}")
+        if not self.force_scale > 0 or self.step_fs < 0:
+            raise ValueError("force_scale must be positive and step_fs >= 0")
 
     @classmethod
     def for_energy_model(cls, energy: BackboneConfig, **fields: Any) -> KickConfig:

@@ -4,9 +4,18 @@ The kick regresses the energy model's forces ``-∇V`` (not the reference's: the
 the energy model's ``V``, and its acceptance falls with ``a + ∇V``) on frames of a trajectory
 store. The energy model stays fixed, so what it computes on its way to ``V`` and its forces are
 computed once per frame and cached; each training step then costs only the kick's own small
-maps. Loss: mean squared error per force component (eV²/Å²). :func:`add_kick` is what
-``flashmd train-kick`` runs: frames drawn from a store, the kick trained, and the model saved
-with it.
+maps. Loss: mean squared error per force component (eV²/Å²).
+
+Fitting the forces is not what the chain needs. :func:`tune_kick` then fine-tunes the kick on
+the chain's own figure of merit for one step ``h``: ``E[(ΔH/kT)²]`` of one kick-drift-kick step
+from Maxwell-Boltzmann momenta at each frame's temperature, ``H = K + V`` under the energy model.
+For a harmonic mode of frequency ``ω`` a step with the force scaled by
+``c = 2(1 - √(1 - h²ω²))/(h²ω²)`` preserves ``H`` exactly (it rotates phase space, by another
+angle than the true flow) for every ``hω < 1``, where velocity Verlet's error grows as
+``h²ω²``: the kick learns such stiffness-dependent scaling, and the chain accepts longer steps.
+
+:func:`add_kick` is what ``flashmd train-kick`` runs: frames drawn from a store, the kick fitted
+(and, with a step, tuned), and the model returned with it.
 """
 
 from __future__ import annotations
@@ -25,8 +34,9 @@ from flashmd import keys
 from flashmd.data.graph import batch_from_atoms, edge_vectors
 from flashmd.data.store import TrajectoryStore
 from flashmd.models.energy import EnergyFeatures
-from flashmd.models.kick import KickConfig, KickField
+from flashmd.models.kick import KickConfig, KickField, energy_and_kick
 from flashmd.models.model import FlashMDModel
+from flashmd.units import FS, KB
 
 
 @dataclasses.dataclass
@@ -60,6 +70,7 @@ def sample_frames(
         for index in sorted(picks):
             atoms = reader.to_atoms(int(index))
             atoms.info["trajectory"] = info.id
+            atoms.info["temperature_K"] = info.temperature_K
             frames.append(atoms)
     if not frames:
         raise ValueError(f"{location} holds no complete trajectory to draw kick frames from")
@@ -141,10 +152,86 @@ def train_kick(
     return kick.eval()
 
 
+def step_energy_error(
+    model: FlashMDModel,
+    kick: KickField,
+    frames: Sequence[ase.Atoms],
+    step_fs: float,
+    generator: torch.Generator,
+) -> torch.Tensor:
+    """``(ΔH/kT)²`` ``(F,)`` of one kick-drift-kick step of ``step_fs`` on each frame, from
+    momenta drawn at its ``info["temperature_K"]``; differentiable in the kick's weights."""
+    assert model.energy_model is not None
+    errors = []
+    for atoms in frames:
+        batch = batch_from_atoms(atoms, model.cutoff, device=model.device, dtype=model.dtype)
+        masses = batch[keys.MASSES][:, None]
+        kT = KB * float(atoms.info["temperature_K"])
+        momenta = torch.randn(masses.shape[0], 3, generator=generator, dtype=masses.dtype)
+        momenta = momenta.to(model.device) * torch.sqrt(masses * kT)
+        h = step_fs * FS
+        start, kick0 = energy_and_kick(model.energy_model, kick, batch)
+        half = momenta + 0.5 * h * kick0
+        moved = {**batch, keys.POSITIONS: batch[keys.POSITIONS] + h * half / masses}
+        end, kick1 = energy_and_kick(model.energy_model, kick, moved)
+        final = half + 0.5 * h * kick1
+        kinetic = ((final**2 - momenta**2) / (2 * masses)).sum()
+        errors.append(((end - start).sum() + kinetic) / kT)
+    return torch.stack(errors) ** 2
+
+
+def tune_kick(
+    model: FlashMDModel,
+    kick: KickField,
+    frames: Sequence[ase.Atoms],
+    step_fs: float,
+    steps: int = 2000,
+    batch_frames: int = 4,
+    learning_rate: float = 1e-3,
+    seed: int = 0,
+    log: Callable[[int, float], None] | None = None,
+    log_every: int = 50,
+) -> KickField:
+    """Fine-tune ``kick`` on ``E[(ΔH/kT)²]`` of one step of ``step_fs`` (module docstring) over
+    ``frames`` (each with ``info["temperature_K"]``), Adam, ``batch_frames`` frames per step,
+    fresh momenta each time; ``log(step, mean (ΔH/kT)² since the last log)``. Returns the kick
+    with ``config.step_fs`` set; the energy model is only read."""
+    if model.energy_model is None:
+        raise ValueError("the model has no energy model: the kick is tuned on its H")
+    if not step_fs > 0:
+        raise ValueError(f"step_fs must be positive, got {step_fs}")
+    frozen = [p for p in model.energy_model.parameters() if p.requires_grad]
+    for parameter in frozen:
+        parameter.requires_grad_(False)
+    kick.train()
+    optimizer = torch.optim.Adam(kick.parameters(), lr=learning_rate)
+    generator = torch.Generator().manual_seed(seed)
+    recent: list[float] = []
+    try:
+        for step in range(1, steps + 1):
+            picks = torch.randint(len(frames), (batch_frames,), generator=generator).tolist()
+            loss = step_energy_error(
+                model, kick, [frames[i] for i in picks], step_fs, generator
+            ).mean()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            recent.append(float(loss.detach()))
+            if log is not None and (step % log_every == 0 or step == steps):
+                log(step, float(np.mean(recent)))
+                recent = []
+    finally:
+        for parameter in frozen:
+            parameter.requires_grad_(True)
+    kick.config = dataclasses.replace(kick.config, step_fs=float(step_fs))
+    return kick.eval()
+
+
 @dataclasses.dataclass
 class KickReport:
     """What :func:`add_kick` measured: frames used and the RMS of ``a + ∇V`` against the RMS
-    force (eV/Å) on the validation frames, in all and per validation trajectory."""
+    force (eV/Å) on the validation frames, in all and per validation trajectory, of the fitted
+    kick (before any tuning, which trades force error for a smaller ``ΔH``)."""
 
     train_frames: int
     validation_frames: int
@@ -153,6 +240,9 @@ class KickReport:
     seconds: float
     per_trajectory: dict[str, tuple[float, float]] = dataclasses.field(default_factory=dict)
     """Trajectory id -> (RMS of ``a + ∇V``, RMS force), eV/Å."""
+    step_energy_error: tuple[float, float] | None = None
+    """With a tuning step: mean ``(ΔH/kT)²`` of one step on the validation frames (the same
+    momenta) before and after tuning."""
 
 
 def add_kick(
@@ -163,12 +253,15 @@ def add_kick(
     steps: int = 8000,
     seed: int = 0,
     progress: bool = False,
+    step_fs: float | None = None,
+    tune_steps: int = 2000,
 ) -> tuple[FlashMDModel, KickReport]:
     """Train a kick for ``model``'s energy model on frames of ``store`` and return the model
     carrying it (the same predictor, energy model and generating function) with the report.
 
     Validation frames come from ``validation_store`` (half as many per trajectory), or else
-    from ``store`` with another seed.
+    from ``store`` with another seed. With ``step_fs`` the fitted kick is then tuned for that
+    leapfrog step (:func:`tune_kick`, ``tune_steps`` steps on a third of the training frames).
     """
     started = time.perf_counter()
     if model.energy_model is None:
@@ -193,6 +286,26 @@ def add_kick(
     for atoms, frame in zip(validation_atoms, validation, strict=True):
         groups.setdefault(atoms.info["trajectory"], []).append(frame)
     per_trajectory = {name: kick_error(kick, frames) for name, frames in groups.items()}
+    tuned = None
+    if step_fs is not None:
+        tune_frames = sample_frames(store, max(1, frames_per_trajectory // 3), seed + 2)
+
+        def energy_error() -> float:
+            generator = torch.Generator().manual_seed(seed + 3)
+            with torch.no_grad():
+                errors = step_energy_error(model, kick, validation_atoms, step_fs, generator)
+            return float(errors.mean())
+
+        before = energy_error()
+        bar = tqdm(total=tune_steps, desc=f"tune for {step_fs:g} fs", disable=not progress)
+
+        def log_tune(step: int, mean: float) -> None:
+            bar.update(step - bar.n)
+            bar.set_postfix(dH2=f"{mean:.3f}")
+
+        tune_kick(model, kick, tune_frames, step_fs, tune_steps, seed=seed, log=log_tune)
+        bar.close()
+        tuned = (before, energy_error())
     seconds = time.perf_counter() - started
-    report = KickReport(len(train), len(validation), error, force, seconds, per_trajectory)
+    report = KickReport(len(train), len(validation), error, force, seconds, per_trajectory, tuned)
     return with_kick, report

@@ -6,12 +6,14 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from flashmd.cli import main
 from flashmd.data.generate import generate
 from flashmd.data.store import TrajectoryStore
 from flashmd.models.io import load_checkpoint, read_checkpoint, save_checkpoint
+from flashmd.train.kick import add_kick
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "md"))
 from md_testkit import tiny_model
@@ -23,11 +25,12 @@ def test_train_kick_fits_the_forces_and_the_chain_steps_on_it(tmp_path, tiny_rec
     model = str(save_checkpoint(tiny_model(), tmp_path / "tiny.pt", {"recipe": "tiny"}))
     out = str(tmp_path / "kick.pt")
     train = ["train-kick", model, "-o", out, "--store", store, "--frames-per-trajectory", "4"]
-    assert main([*train, "--steps", "400", "--quiet"]) == 0
+    assert main([*train, "--steps", "400", "--step-fs", "8", "--tune-steps", "20", "--quiet"]) == 0
     printed = capsys.readouterr().out
-    assert "RMS of a + grad V" in printed
+    assert "RMS of a + grad V" in printed and "tuned for 8 fs steps" in printed
     loaded = load_checkpoint(out, "cpu")
     assert loaded.kick is not None and loaded.predictor is not None
+    assert loaded.kick.config.step_fs == 8.0
     metadata = read_checkpoint(out)["metadata"]
     assert metadata["recipe"] == "tiny"  # the model's own metadata is kept
     report = metadata["kick"]
@@ -53,3 +56,28 @@ def test_train_kick_fits_the_forces_and_the_chain_steps_on_it(tmp_path, tiny_rec
     assert "flashmd train-kick" in capsys.readouterr().err
     assert not (tmp_path / "no.zarr").exists()
     assert main([*train, "--steps", "0"]) != 0
+
+
+def test_tuning_the_kick_lowers_the_chains_energy_error_of_one_step(tmp_path, tiny_recipe):
+    from flashmd.train.kick import sample_frames, step_energy_error, tune_kick
+
+    store = str(tmp_path / "ref.zarr")
+    generate(tiny_recipe, store, progress=False)
+    model, _ = add_kick(tiny_model(), store, frames_per_trajectory=3, steps=300)
+    frames = sample_frames(store, 3, seed=5)
+
+    def error() -> float:
+        with torch.no_grad():
+            return float(step_energy_error(model, model.kick, frames, 12.0, seeded()).mean())
+
+    before = error()
+    tune_kick(model, model.kick, frames, 12.0, steps=60, learning_rate=3e-3)
+    assert error() < 0.7 * before
+    assert model.kick.config.step_fs == 12.0
+    assert all(p.requires_grad for p in model.energy_model.parameters())  # left as it was
+    with pytest.raises(ValueError, match="step_fs"):
+        tune_kick(model, model.kick, frames, 0.0, steps=1)
+
+
+def seeded() -> torch.Generator:
+    return torch.Generator().manual_seed(11)
