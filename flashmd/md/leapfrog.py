@@ -25,6 +25,8 @@ backward pass, while the chain accepts on the energy model's exact ``V``.
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 
 from flashmd.md.fallback import verlet_steps
@@ -71,6 +73,17 @@ class LeapfrogProposal:
             raise ValueError(f"stride_fs must be positive, got {stride_fs}")
         if isinstance(self.potential, ModelPotential):
             self.potential.model.check_species(state.numbers)
+        tuned = (
+            self.potential.kick.config.step_fs if isinstance(self.potential, KickPotential) else 0
+        )
+        step = stride_fs / self.steps
+        if tuned and abs(step - tuned) > 1e-6 * tuned:
+            warnings.warn(
+                f"this kick was tuned for {tuned:g} fs leapfrog steps and these are {step:g} fs: "
+                "the chain stays exact but accepts less; tune one for them with `flashmd "
+                f"train-kick ... --step-fs {step:g}`",
+                stacklevel=2,
+            )
 
     def energy_and_forces(self, state: MDState) -> tuple[torch.Tensor, torch.Tensor]:
         """(S,) eV and (A, 3) eV/Å of ``state``: remembered if it is the start or the end of

@@ -4,6 +4,8 @@ distribution, and it spends one force evaluation per step."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -130,6 +132,12 @@ def test_the_learned_kick_from_the_settings_and_the_ase_class_or_a_clear_refusal
     assert isinstance(dynamics.stepper.propagator.potential, KickPotential)
     with pytest.raises(ValueError, match="flashmd train-kick"):
         leapfrog_potential(tiny_model(), learned_kick=True)
+    tuned = with_kick(tiny_model())
+    tuned.kick.config = dataclasses.replace(tuned.kick.config, step_fs=12.0)
+    state = state_from_atoms([atoms])
+    LeapfrogProposal(KickPotential(tuned), steps=2).check(state, 24.0)  # 12 fs steps: quiet
+    with pytest.warns(UserWarning, match="tuned for 12 fs leapfrog steps and these are 8 fs"):
+        LeapfrogProposal(KickPotential(tuned), steps=1).check(state, 8.0)
     with pytest.raises(ValueError, match="leapfrog_steps"):
         FlashMDMetropolis(atoms, 8 * FS, temperature_K=T, model=tiny_model(), learned_kick=True)
     with pytest.raises(ValueError, match="--leapfrog-steps"):
