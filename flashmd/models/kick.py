@@ -58,7 +58,7 @@ class KickConfig(BackboneConfig):
     kick_hidden: int = 64
     """Width of the hidden layer of the radial MLP giving the ``g_k`` and ``w_m``."""
     kick_vectors: int = 0
-    """Number of vector features ``u_m`` each neighbour passes on (0: central terms only)."""
+    """Number of vector features ``u_m`` each neighbour passes on (0: none)."""
     kick_products: int = 16
     """Number of per-atom invariants ``d_l`` whose products ``d_l(i) d_l(j)`` weight radial
     functions ``h_l`` (pair terms that are not the mean of the like pairs', as an alloy's)."""

@@ -88,11 +88,13 @@ def cache_frames(
     cached = []
     for atoms in tqdm(frames, desc="energy model on the frames", disable=not progress):
         batch = batch_from_atoms(atoms, model.cutoff, device=model.device, dtype=model.dtype)
-        forces = energy_model.compute(batch, forces=True)[keys.FORCES]
-        with torch.no_grad():
-            vectors = edge_vectors(batch)
-            _, features = energy_model.atomic_energies_and_features(batch, vectors)
-        cached.append(KickFrame(features, vectors, batch[keys.EDGE_INDEX], forces))
+        positions = batch[keys.POSITIONS].requires_grad_(True)
+        vectors = edge_vectors(batch)  # one pass gives the features and, backwards, the forces
+        energies, features = energy_model.atomic_energies_and_features(batch, vectors)
+        (gradient,) = torch.autograd.grad(energies.sum(), positions)
+        features = EnergyFeatures(*(tensor.detach() for tensor in features))
+        edge_index = batch[keys.EDGE_INDEX]
+        cached.append(KickFrame(features, vectors.detach(), edge_index, -gradient))
     return cached
 
 
@@ -152,38 +154,65 @@ def train_kick(
     return kick.eval()
 
 
+@dataclasses.dataclass
+class ThermalFrame:
+    """One system prepared for tuning: its batch, temperature (K), and what the fixed energy
+    model gives at it: ``V`` (eV, a 0-d tensor), its features and edge vectors ``(E, 3)`` Å."""
+
+    batch: dict[str, torch.Tensor]
+    temperature_K: float
+    energy: torch.Tensor
+    features: EnergyFeatures
+    vectors: torch.Tensor
+
+
+def thermal_frames(model: FlashMDModel, frames: Sequence[ase.Atoms]) -> list[ThermalFrame]:
+    """Each frame (with ``info["temperature_K"]``, as :func:`sample_frames` sets) batched and
+    evaluated once by the energy model, so tuning steps only move from it."""
+    if model.energy_model is None:
+        raise ValueError("the model has no energy model: the kick is tuned on its H")
+    prepared = []
+    with torch.no_grad():
+        for atoms in frames:
+            batch = batch_from_atoms(atoms, model.cutoff, device=model.device, dtype=model.dtype)
+            vectors = edge_vectors(batch)
+            energies, features = model.energy_model.atomic_energies_and_features(batch, vectors)
+            temperature = float(atoms.info["temperature_K"])
+            prepared.append(ThermalFrame(batch, temperature, energies.sum(), features, vectors))
+    return prepared
+
+
 def step_energy_error(
     model: FlashMDModel,
     kick: KickField,
-    frames: Sequence[ase.Atoms],
+    frames: Sequence[ThermalFrame],
     step_fs: float,
     generator: torch.Generator,
 ) -> torch.Tensor:
     """``(ΔH/kT)²`` ``(F,)`` of one kick-drift-kick step of ``step_fs`` on each frame, from
-    momenta drawn at its ``info["temperature_K"]``; differentiable in the kick's weights."""
+    momenta drawn at its temperature; differentiable in the kick's weights."""
     assert model.energy_model is not None
+    h = step_fs * FS
     errors = []
-    for atoms in frames:
-        batch = batch_from_atoms(atoms, model.cutoff, device=model.device, dtype=model.dtype)
+    for frame in frames:
+        batch = frame.batch
         masses = batch[keys.MASSES][:, None]
-        kT = KB * float(atoms.info["temperature_K"])
+        kT = KB * frame.temperature_K
         momenta = torch.randn(masses.shape[0], 3, generator=generator, dtype=masses.dtype)
         momenta = momenta.to(model.device) * torch.sqrt(masses * kT)
-        h = step_fs * FS
-        start, kick0 = energy_and_kick(model.energy_model, kick, batch)
-        half = momenta + 0.5 * h * kick0
+        half = momenta + 0.5 * h * kick(frame.features, frame.vectors, batch[keys.EDGE_INDEX])
         moved = {**batch, keys.POSITIONS: batch[keys.POSITIONS] + h * half / masses}
         end, kick1 = energy_and_kick(model.energy_model, kick, moved)
         final = half + 0.5 * h * kick1
         kinetic = ((final**2 - momenta**2) / (2 * masses)).sum()
-        errors.append(((end - start).sum() + kinetic) / kT)
+        errors.append((end.sum() - frame.energy + kinetic) / kT)
     return torch.stack(errors) ** 2
 
 
 def tune_kick(
     model: FlashMDModel,
     kick: KickField,
-    frames: Sequence[ase.Atoms],
+    frames: Sequence[ThermalFrame],
     step_fs: float,
     steps: int = 2000,
     batch_frames: int = 4,
@@ -193,7 +222,7 @@ def tune_kick(
     log_every: int = 50,
 ) -> KickField:
     """Fine-tune ``kick`` on ``E[(ΔH/kT)²]`` of one step of ``step_fs`` (module docstring) over
-    ``frames`` (each with ``info["temperature_K"]``), Adam, ``batch_frames`` frames per step,
+    ``frames`` (:func:`thermal_frames`), Adam, ``batch_frames`` frames per step,
     fresh momenta each time; ``log(step, mean (ΔH/kT)² since the last log)``. Returns the kick
     with ``config.step_fs`` set; the energy model is only read."""
     if model.energy_model is None:
@@ -288,12 +317,14 @@ def add_kick(
     per_trajectory = {name: kick_error(kick, frames) for name, frames in groups.items()}
     tuned = None
     if step_fs is not None:
-        tune_frames = sample_frames(store, max(1, frames_per_trajectory // 3), seed + 2)
+        tune_atoms = sample_frames(store, max(1, frames_per_trajectory // 3), seed + 2)
+        tune_frames = thermal_frames(model, tune_atoms)
+        checked = thermal_frames(model, validation_atoms)
 
         def energy_error() -> float:
             generator = torch.Generator().manual_seed(seed + 3)
             with torch.no_grad():
-                errors = step_energy_error(model, kick, validation_atoms, step_fs, generator)
+                errors = step_energy_error(model, kick, checked, step_fs, generator)
             return float(errors.mean())
 
         before = energy_error()
