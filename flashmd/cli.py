@@ -135,6 +135,7 @@ def _cmd_md(args: argparse.Namespace) -> int:
         adaptive_threshold_A=args.adaptive_threshold_A,
         persistence=args.persistence,
         check_reversibility=not args.no_reversibility_check,
+        uniform_drift=args.uniform_drift,
         leapfrog_steps=args.leapfrog_steps,
         learned_kick=args.learned_kick,
         sample_calculator=args.sample,
@@ -329,8 +330,10 @@ def _cmd_train_kick(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         step_fs=args.step_fs,
         tune_steps=args.tune_steps,
+        retune=args.retune,
     )
     metadata = read_checkpoint(checkpoint_path(args.model))["metadata"]
+    retuned_from = metadata.get("kick") if args.retune else None
     metadata["kick"] = {
         "model": str(args.model),
         "store": args.store,
@@ -341,10 +344,12 @@ def _cmd_train_kick(args: argparse.Namespace) -> int:
         "step_fs": args.step_fs,
         "tune_steps": args.tune_steps if args.step_fs else 0,
         **dataclasses.asdict(report),
+        **({"retuned_from": retuned_from} if args.retune else {}),
     }
     save_checkpoint(model, args.output, metadata)
+    made = "retuned" if args.retune else f"trained on {report.train_frames} frames of {args.store}"
     print(
-        f"kick trained on {report.train_frames} frames of {args.store} in {report.seconds:.0f} s: "
+        f"kick {made} in {report.seconds:.0f} s: "
         f"RMS of a + grad V {report.validation_error:.4f} eV/Å against RMS force "
         f"{report.validation_force:.3f} eV/Å on {report.validation_frames} validation frames; "
         f"wrote {args.output}"

@@ -190,6 +190,12 @@ def _add_train_kick(commands: argparse._SubParsersAction, threads: argparse.Argu
     kick.add_argument(
         "--tune-steps", type=int, default=2000, help="with --step-fs: Adam steps (default: 2000)"
     )
+    kick.add_argument(
+        "--retune",
+        action="store_true",
+        help="fit nothing: tune the kick the model already carries for --step-fs (e.g. a kick "
+        "tuned for 12 fs, for 14 fs; --steps unused)",
+    )
     kick.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -311,6 +317,16 @@ def _add_md(
         default=0.0,
         help="metropolis: fraction of the momenta kept at each refresh, 0 draws fresh "
         "Maxwell-Boltzmann momenta before every stride (default: %(default)g)",
+    )
+    md.add_argument(
+        "--uniform-drift",
+        type=float,
+        default=0.0,
+        metavar="DELTA",
+        help="metropolis: carry the accept/reject uniform from stride to stride, moved by "
+        "DELTA each time (Neal 2020; still exact), so that rejections, which reverse the "
+        "kept momenta, come in runs; worth it with --persistence near 1 (e.g. 0.95 and 0.05); "
+        "0: a fresh uniform every stride (default: %(default)g)",
     )
     md.add_argument(
         "--leapfrog-steps",

@@ -86,13 +86,15 @@ def chain(
     calculator=None,
     persistence: float = 0.0,
     learned_kick: bool = False,
+    uniform_drift: float = 0.0,
 ) -> Series:
     """``strides`` Metropolis-adjusted strides, the model's symplectic ones or, with
     ``leapfrog_steps``, that many velocity-Verlet steps per stride on the energy model (hybrid
     Monte Carlo); the chain samples the energy model's ``V``, or ``calculator``'s (one
     evaluation per stride), with momenta kept by ``persistence`` between strides (generalised
     hybrid Monte Carlo); with ``learned_kick``, the leapfrog steps move on the model's learned
-    kick instead of the energy model's forces; ``V`` and positions after each."""
+    kick instead of the energy model's forces, and the accept/reject uniform carried between
+    strides with ``uniform_drift`` (Neal 2020); ``V`` and positions after each."""
     potential = leapfrog_potential(model, learned_kick)
     sampled = potential if calculator is None else CalculatorPotential(calculator)
     if leapfrog_steps:
@@ -103,7 +105,9 @@ def chain(
         propagator, name = SymplecticPropagator(model), f"Metropolis {stride_fs:g} fs"
     if persistence:
         name += f", kept {persistence:g}"
-    config = MetropolisConfig(temperature_K, persistence)
+    if uniform_drift:
+        name += f", uniform drift {uniform_drift:g}"
+    config = MetropolisConfig(temperature_K, persistence, uniform_drift=uniform_drift)
     stepper = MetropolisStepper(propagator, stride_fs, sampled, config)
     state = stepper.prepare(state_from_atoms(atoms, device=model.device, seed=0))
     energies, positions = [], []
@@ -200,6 +204,20 @@ def main() -> None:
         help="also run each --leapfrog chain with its steps on the model's learned kick "
         "(flashmd train-kick) instead of the energy model's forces",
     )
+    parser.add_argument(
+        "--kick-only",
+        action="store_true",
+        help="with --learned-kick: run the --leapfrog chains on the learned kick alone",
+    )
+    parser.add_argument(
+        "--uniform-drift",
+        type=float,
+        nargs="+",
+        default=[0.0],
+        metavar="DELTA",
+        help="carry the accept/reject uniform between strides, moved by DELTA (Neal 2020; 0: "
+        "a fresh one every stride); every chain runs at each",
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     model = load_model(args.model)
@@ -208,17 +226,27 @@ def main() -> None:
     temperature = float(reader.attrs["temperature_K"])
     calculator = None if args.sample is None else make_calculator(CalculatorSpec(name=args.sample))
     runs = [langevin(model, atoms, temperature, args.langevin_ps, calculator)]
+    if args.kick_only and not args.learned_kick:
+        parser.error("--kick-only needs --learned-kick")
+    proposals = [(stride_fs, 0, False) for stride_fs in args.strides_fs]
+    for n, fs in args.leapfrog:
+        kicks = [True] if args.kick_only else [False, True] if args.learned_kick else [False]
+        proposals += [(n * fs, n, kick) for kick in kicks]
     for kept in args.persistence:
-        for stride_fs in args.strides_fs:
-            runs.append(
-                chain(model, atoms, temperature, stride_fs, args.strides, 0, calculator, kept)
-            )
-        for n, fs in args.leapfrog:
-            runs.append(chain(model, atoms, temperature, n * fs, args.strides, n, calculator, kept))
-            if args.learned_kick:
+        for drift in args.uniform_drift:
+            for stride_fs, steps, kick in proposals:
                 runs.append(
                     chain(
-                        model, atoms, temperature, n * fs, args.strides, n, calculator, kept, True
+                        model,
+                        atoms,
+                        temperature,
+                        stride_fs,
+                        args.strides,
+                        leapfrog_steps=steps,
+                        calculator=calculator,
+                        persistence=kept,
+                        learned_kick=kick,
+                        uniform_drift=drift,
                     )
                 )
     if args.save:

@@ -400,6 +400,9 @@ class FlashMDMetropolis(FlashMD):
             ``HarmonicCrystal``).
         temperature_K: the canonical temperature, K.
         persistence: momentum persistence between strides (0: fresh momenta every stride).
+        uniform_drift: carry the accept/reject uniform between strides, moved by this much
+            each time (Neal 2020; still exact): rejections come in runs, which pays with
+            ``persistence`` near 1; 0 draws a fresh uniform every stride.
         check_reversibility: solve each proposal back and reject it unless it returns to its
             start (exact; doubles the cost).
         reversibility_tolerance_A: Å that return may miss by.
@@ -432,6 +435,7 @@ class FlashMDMetropolis(FlashMD):
         temperature_K: float,
         model: Model,
         persistence: float = 0.0,
+        uniform_drift: float = 0.0,
         check_reversibility: bool = True,
         reversibility_tolerance_A: float = 1e-4,
         sample: str = "model",
@@ -453,7 +457,11 @@ class FlashMDMetropolis(FlashMD):
             raise ValueError("sample='calculator' needs a calculator attached to the atoms")
         self._sampled = atoms.calc if sample == "calculator" else None
         self.config = MetropolisConfig(
-            temperature_K, persistence, check_reversibility, reversibility_tolerance_A
+            temperature_K,
+            persistence,
+            check_reversibility,
+            reversibility_tolerance_A,
+            uniform_drift=uniform_drift,
         )
         for name in ("energy_filter", "symplectic", "adaptive"):
             if name in kwargs:

@@ -78,7 +78,8 @@ class MDSettings:
     the grid of ``every`` longest strides. ``ensemble = "metropolis"`` samples the canonical
     distribution of the energy model at ``temperature_K`` exactly (:mod:`flashmd.md.metropolis`):
     symplectic strides as proposals (``symplectic`` is implied), momenta refreshed with
-    ``persistence`` before each, every proposal solved back when ``check_reversibility``; with
+    ``persistence`` before each, every proposal solved back when ``check_reversibility``, the
+    accept/reject uniform carried between strides when ``uniform_drift`` (Neal 2020); with
     ``leapfrog_steps`` the proposals are that many velocity-Verlet steps on the energy model
     instead (hybrid Monte Carlo, :mod:`flashmd.md.leapfrog`), on the model's learned kick instead
     of the energy model's forces with ``learned_kick``. ``sample_calculator`` (a recipe's
@@ -110,6 +111,7 @@ class MDSettings:
     adaptive_threshold_A: float | None = None
     persistence: float = 0.0
     check_reversibility: bool = True
+    uniform_drift: float = 0.0
     leapfrog_steps: int = 0
     learned_kick: bool = False
     sample_calculator: str | None = None
@@ -143,7 +145,13 @@ class MDSettings:
             )
         if self.ensemble == "metropolis" and not self.leapfrog_steps and not self.symplectic:
             object.__setattr__(self, "symplectic", True)  # its proposals are symplectic strides
-        MetropolisConfig(self.temperature_K, self.persistence)  # refuses impossible settings
+        if self.uniform_drift and self.ensemble != "metropolis":
+            raise ValueError(
+                "the uniform drift carries the metropolis ensemble's accept/reject uniform "
+                "between strides: use it with --ensemble metropolis"
+            )
+        # refuses impossible settings
+        MetropolisConfig(self.temperature_K, self.persistence, uniform_drift=self.uniform_drift)
         sources = [bool(self.structures), self.recipe is not None, self.start_from is not None]
         if sum(sources) != 1:
             raise ValueError(
@@ -199,6 +207,7 @@ ADDED_SETTINGS: dict[str, object] = {
     "adaptive_threshold_A": None,
     "persistence": 0.0,
     "check_reversibility": True,
+    "uniform_drift": 0.0,
     "leapfrog_steps": 0,
     "learned_kick": False,
     "sample_calculator": None,
@@ -373,6 +382,7 @@ def make_stepper(
             settings.temperature_K,
             settings.persistence,
             check_reversibility=settings.check_reversibility,
+            uniform_drift=settings.uniform_drift,
         )
         if settings.leapfrog_steps:
             potential = leapfrog_potential(model, settings.learned_kick)

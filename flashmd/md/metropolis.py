@@ -20,6 +20,19 @@ e.g. the reference calculator, when exactness with respect to it is asked). One 
 4. **Flip.** Apply ``R`` to the result: an accepted stride continues forward (``R y = Φ(x)``),
    a rejected one leaves the state with reversed momenta (``R x``).
 
+**A drifting uniform (Neal 2020).** Step 3 accepts when ``u < exp(-ΔH/kT)`` for a uniform ``u``.
+With ``uniform_drift = δ > 0`` the chain keeps ``v ∈ [-1, 1]`` as part of its state, ``u = |v|``
+(Neal, "Non-reversibly updating a uniform [0,1] value for Metropolis accept/reject decisions",
+arXiv:2001.11950): before each decision ``v <- v + δ``, wrapped into ``[-1, 1]``; after an
+acceptance ``v <- v exp(ΔH/kT)``. Exact: on the extended target ``π(q, p) × uniform(v)`` the
+wrap is a rotation of a circle (it keeps ``uniform(v)`` for any ``(q, p)``); the accepted move
+``(x, v) -> (F x, v π(x)/π(F x))`` maps the set ``{|v| < π(F x)/π(x)}`` onto itself (``F`` is
+an involution) with Jacobian ``π(x)/π(F x)``, which the density ``π(F x)`` cancels; steps 1
+and 4 leave ``v`` alone. What it buys: ``u`` now changes slowly, so acceptances and rejections
+come in runs instead of independently. With persistent momenta (step 1's ``c`` near 1) a
+rejection reverses the motion, and scattered reversals turn the chain's excursions into a
+random walk; clustered ones leave long straight runs. The acceptance rate is unchanged.
+
 **Why the chain is exact.** Step 1 and step 4 preserve ``π`` (``K`` is even in ``p``). Steps 2-3
 are a Metropolis-Hastings step with the deterministic proposal ``F = R Φ``. For such a proposal
 the acceptance ``min(1, π(F x) |det ∂F/∂x| / π(x))`` satisfies detailed balance when ``F`` is an
@@ -79,6 +92,8 @@ class MetropolisConfig:
         min_acceptance: warn (once) when the acceptance rate falls below this, judged after
             ``warn_after`` system-strides.
         warn_after: system-strides before the rate is judged.
+        uniform_drift: ``δ`` by which the accept/reject uniform moves between strides (see
+            "A drifting uniform" in the module docstring); 0 draws a fresh one each stride.
     """
 
     temperature_K: float
@@ -87,6 +102,7 @@ class MetropolisConfig:
     reversibility_tolerance_A: float = 1e-4
     min_acceptance: float = 0.05
     warn_after: int = 100
+    uniform_drift: float = 0.0
 
     def __post_init__(self) -> None:
         if not self.temperature_K > 0:
@@ -98,6 +114,11 @@ class MetropolisConfig:
             raise ValueError(f"persistence must lie in [0, 1), got {self.persistence}")
         if not self.reversibility_tolerance_A > 0:
             raise ValueError("reversibility_tolerance_A must be positive")
+        if not 0 <= self.uniform_drift < 1:
+            raise ValueError(
+                f"uniform_drift must lie in [0, 1) (0: a fresh uniform every stride; Neal's "
+                f"experiments use 0.01-0.1), got {self.uniform_drift}"
+            )
 
 
 def check_proposal(propagator: Propagator) -> None:
@@ -162,6 +183,7 @@ class MetropolisStepper(Stepper):
         self.unconverged = 0
         self.probability_sum = 0.0
         self.last_delta_H = torch.zeros(0, dtype=torch.float64)
+        self._v: torch.Tensor | None = None  # (S,) the drifting uniform's state, in [-1, 1]
         self._warned = False
 
     @property
@@ -203,12 +225,12 @@ class MetropolisStepper(Stepper):
             returned, more = self._returns(start, safe, finite)
             reversible &= returned
             iterations = None if iterations is None else iterations + more
-        uniform = torch.rand(
-            state.n_systems, generator=state.generator, dtype=total.dtype, device=state.device
-        )
         delta = torch.where(reversible, total - start.target_energy, torch.nan)
         log_ratio = torch.where(reversible, -delta / self.kT, -torch.inf)
-        accepted = torch.log(uniform) < log_ratio
+        accepted = torch.log(self._uniform(state)) < log_ratio
+        if self.config.uniform_drift:  # an accepted stride rescales v (module docstring)
+            rescaled = self._v * torch.exp(-log_ratio.clamp(min=-700.0))
+            self._v = torch.where(accepted, rescaled, self._v)
         self.last_delta_H = delta
         self.probability_sum += float(log_ratio.clamp(max=0.0).exp().sum())
         keep = accepted[start.system, None]
@@ -223,6 +245,21 @@ class MetropolisStepper(Stepper):
         potential_new = torch.where(accepted, energy, potential)
         ones = torch.ones_like(potential_new)
         return new, StrideStats(ones, zeros, potential_new, iterations, accepted=accepted)
+
+    def _uniform(self, state: MDState) -> torch.Tensor:
+        """(S,) the uniform of each system's accept/reject decision: fresh, or ``|v|`` after
+        ``v`` moved by ``uniform_drift`` (drawn uniform on [-1, 1] at the first stride)."""
+        draw = torch.rand(
+            state.n_systems, generator=state.generator, dtype=torch.float64, device=state.device
+        )
+        drift = self.config.uniform_drift
+        if not drift:
+            return draw
+        if self._v is None or self._v.shape != draw.shape:
+            self._v = 2.0 * draw - 1.0
+        moved = self._v + drift
+        self._v = torch.where(moved > 1.0, moved - 2.0, moved)
+        return self._v.abs()
 
     def _proposal_energy(self, proposal: MDState) -> torch.Tensor:
         """(S,) eV ``V`` of the proposal: the propagator's own when it moved the atoms on the

@@ -15,11 +15,13 @@ angle than the true flow) for every ``hω < 1``, where velocity Verlet's error g
 ``h²ω²``: the kick learns such stiffness-dependent scaling, and the chain accepts longer steps.
 
 :func:`add_kick` is what ``flashmd train-kick`` runs: frames drawn from a store, the kick fitted
-(and, with a step, tuned), and the model returned with it.
+(and, with a step, tuned), and the model returned with it; ``retune`` starts instead from the
+kick the model carries and only tunes it, for another step.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import time
@@ -259,8 +261,9 @@ def tune_kick(
 @dataclasses.dataclass
 class KickReport:
     """What :func:`add_kick` measured: frames used and the RMS of ``a + ∇V`` against the RMS
-    force (eV/Å) on the validation frames, in all and per validation trajectory, of the fitted
-    kick (before any tuning, which trades force error for a smaller ``ΔH``)."""
+    force (eV/Å) on the validation frames, in all and per validation trajectory, of the kick
+    before this call's tuning, which trades force error for a smaller ``ΔH`` (the fitted kick;
+    when retuning, the kick the model carried); ``train_frames`` 0 when retuning."""
 
     train_frames: int
     validation_frames: int
@@ -284,6 +287,7 @@ def add_kick(
     progress: bool = False,
     step_fs: float | None = None,
     tune_steps: int = 2000,
+    retune: bool = False,
 ) -> tuple[FlashMDModel, KickReport]:
     """Train a kick for ``model``'s energy model on frames of ``store`` and return the model
     carrying it (the same predictor, energy model and generating function) with the report.
@@ -291,22 +295,29 @@ def add_kick(
     Validation frames come from ``validation_store`` (half as many per trajectory), or else
     from ``store`` with another seed. With ``step_fs`` the fitted kick is then tuned for that
     leapfrog step (:func:`tune_kick`, ``tune_steps`` steps on a third of the training frames).
+    With ``retune`` nothing is fitted: a copy of the model's own kick is tuned for ``step_fs``
+    (e.g. a kick tuned for 12 fs retuned for 14 fs), and ``steps`` is not used.
+
+    Raises:
+        ValueError: no energy model; ``retune`` without a kick on the model or without a step.
     """
     started = time.perf_counter()
     if model.energy_model is None:
         raise ValueError("the model has no energy model: a kick stands in for its forces")
-    train = cache_frames(model, sample_frames(store, frames_per_trajectory, seed), progress)
+    if retune and (model.kick is None or step_fs is None):
+        raise ValueError(
+            "retuning tunes the kick a model carries for a new leapfrog step: it needs a model "
+            "with a kick (flashmd train-kick without --retune makes one) and --step-fs"
+        )
     per_validation = max(1, frames_per_trajectory // 2)
     validation_atoms = sample_frames(validation_store or store, per_validation, seed + 1)
     validation = cache_frames(model, validation_atoms, progress)
-    bar = tqdm(total=steps, desc="kick", disable=not progress)
-
-    def log(step: int, train_rms: float, validation_rms: float) -> None:
-        bar.update(step - bar.n)
-        bar.set_postfix(train=f"{train_rms:.3f}", validation=f"{validation_rms:.3f}")
-
-    kick = train_kick(model, train, validation, steps=steps, seed=seed, log=log, log_every=100)
-    bar.close()
+    if retune:
+        assert model.kick is not None
+        kick, train_count = copy.deepcopy(model.kick), 0
+    else:
+        train = cache_frames(model, sample_frames(store, frames_per_trajectory, seed), progress)
+        kick, train_count = _fit(model, train, validation, steps, seed, progress), len(train)
     error, force = kick_error(kick, validation)
     with_kick = FlashMDModel(
         model.predictor, model.energy_model, model.masses, model.generating, kick
@@ -338,5 +349,25 @@ def add_kick(
         bar.close()
         tuned = (before, energy_error())
     seconds = time.perf_counter() - started
-    report = KickReport(len(train), len(validation), error, force, seconds, per_trajectory, tuned)
+    report = KickReport(train_count, len(validation), error, force, seconds, per_trajectory, tuned)
     return with_kick, report
+
+
+def _fit(
+    model: FlashMDModel,
+    train: Sequence[KickFrame],
+    validation: Sequence[KickFrame],
+    steps: int,
+    seed: int,
+    progress: bool,
+) -> KickField:
+    """:func:`train_kick` with a progress bar (train and validation RMS, eV/Å)."""
+    bar = tqdm(total=steps, desc="kick", disable=not progress)
+
+    def log(step: int, train_rms: float, validation_rms: float) -> None:
+        bar.update(step - bar.n)
+        bar.set_postfix(train=f"{train_rms:.3f}", validation=f"{validation_rms:.3f}")
+
+    kick = train_kick(model, train, validation, steps=steps, seed=seed, log=log, log_every=100)
+    bar.close()
+    return kick

@@ -10,6 +10,7 @@ from ase.calculators.emt import EMT
 from md_testkit import crystal, harmonic, thermal, tiny_model, tiny_symplectic_model
 
 from flashmd.ase import FlashMDMetropolis
+from flashmd.md.batch import MDSettings
 from flashmd.md.harmonic import HarmonicCrystal
 from flashmd.md.metropolis import MetropolisConfig, MetropolisStepper
 from flashmd.md.propagators import ModelPotential, ModelPropagator
@@ -45,14 +46,16 @@ def z_scores(energies, dof):
     return tuple(scores)
 
 
-@pytest.mark.parametrize("persistence", [0.0, 0.5])
-def test_a_biased_stride_samples_the_exact_harmonic_distribution_only_when_corrected(persistence):
+@pytest.mark.parametrize(("persistence", "drift"), [(0.0, 0.0), (0.5, 0.0), (0.9, 0.05)])
+def test_a_biased_stride_samples_the_exact_harmonic_distribution_only_when_corrected(
+    persistence, drift
+):
     systems = [thermal(crystal(), seed, T) for seed in range(8)]
     exact = harmonic([crystal()] * 8)
     # the exact flow of springs 30 % too stiff: volume-preserving and reversible, but wrong
     biased = HarmonicCrystal([crystal()] * 8, spring=2.6, bond_cutoff=3.2)
     dof = 3 * len(systems[0]) - 3
-    config = MetropolisConfig(T, persistence=persistence)
+    config = MetropolisConfig(T, persistence=persistence, uniform_drift=drift)
     corrected = MetropolisStepper(biased, 64.0, exact, config)
     unadjusted = MetropolisStepper(biased, 64.0, biased, config)  # accepts every stride
     state = state_from_atoms(systems, seed=3)
@@ -85,6 +88,48 @@ def test_a_rejected_stride_keeps_positions_and_reverses_momenta():
     assert rejected_seen > 0 and accepted_seen > 0
     assert stepper.accepted == accepted_seen and stepper.proposals == 80
     assert 0 < stepper.mean_acceptance_probability < 1
+
+
+def rejection_runs(drift: float) -> tuple[float, float]:
+    """(acceptance rate, chance that a rejection follows a rejection) of 8 harmonic chains
+    with a biased stride, 400 strides, momenta kept 0.9."""
+    systems = [thermal(crystal(), seed, T) for seed in range(8)]
+    exact = harmonic([crystal()] * 8)
+    biased = HarmonicCrystal([crystal()] * 8, spring=2.6, bond_cutoff=3.2)
+    config = MetropolisConfig(T, persistence=0.9, uniform_drift=drift)
+    stepper = MetropolisStepper(biased, 64.0, exact, config)
+    state = stepper.prepare(state_from_atoms(systems, seed=5))
+    accepted = []
+    for _ in range(400):
+        state, stats = stepper.step(state)
+        accepted.append(stats.accepted.numpy())
+    rejected = ~np.array(accepted)
+    after_rejection = rejected[1:][rejected[:-1]]
+    return stepper.acceptance_rate, float(after_rejection.mean())
+
+
+def test_a_drifting_uniform_groups_rejections_without_changing_the_acceptance_rate():
+    rate, repeat = rejection_runs(0.0)
+    rate_drift, repeat_drift = rejection_runs(0.03)
+    assert abs(rate_drift - rate) < 0.05, (rate, rate_drift)
+    # independent uniforms: a rejection follows a rejection about as often as any stride is
+    # rejected; a slowly moving uniform makes rejections come in runs
+    assert repeat < (1 - rate) + 0.15 and repeat_drift > repeat + 0.1, (repeat, repeat_drift)
+
+
+def test_a_uniform_drift_reaches_the_ase_chain_and_is_refused_where_it_means_nothing():
+    atoms = thermal(crystal(), 0, T)
+    model = harmonic([crystal()])
+    dynamics = FlashMDMetropolis(
+        atoms, 64 * FS, temperature_K=T, model=model, persistence=0.9, uniform_drift=0.05
+    )
+    dynamics.run(5)
+    assert dynamics.stepper.config.uniform_drift == 0.05
+    assert dynamics.stepper.proposals == 5
+    with pytest.raises(ValueError, match="uniform_drift"):
+        MetropolisConfig(T, uniform_drift=1.5)
+    with pytest.raises(ValueError, match="--ensemble metropolis"):
+        MDSettings(model="m", structures=("a.xyz",), ensemble="langevin", uniform_drift=0.05)
 
 
 class Drifting:

@@ -57,6 +57,17 @@ def test_train_kick_fits_the_forces_and_the_chain_steps_on_it(tmp_path, tiny_rec
     assert not (tmp_path / "no.zarr").exists()
     assert main([*train, "--steps", "0"]) != 0
 
+    # retuning starts from the kick the checkpoint carries: nothing fitted, a new step recorded
+    retuned = str(tmp_path / "retuned.pt")
+    again = ["train-kick", out, "-o", retuned, "--store", store, "--frames-per-trajectory", "4"]
+    assert main([*again, "--retune", "--step-fs", "10", "--tune-steps", "10", "--quiet"]) == 0
+    assert "kick retuned in" in capsys.readouterr().out
+    assert load_checkpoint(retuned, "cpu").kick.config.step_fs == 10.0
+    report = read_checkpoint(retuned)["metadata"]["kick"]
+    assert report["train_frames"] == 0 and report["retuned_from"]["step_fs"] == 8.0
+    assert main(["train-kick", model, *again[2:], "--retune", "--step-fs", "10"]) != 0
+    assert "needs a model with a kick" in capsys.readouterr().err
+
 
 def test_tuning_the_kick_lowers_the_chains_energy_error_of_one_step(tmp_path, tiny_recipe):
     from flashmd.train.kick import sample_frames, step_energy_error, thermal_frames, tune_kick
