@@ -10,7 +10,9 @@ acceptance, the mean potential energy with its standard error (from the integrat
 autocorrelation time), its difference from Langevin's in units of the two errors combined, the
 RDF's mean |Δg(r)| against Langevin's (and Langevin's first half against its second half: the
 run's noise floor), and the effective samples per wall-clock second of ``V`` and of a structural
-order parameter (the mean nearest-neighbour distance), as ratios to Langevin's::
+order parameter (the mean nearest-neighbour distance), as ratios to Langevin's with their
+standard errors (from both series' autocorrelation times, Sokal's estimate; ``--save`` keeps
+every series, its wall seconds and acceptance)::
 
     python scripts/metropolis_check.py emt-metals runs/heldout/reference.zarr:Cu-750 \
         --strides-fs 16 32 64 --strides 200 --langevin-ps 10
@@ -34,7 +36,7 @@ from ase.neighborlist import neighbor_list
 
 from flashmd.analysis.local_structure import structure_fractions
 from flashmd.analysis.rdf import rdf
-from flashmd.analysis.sampling import integrated_autocorrelation_time
+from flashmd.analysis.sampling import autocorrelation_time_and_error
 from flashmd.ase.calculator import EnergyCalculator
 from flashmd.data.calculators import make_calculator
 from flashmd.data.recipes import CalculatorSpec
@@ -252,6 +254,8 @@ def main() -> None:
     if args.save:
         arrays = {series.name: series.energy for series in runs}
         arrays.update({f"{series.name} positions": series.positions for series in runs})
+        arrays.update({f"{series.name} seconds": np.array(series.seconds) for series in runs})
+        arrays.update({f"{series.name} acceptance": np.array(series.acceptance) for series in runs})
         np.savez(args.save, **arrays)
     rmax = 0.5 * float(np.min(np.linalg.norm(atoms.cell, axis=1)))
     n = len(atoms)
@@ -281,9 +285,9 @@ def main() -> None:
     base: dict[str, float] = {}
     for series in runs:
         energy, positions = trimmed(series)
-        tau_v = integrated_autocorrelation_time(energy)
+        tau_v, tau_v_error = autocorrelation_time_and_error(energy)
         order = nearest_neighbour_distance(atoms, positions)
-        tau_nn = integrated_autocorrelation_time(order)
+        tau_nn, tau_nn_error = autocorrelation_time_and_error(order)
         mean = 1000 * energy.mean() / n
         error = 1000 * energy.std() * np.sqrt(tau_v / len(energy)) / n
         if not base:
@@ -294,11 +298,18 @@ def main() -> None:
         ess_v, ess_nn = len(energy) / tau_v / seconds, len(order) / tau_nn / seconds
         base.setdefault("ess_v", ess_v)
         base.setdefault("ess_nn", ess_nn)
+        base.setdefault("rel_v", tau_v_error / tau_v)
+        base.setdefault("rel_nn", tau_nn_error / tau_nn)
         ratio_v, ratio_nn = ess_v / base["ess_v"], ess_nn / base["ess_nn"]
+        # the ratios' errors: both series' τ errors (Sokal), none for the first row itself
+        own = series is not runs[0]
+        spread_v = ratio_v * np.hypot(tau_v_error / tau_v, base["rel_v"]) if own else 0.0
+        spread_nn = ratio_nn * np.hypot(tau_nn_error / tau_nn, base["rel_nn"]) if own else 0.0
         print(
             f"{series.name} | {series.acceptance:.3f} | {mean:.2f} ± {error:.2f} | {z:+.2f} | "
-            f"{mad:.4f} | {tau_v:.1f} | {tau_nn:.1f} | {seconds:.0f} | "
-            f"{ess_v:.3g} ({ratio_v:.2f}) | {ess_nn:.3g} ({ratio_nn:.2f})"
+            f"{mad:.4f} | {tau_v:.1f} ± {tau_v_error:.1f} | {tau_nn:.1f} ± {tau_nn_error:.1f} | "
+            f"{seconds:.0f} | {ess_v:.3g} ({ratio_v:.2f} ± {spread_v:.2f}) | "
+            f"{ess_nn:.3g} ({ratio_nn:.2f} ± {spread_nn:.2f})"
         )
     if args.phases:
         print("\nmethod | V meV/atom (crystalline fraction) over 8 blocks of the run")

@@ -4,7 +4,9 @@ For a stationary series ``x_t`` with normalised autocorrelation ``ρ(t)``, the v
 over ``n`` samples is ``σ² τ / n`` with ``τ = 1 + 2 Σ_{t≥1} ρ(t)``, so the series is worth
 ``n / τ`` independent samples. The sum is cut at the first window ``W`` with ``W ≥ c τ(W)``
 (Sokal's automatic window, ``c = 5``): beyond it the estimated ``ρ`` is mostly noise. The
-autocorrelation comes from an FFT of the zero-padded series.
+autocorrelation comes from an FFT of the zero-padded series. The estimate's own standard error
+is about ``τ √(2 (2W + 1) / n)`` (Sokal 1997, for ``n`` much longer than ``W``): a series 50 ``τ``
+long knows its ``τ`` to about 45 %, one 500 ``τ`` long to about 14 %.
 """
 
 from __future__ import annotations
@@ -32,11 +34,21 @@ def autocorrelation(values: np.ndarray) -> np.ndarray:
 def integrated_autocorrelation_time(values: np.ndarray, factor: float = WINDOW_FACTOR) -> float:
     """``τ`` in samples (at least 1 for positive correlation) of a 1-d series; see the module
     docstring. Reliable when the series is much longer than ``τ`` (say 50 ``τ``)."""
+    return autocorrelation_time_and_error(values, factor)[0]
+
+
+def autocorrelation_time_and_error(
+    values: np.ndarray, factor: float = WINDOW_FACTOR
+) -> tuple[float, float]:
+    """``τ`` in samples, as :func:`integrated_autocorrelation_time`, and its standard error in
+    samples, ``τ √(2 (2W + 1) / n)`` with ``W`` the window the sum was cut at."""
     rho = autocorrelation(values)
     tau = 2.0 * np.cumsum(rho) - 1.0  # τ(W) = 1 + 2 Σ_{t=1..W} ρ(t)
     windows = np.arange(rho.size)
     cut = np.flatnonzero(windows >= factor * tau)
-    return float(tau[cut[0]] if cut.size else tau[-1])
+    window = int(cut[0]) if cut.size else rho.size - 1
+    value = float(tau[window])
+    return value, abs(value) * float(np.sqrt(2.0 * (2 * window + 1) / rho.size))
 
 
 def effective_samples(values: np.ndarray) -> float:

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from flashmd.analysis.sampling import (
+    autocorrelation_time_and_error,
     effective_samples,
     integrated_autocorrelation_time,
     pooled_standard_error,
@@ -26,6 +27,14 @@ def test_ar1_autocorrelation_time(phi):
     exact = (1 + phi) / (1 - phi)
     assert integrated_autocorrelation_time(x) == pytest.approx(exact, rel=0.1)
     assert effective_samples(x) == pytest.approx(x.size / exact, rel=0.1)
+
+
+def test_the_autocorrelation_time_error_matches_the_scatter_of_replicas():
+    """AR(1) with φ = 0.8 (τ = 9), 40 replicas of 3000 samples (about 330 τ)."""
+    estimates = [autocorrelation_time_and_error(ar1(0.8, 3000, seed)) for seed in range(40)]
+    taus, errors = np.array(estimates).T
+    assert np.median(errors) == pytest.approx(np.std(taus, ddof=1), rel=0.35)
+    assert np.median(errors) / 9.0 == pytest.approx(np.sqrt(2 * (2 * 5 * 9 + 1) / 3000), rel=0.3)
 
 
 def test_standard_error_of_a_correlated_mean_matches_the_scatter_of_replica_means():
