@@ -221,6 +221,8 @@ def main() -> None:
         "a fresh one every stride); every chain runs at each",
     )
     args = parser.parse_args()
+    if args.kick_only and not args.learned_kick:
+        parser.error("--kick-only needs --learned-kick")
     torch.set_num_threads(1)
     model = load_model(args.model)
     reader = open_trajectory(args.start)
@@ -228,8 +230,6 @@ def main() -> None:
     temperature = float(reader.attrs["temperature_K"])
     calculator = None if args.sample is None else make_calculator(CalculatorSpec(name=args.sample))
     runs = [langevin(model, atoms, temperature, args.langevin_ps, calculator)]
-    if args.kick_only and not args.learned_kick:
-        parser.error("--kick-only needs --learned-kick")
     proposals = [(stride_fs, 0, False) for stride_fs in args.strides_fs]
     for n, fs in args.leapfrog:
         kicks = [True] if args.kick_only else [False, True] if args.learned_kick else [False]
@@ -282,34 +282,33 @@ def main() -> None:
     )
     print(header)
     print("|".join("---" for _ in header.split("|")))
-    base: dict[str, float] = {}
+    base = None  # Langevin's mean V, its error and its two (rate, relative error) pairs
     for series in runs:
         energy, positions = trimmed(series)
-        tau_v, tau_v_error = autocorrelation_time_and_error(energy)
         order = nearest_neighbour_distance(atoms, positions)
+        tau_v, tau_v_error = autocorrelation_time_and_error(energy)
         tau_nn, tau_nn_error = autocorrelation_time_and_error(order)
         mean = 1000 * energy.mean() / n
         error = 1000 * energy.std() * np.sqrt(tau_v / len(energy)) / n
-        if not base:
-            base = {"mean": mean, "error": error}
-        z = (mean - base["mean"]) / np.hypot(error, base["error"]) if series is not runs[0] else 0
-        mad = np.abs(g(positions) - base_g).mean()
         seconds = series.seconds * (1 - args.burn_in)
-        ess_v, ess_nn = len(energy) / tau_v / seconds, len(order) / tau_nn / seconds
-        base.setdefault("ess_v", ess_v)
-        base.setdefault("ess_nn", ess_nn)
-        base.setdefault("rel_v", tau_v_error / tau_v)
-        base.setdefault("rel_nn", tau_nn_error / tau_nn)
-        ratio_v, ratio_nn = ess_v / base["ess_v"], ess_nn / base["ess_nn"]
-        # the ratios' errors: both series' τ errors (Sokal), none for the first row itself
-        own = series is not runs[0]
-        spread_v = ratio_v * np.hypot(tau_v_error / tau_v, base["rel_v"]) if own else 0.0
-        spread_nn = ratio_nn * np.hypot(tau_nn_error / tau_nn, base["rel_nn"]) if own else 0.0
+        rates = (
+            (len(energy) / tau_v / seconds, tau_v_error / tau_v),
+            (len(order) / tau_nn / seconds, tau_nn_error / tau_nn),
+        )
+        if base is None:
+            base = (mean, error, rates)
+        z = (mean - base[0]) / np.hypot(error, base[1]) if series is not runs[0] else 0
+        mad = np.abs(g(positions) - base_g).mean()
+        # each ratio's error from both series' τ errors (Sokal); none for Langevin's own row
+        cells = []
+        for (rate, relative), (base_rate, base_relative) in zip(rates, base[2], strict=True):
+            ratio = rate / base_rate
+            spread = ratio * np.hypot(relative, base_relative) if series is not runs[0] else 0.0
+            cells.append(f"{rate:.3g} ({ratio:.2f} ± {spread:.2f})")
         print(
             f"{series.name} | {series.acceptance:.3f} | {mean:.2f} ± {error:.2f} | {z:+.2f} | "
             f"{mad:.4f} | {tau_v:.1f} ± {tau_v_error:.1f} | {tau_nn:.1f} ± {tau_nn_error:.1f} | "
-            f"{seconds:.0f} | {ess_v:.3g} ({ratio_v:.2f} ± {spread_v:.2f}) | "
-            f"{ess_nn:.3g} ({ratio_nn:.2f} ± {spread_nn:.2f})"
+            f"{seconds:.0f} | {cells[0]} | {cells[1]}"
         )
     if args.phases:
         print("\nmethod | V meV/atom (crystalline fraction) over 8 blocks of the run")

@@ -401,8 +401,8 @@ class FlashMDMetropolis(FlashMD):
         temperature_K: the canonical temperature, K.
         persistence: momentum persistence between strides (0: fresh momenta every stride).
         uniform_drift: carry the accept/reject uniform between strides, moved by this much
-            each time (Neal 2020; still exact): rejections come in runs, which pays with
-            ``persistence`` near 1; 0 draws a fresh uniform every stride.
+            each time (Neal 2020; still exact): rejections come in runs (measured in the
+            README: no gain on Cu); 0 draws a fresh uniform every stride.
         check_reversibility: solve each proposal back and reject it unless it returns to its
             start (exact; doubles the cost).
         reversibility_tolerance_A: Å that return may miss by.

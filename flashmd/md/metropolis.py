@@ -116,8 +116,8 @@ class MetropolisConfig:
             raise ValueError("reversibility_tolerance_A must be positive")
         if not 0 <= self.uniform_drift < 1:
             raise ValueError(
-                f"uniform_drift must lie in [0, 1) (0: a fresh uniform every stride; Neal's "
-                f"experiments use 0.01-0.1), got {self.uniform_drift}"
+                "uniform_drift must lie in [0, 1) (0: a fresh uniform every stride), got "
+                f"{self.uniform_drift}"
             )
 
 
