@@ -31,8 +31,6 @@ import ase
 import numpy as np
 import torch
 from ase import units
-from ase.constraints import FixCom
-from ase.md.langevin import Langevin
 from ase.neighborlist import neighbor_list
 
 from flashmd.analysis.local_structure import structure_fractions
@@ -41,6 +39,7 @@ from flashmd.analysis.sampling import autocorrelation_time_and_error
 from flashmd.ase.calculator import EnergyCalculator
 from flashmd.data.calculators import make_calculator
 from flashmd.data.recipes import CalculatorSpec
+from flashmd.data.reference import centred_langevin
 from flashmd.data.store import open_trajectory
 from flashmd.md.leapfrog import LeapfrogProposal, leapfrog_potential
 from flashmd.md.metropolis import MetropolisConfig, MetropolisStepper
@@ -67,24 +66,13 @@ def langevin(
     temperature_K: float,
     picoseconds: float,
     calculator=None,
-    seed: int = 0,
 ) -> Series:
     """Langevin VV at 2 fs on the energy model (or ``calculator``), ``V`` and positions every
     16 fs."""
     atoms = atoms.copy()
     atoms.calc = EnergyCalculator(model) if calculator is None else calculator
-    # FixCom, not fixcm=True: ASE's fixcm rescales the noise by sqrt(N / (N - 1)) after removing
-    # its mean, which heats the 3N - 3 free modes by N / (N - 1) (+0.9 % for 108 atoms): it put
-    # Langevin's <V> 1-3 standard errors above every exact chain's (sessions 19-21).
-    atoms.set_constraint(FixCom())
-    dynamics = Langevin(
-        atoms,
-        2 * units.fs,
-        temperature_K=temperature_K,
-        friction=0.01 / units.fs,
-        fixcm=False,
-        rng=np.random.default_rng(seed),
-    )
+    rng = np.random.default_rng(0)
+    dynamics = centred_langevin(atoms, 2 * units.fs, temperature_K, 0.01 / units.fs, rng)
     energies, positions = [], []
     started = time.perf_counter()
     for _ in range(int(picoseconds * 1000 / 16)):

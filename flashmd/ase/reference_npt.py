@@ -14,10 +14,9 @@ from typing import Any
 import ase
 import numpy as np
 import torch
-from ase.constraints import FixCom
-from ase.md.langevin import Langevin
 from ase.md.md import MolecularDynamics
 
+from flashmd.data.reference import centred_langevin
 from flashmd.md.barostats import StochasticCellRescaling
 from flashmd.md.state import state_from_atoms
 
@@ -54,10 +53,7 @@ class LangevinSCR(MolecularDynamics):
     ) -> None:
         if barostat_every < 1:
             raise ValueError(f"barostat_every must be at least 1, got {barostat_every}")
-        atoms.set_constraint(FixCom())
-        self.langevin = Langevin(
-            atoms, timestep, temperature_K=temperature_K, friction=friction, fixcm=False, rng=rng
-        )
+        self.langevin = centred_langevin(atoms, timestep, temperature_K, friction, rng)
         self.barostat = barostat
         self.barostat_every = int(barostat_every)
         self.rng = rng

@@ -35,15 +35,14 @@ import numpy as np
 import torch
 from ase import Atoms, units
 from ase.calculators.calculator import Calculator
-from ase.constraints import FixCom
 from ase.data import atomic_numbers, chemical_symbols
-from ase.md.langevin import Langevin
 from ase.md.velocitydistribution import Stationary, thermalize_momenta
 from ase.md.verlet import VelocityVerlet
 
 from flashmd.data.calculators import EMT_ELEMENTS, make_calculator
 from flashmd.data.mlip import MLIPS
 from flashmd.data.recipes import CalculatorSpec, CrystalSystem
+from flashmd.data.reference import centred_langevin
 from flashmd.data.systems import build_system
 from flashmd.md.fallback import verlet_steps
 from flashmd.md.neighbors import NeighborCache
@@ -158,14 +157,8 @@ def equilibrated_crystal(
     thermalize_momenta(atoms, temperature_K=temperature_K, rng=rng)
     Stationary(atoms)
     atoms.calc = reference.make()
-    atoms.set_constraint(FixCom())  # ASE's recommended way to fix the centre under Langevin
-    dynamics = Langevin(
-        atoms,
-        TIMESTEP_FS * units.fs,
-        temperature_K=temperature_K,
-        fixcm=False,
-        friction=FRICTION_PER_FS / units.fs,
-        rng=rng,
+    dynamics = centred_langevin(
+        atoms, TIMESTEP_FS * units.fs, temperature_K, FRICTION_PER_FS / units.fs, rng
     )
     dynamics.run(math.ceil(equilibration_fs / TIMESTEP_FS))
     atoms.set_constraint()
