@@ -136,6 +136,7 @@ def _cmd_md(args: argparse.Namespace) -> int:
         persistence=args.persistence,
         check_reversibility=not args.no_reversibility_check,
         uniform_drift=args.uniform_drift,
+        extra_chances=args.extra_chances,
         leapfrog_steps=args.leapfrog_steps,
         learned_kick=args.learned_kick,
         sample_calculator=args.sample,

@@ -329,6 +329,16 @@ def _add_md(
         "0: a fresh uniform every stride (default: %(default)g)",
     )
     md.add_argument(
+        "--extra-chances",
+        type=int,
+        default=0,
+        metavar="K",
+        help="metropolis: continue a proposal that would be rejected by up to K more strides "
+        "before reversing the momenta (Sohl-Dickstein et al. 2014, Campos and Sanz-Serna 2015; "
+        "still exact; each chance taken costs a stride); 0: the plain chain "
+        "(default: %(default)s)",
+    )
+    md.add_argument(
         "--leapfrog-steps",
         type=int,
         default=0,

@@ -66,13 +66,14 @@ def langevin(
     temperature_K: float,
     picoseconds: float,
     calculator=None,
+    friction_per_fs: float = 0.01,
 ) -> Series:
-    """Langevin VV at 2 fs on the energy model (or ``calculator``), ``V`` and positions every
-    16 fs."""
+    """Langevin VV at 2 fs with ``friction_per_fs`` (1/fs) on the energy model (or
+    ``calculator``), ``V`` and positions every 16 fs."""
     atoms = atoms.copy()
     atoms.calc = EnergyCalculator(model) if calculator is None else calculator
     rng = np.random.default_rng(0)
-    dynamics = centred_langevin(atoms, 2 * units.fs, temperature_K, 0.01 / units.fs, rng)
+    dynamics = centred_langevin(atoms, 2 * units.fs, temperature_K, friction_per_fs / units.fs, rng)
     energies, positions = [], []
     started = time.perf_counter()
     for _ in range(int(picoseconds * 1000 / 16)):
@@ -80,7 +81,10 @@ def langevin(
         energies.append(atoms.get_potential_energy())
         positions.append(atoms.positions.copy())
     seconds = time.perf_counter() - started
-    return Series("Langevin VV 2 fs", np.array(energies), np.array(positions), seconds)
+    name = "Langevin VV 2 fs" + (
+        f", friction {friction_per_fs:g}/fs" if friction_per_fs != 0.01 else ""
+    )
+    return Series(name, np.array(energies), np.array(positions), seconds)
 
 
 def chain(
@@ -94,6 +98,7 @@ def chain(
     persistence: float = 0.0,
     learned_kick: bool = False,
     uniform_drift: float = 0.0,
+    extra_chances: int = 0,
 ) -> Series:
     """``strides`` Metropolis-adjusted strides, the model's symplectic ones or, with
     ``leapfrog_steps``, that many velocity-Verlet steps per stride on the energy model (hybrid
@@ -101,7 +106,8 @@ def chain(
     evaluation per stride), with momenta kept by ``persistence`` between strides (generalised
     hybrid Monte Carlo); with ``learned_kick``, the leapfrog steps move on the model's learned
     kick instead of the energy model's forces, and the accept/reject uniform carried between
-    strides with ``uniform_drift`` (Neal 2020); ``V`` and positions after each."""
+    strides with ``uniform_drift`` (Neal 2020), a proposal that would be rejected continued by
+    up to ``extra_chances`` strides; ``V`` and positions after each."""
     potential = leapfrog_potential(model, learned_kick)
     sampled = potential if calculator is None else CalculatorPotential(calculator)
     if leapfrog_steps:
@@ -114,7 +120,11 @@ def chain(
         name += f", kept {persistence:g}"
     if uniform_drift:
         name += f", uniform drift {uniform_drift:g}"
-    config = MetropolisConfig(temperature_K, persistence, uniform_drift=uniform_drift)
+    if extra_chances:
+        name += f", {extra_chances} extra chance" + "s" * (extra_chances > 1)
+    config = MetropolisConfig(
+        temperature_K, persistence, uniform_drift=uniform_drift, extra_chances=extra_chances
+    )
     stepper = MetropolisStepper(propagator, stride_fs, sampled, config)
     state = stepper.prepare(state_from_atoms(atoms, device=model.device, seed=0))
     energies, positions = [], []
@@ -194,6 +204,16 @@ def main() -> None:
         "near 1: generalised hybrid Monte Carlo, inertia kept); every chain runs at each",
     )
     parser.add_argument("--langevin-ps", type=float, default=10.0)
+    parser.add_argument(
+        "--langevin-friction",
+        type=float,
+        nargs="+",
+        default=[0.01],
+        metavar="PER_FS",
+        help="Langevin frictions, 1/fs, one run each; the first is the baseline of the ratios "
+        "(a chain's rejections flip its momenta, a friction of their own: compare the chain's "
+        "τ with Langevin's at a higher friction)",
+    )
     parser.add_argument("--burn-in", type=float, default=0.1, help="fraction dropped from each")
     parser.add_argument(
         "--save", metavar="NPZ", help="write every method's V series (and positions) here"
@@ -225,6 +245,15 @@ def main() -> None:
         help="carry the accept/reject uniform between strides, moved by DELTA (Neal 2020; 0: "
         "a fresh one every stride); every chain runs at each",
     )
+    parser.add_argument(
+        "--extra-chances",
+        type=int,
+        nargs="+",
+        default=[0],
+        metavar="K",
+        help="continue a proposal that would be rejected by up to K strides before reversing "
+        "the momenta (0: the plain chain); every chain runs at each",
+    )
     args = parser.parse_args()
     if args.kick_only and not args.learned_kick:
         parser.error("--kick-only needs --learned-kick")
@@ -234,13 +263,16 @@ def main() -> None:
     name, atoms = reader.group.basename, reader.to_atoms(0)
     temperature = float(reader.attrs["temperature_K"])
     calculator = None if args.sample is None else make_calculator(CalculatorSpec(name=args.sample))
-    runs = [langevin(model, atoms, temperature, args.langevin_ps, calculator)]
+    runs = [
+        langevin(model, atoms, temperature, args.langevin_ps, calculator, friction)
+        for friction in args.langevin_friction
+    ]
     proposals = [(stride_fs, 0, False) for stride_fs in args.strides_fs]
     for n, fs in args.leapfrog:
         kicks = [True] if args.kick_only else [False, True] if args.learned_kick else [False]
         proposals += [(n * fs, n, kick) for kick in kicks]
     for kept in args.persistence:
-        for drift in args.uniform_drift:
+        for drift, extra in itertools.product(args.uniform_drift, args.extra_chances):
             for stride_fs, steps, kick in proposals:
                 runs.append(
                     chain(
@@ -254,6 +286,7 @@ def main() -> None:
                         persistence=kept,
                         learned_kick=kick,
                         uniform_drift=drift,
+                        extra_chances=extra,
                     )
                 )
     if args.save:

@@ -403,6 +403,9 @@ class FlashMDMetropolis(FlashMD):
         uniform_drift: carry the accept/reject uniform between strides, moved by this much
             each time (Neal 2020; still exact): rejections come in runs (measured in the
             README: no gain on Cu); 0 draws a fresh uniform every stride.
+        extra_chances: continue a proposal that would be rejected by up to this many more
+            strides before reversing the momenta (still exact; each chance taken costs a
+            stride); 0 is the plain chain.
         check_reversibility: solve each proposal back and reject it unless it returns to its
             start (exact; doubles the cost).
         reversibility_tolerance_A: Å that return may miss by.
@@ -436,6 +439,7 @@ class FlashMDMetropolis(FlashMD):
         model: Model,
         persistence: float = 0.0,
         uniform_drift: float = 0.0,
+        extra_chances: int = 0,
         check_reversibility: bool = True,
         reversibility_tolerance_A: float = 1e-4,
         sample: str = "model",
@@ -462,6 +466,7 @@ class FlashMDMetropolis(FlashMD):
             check_reversibility,
             reversibility_tolerance_A,
             uniform_drift=uniform_drift,
+            extra_chances=extra_chances,
         )
         for name in ("energy_filter", "symplectic", "adaptive"):
             if name in kwargs:

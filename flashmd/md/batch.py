@@ -79,7 +79,8 @@ class MDSettings:
     distribution of the energy model at ``temperature_K`` exactly (:mod:`flashmd.md.metropolis`):
     symplectic strides as proposals (``symplectic`` is implied), momenta refreshed with
     ``persistence`` before each, every proposal solved back when ``check_reversibility``, the
-    accept/reject uniform carried between strides when ``uniform_drift`` (Neal 2020); with
+    accept/reject uniform carried between strides when ``uniform_drift`` (Neal 2020), a
+    proposal that would be rejected continued by up to ``extra_chances`` strides first; with
     ``leapfrog_steps`` the proposals are that many velocity-Verlet steps on the energy model
     instead (hybrid Monte Carlo, :mod:`flashmd.md.leapfrog`), on the model's learned kick instead
     of the energy model's forces with ``learned_kick``. ``sample_calculator`` (a recipe's
@@ -112,6 +113,7 @@ class MDSettings:
     persistence: float = 0.0
     check_reversibility: bool = True
     uniform_drift: float = 0.0
+    extra_chances: int = 0
     leapfrog_steps: int = 0
     learned_kick: bool = False
     sample_calculator: str | None = None
@@ -150,8 +152,18 @@ class MDSettings:
                 "the uniform drift carries the metropolis ensemble's accept/reject uniform "
                 "between strides: use it with --ensemble metropolis"
             )
+        if self.extra_chances and self.ensemble != "metropolis":
+            raise ValueError(
+                "extra chances continue the metropolis ensemble's rejected proposals: use "
+                "them with --ensemble metropolis"
+            )
         # refuses impossible settings
-        MetropolisConfig(self.temperature_K, self.persistence, uniform_drift=self.uniform_drift)
+        MetropolisConfig(
+            self.temperature_K,
+            self.persistence,
+            uniform_drift=self.uniform_drift,
+            extra_chances=self.extra_chances,
+        )
         sources = [bool(self.structures), self.recipe is not None, self.start_from is not None]
         if sum(sources) != 1:
             raise ValueError(
@@ -208,6 +220,7 @@ ADDED_SETTINGS: dict[str, object] = {
     "persistence": 0.0,
     "check_reversibility": True,
     "uniform_drift": 0.0,
+    "extra_chances": 0,
     "leapfrog_steps": 0,
     "learned_kick": False,
     "sample_calculator": None,
@@ -383,6 +396,7 @@ def make_stepper(
             settings.persistence,
             check_reversibility=settings.check_reversibility,
             uniform_drift=settings.uniform_drift,
+            extra_chances=settings.extra_chances,
         )
         if settings.leapfrog_steps:
             potential = leapfrog_potential(model, settings.learned_kick)
@@ -444,6 +458,7 @@ def _final_attrs(stepper: Stepper) -> dict[str, float | int]:
         attrs["metropolis_acceptance"] = stepper.acceptance_rate
         attrs["metropolis_mean_probability"] = stepper.mean_acceptance_probability
         attrs["metropolis_irreversible"] = stepper.irreversible
+        attrs["metropolis_extra_strides"] = stepper.extra_strides
     propagator = stepper.propagator
     if isinstance(propagator, SymplecticPropagator):
         attrs["solver_mean_iterations"] = propagator.mean_iterations

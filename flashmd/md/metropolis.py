@@ -33,6 +33,27 @@ come in runs instead of independently. With persistent momenta (step 1's ``c`` n
 rejection reverses the motion, and scattered reversals turn the chain's excursions into a
 random walk; clustered ones leave long straight runs. The acceptance rate is unchanged.
 
+**Extra chances (Sohl-Dickstein, Mudigonda and DeWeese 2014; Campos and Sanz-Serna 2015).**
+With persistent momenta every rejection reverses the motion, a friction of its own: at 12 fs
+and 80 % acceptance it reverses the momenta about every 60 fs, more often than the refresh
+renews them. With ``extra_chances = K > 0`` a stride that would be rejected is continued
+instead: from ``x_0`` the orbit ``x_j = Φ^j(x_0)``, ``j = 1..K+1``, is computed one stride at a
+time, and the chain moves to ``R x_j`` with probability ``P_j(x_0)``, defined recursively by
+
+    P_j(x_0) = min(1 - Σ_{i<j} P_i(x_0), (π_j/π_0) (1 - Σ_{i<j} P_i(R x_j)))
+
+(``π_j = π(x_j)``), or stays at ``x_0`` (then flipped by step 4) with what is left. One
+uniform ``u`` picks the first ``j`` with ``u < Σ_{i<=j} P_i``, so the orbit is extended only
+while needed. Exact: ``F_j = R Φ^j`` is an involution for every ``j`` (time reversibility), the
+orbit of ``z = R x_j`` is ``R x_j, R x_{j-1}, ..., R x_0`` with the same ``π`` values in reverse
+order, so ``P_i(z)`` is computed from the energies already at hand, and ``π_0 P_j(x_0) =
+min(π_0 (1 - S_j(x_0)), π_j (1 - S_j(z))) = π_j P_j(z)``, detailed balance for the move
+``x_0 -> z`` and its reverse (``S_j`` the sums above; ``P_1 = min(1, π_1/π_0)``, the plain
+rule). A stride that fails to converge or to solve back ends the orbit (its ``π`` and all later
+ones count as 0). An accepted ``j``-th chance moves the chain ``j`` strides on; only a proposal
+whose every chance failed reverses the momenta. It costs one more stride per extra chance
+taken; the acceptance rate counts a move at any ``j``.
+
 **Why the chain is exact.** Step 1 and step 4 preserve ``π`` (``K`` is even in ``p``). Steps 2-3
 are a Metropolis-Hastings step with the deterministic proposal ``F = R Φ``. For such a proposal
 the acceptance ``min(1, π(F x) |det ∂F/∂x| / π(x))`` satisfies detailed balance when ``F`` is an
@@ -76,6 +97,9 @@ from flashmd.md.stepper import Stepper, StrideStats, systems_all
 from flashmd.md.thermostats import Langevin
 from flashmd.units import FS, KB
 
+#: Most extra chances a proposal may take (their probabilities cost O(K²) per stride).
+MAX_EXTRA_CHANCES = 8
+
 
 @dataclass(frozen=True)
 class MetropolisConfig:
@@ -94,6 +118,9 @@ class MetropolisConfig:
         warn_after: system-strides before the rate is judged.
         uniform_drift: ``δ`` by which the accept/reject uniform moves between strides (see
             "A drifting uniform" in the module docstring); 0 draws a fresh one each stride.
+        extra_chances: strides by which a proposal that would be rejected is continued before
+            the momenta are reversed (see "Extra chances" in the module docstring); 0 is the
+            plain chain.
     """
 
     temperature_K: float
@@ -103,6 +130,7 @@ class MetropolisConfig:
     min_acceptance: float = 0.05
     warn_after: int = 100
     uniform_drift: float = 0.0
+    extra_chances: int = 0
 
     def __post_init__(self) -> None:
         if not self.temperature_K > 0:
@@ -119,6 +147,16 @@ class MetropolisConfig:
                 "uniform_drift must lie in [0, 1) (0: a fresh uniform every stride), got "
                 f"{self.uniform_drift}"
             )
+        if not 0 <= self.extra_chances <= MAX_EXTRA_CHANCES:
+            raise ValueError(
+                f"extra_chances must lie in [0, {MAX_EXTRA_CHANCES}] (each costs a stride), "
+                f"got {self.extra_chances}"
+            )
+        if self.extra_chances and self.uniform_drift:
+            raise ValueError(
+                "extra_chances and uniform_drift are two answers to the same reversals and do "
+                "not combine (the drifting uniform's rescaling assumes one chance): pick one"
+            )
 
 
 def check_proposal(propagator: Propagator) -> None:
@@ -131,6 +169,31 @@ def check_proposal(propagator: Propagator) -> None:
             "strides of a model with a generating function (symplectic=True, --symplectic; "
             "train one as flashmd/pretrained/emt-metals.md's 'Symplectic strides' section does)"
         )
+
+
+def chance_probability(log_weights: list[torch.Tensor]) -> torch.Tensor:
+    """(S,) ``P_j(x_0)`` of the module docstring's extra chances for ``j = len(log_weights) -
+    1``: the probability of moving from ``x_0`` to the orbit's ``j``-th point.
+
+    Args:
+        log_weights: ``j + 1`` tensors (S,), ``log π(x_i) - log π(x_0)`` along the orbit
+            (``-inf`` where the orbit ended), the first all zeros.
+    """
+    memo: dict[tuple[int, ...], torch.Tensor] = {}
+
+    def probability(path: tuple[int, ...]) -> torch.Tensor:
+        # the probability of moving from orbit point path[0] to path[-1] along path
+        if path not in memo:
+            forward = 1.0 - sum(probability(path[: i + 1]) for i in range(1, len(path) - 1))
+            back = path[::-1]
+            backward = 1.0 - sum(probability(back[: i + 1]) for i in range(1, len(back) - 1))
+            gain = log_weights[path[-1]] - log_weights[path[0]]
+            ratio = torch.nan_to_num(torch.exp(gain.clamp(max=60.0)), nan=0.0)
+            chance = torch.minimum(torch.as_tensor(forward), ratio * torch.as_tensor(backward))
+            memo[path] = chance.clamp(min=0.0)
+        return memo[path]
+
+    return probability(tuple(range(len(log_weights))))
 
 
 class MetropolisStepper(Stepper):
@@ -152,7 +215,8 @@ class MetropolisStepper(Stepper):
             rejected because the solve did not converge; probability_sum: the acceptance
             probabilities ``min(1, exp(-ΔH/kT))`` summed over proposals (their mean estimates
             the acceptance rate with less noise than the accepted count); last_delta_H: (S,)
-            eV, ``H(y) - H(x)`` of the latest proposal (NaN where it failed).
+            eV, ``H(y) - H(x)`` of the latest proposal's first stride (NaN where it failed);
+            extra_strides: system-strides spent on extra chances.
     """
 
     def __init__(
@@ -181,6 +245,7 @@ class MetropolisStepper(Stepper):
         self.accepted = 0
         self.irreversible = 0
         self.unconverged = 0
+        self.extra_strides = 0
         self.probability_sum = 0.0
         self.last_delta_H = torch.zeros(0, dtype=torch.float64)
         self._v: torch.Tensor | None = None  # (S,) the drifting uniform's state, in [-1, 1]
@@ -202,49 +267,81 @@ class MetropolisStepper(Stepper):
         return super().prepare(state.replace(target_energy=unknown))
 
     def step(self, state: MDState) -> tuple[MDState, StrideStats]:
-        """Refresh the momenta, propose a stride, accept or reject it per system."""
+        """Refresh the momenta, propose a stride (continued by the extra chances while it
+        would be rejected), accept or reject it per system."""
         potential = state.target_energy - state.kinetic_energy()
         momenta = self._refresh.apply(state, 1.0)
         start = state.replace(
             momenta=momenta, target_energy=potential + state.kinetic_energy(momenta)
         )
-        proposal, iterations = self._propose(start)
+        uniform = self._uniform(state)
+        log_weights = [torch.zeros_like(start.target_energy)]  # log π(x_j)/π(x_0), (S,)
+        alive = torch.ones_like(start.target_energy, dtype=torch.bool)
+        accepted = torch.zeros_like(alive)
+        cumulative = torch.zeros_like(start.target_energy)
+        new = start.replace(momenta=-start.momenta)  # a rejection: R x_0
+        potential_new, iterations, current = potential, None, start
+        for chance in range(self.config.extra_chances + 1):
+            if chance:
+                self.extra_strides += int((alive & ~accepted).sum())
+            proposal, energy, total, ok, more = self._stride(current, alive & ~accepted)
+            iterations = more if iterations is None else iterations + more
+            alive &= ok
+            delta = torch.where(alive, total - start.target_energy, torch.nan)
+            log_weights.append(torch.where(alive, -delta / self.kT, -torch.inf))
+            if chance == 0:
+                self.last_delta_H = delta
+                self.probability_sum += float(log_weights[1].clamp(max=0.0).exp().sum())
+            cumulative = cumulative + chance_probability(log_weights)
+            chosen = ~accepted & (uniform < cumulative)
+            if chance == 0 and self.config.uniform_drift:  # rescales v (module docstring)
+                rescaled = self._v * torch.exp(-log_weights[1].clamp(min=-700.0))
+                self._v = torch.where(chosen, rescaled, self._v)
+            keep = chosen[start.system, None]
+            new = new.replace(
+                positions=torch.where(keep, proposal.positions, new.positions),
+                momenta=torch.where(keep, proposal.momenta, new.momenta),
+                target_energy=torch.where(chosen, total, new.target_energy),
+            )
+            potential_new = torch.where(chosen, energy, potential_new)
+            accepted |= chosen
+            if bool((accepted | ~alive).all()):
+                break
+            current = proposal
+        self._count(accepted)
+        self.strides += 1
+        zeros = torch.zeros_like(accepted)
+        ones = torch.ones_like(potential_new)
+        return new, StrideStats(ones, zeros, potential_new, iterations, accepted=accepted)
+
+    def _stride(
+        self, current: MDState, undecided: torch.Tensor
+    ) -> tuple[MDState, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """One stride of the orbit from ``current``: the proposal (``current`` where the solve
+        failed), its ``V`` and ``H`` (S,) eV, (S,) whether it converged and (when checked)
+        solved back to ``current``, and the solver's iterations; failures of ``undecided``
+        systems are counted."""
+        proposal, iterations = self._propose(current)
         finite = systems_all(
-            start,
+            current,
             torch.isfinite(proposal.positions).all(dim=1)
             & torch.isfinite(proposal.momenta).all(dim=1),
         )
-        safe = start.replace(
-            positions=torch.where(finite[start.system, None], proposal.positions, start.positions),
-            momenta=torch.where(finite[start.system, None], proposal.momenta, start.momenta),
+        safe = current.replace(
+            positions=torch.where(
+                finite[current.system, None], proposal.positions, current.positions
+            ),
+            momenta=torch.where(finite[current.system, None], proposal.momenta, current.momenta),
         )
         energy = self._proposal_energy(safe)
-        total = energy + safe.kinetic_energy()
         reversible = finite.clone()
         if self._check_reversibility and bool(finite.any()):  # failed solves: rejected
-            returned, more = self._returns(start, safe, finite)
+            returned, more = self._returns(current, safe, finite)
             reversible &= returned
             iterations = None if iterations is None else iterations + more
-        delta = torch.where(reversible, total - start.target_energy, torch.nan)
-        log_ratio = torch.where(reversible, -delta / self.kT, -torch.inf)
-        accepted = torch.log(self._uniform(state)) < log_ratio
-        if self.config.uniform_drift:  # an accepted stride rescales v (module docstring)
-            rescaled = self._v * torch.exp(-log_ratio.clamp(min=-700.0))
-            self._v = torch.where(accepted, rescaled, self._v)
-        self.last_delta_H = delta
-        self.probability_sum += float(log_ratio.clamp(max=0.0).exp().sum())
-        keep = accepted[start.system, None]
-        new = start.replace(
-            positions=torch.where(keep, safe.positions, start.positions),
-            momenta=torch.where(keep, safe.momenta, -start.momenta),
-            target_energy=torch.where(accepted, total, start.target_energy),
-        )
-        self._count(finite, reversible, accepted)
-        self.strides += 1
-        zeros = torch.zeros_like(accepted)
-        potential_new = torch.where(accepted, energy, potential)
-        ones = torch.ones_like(potential_new)
-        return new, StrideStats(ones, zeros, potential_new, iterations, accepted=accepted)
+        self.unconverged += int((undecided & ~finite).sum())
+        self.irreversible += int((undecided & finite & ~reversible).sum())
+        return safe, energy, energy + safe.kinetic_energy(), reversible, iterations
 
     def _uniform(self, state: MDState) -> torch.Tensor:
         """(S,) the uniform of each system's accept/reject decision: fresh, or ``|v|`` after
@@ -291,13 +388,9 @@ class MetropolisStepper(Stepper):
         worst = torch.zeros_like(start.target_energy).scatter_reduce(0, start.system, miss, "amax")
         return finite & (worst <= self.config.reversibility_tolerance_A), iterations
 
-    def _count(
-        self, finite: torch.Tensor, reversible: torch.Tensor, accepted: torch.Tensor
-    ) -> None:
-        self.proposals += int(finite.numel())
+    def _count(self, accepted: torch.Tensor) -> None:
+        self.proposals += int(accepted.numel())
         self.accepted += int(accepted.sum())
-        self.unconverged += int((~finite).sum())
-        self.irreversible += int((finite & ~reversible).sum())
         judged = self.proposals >= self.config.warn_after
         if judged and not self._warned and self.acceptance_rate < self.config.min_acceptance:
             self._warned = True

@@ -283,12 +283,14 @@ def test_md_metropolis_with_leapfrog_proposals_needs_no_generating_function(tmp_
     out = str(tmp_path / "hmc.zarr")
     chain = [str(structure), "--model", model, "--stride-fs", "8", "--strides", "4"]
     chain += ["--ensemble", "metropolis", "--temperature-K", "300", "--leapfrog-steps", "2"]
-    assert run(*chain, "-o", out) == 0
+    assert run(*chain, "--extra-chances", "1", "-o", out) == 0
     assert (
         "of strides accepted (metropolis, sampling the energy model's V)" in capsys.readouterr().out
     )
     store = TrajectoryStore.open(out)
     assert store.recipe["leapfrog_steps"] == 2 and store.recipe["symplectic"] is False
+    assert store.recipe["extra_chances"] == 1
+    assert store[store.ids()[0]].attrs["metropolis_extra_strides"] >= 0
     assert run(*chain, "--symplectic", "-o", str(tmp_path / "both.zarr")) != 0
     assert "without --symplectic" in capsys.readouterr().err
 

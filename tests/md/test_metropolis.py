@@ -12,7 +12,7 @@ from md_testkit import crystal, harmonic, thermal, tiny_model, tiny_symplectic_m
 from flashmd.ase import FlashMDMetropolis
 from flashmd.md.batch import MDSettings
 from flashmd.md.harmonic import HarmonicCrystal
-from flashmd.md.metropolis import MetropolisConfig, MetropolisStepper
+from flashmd.md.metropolis import MetropolisConfig, MetropolisStepper, chance_probability
 from flashmd.md.propagators import ModelPotential, ModelPropagator
 from flashmd.md.state import state_from_atoms
 from flashmd.md.symplectic import SymplecticPropagator
@@ -46,16 +46,18 @@ def z_scores(energies, dof):
     return tuple(scores)
 
 
-@pytest.mark.parametrize(("persistence", "drift"), [(0.0, 0.0), (0.5, 0.0), (0.9, 0.05)])
+@pytest.mark.parametrize(
+    ("persistence", "drift", "extra"), [(0.0, 0.0, 0), (0.5, 0.0, 0), (0.9, 0.05, 0), (0.9, 0, 2)]
+)
 def test_a_biased_stride_samples_the_exact_harmonic_distribution_only_when_corrected(
-    persistence, drift
+    persistence, drift, extra
 ):
     systems = [thermal(crystal(), seed, T) for seed in range(8)]
     exact = harmonic([crystal()] * 8)
     # the exact flow of springs 30 % too stiff: volume-preserving and reversible, but wrong
     biased = HarmonicCrystal([crystal()] * 8, spring=2.6, bond_cutoff=3.2)
     dof = 3 * len(systems[0]) - 3
-    config = MetropolisConfig(T, persistence=persistence, uniform_drift=drift)
+    config = MetropolisConfig(T, persistence=persistence, uniform_drift=drift, extra_chances=extra)
     corrected = MetropolisStepper(biased, 64.0, exact, config)
     unadjusted = MetropolisStepper(biased, 64.0, biased, config)  # accepts every stride
     state = state_from_atoms(systems, seed=3)
@@ -117,6 +119,47 @@ def test_a_drifting_uniform_groups_rejections_without_changing_the_acceptance_ra
     assert repeat < (1 - rate) + 0.15 and repeat_drift > repeat + 0.1, (repeat, repeat_drift)
 
 
+@pytest.mark.parametrize("chances", [1, 2, 3])
+def test_extra_chance_probabilities_obey_detailed_balance_along_any_orbit(chances):
+    generator = torch.Generator().manual_seed(chances)
+    for _ in range(20):
+        # log π along an orbit x_0..x_j; the reverse move starts at R x_j and sees them reversed
+        values = 2.0 * torch.randn(chances + 1, 6, generator=generator, dtype=torch.float64)
+        forward = [values[i] - values[0] for i in range(chances + 1)]
+        for j in range(1, chances + 1):
+            there = chance_probability(forward[: j + 1])
+            back = chance_probability([values[j - i] - values[j] for i in range(j + 1)])
+            torch.testing.assert_close(values[0].exp() * there, values[j].exp() * back)
+        total = sum(chance_probability(forward[: j + 1]) for j in range(1, chances + 1))
+        assert bool((total <= 1 + 1e-12).all())
+    # one chance is the plain Metropolis rule
+    log_ratio = torch.tensor([-1.0, 0.5, -torch.inf], dtype=torch.float64)
+    plain = chance_probability([torch.zeros(3, dtype=torch.float64), log_ratio])
+    torch.testing.assert_close(plain, log_ratio.clamp(max=0).exp())
+
+
+def test_extra_chances_take_rejected_strides_further_instead_of_reversing_them():
+    systems = [thermal(crystal(), seed, T) for seed in range(8)]
+    exact = harmonic([crystal()] * 8)
+    biased = HarmonicCrystal([crystal()] * 8, spring=2.6, bond_cutoff=3.2)
+    rates = []
+    for extra in (0, 2):
+        config = MetropolisConfig(T, persistence=0.9, extra_chances=extra)
+        stepper = MetropolisStepper(biased, 64.0, exact, config)
+        state = stepper.prepare(state_from_atoms(systems, seed=5))
+        for _ in range(150):
+            state, _ = stepper.step(state)
+            total = state.kinetic_energy() + exact.energy(state, None)
+            torch.testing.assert_close(state.target_energy, total)
+        rates.append(stepper.acceptance_rate)
+        assert (stepper.extra_strides > 0) == bool(extra)
+    assert rates[1] > rates[0] + 0.1, rates
+    with pytest.raises(ValueError, match="pick one"):
+        MetropolisConfig(T, uniform_drift=0.05, extra_chances=1)
+    with pytest.raises(ValueError, match="extra_chances"):
+        MetropolisConfig(T, extra_chances=-1)
+
+
 def test_a_uniform_drift_reaches_the_ase_chain_and_is_refused_where_it_means_nothing():
     atoms = thermal(crystal(), 0, T)
     model = harmonic([crystal()])
@@ -130,6 +173,16 @@ def test_a_uniform_drift_reaches_the_ase_chain_and_is_refused_where_it_means_not
         MetropolisConfig(T, uniform_drift=1.5)
     with pytest.raises(ValueError, match="--ensemble metropolis"):
         MDSettings(model="m", structures=("a.xyz",), ensemble="langevin", uniform_drift=0.05)
+
+
+def test_extra_chances_reach_the_ase_chain_and_are_refused_where_they_mean_nothing():
+    atoms = thermal(crystal(), 0, T)
+    biased = HarmonicCrystal([crystal()], spring=8.0, bond_cutoff=3.2)
+    dynamics = FlashMDMetropolis(atoms, 64 * FS, temperature_K=T, model=biased, extra_chances=2)
+    dynamics.run(10)
+    assert dynamics.stepper.config.extra_chances == 2 and dynamics.stepper.proposals == 10
+    with pytest.raises(ValueError, match="--ensemble metropolis"):
+        MDSettings(model="m", structures=("a.xyz",), ensemble="langevin", extra_chances=1)
 
 
 class Drifting:
