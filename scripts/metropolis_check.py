@@ -174,6 +174,15 @@ def leapfrog_spec(text: str) -> tuple[int, float]:
         raise argparse.ArgumentTypeError(f"{text!r} is not STEPSxFS, e.g. 4x6") from None
 
 
+def sweep(
+    parser: argparse.ArgumentParser, flag: str, default: float, metavar: str | None, text: str
+) -> None:
+    """A setting swept over one or more values (``nargs="+"``) of ``default``'s type."""
+    parser.add_argument(
+        flag, type=type(default), nargs="+", default=[default], metavar=metavar, help=text
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model")
@@ -195,24 +204,22 @@ def main() -> None:
         "calculator name, e.g. sevennet-0): Langevin runs on it, the chains call it once per "
         "stride and move on the model",
     )
-    parser.add_argument(
+    sweep(
+        parser,
         "--persistence",
-        type=float,
-        nargs="+",
-        default=[0.0],
-        help="momentum persistence between strides (0: fresh momenta, hybrid Monte Carlo; "
+        0.0,
+        None,
+        "momentum persistence between strides (0: fresh momenta, hybrid Monte Carlo; "
         "near 1: generalised hybrid Monte Carlo, inertia kept); every chain runs at each",
     )
     parser.add_argument("--langevin-ps", type=float, default=10.0)
-    parser.add_argument(
+    sweep(
+        parser,
         "--langevin-friction",
-        type=float,
-        nargs="+",
-        default=[0.01],
-        metavar="PER_FS",
-        help="Langevin frictions, 1/fs, one run each; the first is the baseline of the ratios "
-        "(a chain's rejections flip its momenta, a friction of their own: compare the chain's "
-        "τ with Langevin's at a higher friction)",
+        0.01,
+        "PER_FS",
+        "Langevin frictions, 1/fs, one run each; the first is the baseline of the ratios "
+        "(whether τ of V depends on the friction: a chain's reversals might act as one)",
     )
     parser.add_argument("--burn-in", type=float, default=0.1, help="fraction dropped from each")
     parser.add_argument(
@@ -236,22 +243,20 @@ def main() -> None:
         action="store_true",
         help="with --learned-kick: run the --leapfrog chains on the learned kick alone",
     )
-    parser.add_argument(
+    sweep(
+        parser,
         "--uniform-drift",
-        type=float,
-        nargs="+",
-        default=[0.0],
-        metavar="DELTA",
-        help="carry the accept/reject uniform between strides, moved by DELTA (Neal 2020; 0: "
+        0.0,
+        "DELTA",
+        "carry the accept/reject uniform between strides, moved by DELTA (Neal 2020; 0: "
         "a fresh one every stride); every chain runs at each",
     )
-    parser.add_argument(
+    sweep(
+        parser,
         "--extra-chances",
-        type=int,
-        nargs="+",
-        default=[0],
-        metavar="K",
-        help="continue a proposal that would be rejected by up to K strides before reversing "
+        0,
+        "K",
+        "continue a proposal that would be rejected by up to K strides before reversing "
         "the momenta (0: the plain chain); every chain runs at each",
     )
     args = parser.parse_args()
