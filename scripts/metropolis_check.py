@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import math
 import time
 from dataclasses import dataclass
 
@@ -99,6 +100,7 @@ def chain(
     learned_kick: bool = False,
     uniform_drift: float = 0.0,
     extra_chances: int = 0,
+    unadjusted: bool = False,
 ) -> Series:
     """``strides`` Metropolis-adjusted strides, the model's symplectic ones or, with
     ``leapfrog_steps``, that many velocity-Verlet steps per stride on the energy model (hybrid
@@ -107,7 +109,8 @@ def chain(
     hybrid Monte Carlo); with ``learned_kick``, the leapfrog steps move on the model's learned
     kick instead of the energy model's forces, and the accept/reject uniform carried between
     strides with ``uniform_drift`` (Neal 2020), a proposal that would be rejected continued by
-    up to ``extra_chances`` strides; ``V`` and positions after each."""
+    up to ``extra_chances`` strides; ``unadjusted`` accepts every proposal (not exact: a
+    diagnostic of what the rejections cost); ``V`` and positions after each."""
     potential = leapfrog_potential(model, learned_kick)
     sampled = potential if calculator is None else CalculatorPotential(calculator)
     if leapfrog_steps:
@@ -126,6 +129,8 @@ def chain(
         temperature_K, persistence, uniform_drift=uniform_drift, extra_chances=extra_chances
     )
     stepper = MetropolisStepper(propagator, stride_fs, sampled, config)
+    if unadjusted:  # every log acceptance ratio -ΔH/kT becomes 0
+        stepper.kT, name = math.inf, name + ", unadjusted"
     state = stepper.prepare(state_from_atoms(atoms, device=model.device, seed=0))
     energies, positions = [], []
     started = time.perf_counter()
@@ -259,6 +264,12 @@ def main() -> None:
         "continue a proposal that would be rejected by up to K strides before reversing "
         "the momenta (0: the plain chain); every chain runs at each",
     )
+    parser.add_argument(
+        "--unadjusted",
+        action="store_true",
+        help="also run every chain without its accept/reject test (every proposal accepted, "
+        "no reversals; not exact): whether the rejections are what slows a chain",
+    )
     args = parser.parse_args()
     if args.kick_only and not args.learned_kick:
         parser.error("--kick-only needs --learned-kick")
@@ -277,7 +288,9 @@ def main() -> None:
         kicks = [True] if args.kick_only else [False, True] if args.learned_kick else [False]
         proposals += [(n * fs, n, kick) for kick in kicks]
     for kept in args.persistence:
-        for drift, extra in itertools.product(args.uniform_drift, args.extra_chances):
+        adjusted = [False, True] if args.unadjusted else [False]
+        settings = itertools.product(args.uniform_drift, args.extra_chances, adjusted)
+        for drift, extra, unadjusted in settings:
             for stride_fs, steps, kick in proposals:
                 runs.append(
                     chain(
@@ -292,6 +305,7 @@ def main() -> None:
                         learned_kick=kick,
                         uniform_drift=drift,
                         extra_chances=extra,
+                        unadjusted=unadjusted,
                     )
                 )
     if args.save:
