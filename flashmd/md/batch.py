@@ -147,16 +147,15 @@ class MDSettings:
             )
         if self.ensemble == "metropolis" and not self.leapfrog_steps and not self.symplectic:
             object.__setattr__(self, "symplectic", True)  # its proposals are symplectic strides
-        if self.uniform_drift and self.ensemble != "metropolis":
-            raise ValueError(
-                "the uniform drift carries the metropolis ensemble's accept/reject uniform "
-                "between strides: use it with --ensemble metropolis"
-            )
-        if self.extra_chances and self.ensemble != "metropolis":
-            raise ValueError(
-                "extra chances continue the metropolis ensemble's rejected proposals: use "
-                "them with --ensemble metropolis"
-            )
+        for flag, value in (
+            ("--uniform-drift", self.uniform_drift),
+            ("--extra-chances", self.extra_chances),
+        ):
+            if value and self.ensemble != "metropolis":
+                raise ValueError(
+                    f"{flag} sets how the metropolis ensemble accepts or rejects its "
+                    "proposals: use it with --ensemble metropolis"
+                )
         # refuses impossible settings
         MetropolisConfig(
             self.temperature_K,

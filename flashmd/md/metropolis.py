@@ -34,9 +34,10 @@ rejection reverses the motion, and scattered reversals turn the chain's excursio
 random walk; clustered ones leave long straight runs. The acceptance rate is unchanged.
 
 **Extra chances (Sohl-Dickstein, Mudigonda and DeWeese 2014; Campos and Sanz-Serna 2015).**
-With persistent momenta every rejection reverses the motion, a friction of its own: at 12 fs
-and 80 % acceptance it reverses the momenta about every 60 fs, more often than the refresh
-renews them. With ``extra_chances = K > 0`` a stride that would be rejected is continued
+With persistent momenta every rejection reverses the motion and sends the atoms back along
+their path (on the random Cu3Au alloy at 12 fs and 79 % acceptance these reversals make ``V``
+decorrelate 3.3 times more slowly per stride than without the test: the exact-sampling guide).
+With ``extra_chances = K > 0`` a stride that would be rejected is continued
 instead: from ``x_0`` the orbit ``x_j = Φ^j(x_0)``, ``j = 1..K+1``, is computed one stride at a
 time, and the chain moves to ``R x_j`` with probability ``P_j(x_0)``, defined recursively by
 
