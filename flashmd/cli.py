@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from flashmd.cli_parser import DEFAULT_TEMPERATURE_K, build_parser
 from flashmd.data.recipes import RecipeError
 from flashmd.data.store import StoreError
+from flashmd.termination import terminate_as_interrupt
 from flashmd.threads import configure_threads
 from flashmd.train.errors import TrainingError
 
@@ -388,7 +389,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if hasattr(args, "threads"):
             configure_threads(args.threads)
-        return func(args)
+        with terminate_as_interrupt():  # a scheduler's time limit stops it like Ctrl-C
+            return func(args)
     except (RecipeError, StoreError, TrainingError, ValueError, FileNotFoundError) as error:
         print(f"flashmd {args.command}: error: {error}", file=sys.stderr)
         return EXIT_USAGE

@@ -23,6 +23,7 @@ from flashmd.data.calculators import check_same_weights
 from flashmd.data.recipes import Recipe, RecipeError, TrajectoryTask
 from flashmd.data.reference import prepare, run_trajectory, trajectory_steps
 from flashmd.data.store import COMMIT_INTERVAL_S, TrajectoryStore
+from flashmd.termination import note_termination, terminated
 
 
 @dataclass
@@ -78,17 +79,19 @@ _stop_event = None
 
 def _init_worker(progress: mp.Queue, stop) -> None:
     """Workers ignore Ctrl-C: the parent asks them to stop through ``stop`` instead, so each one
-    commits its buffered frames and returns rather than dying mid-write."""
+    commits its buffered frames and returns rather than dying mid-write. ``SIGTERM`` sent to
+    the worker itself (a scheduler signals every process of a job) stops it the same way."""
     global _progress_queue, _stop_event
     _progress_queue, _stop_event = progress, stop
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    note_termination()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 def _report_or_stop(amount: int) -> None:
     assert _progress_queue is not None and _stop_event is not None
     _progress_queue.put(amount)
-    if _stop_event.is_set():
+    if terminated() or _stop_event.is_set():
         raise KeyboardInterrupt
 
 

@@ -244,6 +244,41 @@ def test_killed_generation_resumes_to_the_uninterrupted_result(tmp_path):
         np.testing.assert_array_equal(after[key], value, err_msg=key)
 
 
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_terminated_generation_stops_cleanly_and_resumes(tmp_path, workers):
+    """SIGTERM (a scheduler's time limit, ``kill``) stops it like Ctrl-C: the frames it holds are
+    committed, it says how to resume and exits with the interrupted status; with workers the
+    signal goes to the whole process group, as a scheduler sends it, and every worker stops."""
+    from flashmd.cli import EXIT_INTERRUPTED
+
+    recipe_path = long_recipe(tmp_path, production_fs=8000, temperatures_K=[600, 900])
+    store = tmp_path / "terminated.zarr"
+    command = generate_command(recipe_path, store, "--workers", workers)
+    process = subprocess.Popen(
+        command,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        time.sleep(0.02)
+        try:
+            if 0 < TrajectoryStore.open(store).info()[0].n_frames:
+                break
+        except (StoreError, IndexError, KeyError):
+            continue
+    os.killpg(process.pid, signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == EXIT_INTERRUPTED, stderr
+    assert "interrupted" in stderr and "run the same command again to resume" in stderr
+    partial = TrajectoryStore.open(store).info()
+    assert any(t.status == "partial" for t in partial) and all(t.n_frames < 2001 for t in partial)
+    assert subprocess.run(command, env={**os.environ, "OMP_NUM_THREADS": "1"}).returncode == 0
+    assert all(t.status == "complete" for t in TrajectoryStore.open(store).info())
+
+
 def test_element_the_calculator_cannot_handle_writes_nothing(tiny_recipe, tmp_path):
     bad = tiny_recipe.model_copy(
         update={"systems": [tiny_recipe.systems[0].model_copy(update={"element": "Fe"})]}
