@@ -140,6 +140,7 @@ def _cmd_md(args: argparse.Namespace) -> int:
         extra_chances=args.extra_chances,
         leapfrog_steps=args.leapfrog_steps,
         learned_kick=args.learned_kick,
+        splitting=args.splitting,
         sample_calculator=args.sample,
         pressure_GPa=args.pressure_GPa,
         barostat_tau_fs=args.barostat_tau_fs,
@@ -317,6 +318,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 
 def _cmd_train_kick(args: argparse.Namespace) -> int:
+    from flashmd.md.splitting import SPLITTINGS
     from flashmd.models.io import checkpoint_path, load_model, read_checkpoint, save_checkpoint
     from flashmd.train.kick import add_kick
 
@@ -333,6 +335,7 @@ def _cmd_train_kick(args: argparse.Namespace) -> int:
         step_fs=args.step_fs,
         tune_steps=args.tune_steps,
         retune=args.retune,
+        splitting=SPLITTINGS[args.splitting],
     )
     metadata = read_checkpoint(checkpoint_path(args.model))["metadata"]
     retuned_from = metadata.get("kick") if args.retune else None
@@ -344,6 +347,7 @@ def _cmd_train_kick(args: argparse.Namespace) -> int:
         "steps": args.steps,
         "seed": args.seed,
         "step_fs": args.step_fs,
+        "splitting": args.splitting,
         "tune_steps": args.tune_steps if args.step_fs else 0,
         **dataclasses.asdict(report),
         **({"retuned_from": retuned_from} if args.retune else {}),
@@ -361,7 +365,8 @@ def _cmd_train_kick(args: argparse.Namespace) -> int:
     if report.step_energy_error is not None:
         before, after = report.step_energy_error
         print(
-            f"tuned for {args.step_fs:g} fs steps: mean (ΔH/kT)² of one step on the validation "
+            f"tuned for {args.step_fs:g} fs {args.splitting} steps: mean (ΔH/kT)² of one step on "
+            "the validation "
             f"frames {before:.4f} -> {after:.4f}"
         )
     return 0

@@ -191,6 +191,13 @@ def _add_train_kick(commands: argparse._SubParsersAction, threads: argparse.Argu
         "--tune-steps", type=int, default=2000, help="with --step-fs: Adam steps (default: 2000)"
     )
     kick.add_argument(
+        "--splitting",
+        choices=["verlet", "two-stage"],
+        default="verlet",
+        help="with --step-fs: tune for steps split this way (two-stage: two evaluations per step, "
+        "use it with --splitting two-stage in flashmd md) (default: %(default)s)",
+    )
+    kick.add_argument(
         "--retune",
         action="store_true",
         help="fit nothing: tune the kick the model already carries for --step-fs (e.g. a kick "
@@ -353,6 +360,15 @@ def _add_md(
         help="metropolis with --leapfrog-steps: step on the model's learned kick, read with V "
         "in one forward pass, instead of the energy model's forces (still exact; the model "
         "must carry a kick: flashmd train-kick)",
+    )
+    md.add_argument(
+        "--splitting",
+        choices=["verlet", "two-stage"],
+        default="verlet",
+        help="metropolis with --leapfrog-steps: split each step into kick-drift-kick (verlet) "
+        "or the two-stage splitting (two evaluations per step and a much smaller energy "
+        "error: take steps twice as long; with --learned-kick, a kick tuned for it: "
+        "flashmd train-kick --splitting two-stage) (default: %(default)s)",
     )
     md.add_argument(
         "--sample",

@@ -45,6 +45,7 @@ from flashmd.data.store import open_trajectory
 from flashmd.md.leapfrog import LeapfrogProposal, leapfrog_potential
 from flashmd.md.metropolis import MetropolisConfig, MetropolisStepper
 from flashmd.md.propagators import CalculatorPotential
+from flashmd.md.splitting import SPLITTINGS
 from flashmd.md.state import state_from_atoms
 from flashmd.md.symplectic import SymplecticPropagator
 from flashmd.models.io import load_model
@@ -101,6 +102,7 @@ def chain(
     uniform_drift: float = 0.0,
     extra_chances: int = 0,
     unadjusted: bool = False,
+    splitting: str = "verlet",
 ) -> Series:
     """``strides`` Metropolis-adjusted strides, the model's symplectic ones or, with
     ``leapfrog_steps``, that many velocity-Verlet steps per stride on the energy model (hybrid
@@ -110,12 +112,14 @@ def chain(
     kick instead of the energy model's forces, and the accept/reject uniform carried between
     strides with ``uniform_drift`` (Neal 2020), a proposal that would be rejected continued by
     up to ``extra_chances`` strides; ``unadjusted`` accepts every proposal (not exact: a
-    diagnostic of what the rejections cost); ``V`` and positions after each."""
+    diagnostic of what the rejections cost); ``splitting`` splits each leapfrog step
+    (:data:`flashmd.md.leapfrog.SPLITTINGS`); ``V`` and positions after each."""
     potential = leapfrog_potential(model, learned_kick)
     sampled = potential if calculator is None else CalculatorPotential(calculator)
     if leapfrog_steps:
-        propagator = LeapfrogProposal(potential, leapfrog_steps)
+        propagator = LeapfrogProposal(potential, leapfrog_steps, splitting=splitting)
         name = f"HMC {leapfrog_steps} x {stride_fs / leapfrog_steps:g} fs"
+        name += f" {splitting}" if splitting != "verlet" else ""
         name += ", learned kick" if learned_kick else ""
     else:
         propagator, name = SymplecticPropagator(model), f"Metropolis {stride_fs:g} fs"
@@ -265,6 +269,14 @@ def main() -> None:
         "the momenta (0: the plain chain); every chain runs at each",
     )
     parser.add_argument(
+        "--splitting",
+        nargs="+",
+        default=["verlet"],
+        choices=sorted(SPLITTINGS),
+        help="how the --leapfrog chains split each step (two-stage: two force evaluations per "
+        "step, Blanes, Casas and Sanz-Serna 2014); every such chain runs with each",
+    )
+    parser.add_argument(
         "--unadjusted",
         action="store_true",
         help="also run every chain without its accept/reject test (every proposal accepted, "
@@ -283,15 +295,15 @@ def main() -> None:
         langevin(model, atoms, temperature, args.langevin_ps, calculator, friction)
         for friction in args.langevin_friction
     ]
-    proposals = [(stride_fs, 0, False) for stride_fs in args.strides_fs]
+    proposals = [(stride_fs, 0, False, "verlet") for stride_fs in args.strides_fs]
     for n, fs in args.leapfrog:
         kicks = [True] if args.kick_only else [False, True] if args.learned_kick else [False]
-        proposals += [(n * fs, n, kick) for kick in kicks]
+        proposals += [(n * fs, n, kick, split) for kick in kicks for split in args.splitting]
     for kept in args.persistence:
         adjusted = [False, True] if args.unadjusted else [False]
         settings = itertools.product(args.uniform_drift, args.extra_chances, adjusted)
         for drift, extra, unadjusted in settings:
-            for stride_fs, steps, kick in proposals:
+            for stride_fs, steps, kick, split in proposals:
                 runs.append(
                     chain(
                         model,
@@ -306,6 +318,7 @@ def main() -> None:
                         uniform_drift=drift,
                         extra_chances=extra,
                         unadjusted=unadjusted,
+                        splitting=split,
                     )
                 )
     if args.save:

@@ -47,6 +47,7 @@ from flashmd.md.propagators import (
     Propagator,
 )
 from flashmd.md.rollout import RolloutReport, rollout
+from flashmd.md.splitting import SPLITTINGS
 from flashmd.md.state import MDState, state_from_atoms
 from flashmd.md.stepper import DEFAULT_THRESHOLD_A, AdaptiveStride, Stepper
 from flashmd.md.symplectic import SolverConfig, SymplecticPropagator, model_propagator
@@ -83,7 +84,8 @@ class MDSettings:
     proposal that would be rejected continued by up to ``extra_chances`` strides first; with
     ``leapfrog_steps`` the proposals are that many velocity-Verlet steps on the energy model
     instead (hybrid Monte Carlo, :mod:`flashmd.md.leapfrog`), on the model's learned kick instead
-    of the energy model's forces with ``learned_kick``. ``sample_calculator`` (a recipe's
+    of the energy model's forces with ``learned_kick``, each step split by ``splitting``
+    (:data:`flashmd.md.splitting.SPLITTINGS`). ``sample_calculator`` (a recipe's
     calculator name, e.g. ``sevennet-0``) makes the chain sample that calculator's ``V`` exactly
     instead of the energy model's: one call per stride, the proposals still move on the model.
     """
@@ -116,6 +118,7 @@ class MDSettings:
     extra_chances: int = 0
     leapfrog_steps: int = 0
     learned_kick: bool = False
+    splitting: str = "verlet"
     sample_calculator: str | None = None
     pressure_GPa: float | None = None
     barostat_tau_fs: float = 1000.0
@@ -137,6 +140,15 @@ class MDSettings:
         if self.learned_kick and not self.leapfrog_steps:
             raise ValueError(
                 "the learned kick moves the atoms of leapfrog proposals: use it with "
+                "--ensemble metropolis --leapfrog-steps N"
+            )
+        if self.splitting not in SPLITTINGS:
+            raise ValueError(
+                f"splitting must be one of {sorted(SPLITTINGS)}, got {self.splitting!r}"
+            )
+        if self.splitting != "verlet" and not self.leapfrog_steps:
+            raise ValueError(
+                "a splitting splits the steps of leapfrog proposals: use it with "
                 "--ensemble metropolis --leapfrog-steps N"
             )
         if self.sample_calculator is not None and self.ensemble != "metropolis":
@@ -222,6 +234,7 @@ ADDED_SETTINGS: dict[str, object] = {
     "extra_chances": 0,
     "leapfrog_steps": 0,
     "learned_kick": False,
+    "splitting": "verlet",
     "sample_calculator": None,
     "pressure_GPa": None,
     "barostat_tau_fs": 1000.0,
@@ -399,7 +412,9 @@ def make_stepper(
         )
         if settings.leapfrog_steps:
             potential = leapfrog_potential(model, settings.learned_kick)
-            proposal: Propagator = LeapfrogProposal(potential, settings.leapfrog_steps)
+            proposal: Propagator = LeapfrogProposal(
+                potential, settings.leapfrog_steps, splitting=settings.splitting
+            )
         else:
             proposal = model_propagator(model, settings.symplectic, solver)
         chain_potential = potential if sampled is None else sampled

@@ -26,27 +26,59 @@ backward pass, while the chain accepts on the energy model's exact ``V``.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 
 import torch
 
 from flashmd.md.fallback import verlet_steps
 from flashmd.md.neighbors import NeighborCache
 from flashmd.md.propagators import Edges, ModelPotential, Potential, model_batch
+from flashmd.md.splitting import SPLITTINGS, VELOCITY_VERLET, Splitting
 from flashmd.md.state import MDState
 from flashmd.models.kick import KickField, energy_and_kick
 from flashmd.models.model import FlashMDModel
+from flashmd.units import FS
+
+
+def splitting_steps(
+    state: MDState,
+    forces: torch.Tensor,
+    energy: torch.Tensor,
+    evaluate: Callable[[MDState], tuple[torch.Tensor, torch.Tensor]],
+    timestep_fs: float,
+    n_steps: int,
+    splitting: Splitting,
+) -> tuple[MDState, torch.Tensor, torch.Tensor]:
+    """``n_steps`` steps of ``splitting`` from ``state`` whose forces (A, 3) eV/Å and energy
+    (S,) eV are known, as :func:`~flashmd.md.fallback.verlet_steps` (which velocity Verlet
+    reduces to); fixed atoms stay put. Returns the new state, its energy and forces."""
+    if splitting == VELOCITY_VERLET:
+        return verlet_steps(state, forces, energy, evaluate, timestep_fs, n_steps)
+    dt = timestep_fs * FS
+    mobile = (~state.fixed)[:, None].to(state.positions.dtype)
+    inverse_mass = mobile / state.masses[:, None]
+    positions, momenta = state.positions, state.momenta * mobile
+    for _ in range(n_steps):
+        momenta = momenta + splitting.kicks[0] * dt * forces * mobile
+        for drift, kick in zip(splitting.drifts, splitting.kicks[1:], strict=True):
+            positions = positions + drift * dt * momenta * inverse_mass
+            energy, forces = evaluate(state.replace(positions=positions))
+            momenta = momenta + kick * dt * forces * mobile
+    return state.replace(positions=positions, momenta=momenta), energy, forces
 
 
 class LeapfrogProposal:
-    """``steps`` velocity-Verlet steps of ``stride / steps`` on ``potential``; a
-    :class:`~flashmd.md.propagators.Propagator` that is exactly volume-preserving and
-    time-reversible (see the module docstring).
+    """``steps`` velocity-Verlet steps of ``stride / steps`` on ``potential`` (or steps of
+    another ``splitting``); a :class:`~flashmd.md.propagators.Propagator` that is exactly
+    volume-preserving and time-reversible (see the module docstring).
 
     Args:
         potential: the ``V`` whose forces move the atoms (the model's energy model, or any
             :class:`~flashmd.md.propagators.Potential`).
-        steps: velocity-Verlet steps per stride, >= 1.
+        steps: steps per stride, >= 1.
         skin: neighbour-list skin in Å of the potential's own neighbour list.
+        splitting: how each step is split into kicks and drifts (:data:`SPLITTINGS`; a
+            :data:`TWO_STAGE` step costs two force evaluations).
 
     Attributes:
         evaluations: force evaluations (one per system batch) so far.
@@ -59,11 +91,24 @@ class LeapfrogProposal:
     #: The stepper builds no neighbour list for it: it keeps its own at the potential's cutoff.
     cutoff: float | None = None
 
-    def __init__(self, potential: Potential, steps: int = 1, skin: float = 1.0) -> None:
+    def __init__(
+        self,
+        potential: Potential,
+        steps: int = 1,
+        skin: float = 1.0,
+        splitting: Splitting | str = VELOCITY_VERLET,
+    ) -> None:
         if steps < 1:
             raise ValueError(f"steps must be >= 1, got {steps}")
+        if isinstance(splitting, str):
+            if splitting not in SPLITTINGS:
+                raise ValueError(
+                    f"unknown splitting {splitting!r}; choose one of {sorted(SPLITTINGS)}"
+                )
+            splitting = SPLITTINGS[splitting]
         self.potential = potential
         self.steps = int(steps)
+        self.splitting = splitting
         self._cache = None if potential.cutoff is None else NeighborCache(potential.cutoff, skin)
         self._known: list[tuple[MDState, torch.Tensor, torch.Tensor]] = []
         self.evaluations = 0
@@ -73,15 +118,15 @@ class LeapfrogProposal:
             raise ValueError(f"stride_fs must be positive, got {stride_fs}")
         if isinstance(self.potential, ModelPotential):
             self.potential.model.check_species(state.numbers)
-        tuned = (
-            self.potential.kick.config.step_fs if isinstance(self.potential, KickPotential) else 0
-        )
-        step = stride_fs / self.steps
-        if tuned and abs(step - tuned) > 1e-6 * tuned:
+        if not isinstance(self.potential, KickPotential) or not self.potential.kick.config.step_fs:
+            return
+        tuned, split = self.potential.kick.config.step_fs, self.potential.kick.config.splitting
+        step, mine = stride_fs / self.steps, self.splitting.name
+        if abs(step - tuned) > 1e-6 * tuned or split != mine:
             warnings.warn(
-                f"this kick was tuned for {tuned:g} fs leapfrog steps and these are {step:g} fs: "
-                "the chain stays exact but accepts less; tune one for them with `flashmd "
-                f"train-kick ... --step-fs {step:g}`",
+                f"this kick was tuned for {tuned:g} fs {split} steps and these are {step:g} fs "
+                f"{mine} steps: the chain stays exact but accepts less; tune one for them with "
+                f"`flashmd train-kick ... --step-fs {step:g} --splitting {mine}`",
                 stacklevel=2,
             )
 
@@ -100,8 +145,14 @@ class LeapfrogProposal:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         energy, forces = self.energy_and_forces(state)
         start = (state, energy, forces)
-        end, energy, forces = verlet_steps(
-            state, forces, energy, self.energy_and_forces, stride_fs / self.steps, self.steps
+        end, energy, forces = splitting_steps(
+            state,
+            forces,
+            energy,
+            self.energy_and_forces,
+            stride_fs / self.steps,
+            self.steps,
+            self.splitting,
         )
         self._known = [start, (end, energy, forces)]
         return end.positions, end.momenta

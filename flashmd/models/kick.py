@@ -67,9 +67,15 @@ class KickConfig(BackboneConfig):
     step_fs: float = 0.0
     """The leapfrog step in fs the kick was tuned for on the chain's energy error
     (:func:`flashmd.train.kick.tune_kick`); 0: fitted to the forces only."""
+    splitting: str = "verlet"
+    """The splitting of that step the kick was tuned for (:data:`flashmd.md.splitting.SPLITTINGS`:
+    velocity Verlet or the two-stage splitting)."""
 
     kind: ClassVar[str] = "kick"
-    added_fields: ClassVar[frozenset[str]] = BackboneConfig.added_fields | {"step_fs"}
+    added_fields: ClassVar[frozenset[str]] = BackboneConfig.added_fields | {
+        "step_fs",
+        "splitting",
+    }
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -35,6 +35,7 @@ from tqdm.auto import tqdm
 from flashmd import keys
 from flashmd.data.graph import batch_from_atoms, edge_vectors
 from flashmd.data.store import TrajectoryStore
+from flashmd.md.splitting import VELOCITY_VERLET, Splitting
 from flashmd.models.energy import EnergyFeatures
 from flashmd.models.kick import KickConfig, KickField, energy_and_kick
 from flashmd.models.model import FlashMDModel
@@ -190,9 +191,11 @@ def step_energy_error(
     frames: Sequence[ThermalFrame],
     step_fs: float,
     generator: torch.Generator,
+    splitting: Splitting = VELOCITY_VERLET,
 ) -> torch.Tensor:
-    """``(ΔH/kT)²`` ``(F,)`` of one kick-drift-kick step of ``step_fs`` on each frame, from
-    momenta drawn at its temperature; differentiable in the kick's weights."""
+    """``(ΔH/kT)²`` ``(F,)`` of one step of ``step_fs`` (split by ``splitting``: kick-drift-kick,
+    or more stages) on each frame, from momenta drawn at its temperature; differentiable in the
+    kick's weights."""
     assert model.energy_model is not None
     h = step_fs * FS
     errors = []
@@ -202,11 +205,15 @@ def step_energy_error(
         kT = KB * frame.temperature_K
         momenta = torch.randn(masses.shape[0], 3, generator=generator, dtype=masses.dtype)
         momenta = momenta.to(model.device) * torch.sqrt(masses * kT)
-        half = momenta + 0.5 * h * kick(frame.features, frame.vectors, batch[keys.EDGE_INDEX])
-        moved = {**batch, keys.POSITIONS: batch[keys.POSITIONS] + h * half / masses}
-        end, kick1 = energy_and_kick(model.energy_model, kick, moved)
-        final = half + 0.5 * h * kick1
-        kinetic = ((final**2 - momenta**2) / (2 * masses)).sum()
+        force = kick(frame.features, frame.vectors, batch[keys.EDGE_INDEX])
+        moving, positions = momenta + splitting.kicks[0] * h * force, batch[keys.POSITIONS]
+        for drift, fraction in zip(splitting.drifts, splitting.kicks[1:], strict=True):
+            positions = positions + drift * h * moving / masses
+            end, force = energy_and_kick(
+                model.energy_model, kick, {**batch, keys.POSITIONS: positions}
+            )
+            moving = moving + fraction * h * force
+        kinetic = ((moving**2 - momenta**2) / (2 * masses)).sum()
         errors.append((end.sum() - frame.energy + kinetic) / kT)
     return torch.stack(errors) ** 2
 
@@ -222,11 +229,13 @@ def tune_kick(
     seed: int = 0,
     log: Callable[[int, float], None] | None = None,
     log_every: int = 50,
+    splitting: Splitting = VELOCITY_VERLET,
 ) -> KickField:
-    """Fine-tune ``kick`` on ``E[(ΔH/kT)²]`` of one step of ``step_fs`` (module docstring) over
-    ``frames`` (:func:`thermal_frames`), Adam, ``batch_frames`` frames per step,
-    fresh momenta each time; ``log(step, mean (ΔH/kT)² since the last log)``. Returns the kick
-    with ``config.step_fs`` set; the energy model is only read."""
+    """Fine-tune ``kick`` on ``E[(ΔH/kT)²]`` of one step of ``step_fs`` split by ``splitting``
+    (module docstring) over ``frames`` (:func:`thermal_frames`), Adam, ``batch_frames`` frames
+    per step, fresh momenta each time; ``log(step, mean (ΔH/kT)² since the last log)``. Returns
+    the kick with ``config.step_fs`` and ``config.splitting`` set; the energy model is only
+    read."""
     if model.energy_model is None:
         raise ValueError("the model has no energy model: the kick is tuned on its H")
     if not step_fs > 0:
@@ -242,7 +251,7 @@ def tune_kick(
         for step in range(1, steps + 1):
             picks = torch.randint(len(frames), (batch_frames,), generator=generator).tolist()
             loss = step_energy_error(
-                model, kick, [frames[i] for i in picks], step_fs, generator
+                model, kick, [frames[i] for i in picks], step_fs, generator, splitting
             ).mean()
             optimizer.zero_grad()
             loss.backward()
@@ -254,7 +263,7 @@ def tune_kick(
     finally:
         for parameter in frozen:
             parameter.requires_grad_(True)
-    kick.config = dataclasses.replace(kick.config, step_fs=float(step_fs))
+    kick.config = dataclasses.replace(kick.config, step_fs=float(step_fs), splitting=splitting.name)
     return kick.eval()
 
 
@@ -288,13 +297,15 @@ def add_kick(
     step_fs: float | None = None,
     tune_steps: int = 2000,
     retune: bool = False,
+    splitting: Splitting = VELOCITY_VERLET,
 ) -> tuple[FlashMDModel, KickReport]:
     """Train a kick for ``model``'s energy model on frames of ``store`` and return the model
     carrying it (the same predictor, energy model and generating function) with the report.
 
     Validation frames come from ``validation_store`` (half as many per trajectory), or else
     from ``store`` with another seed. With ``step_fs`` the fitted kick is then tuned for that
-    leapfrog step (:func:`tune_kick`, ``tune_steps`` steps on a third of the training frames).
+    leapfrog step split by ``splitting`` (:func:`tune_kick`, ``tune_steps`` steps on a third of
+    the training frames).
     With ``retune`` nothing is fitted: a copy of the model's own kick is tuned for ``step_fs``
     (e.g. a kick tuned for 12 fs retuned for 14 fs), and ``steps`` is not used.
 
@@ -335,7 +346,7 @@ def add_kick(
         def energy_error() -> float:
             generator = torch.Generator().manual_seed(seed + 3)
             with torch.no_grad():
-                errors = step_energy_error(model, kick, checked, step_fs, generator)
+                errors = step_energy_error(model, kick, checked, step_fs, generator, splitting)
             return float(errors.mean())
 
         before = energy_error()
@@ -345,7 +356,16 @@ def add_kick(
             bar.update(step - bar.n)
             bar.set_postfix(dH2=f"{mean:.3f}")
 
-        tune_kick(model, kick, tune_frames, step_fs, tune_steps, seed=seed, log=log_tune)
+        tune_kick(
+            model,
+            kick,
+            tune_frames,
+            step_fs,
+            tune_steps,
+            seed=seed,
+            log=log_tune,
+            splitting=splitting,
+        )
         bar.close()
         tuned = (before, energy_error())
     seconds = time.perf_counter() - started

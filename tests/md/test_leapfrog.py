@@ -1,6 +1,6 @@
-"""Hybrid Monte Carlo proposals (flashmd.md.leapfrog): velocity-Verlet steps across the stride
-are exactly reversible and volume-preserving, a chain of them samples the exact harmonic
-distribution, and it spends one force evaluation per step."""
+"""Hybrid Monte Carlo proposals (flashmd.md.leapfrog): velocity-Verlet (or two-stage) steps
+across the stride are exactly reversible and volume-preserving, a chain of them samples the exact
+harmonic distribution, and it spends one force evaluation per step (two-stage: two)."""
 
 from __future__ import annotations
 
@@ -17,15 +17,17 @@ from flashmd.md.batch import MDSettings
 from flashmd.md.leapfrog import KickPotential, LeapfrogProposal, leapfrog_potential
 from flashmd.md.metropolis import MetropolisConfig, MetropolisStepper
 from flashmd.md.propagators import ModelPotential
+from flashmd.md.splitting import SPLITTINGS, TWO_STAGE, VELOCITY_VERLET
 from flashmd.md.state import state_from_atoms
 from flashmd.models.kick import KickConfig, KickField
 from flashmd.models.model import FlashMDModel
 from flashmd.units import FS
 
 
-def test_leapfrog_steps_retrace_their_path_and_keep_phase_space_volume():
+@pytest.mark.parametrize("splitting", sorted(SPLITTINGS))
+def test_leapfrog_steps_retrace_their_path_and_keep_phase_space_volume(splitting):
     state = state_from_atoms([thermal(crystal(), 0, T)])
-    proposal = LeapfrogProposal(harmonic([crystal()]), steps=3)
+    proposal = LeapfrogProposal(harmonic([crystal()]), steps=3, splitting=splitting)
     positions, momenta = proposal.propagate(state, None, 48.0)
     end = state.replace(positions=positions, momenta=-momenta)
     back_positions, back_momenta = proposal.propagate(end, None, 48.0)
@@ -34,7 +36,7 @@ def test_leapfrog_steps_retrace_their_path_and_keep_phase_space_volume():
 
     def flat_map(x: torch.Tensor) -> torch.Tensor:
         q, p = x[: x.numel() // 2].view(-1, 3), x[x.numel() // 2 :].view(-1, 3)
-        moved = LeapfrogProposal(harmonic([crystal()]), steps=3)
+        moved = LeapfrogProposal(harmonic([crystal()]), steps=3, splitting=splitting)
         out = moved.propagate(state.replace(positions=q, momenta=p), None, 48.0)
         return torch.cat([o.reshape(-1) for o in out])
 
@@ -44,20 +46,24 @@ def test_leapfrog_steps_retrace_their_path_and_keep_phase_space_volume():
     assert not torch.allclose(jacobian, torch.eye(len(x), dtype=x.dtype))
 
 
-def test_a_hybrid_monte_carlo_chain_samples_the_exact_harmonic_distribution():
+@pytest.mark.parametrize("splitting, stride_fs", [("verlet", 40.0), ("two-stage", 70.0)])
+def test_a_hybrid_monte_carlo_chain_samples_the_exact_harmonic_distribution(splitting, stride_fs):
     systems = [thermal(crystal(), seed, T) for seed in range(8)]
     exact = harmonic([crystal()] * 8)
-    # 2 steps of 20 fs: far from the exact flow, 40 % of the proposals rejected (25 fs: 93 %)
-    stepper = MetropolisStepper(LeapfrogProposal(exact, steps=2), 40.0, exact, MetropolisConfig(T))
+    # 2 steps of 20 fs: far from the exact flow, 40 % of the proposals rejected (25 fs: 93 %);
+    # two-stage steps of 35 fs: 62 % rejected (of 20 fs: 2 %)
+    proposal = LeapfrogProposal(exact, steps=2, splitting=splitting)
+    stepper = MetropolisStepper(proposal, stride_fs, exact, MetropolisConfig(T))
     energies = chain_energies(stepper, state_from_atoms(systems, seed=3), 500, 50, exact)
     z = z_scores(energies, 3 * len(systems[0]) - 3)
     assert max(abs(score) for score in z) < 3, z
     assert 0.2 < stepper.acceptance_rate < 0.98
 
 
-def test_a_chain_spends_one_force_evaluation_per_step_and_solves_nothing_back():
+@pytest.mark.parametrize("splitting", [VELOCITY_VERLET, TWO_STAGE])
+def test_a_chain_spends_its_force_evaluations_per_step_and_solves_nothing_back(splitting):
     exact = harmonic([crystal()] * 2)
-    proposal = LeapfrogProposal(exact, steps=3)
+    proposal = LeapfrogProposal(exact, steps=3, splitting=splitting)
     stepper = MetropolisStepper(proposal, 60.0, exact, MetropolisConfig(T))
     state = stepper.prepare(state_from_atoms([thermal(crystal(), s, T) for s in range(2)]))
     sampled_calls = []
@@ -67,7 +73,8 @@ def test_a_chain_spends_one_force_evaluation_per_step_and_solves_nothing_back():
         state, stats = stepper.step(state)
         # the chain's V is the proposal's: reused, and right
         torch.testing.assert_close(stats.potential_energy, energy(state, None))
-    assert proposal.evaluations == 1 + 6 * 3  # the first start, then the steps only
+    # the first start, then the steps only
+    assert proposal.evaluations == 1 + 6 * 3 * splitting.evaluations
     assert not sampled_calls  # no energy evaluated beside the proposal's
     assert stepper.irreversible == 0 and stepper.proposals == 12
 
@@ -136,10 +143,21 @@ def test_the_learned_kick_from_the_settings_and_the_ase_class_or_a_clear_refusal
     tuned.kick.config = dataclasses.replace(tuned.kick.config, step_fs=12.0)
     state = state_from_atoms([atoms])
     LeapfrogProposal(KickPotential(tuned), steps=2).check(state, 24.0)  # 12 fs steps: quiet
-    with pytest.warns(UserWarning, match="tuned for 12 fs leapfrog steps and these are 8 fs"):
+    with pytest.warns(UserWarning, match="tuned for 12 fs verlet steps and these are 8 fs verlet"):
         LeapfrogProposal(KickPotential(tuned), steps=1).check(state, 8.0)
     with pytest.raises(ValueError, match="leapfrog_steps"):
         FlashMDMetropolis(atoms, 8 * FS, temperature_K=T, model=tiny_model(), learned_kick=True)
+    for wrong, message in (
+        ({"splitting": "two-stage"}, "leapfrog_steps"),
+        ({"splitting": "yoshida", "leapfrog_steps": 1}, "verlet"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            FlashMDMetropolis(atoms, 8 * FS, temperature_K=T, model=tiny_model(), **wrong)
+    with pytest.raises(ValueError, match="unknown splitting"):
+        LeapfrogProposal(harmonic([crystal()]), splitting="yoshida")
+    tuned.kick.config = dataclasses.replace(tuned.kick.config, splitting="two-stage")
+    with pytest.warns(UserWarning, match="12 fs two-stage steps and these are 12 fs verlet"):
+        LeapfrogProposal(KickPotential(tuned), steps=2).check(state, 24.0)
     with pytest.raises(ValueError, match="--leapfrog-steps"):
         MDSettings(
             model="m",

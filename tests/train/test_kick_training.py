@@ -27,7 +27,7 @@ def test_train_kick_fits_the_forces_and_the_chain_steps_on_it(tmp_path, tiny_rec
     train = ["train-kick", model, "-o", out, "--store", store, "--frames-per-trajectory", "4"]
     assert main([*train, "--steps", "400", "--step-fs", "8", "--tune-steps", "20", "--quiet"]) == 0
     printed = capsys.readouterr().out
-    assert "RMS of a + grad V" in printed and "tuned for 8 fs steps" in printed
+    assert "RMS of a + grad V" in printed and "tuned for 8 fs verlet steps" in printed
     loaded = load_checkpoint(out, "cpu")
     assert loaded.kick is not None and loaded.predictor is not None
     assert loaded.kick.config.step_fs == 8.0
@@ -68,8 +68,30 @@ def test_train_kick_fits_the_forces_and_the_chain_steps_on_it(tmp_path, tiny_rec
     assert main(["train-kick", model, *again[2:], "--retune", "--step-fs", "10"]) != 0
     assert "needs a model with a kick" in capsys.readouterr().err
 
+    # a kick tuned for two-stage steps, and a chain that takes them
+    split = str(tmp_path / "two-stage.pt")
+    tune = ["--retune", "--step-fs", "16", "--splitting", "two-stage", "--tune-steps", "5"]
+    assert main([*again[:3], split, *again[4:], *tune, "--quiet"]) == 0
+    assert "16 fs two-stage steps" in capsys.readouterr().out
+    config = load_checkpoint(split, "cpu").kick.config
+    assert (config.step_fs, config.splitting) == (16.0, "two-stage")
+    assert read_checkpoint(split)["metadata"]["kick"]["splitting"] == "two-stage"
+    two_stage = [*chain, "--model", split, "--learned-kick", "--splitting", "two-stage"]
+    assert main([*two_stage, "--stride-fs", "16", "-o", str(tmp_path / "two.zarr")]) == 0
+    assert TrajectoryStore.open(str(tmp_path / "two.zarr")).recipe["splitting"] == "two-stage"
+    assert main([*chain, "--splitting", "two-stage", "-o", str(tmp_path / "x.zarr")]) == 0
+    no_steps = ["md", "--start-from", store, "--model", split, "--temperature-K", "600"]
+    no_steps += ["--ensemble", "metropolis", "--splitting", "two-stage", "--quiet"]
+    no_steps += ["--stride-fs", "16", "--strides", "2"]
+    assert main([*no_steps, "-o", str(tmp_path / "y.zarr")]) != 0
+    assert "--leapfrog-steps" in capsys.readouterr().err
 
-def test_tuning_the_kick_lowers_the_chains_energy_error_of_one_step(tmp_path, tiny_recipe):
+
+@pytest.mark.parametrize("splitting, step_fs", [("verlet", 12.0), ("two-stage", 24.0)])
+def test_tuning_the_kick_lowers_the_chains_energy_error_of_one_step(
+    tmp_path, tiny_recipe, splitting, step_fs
+):
+    from flashmd.md.splitting import SPLITTINGS
     from flashmd.train.kick import sample_frames, step_energy_error, thermal_frames, tune_kick
 
     store = str(tmp_path / "ref.zarr")
@@ -79,12 +101,14 @@ def test_tuning_the_kick_lowers_the_chains_energy_error_of_one_step(tmp_path, ti
 
     def error() -> float:
         with torch.no_grad():
-            return float(step_energy_error(model, model.kick, frames, 12.0, seeded()).mean())
+            errors = step_energy_error(model, model.kick, frames, step_fs, seeded(), split)
+            return float(errors.mean())
 
+    split = SPLITTINGS[splitting]
     before = error()
-    tune_kick(model, model.kick, frames, 12.0, steps=60, learning_rate=3e-3)
+    tune_kick(model, model.kick, frames, step_fs, steps=60, learning_rate=3e-3, splitting=split)
     assert error() < 0.7 * before
-    assert model.kick.config.step_fs == 12.0
+    assert (model.kick.config.step_fs, model.kick.config.splitting) == (step_fs, splitting)
     assert all(p.requires_grad for p in model.energy_model.parameters())  # left as it was
     with pytest.raises(ValueError, match="step_fs"):
         tune_kick(model, model.kick, frames, 0.0, steps=1)
