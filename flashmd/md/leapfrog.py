@@ -11,8 +11,10 @@ trajectories. The stride is not a dynamical prediction: its energy error decides
 only, and a stride far past velocity Verlet's stability (``h ω > 2`` for the fastest mode) is
 simply rejected.
 
-Cost: ``n`` force evaluations per proposal. The forces at the start are kept from the previous
-proposal (the chain starts the next proposal from its end, if accepted, or from its start), and
+Cost: ``n`` force evaluations per proposal (``2n`` with the two-stage splitting of
+:mod:`flashmd.md.splitting`, whose energy error per evaluation is far smaller). The forces at
+the start are kept from the previous proposal (the chain starts the next proposal from its end,
+if accepted, or from its start), and
 the potential energy at the end comes with the last forces, so a chain that samples the same
 potential needs no further evaluation.
 
@@ -77,8 +79,9 @@ class LeapfrogProposal:
             :class:`~flashmd.md.propagators.Potential`).
         steps: steps per stride, >= 1.
         skin: neighbour-list skin in Å of the potential's own neighbour list.
-        splitting: how each step is split into kicks and drifts (:data:`SPLITTINGS`; a
-            :data:`TWO_STAGE` step costs two force evaluations).
+        splitting: how each step is split into kicks and drifts, or its name
+            (:data:`flashmd.md.splitting.SPLITTINGS`; a two-stage step costs two force
+            evaluations).
 
     Attributes:
         evaluations: force evaluations (one per system batch) so far.

@@ -213,19 +213,24 @@ def generate_command(recipe_path: Path, store: Path, *options: str) -> list[str]
     ]
 
 
+def wait_for_a_committed_frame(store: Path, timeout_s: float = 60) -> None:
+    """Return once the store's first trajectory holds a committed frame (or after the timeout)."""
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        time.sleep(0.02)
+        try:
+            if 0 < TrajectoryStore.open(store).info()[0].n_frames:
+                return
+        except (StoreError, IndexError, KeyError):
+            continue
+
+
 def test_killed_generation_resumes_to_the_uninterrupted_result(tmp_path):
     recipe_path = long_recipe(tmp_path, production_fs=8000, temperatures_K=[600])
     store = tmp_path / "killed.zarr"
     command = generate_command(recipe_path, store)
     process = subprocess.Popen(command, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        time.sleep(0.02)
-        try:
-            if 0 < TrajectoryStore.open(store).info()[0].n_frames:
-                break
-        except (StoreError, IndexError, KeyError):
-            continue
+    wait_for_a_committed_frame(store)
     process.send_signal(signal.SIGKILL)
     process.wait()
     partial = TrajectoryStore.open(store).info()[0]
@@ -261,14 +266,7 @@ def test_terminated_generation_stops_cleanly_and_resumes(tmp_path, workers):
         text=True,
         start_new_session=True,
     )
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        time.sleep(0.02)
-        try:
-            if 0 < TrajectoryStore.open(store).info()[0].n_frames:
-                break
-        except (StoreError, IndexError, KeyError):
-            continue
+    wait_for_a_committed_frame(store)
     os.killpg(process.pid, signal.SIGTERM)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == EXIT_INTERRUPTED, stderr
