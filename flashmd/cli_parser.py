@@ -15,6 +15,10 @@ import argparse
 from flashmd import __version__
 from flashmd.data.store import COMMIT_INTERVAL_S
 
+#: The names of :data:`flashmd.md.splitting.SPLITTINGS`, spelled out here so that ``--help`` does
+#: not import torch (a test holds the two together).
+SPLITTING_NAMES = ("two-stage", "verlet")
+
 #: ``flashmd md --temperature-K`` when it is not given (the command prints that it used it).
 DEFAULT_TEMPERATURE_K = 300.0
 _MODEL = "shipped model name (flashmd models lists them) or checkpoint path"
@@ -192,7 +196,7 @@ def _add_train_kick(commands: argparse._SubParsersAction, threads: argparse.Argu
     )
     kick.add_argument(
         "--splitting",
-        choices=["verlet", "two-stage"],
+        choices=SPLITTING_NAMES,
         default="verlet",
         help="with --step-fs: tune for steps split this way (two-stage: two evaluations per step, "
         "use it with --splitting two-stage in flashmd md) (default: %(default)s)",
@@ -363,7 +367,7 @@ def _add_md(
     )
     md.add_argument(
         "--splitting",
-        choices=["verlet", "two-stage"],
+        choices=SPLITTING_NAMES,
         default="verlet",
         help="metropolis with --leapfrog-steps: split each step into kick-drift-kick (verlet) "
         "or the two-stage splitting (two evaluations per step and a much smaller energy "

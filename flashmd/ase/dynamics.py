@@ -36,7 +36,7 @@ from flashmd.md.propagators import (
     Potential,
     Propagator,
 )
-from flashmd.md.splitting import SPLITTINGS
+from flashmd.md.splitting import splitting_named
 from flashmd.md.state import MDState, state_from_atoms
 from flashmd.md.stepper import DEFAULT_THRESHOLD_A, AdaptiveStride, Stepper, StrideStats
 from flashmd.md.symplectic import SolverConfig, SymplecticPropagator, model_propagator
@@ -459,8 +459,7 @@ class FlashMDMetropolis(FlashMD):
             raise ValueError(
                 "learned_kick moves the atoms of leapfrog proposals: set leapfrog_steps"
             )
-        if splitting not in SPLITTINGS:
-            raise ValueError(f"splitting must be one of {sorted(SPLITTINGS)}, got {splitting!r}")
+        splitting_named(splitting)
         if splitting != "verlet" and not leapfrog_steps:
             raise ValueError(
                 "a splitting splits the steps of leapfrog proposals: set leapfrog_steps"

@@ -47,7 +47,7 @@ from flashmd.md.propagators import (
     Propagator,
 )
 from flashmd.md.rollout import RolloutReport, rollout
-from flashmd.md.splitting import SPLITTINGS
+from flashmd.md.splitting import splitting_named
 from flashmd.md.state import MDState, state_from_atoms
 from flashmd.md.stepper import DEFAULT_THRESHOLD_A, AdaptiveStride, Stepper
 from flashmd.md.symplectic import SolverConfig, SymplecticPropagator, model_propagator
@@ -142,10 +142,7 @@ class MDSettings:
                 "the learned kick moves the atoms of leapfrog proposals: use it with "
                 "--ensemble metropolis --leapfrog-steps N"
             )
-        if self.splitting not in SPLITTINGS:
-            raise ValueError(
-                f"splitting must be one of {sorted(SPLITTINGS)}, got {self.splitting!r}"
-            )
+        splitting_named(self.splitting)
         if self.splitting != "verlet" and not self.leapfrog_steps:
             raise ValueError(
                 "a splitting splits the steps of leapfrog proposals: use it with "

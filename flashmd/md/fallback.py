@@ -15,8 +15,8 @@ import torch
 
 from flashmd.md.neighbors import NeighborCache
 from flashmd.md.propagators import Potential
+from flashmd.md.splitting import VELOCITY_VERLET, splitting_steps
 from flashmd.md.state import MDState
-from flashmd.units import FS
 
 
 def velocity_verlet(
@@ -60,13 +60,4 @@ def verlet_steps(
     Returns:
         The new state, its energy (S,) eV and forces (A, 3) eV/Å (to continue from).
     """
-    dt = timestep_fs * FS
-    mobile = (~state.fixed)[:, None].to(state.positions.dtype)
-    inverse_mass = mobile / state.masses[:, None]
-    positions, momenta = state.positions, state.momenta * mobile
-    for _ in range(n_steps):
-        momenta = momenta + 0.5 * dt * forces * mobile
-        positions = positions + dt * momenta * inverse_mass
-        energy, forces = evaluate(state.replace(positions=positions))
-        momenta = momenta + 0.5 * dt * forces * mobile
-    return state.replace(positions=positions, momenta=momenta), energy, forces
+    return splitting_steps(state, forces, energy, evaluate, timestep_fs, n_steps, VELOCITY_VERLET)

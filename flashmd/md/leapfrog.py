@@ -28,45 +28,15 @@ backward pass, while the chain accepts on the energy model's exact ``V``.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
 
 import torch
 
-from flashmd.md.fallback import verlet_steps
 from flashmd.md.neighbors import NeighborCache
 from flashmd.md.propagators import Edges, ModelPotential, Potential, model_batch
-from flashmd.md.splitting import SPLITTINGS, VELOCITY_VERLET, Splitting
+from flashmd.md.splitting import VELOCITY_VERLET, Splitting, splitting_named, splitting_steps
 from flashmd.md.state import MDState
 from flashmd.models.kick import KickField, energy_and_kick
 from flashmd.models.model import FlashMDModel
-from flashmd.units import FS
-
-
-def splitting_steps(
-    state: MDState,
-    forces: torch.Tensor,
-    energy: torch.Tensor,
-    evaluate: Callable[[MDState], tuple[torch.Tensor, torch.Tensor]],
-    timestep_fs: float,
-    n_steps: int,
-    splitting: Splitting,
-) -> tuple[MDState, torch.Tensor, torch.Tensor]:
-    """``n_steps`` steps of ``splitting`` from ``state`` whose forces (A, 3) eV/Å and energy
-    (S,) eV are known, as :func:`~flashmd.md.fallback.verlet_steps` (which velocity Verlet
-    reduces to); fixed atoms stay put. Returns the new state, its energy and forces."""
-    if splitting == VELOCITY_VERLET:
-        return verlet_steps(state, forces, energy, evaluate, timestep_fs, n_steps)
-    dt = timestep_fs * FS
-    mobile = (~state.fixed)[:, None].to(state.positions.dtype)
-    inverse_mass = mobile / state.masses[:, None]
-    positions, momenta = state.positions, state.momenta * mobile
-    for _ in range(n_steps):
-        momenta = momenta + splitting.kicks[0] * dt * forces * mobile
-        for drift, kick in zip(splitting.drifts, splitting.kicks[1:], strict=True):
-            positions = positions + drift * dt * momenta * inverse_mass
-            energy, forces = evaluate(state.replace(positions=positions))
-            momenta = momenta + kick * dt * forces * mobile
-    return state.replace(positions=positions, momenta=momenta), energy, forces
 
 
 class LeapfrogProposal:
@@ -104,11 +74,7 @@ class LeapfrogProposal:
         if steps < 1:
             raise ValueError(f"steps must be >= 1, got {steps}")
         if isinstance(splitting, str):
-            if splitting not in SPLITTINGS:
-                raise ValueError(
-                    f"unknown splitting {splitting!r}; choose one of {sorted(SPLITTINGS)}"
-                )
-            splitting = SPLITTINGS[splitting]
+            splitting = splitting_named(splitting)
         self.potential = potential
         self.steps = int(steps)
         self.splitting = splitting

@@ -9,7 +9,13 @@ two-stage splitting's ``b`` to minimise hybrid Monte Carlo's expected energy err
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+
+import torch
+
+from flashmd.md.state import MDState
+from flashmd.units import FS
 
 
 @dataclass(frozen=True)
@@ -57,3 +63,40 @@ TWO_STAGE_B = 0.21178
 TWO_STAGE = Splitting("two-stage", (TWO_STAGE_B, 1 - 2 * TWO_STAGE_B, TWO_STAGE_B), (0.5, 0.5))
 #: The splittings by name.
 SPLITTINGS = {s.name: s for s in (VELOCITY_VERLET, TWO_STAGE)}
+
+
+def splitting_named(name: str) -> Splitting:
+    """The splitting called ``name``; ``ValueError`` naming the choices for any other."""
+    if name not in SPLITTINGS:
+        raise ValueError(f"unknown splitting {name!r}; choose one of {sorted(SPLITTINGS)}")
+    return SPLITTINGS[name]
+
+
+def splitting_steps(
+    state: MDState,
+    forces: torch.Tensor,
+    energy: torch.Tensor,
+    evaluate: Callable[[MDState], tuple[torch.Tensor, torch.Tensor]],
+    timestep_fs: float,
+    n_steps: int,
+    splitting: Splitting,
+) -> tuple[MDState, torch.Tensor, torch.Tensor]:
+    """``n_steps`` steps of ``timestep_fs`` split by ``splitting`` from ``state``, whose forces
+    (A, 3) eV/Å and energy (S,) eV are known; ``evaluate(state) -> (energy, forces)``; fixed
+    atoms stay put. Consecutive steps share the forces between the last kick of one and the
+    first of the next.
+
+    Returns:
+        The new state, its energy (S,) eV and forces (A, 3) eV/Å (to continue from).
+    """
+    dt = timestep_fs * FS
+    mobile = (~state.fixed)[:, None].to(state.positions.dtype)
+    inverse_mass = mobile / state.masses[:, None]
+    positions, momenta = state.positions, state.momenta * mobile
+    for _ in range(n_steps):
+        momenta = momenta + splitting.kicks[0] * dt * forces * mobile
+        for drift, kick in zip(splitting.drifts, splitting.kicks[1:], strict=True):
+            positions = positions + drift * dt * momenta * inverse_mass
+            energy, forces = evaluate(state.replace(positions=positions))
+            momenta = momenta + kick * dt * forces * mobile
+    return state.replace(positions=positions, momenta=momenta), energy, forces

@@ -24,6 +24,12 @@ from flashmd.models.model import FlashMDModel
 from flashmd.units import FS
 
 
+def test_the_command_line_offers_every_splitting():
+    from flashmd.cli_parser import SPLITTING_NAMES
+
+    assert sorted(SPLITTING_NAMES) == sorted(SPLITTINGS)
+
+
 @pytest.mark.parametrize("splitting", sorted(SPLITTINGS))
 def test_leapfrog_steps_retrace_their_path_and_keep_phase_space_volume(splitting):
     state = state_from_atoms([thermal(crystal(), 0, T)])
