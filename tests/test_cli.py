@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import yaml
 
-from flashmd.cli import EXIT_USAGE, main
+from flashmd.cli import EXIT_BROKEN_PIPE, EXIT_USAGE, main
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -69,3 +72,26 @@ def test_errors_are_one_clear_line(tmp_path, capsys):
         == EXIT_USAGE
     )
     assert "0 <= I < N" in capsys.readouterr().err
+
+
+def test_output_into_a_closed_pipe_ends_quietly():
+    """`flashmd models | head -0`: the reader is gone before the table is written; the command
+    exits 141 like shell tools, with no traceback and no "Exception ignored" on stderr."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # every write now fails with EPIPE, deterministically
+    try:
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "import sys; from flashmd.cli import main; sys.exit(main(['models']))",
+            ],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        os.close(write_end)
+    assert done.returncode == EXIT_BROKEN_PIPE
+    assert "Traceback" not in done.stderr and "Exception ignored" not in done.stderr
