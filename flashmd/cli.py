@@ -158,6 +158,7 @@ def _cmd_md(args: argparse.Namespace) -> int:
                 "contact_fraction",
                 "solver_tolerance_A",
                 "solver_max_iterations",
+                "solver_corrector",
             )
             if getattr(args, name) is not None
         },
@@ -288,6 +289,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
                 symplectic=args.symplectic,
                 reference=args.reference,
                 lattice_a=args.lattice_a,
+                corrector_iterations=args.corrector_iterations or (),
             )
         )
     elif args.what == "calculators":

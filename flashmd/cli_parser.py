@@ -248,6 +248,15 @@ def _add_md_filter(md: argparse.ArgumentParser) -> None:
         help="symplectic solver: iterations before a stride is redone (default: 30)",
     )
     md.add_argument(
+        "--solver-corrector",
+        action="store_true",
+        default=None,
+        help="symplectic solver: keep the iterate after --solver-max-iterations iterations "
+        "from the direct predictor's stride, converged or not (e.g. 2: a predictor-corrector "
+        "stride at a fraction of the cost, close to but not exactly symplectic; not in the "
+        "metropolis ensemble) (default: off, unconverged strides are redone)",
+    )
+    md.add_argument(
         "--adaptive-threshold-A",
         type=float,
         help="--stride-fs auto: largest atom self-consistency in Å up to which a stride is "
@@ -681,6 +690,15 @@ def _add_bench(commands: argparse._SubParsersAction, threads: argparse.ArgumentP
         "the default; the model must carry one), or the implicit midpoint rule on its energy "
         "model ('midpoint') or that rule's order-four correction ('modified') (default: direct "
         "strides only)",
+    )
+    speed.add_argument(
+        "--corrector-iterations",
+        nargs="+",
+        type=int,
+        default=[],
+        help="add rows of corrector strides: the predictor's stride corrected by this many "
+        "symplectic solver iterations, of the --symplectic kind (default: learned) (default: "
+        "none)",
     )
 
 

@@ -49,7 +49,12 @@ from flashmd.md.neighbors import NeighborCache
 from flashmd.md.propagators import ModelPotential
 from flashmd.md.state import MDState, state_from_atoms
 from flashmd.md.stepper import Stepper
-from flashmd.md.symplectic import SymplecticPropagator, generating_kind, model_propagator
+from flashmd.md.symplectic import (
+    SolverConfig,
+    SymplecticPropagator,
+    generating_kind,
+    model_propagator,
+)
 from flashmd.models.io import load_model
 from flashmd.models.model import FlashMDModel
 
@@ -188,14 +193,23 @@ class _FlashMD:
     """The batched engine at one stride, NVE with the energy filter; direct or symplectic."""
 
     def __init__(
-        self, model: FlashMDModel, stride_fs: float, atoms: Atoms, symplectic: bool | str = False
+        self,
+        model: FlashMDModel,
+        stride_fs: float,
+        atoms: Atoms,
+        symplectic: bool | str = False,
+        corrector_iterations: int | None = None,
     ) -> None:
         generating = generating_kind(symplectic)
         kind = {None: "flashmd", "learned": "flashmd symplectic"}.get(
             generating, f"flashmd {generating}"
         )
+        solver = None
+        if corrector_iterations is not None:
+            kind += f" corrector {corrector_iterations}"
+            solver = SolverConfig(max_iterations=corrector_iterations, corrector=True)
         self.label, self.step_fs, self.chunk_fs = f"{kind} (energy filter)", stride_fs, stride_fs
-        self.propagator = model_propagator(model, symplectic)
+        self.propagator = model_propagator(model, symplectic, solver)
         self.stepper = Stepper(self.propagator, stride_fs, potential=ModelPotential(model))
         self.state = self.stepper.prepare(state_from_atoms(atoms, device=model.device))
 
@@ -442,6 +456,7 @@ def bench_speed(
     symplectic: bool | str = False,
     reference: str | None = None,
     lattice_a: float | None = None,
+    corrector_iterations: Sequence[int] = (),
 ) -> str:
     """The speed table: simulated ps per wall-clock second of flashmd and of MD, as text.
 
@@ -460,6 +475,9 @@ def bench_speed(
         symplectic: add rows of symplectic strides with their solver iterations per stride:
             True or "learned" from the model's generating function (it needs one), "midpoint"
             or "modified" from its energy model (:data:`~flashmd.md.symplectic.GENERATING_KINDS`).
+        corrector_iterations: add rows of corrector strides of these numbers of solver
+            iterations from the predictor's stride (``SolverConfig(corrector=True)``), of the
+            ``symplectic`` kind (default "learned").
         reference: the reference calculator by its recipe name (e.g. ``sevennet-0``); None:
             asap3 EMT. An MLIP costs about 0.5 s per step for 32 atoms on one core: keep
             ``equilibration_fs`` short and the cells small.
@@ -475,13 +493,16 @@ def bench_speed(
         raise ValueError(f"need positive cells and strides, got cells={cells} strides={strides_fs}")
     if not seconds > 0 or repeats < 1 or equilibration_fs < 0:
         raise ValueError("need seconds > 0, repeats >= 1 and equilibration_fs >= 0")
+    if corrector_iterations and min(corrector_iterations) < 1:
+        raise ValueError(f"corrector iterations must be >= 1, got {list(corrector_iterations)}")
+    corrected = (symplectic or True) if corrector_iterations else False
     names = list(devices) or ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     calculator = reference_calculator(reference)
     models = {name: load_model(model, device=name) for name in names}
     for loaded in models.values():
         check_element(loaded, element, calculator)
         loaded.check_strides(strides_fs)
-        if generating_kind(symplectic) == "learned":
+        if "learned" in (generating_kind(symplectic), generating_kind(corrected)):
             loaded.check_strides(strides_fs, symplectic=True)
     header = (
         f"speed benchmark: model {model}, fcc {element}, NVE from a {temperature_K:g} K "
@@ -499,6 +520,11 @@ def bench_speed(
             methods: list[_Method] = [_FlashMD(loaded, s, atoms) for s in strides_fs]
             if symplectic:
                 methods += [_FlashMD(loaded, s, atoms, symplectic) for s in strides_fs]
+            methods += [
+                _FlashMD(loaded, s, atoms, corrected, k)
+                for k in corrector_iterations
+                for s in strides_fs
+            ]
             methods += [
                 _ModelVerlet(loaded, atoms),
                 _ReferenceVerlet(calculator, atoms, device.type == "cpu"),

@@ -70,7 +70,8 @@ class MDSettings:
     ``max_cooling``, ``max_heating`` and ``contact_fraction`` are the filter's settings (see
     :class:`~flashmd.md.filters.FilterConfig`; ``contact_fraction`` None or 0: no contact check).
     ``symplectic`` takes symplectic strides (:mod:`flashmd.md.symplectic`) solved to
-    ``solver_tolerance_A`` in at most ``solver_max_iterations`` iterations. ``uncertainty``
+    ``solver_tolerance_A`` in at most ``solver_max_iterations`` iterations (``solver_corrector``:
+    keep the iterate after those iterations, converged or not). ``uncertainty``
     stores the stride self-consistency of every frame per atom (:mod:`flashmd.md.consistency`;
     three more predictor passes per frame). ``stride_fs = "auto"`` takes the model's longest
     stride adaptively (:class:`~flashmd.md.stepper.AdaptiveStride`): a stride whose predictor
@@ -110,6 +111,7 @@ class MDSettings:
     symplectic: bool | str = False
     solver_tolerance_A: float = SolverConfig.tolerance_A
     solver_max_iterations: int = SolverConfig.max_iterations
+    solver_corrector: bool = False
     uncertainty: bool = False
     adaptive_threshold_A: float | None = None
     persistence: float = 0.0
@@ -199,6 +201,16 @@ class MDSettings:
             )
         if self.ensemble == "npt":
             self.barostat()  # refuses impossible barostat settings before any work
+        if self.solver_corrector and not self.symplectic:
+            raise ValueError(
+                "corrector strides correct the direct predictor with the symplectic solver: "
+                "add --symplectic (or drop --solver-corrector)"
+            )
+        if self.solver_corrector and self.ensemble == "metropolis":
+            raise ValueError(
+                "a Metropolis proposal must be exactly volume-preserving and reversible, and "
+                "corrector strides are not: drop --solver-corrector (solve the strides)"
+            )
         if self.strides % self.every:
             raise ValueError(f"strides ({self.strides}) must be a multiple of every ({self.every})")
 
@@ -395,7 +407,9 @@ def make_stepper(
     """
     potential = ModelPotential(model) if model.energy_model is not None else None
     solver = SolverConfig(
-        tolerance_A=settings.solver_tolerance_A, max_iterations=settings.solver_max_iterations
+        tolerance_A=settings.solver_tolerance_A,
+        max_iterations=settings.solver_max_iterations,
+        corrector=settings.solver_corrector,
     )
     if settings.ensemble == "metropolis":
         if potential is None:

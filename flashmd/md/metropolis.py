@@ -168,7 +168,8 @@ def check_proposal(propagator: Propagator) -> None:
             f"{type(propagator).__name__} is not a volume-preserving, time-reversible map, so "
             "its strides cannot be Metropolis proposals without a Jacobian; use the symplectic "
             "strides of a model with a generating function (symplectic=True, --symplectic; "
-            "train one as flashmd/pretrained/emt-metals.md's 'Symplectic strides' section does)"
+            "train one as flashmd/pretrained/emt-metals.md's 'Symplectic strides' section "
+            "does), solved to convergence (not SolverConfig(corrector=True))"
         )
 
 

@@ -3,6 +3,7 @@ unconverged strides, missing generating functions and the rollout store are hand
 
 from __future__ import annotations
 
+import itertools
 import warnings
 
 import numpy as np
@@ -10,6 +11,8 @@ import pytest
 import torch
 from md_testkit import cluster, crystal, thermal, tiny_model, tiny_symplectic_model
 
+from flashmd.md.batch import MDSettings
+from flashmd.md.metropolis import check_proposal
 from flashmd.md.neighbors import NeighborCache
 from flashmd.md.propagators import ModelPotential, ModelPropagator
 from flashmd.md.state import state_from_atoms
@@ -20,6 +23,7 @@ from flashmd.md.symplectic import (
     anderson_solve,
     model_propagator,
 )
+from flashmd.units import FS
 
 TIGHT = SolverConfig(tolerance_A=1e-11, max_iterations=200)
 
@@ -183,6 +187,48 @@ def test_clear_errors():
         propagator.check(state, 16.0)
 
 
+def test_corrector_strides_shrink_the_predictors_error_with_each_iteration():
+    """Corrector strides keep the iterate after k sweeps from the predictor's stride: each sweep
+    brings it closer to the solved stride, none is redone, and the map is no longer one a
+    Metropolis chain may take."""
+    model = tiny_symplectic_model()
+    state = state_from_atoms([thermal(crystal(), seed=8, temperature_K=900.0)])
+    solved = torch.cat(solve(SymplecticPropagator(model, TIGHT), state, 32.0), dim=1)
+    predicted = torch.cat(solve(ModelPropagator(model), state, 32.0), dim=1)
+    moved = (32.0 * FS / state.masses)[:, None].expand(-1, 3)  # momenta as Å moved
+    scale = torch.cat([torch.ones_like(moved), moved], dim=1)
+    errors = [float(((predicted - solved) * scale).abs().max())]
+    for k in (1, 2, 3):
+        propagator = SymplecticPropagator(
+            model, SolverConfig(tolerance_A=1e-14, max_iterations=k, corrector=True)
+        )
+        propagator.check(state, 32.0)
+        corrected = torch.cat(solve(propagator, state, 32.0), dim=1)
+        assert bool(torch.isfinite(corrected).all()) and propagator.unconverged == 0
+        assert int(propagator.last_iterations[0]) == k
+        errors.append(float(((corrected - solved) * scale).abs().max()))
+    assert errors[0] > 1e-3  # the predictor is off the solved stride
+    assert all(b < 0.6 * a for a, b in itertools.pairwise(errors)), errors
+    assert not propagator.volume_preserving
+    assert SymplecticPropagator(model).volume_preserving
+    with pytest.raises(ValueError, match="not a volume-preserving.*corrector=True"):
+        check_proposal(propagator)
+
+
+def test_corrector_strides_need_the_predictors_stride_and_symplectic_settings():
+    model = tiny_symplectic_model()
+    model.predictor = None
+    propagator = SymplecticPropagator(model, SolverConfig(max_iterations=2, corrector=True))
+    state = state_from_atoms([thermal(crystal(), seed=9)])
+    with pytest.raises(ValueError, match="corrector strides start from the direct predictor"):
+        propagator.check(state, 16.0)
+    common = {"structures": ("x.xyz",), "model": "m", "stride_fs": 32.0, "solver_corrector": True}
+    with pytest.raises(ValueError, match="add --symplectic"):
+        MDSettings(**common)
+    with pytest.raises(ValueError, match="corrector strides are not"):
+        MDSettings(**common, symplectic=True, ensemble="metropolis")
+
+
 @pytest.mark.parametrize(("kind", "label"), [(True, "symplectic"), ("modified", "modified")])
 def test_speed_benchmark_reports_symplectic_rows_with_their_iterations(tmp_path, kind, label):
     from flashmd.bench.speed import bench_speed
@@ -209,3 +255,35 @@ def test_speed_benchmark_reports_symplectic_rows_with_their_iterations(tmp_path,
         f"flashmd {label} (energy filter)",
     ]
     assert rows[0][column].strip() == "-" and float(rows[1][column]) >= 1
+
+
+def test_speed_benchmark_reports_corrector_rows_with_their_iterations(tmp_path):
+    from flashmd.bench.speed import bench_speed
+    from flashmd.models.io import save_checkpoint
+
+    model = save_checkpoint(tiny_symplectic_model(torch.float32), tmp_path / "sym.pt")
+    out = bench_speed(
+        str(model),
+        "Al",
+        cells=(1,),
+        strides_fs=(16.0,),
+        seconds=0.01,
+        repeats=1,
+        equilibration_fs=20.0,
+        devices=["cpu"],
+        corrector_iterations=(1, 2),
+    )
+    lines = out.splitlines()
+    header = next(line.split("|")[1:-1] for line in lines if line.startswith("| method"))
+    column = [cell.strip() for cell in header].index("iterations")
+    rows = {
+        r[0].strip(): r[column].strip()
+        for r in (line.split("|")[1:-1] for line in lines if line.startswith("| flashmd"))
+    }
+    assert rows == {
+        "flashmd (energy filter)": "-",
+        "flashmd symplectic corrector 1 (energy filter)": "1.0",
+        "flashmd symplectic corrector 2 (energy filter)": "2.0",
+    }
+    with pytest.raises(ValueError, match="corrector iterations must be >= 1"):
+        bench_speed(str(model), "Al", cells=(1,), corrector_iterations=(0,))
