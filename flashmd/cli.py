@@ -158,7 +158,7 @@ def _cmd_md(args: argparse.Namespace) -> int:
                 "contact_fraction",
                 "solver_tolerance_A",
                 "solver_max_iterations",
-                "solver_corrector",
+                "corrector_iterations",
             )
             if getattr(args, name) is not None
         },

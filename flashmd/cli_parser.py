@@ -248,13 +248,13 @@ def _add_md_filter(md: argparse.ArgumentParser) -> None:
         help="symplectic solver: iterations before a stride is redone (default: 30)",
     )
     md.add_argument(
-        "--solver-corrector",
-        action="store_true",
-        default=None,
-        help="symplectic solver: keep the iterate after --solver-max-iterations iterations "
-        "from the direct predictor's stride, converged or not (e.g. 2: a predictor-corrector "
-        "stride at a fraction of the cost, close to but not exactly symplectic; not in the "
-        "metropolis ensemble) (default: off, unconverged strides are redone)",
+        "--corrector-iterations",
+        type=int,
+        help="corrector strides: the direct predictor's stride corrected by this many "
+        "symplectic solver iterations, kept converged or not (3: about a quarter of a solved "
+        "stride's cost with its diffusion on held-out melts; close to but not exactly "
+        "symplectic, so not in the metropolis ensemble) (default: off, strides solved to the "
+        "tolerance)",
     )
     md.add_argument(
         "--adaptive-threshold-A",

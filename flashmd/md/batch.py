@@ -70,8 +70,9 @@ class MDSettings:
     ``max_cooling``, ``max_heating`` and ``contact_fraction`` are the filter's settings (see
     :class:`~flashmd.md.filters.FilterConfig`; ``contact_fraction`` None or 0: no contact check).
     ``symplectic`` takes symplectic strides (:mod:`flashmd.md.symplectic`) solved to
-    ``solver_tolerance_A`` in at most ``solver_max_iterations`` iterations (``solver_corrector``:
-    keep the iterate after those iterations, converged or not). ``uncertainty``
+    ``solver_tolerance_A`` in at most ``solver_max_iterations`` iterations, or as corrector strides
+    (``corrector_iterations``: that many iterations from the direct predictor's stride, their
+    iterate kept, converged or not). ``uncertainty``
     stores the stride self-consistency of every frame per atom (:mod:`flashmd.md.consistency`;
     three more predictor passes per frame). ``stride_fs = "auto"`` takes the model's longest
     stride adaptively (:class:`~flashmd.md.stepper.AdaptiveStride`): a stride whose predictor
@@ -111,7 +112,7 @@ class MDSettings:
     symplectic: bool | str = False
     solver_tolerance_A: float = SolverConfig.tolerance_A
     solver_max_iterations: int = SolverConfig.max_iterations
-    solver_corrector: bool = False
+    corrector_iterations: int | None = None
     uncertainty: bool = False
     adaptive_threshold_A: float | None = None
     persistence: float = 0.0
@@ -201,18 +202,29 @@ class MDSettings:
             )
         if self.ensemble == "npt":
             self.barostat()  # refuses impossible barostat settings before any work
-        if self.solver_corrector and not self.symplectic:
-            raise ValueError(
-                "corrector strides correct the direct predictor with the symplectic solver: "
-                "add --symplectic (or drop --solver-corrector)"
-            )
-        if self.solver_corrector and self.ensemble == "metropolis":
-            raise ValueError(
-                "a Metropolis proposal must be exactly volume-preserving and reversible, and "
-                "corrector strides are not: drop --solver-corrector (solve the strides)"
-            )
+        if self.corrector_iterations is not None:
+            self._check_corrector()
         if self.strides % self.every:
             raise ValueError(f"strides ({self.strides}) must be a multiple of every ({self.every})")
+
+    def _check_corrector(self) -> None:
+        if self.corrector_iterations < 1:
+            raise ValueError(f"corrector iterations must be >= 1, got {self.corrector_iterations}")
+        if not self.symplectic:
+            raise ValueError(
+                "corrector strides correct the direct predictor with the symplectic solver: "
+                "add --symplectic (or drop --corrector-iterations)"
+            )
+        if self.ensemble == "metropolis":
+            raise ValueError(
+                "a Metropolis proposal must be exactly volume-preserving and reversible, and "
+                "corrector strides are not: drop --corrector-iterations (solve the strides)"
+            )
+        if self.solver_max_iterations != SolverConfig.max_iterations:
+            raise ValueError(
+                "corrector strides take exactly --corrector-iterations iterations: drop "
+                "--solver-max-iterations"
+            )
 
     @property
     def n_frames(self) -> int:
@@ -249,6 +261,7 @@ ADDED_SETTINGS: dict[str, object] = {
     "barostat_tau_fs": 1000.0,
     "compressibility_per_GPa": 0.01,
     "cell_mask": None,
+    "corrector_iterations": None,
 }
 
 
@@ -408,8 +421,8 @@ def make_stepper(
     potential = ModelPotential(model) if model.energy_model is not None else None
     solver = SolverConfig(
         tolerance_A=settings.solver_tolerance_A,
-        max_iterations=settings.solver_max_iterations,
-        corrector=settings.solver_corrector,
+        max_iterations=settings.corrector_iterations or settings.solver_max_iterations,
+        corrector=settings.corrector_iterations is not None,
     )
     if settings.ensemble == "metropolis":
         if potential is None:

@@ -210,6 +210,16 @@ def test_md_symplectic_records_solver_iterations(tmp_path, capsys):
     iterations = reader.group["solver_iterations"][:]
     assert iterations[0] == 0 and (iterations[1:] >= 2).all()  # two strides per frame
     assert reader.attrs["solver_mean_iterations"] > 1 and reader.attrs["solver_unconverged"] == 0
+    corrected = str(tmp_path / "corrected.zarr")
+    assert (
+        run(*common, "--every", "2", "--symplectic", "--corrector-iterations", "2", "-o", corrected)
+        == 0
+    )
+    reader = TrajectoryStore.open(corrected)[TrajectoryStore.open(corrected).ids()[0]]
+    assert list(reader.group["solver_iterations"][:]) == [0, 4, 4]  # two strides of 2 per frame
+    assert TrajectoryStore.open(corrected).recipe["corrector_iterations"] == 2
+    assert run(*common, "--corrector-iterations", "2", "-o", str(tmp_path / "y.zarr")) != 0
+    assert "add --symplectic" in capsys.readouterr().err
     plain = str(tmp_path / "plain.pt")
     save_checkpoint(tiny_model(), plain)
     bad = [str(structure), "--model", plain, "--stride-fs", "16", "--strides", "2"]

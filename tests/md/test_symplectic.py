@@ -222,11 +222,15 @@ def test_corrector_strides_need_the_predictors_stride_and_symplectic_settings():
     state = state_from_atoms([thermal(crystal(), seed=9)])
     with pytest.raises(ValueError, match="corrector strides start from the direct predictor"):
         propagator.check(state, 16.0)
-    common = {"structures": ("x.xyz",), "model": "m", "stride_fs": 32.0, "solver_corrector": True}
+    common = {"structures": ("x.xyz",), "model": "m", "stride_fs": 32.0}
     with pytest.raises(ValueError, match="add --symplectic"):
-        MDSettings(**common)
+        MDSettings(**common, corrector_iterations=3)
     with pytest.raises(ValueError, match="corrector strides are not"):
-        MDSettings(**common, symplectic=True, ensemble="metropolis")
+        MDSettings(**common, corrector_iterations=3, symplectic=True, ensemble="metropolis")
+    with pytest.raises(ValueError, match="must be >= 1"):
+        MDSettings(**common, corrector_iterations=0, symplectic=True)
+    with pytest.raises(ValueError, match="drop --solver-max-iterations"):
+        MDSettings(**common, corrector_iterations=3, symplectic=True, solver_max_iterations=5)
 
 
 @pytest.mark.parametrize(("kind", "label"), [(True, "symplectic"), ("modified", "modified")])
