@@ -114,7 +114,10 @@ class FlashMD(MolecularDynamics):
             midpoint rule on its energy model, ``"modified"`` that rule with the parameter-free
             correction that cancels its leading error (fourth order; about 5x the cost per
             solver iteration).
-        solver: settings of that solver (default :class:`~flashmd.md.symplectic.SolverConfig`).
+        solver: settings of that solver (default :class:`~flashmd.md.symplectic.SolverConfig`);
+            ``SolverConfig(max_iterations=3, corrector=True)`` takes corrector strides, the
+            direct predictor's stride and three solver iterations (about a quarter of the
+            solve's cost; not exactly symplectic).
         adaptive: decline strides the predictor is unsure of (its stride self-consistency,
             :mod:`flashmd.md.consistency`, above ``adaptive_threshold_A``) and take them as half
             strides; ``timestep`` is then the output interval and the longest stride tried
