@@ -233,14 +233,12 @@ def test_corrector_strides_need_the_predictors_stride_and_symplectic_settings():
         MDSettings(**common, corrector_iterations=3, symplectic=True, solver_max_iterations=5)
 
 
-@pytest.mark.parametrize(("kind", "label"), [(True, "symplectic"), ("modified", "modified")])
-def test_speed_benchmark_reports_symplectic_rows_with_their_iterations(tmp_path, kind, label):
+def speed_rows(model_path, **options) -> dict[str, str]:
+    """The flashmd rows of a tiny speed benchmark: method label -> its iterations column."""
     from flashmd.bench.speed import bench_speed
-    from flashmd.models.io import save_checkpoint
 
-    model = save_checkpoint(tiny_symplectic_model(torch.float32), tmp_path / "sym.pt")
     out = bench_speed(
-        str(model),
+        str(model_path),
         "Al",
         cells=(1,),
         strides_fs=(16.0,),
@@ -248,17 +246,26 @@ def test_speed_benchmark_reports_symplectic_rows_with_their_iterations(tmp_path,
         repeats=1,
         equilibration_fs=20.0,
         devices=["cpu"],
-        symplectic=kind,
+        **options,
     )
     lines = out.splitlines()
     header = next(line.split("|")[1:-1] for line in lines if line.startswith("| method"))
     column = [cell.strip() for cell in header].index("iterations")
-    rows = [line.split("|")[1:-1] for line in lines if line.startswith("| flashmd")]
-    assert [r[0].strip() for r in rows] == [
-        "flashmd (energy filter)",
-        f"flashmd {label} (energy filter)",
-    ]
-    assert rows[0][column].strip() == "-" and float(rows[1][column]) >= 1
+    return {
+        r[0].strip(): r[column].strip()
+        for r in (line.split("|")[1:-1] for line in lines if line.startswith("| flashmd"))
+    }
+
+
+@pytest.mark.parametrize(("kind", "label"), [(True, "symplectic"), ("modified", "modified")])
+def test_speed_benchmark_reports_symplectic_rows_with_their_iterations(tmp_path, kind, label):
+    from flashmd.models.io import save_checkpoint
+
+    model = save_checkpoint(tiny_symplectic_model(torch.float32), tmp_path / "sym.pt")
+    rows = speed_rows(model, symplectic=kind)
+    assert list(rows) == ["flashmd (energy filter)", f"flashmd {label} (energy filter)"]
+    assert rows["flashmd (energy filter)"] == "-"
+    assert float(rows[f"flashmd {label} (energy filter)"]) >= 1
 
 
 def test_speed_benchmark_reports_corrector_rows_with_their_iterations(tmp_path):
@@ -266,25 +273,7 @@ def test_speed_benchmark_reports_corrector_rows_with_their_iterations(tmp_path):
     from flashmd.models.io import save_checkpoint
 
     model = save_checkpoint(tiny_symplectic_model(torch.float32), tmp_path / "sym.pt")
-    out = bench_speed(
-        str(model),
-        "Al",
-        cells=(1,),
-        strides_fs=(16.0,),
-        seconds=0.01,
-        repeats=1,
-        equilibration_fs=20.0,
-        devices=["cpu"],
-        corrector_iterations=(1, 2),
-    )
-    lines = out.splitlines()
-    header = next(line.split("|")[1:-1] for line in lines if line.startswith("| method"))
-    column = [cell.strip() for cell in header].index("iterations")
-    rows = {
-        r[0].strip(): r[column].strip()
-        for r in (line.split("|")[1:-1] for line in lines if line.startswith("| flashmd"))
-    }
-    assert rows == {
+    assert speed_rows(model, corrector_iterations=(1, 2)) == {
         "flashmd (energy filter)": "-",
         "flashmd symplectic corrector 1 (energy filter)": "1.0",
         "flashmd symplectic corrector 2 (energy filter)": "2.0",
