@@ -32,8 +32,10 @@
 #   heldout    the pretrained 100 % model from each held-out reference's first frame, Langevin
 #              as the reference, 32 and 64 fs, judged by flashmd evaluate with SevenNet-0
 #              pricing the rollout's frames (SYMPLECTIC=learned|midpoint|modified: symplectic
-#              strides; STRIDES_PS=8: simulated ps per replica)
-#   speed      flashmd bench speed against MD with SevenNet-0, 32 and 108 atoms
+#              strides; CORRECTOR=K: corrector strides of K solver iterations, with SYMPLECTIC;
+#              STRIDES_PS=8: simulated ps per replica)
+#   speed      flashmd bench speed against MD with SevenNet-0, 32 and 108 atoms (CORRECTOR=K:
+#              rows of corrector strides too)
 set -euo pipefail
 out=runs/mlip
 step=${STEP:-all}
@@ -186,7 +188,8 @@ if want heldout; then
             flashmd md --start-from "$reference" --temperature-K "$temperature" \
                 --ensemble langevin --friction-per-fs 0.01 --model "$model" --stride-fs "$stride" \
                 --strides $((${STRIDES_PS:-8} * 1000 / stride)) --threads 1 --quiet \
-                ${SYMPLECTIC:+--symplectic "$SYMPLECTIC"} -o "$heldout/$name.zarr"
+                ${SYMPLECTIC:+--symplectic "$SYMPLECTIC"} \
+                ${CORRECTOR:+--corrector-iterations "$CORRECTOR"} -o "$heldout/$name.zarr"
             flashmd evaluate --reference "$reference" \
                 --rollout "$heldout/$name.zarr" --energy reference \
                 --out "$heldout/report-$name" --quiet > "$heldout/$name.txt" || true
@@ -198,5 +201,6 @@ fi
 if want speed; then
     flashmd bench speed --model "$model" --reference sevennet-0 --lattice-a 3.6125 --sizes 2 3 \
         --stride-fs 16 32 64 --equilibration-fs 100 --devices cpu --threads 1 \
+        ${CORRECTOR:+--corrector-iterations $CORRECTOR} \
         | tee "${SPEED_TABLE:-$out/speed.md}"
 fi
