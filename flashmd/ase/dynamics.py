@@ -14,6 +14,7 @@ autograd; only when ``V`` comes from ``atoms.calc`` itself does a fallback ask i
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import ase
@@ -41,10 +42,21 @@ from flashmd.md.state import MDState, state_from_atoms
 from flashmd.md.stepper import DEFAULT_THRESHOLD_A, AdaptiveStride, Stepper, StrideStats
 from flashmd.md.symplectic import SolverConfig, SymplecticPropagator, model_propagator
 from flashmd.md.thermostats import Bussi, Langevin, Thermostat
+from flashmd.models.io import load_model
 from flashmd.models.model import FlashMDModel
 from flashmd.units import FS
 
 Model = FlashMDModel | Propagator
+#: What the classes' ``model`` argument takes: a model or propagator, or a shipped model's name or
+#: a checkpoint path, loaded with :func:`flashmd.load_model` (on the GPU when there is one).
+ModelLike = Model | str | os.PathLike
+
+
+def _loaded(model: ModelLike) -> Model:
+    """``model``, loaded first when it is a shipped model's name or a checkpoint path."""
+    if isinstance(model, str | os.PathLike):
+        return load_model(model)
+    return model
 
 
 def _components(
@@ -97,7 +109,9 @@ class FlashMD(MolecularDynamics):
     Args:
         atoms: the system; momenta must be set.
         timestep: the stride in ASE time units; must be one of the model's strides.
-        model: a :class:`FlashMDModel`, or any propagator (e.g. ``HarmonicCrystal``).
+        model: a :class:`FlashMDModel`, a shipped model's name or a checkpoint path (loaded with
+            :func:`flashmd.load_model`, e.g. ``model="emt-metals"``), or any propagator (e.g.
+            ``HarmonicCrystal``).
         energy_filter: rescale momenta to conserve the total energy. Needs a potential: the
             model's energy model, a propagator that is also a potential, or ``atoms.calc``.
         max_cooling, max_heating: the accepted band ``[1 - max_cooling, 1 + max_heating]`` of
@@ -145,7 +159,7 @@ class FlashMD(MolecularDynamics):
         self,
         atoms: ase.Atoms,
         timestep: float,
-        model: Model,
+        model: ModelLike,
         *,
         energy_filter: bool = True,
         max_cooling: float = FilterConfig.max_cooling,
@@ -168,6 +182,7 @@ class FlashMD(MolecularDynamics):
         check_momenta(atoms)
         check_constraints(atoms)
         check_contacts(atoms, min_distance, allow_close_contacts)
+        model = _loaded(model)
         propagator, potential = self._components(model, atoms, symplectic, solver)
         if energy_filter and potential is None:
             raise ValueError(
@@ -320,7 +335,7 @@ class FlashMDLangevin(FlashMD):
         *,
         temperature_K: float,
         friction: float,
-        model: Model,
+        model: ModelLike,
         **kwargs: Any,
     ) -> None:
         self.thermostat = Langevin(temperature_K, friction)
@@ -344,7 +359,7 @@ class FlashMDBussi(FlashMD):
         *,
         temperature_K: float,
         taut: float,
-        model: Model,
+        model: ModelLike,
         **kwargs: Any,
     ) -> None:
         self.thermostat = Bussi(temperature_K, taut)
@@ -377,7 +392,7 @@ class FlashMDNPT(FlashMD):
         *,
         temperature_K: float,
         pressure_au: float,
-        model: Model,
+        model: ModelLike,
         friction: float = 0.01 / FS,
         taup: float = 1000.0 * FS,
         compressibility_au: float = DEFAULT_COMPRESSIBILITY,
@@ -444,7 +459,7 @@ class FlashMDMetropolis(FlashMD):
         timestep: float,
         *,
         temperature_K: float,
-        model: Model,
+        model: ModelLike,
         persistence: float = 0.0,
         uniform_drift: float = 0.0,
         extra_chances: int = 0,
@@ -486,6 +501,7 @@ class FlashMDMetropolis(FlashMD):
         for name in ("energy_filter", "symplectic", "adaptive"):
             if name in kwargs:
                 raise TypeError(f"FlashMDMetropolis does not take {name!r}")
+        model = _loaded(model)
         symplectic = isinstance(model, FlashMDModel) and not leapfrog_steps
         super().__init__(
             atoms, timestep, model, energy_filter=False, symplectic=symplectic, **kwargs

@@ -216,3 +216,20 @@ def test_adaptive_strides_decline_unsure_strides_and_are_checked():
         FlashMD(atoms.copy(), 16 * units.fs, model=model, adaptive=True)
     with pytest.raises(ValueError, match="direct"):
         FlashMD(atoms.copy(), 32 * units.fs, model=harmonic([crystal((2, 2, 2))]), adaptive=True)
+
+
+def test_a_model_name_or_checkpoint_path_is_loaded(tmp_path):
+    """`model=` takes a checkpoint path (or a shipped name) as well as a loaded model, and both
+    give the same strides; a path that is not there is a clear error."""
+    from flashmd.models.io import save_checkpoint
+
+    path = save_checkpoint(tiny_model(), tmp_path / "tiny.pt")
+    runs = []
+    for model in (tiny_model(), path, str(path)):
+        atoms = thermal(crystal(), seed=11)
+        dyn = FlashMD(atoms, 16 * units.fs, model=model)
+        dyn.run(3)
+        runs.append(atoms.get_positions())
+    assert np.allclose(runs[0], runs[1], atol=1e-9) and np.allclose(runs[1], runs[2])
+    with pytest.raises(FileNotFoundError):
+        FlashMD(thermal(crystal(), seed=11), 16 * units.fs, model=str(tmp_path / "missing.pt"))
