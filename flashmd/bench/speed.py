@@ -44,9 +44,9 @@ from flashmd.data.mlip import MLIPS
 from flashmd.data.recipes import CalculatorSpec, CrystalSystem
 from flashmd.data.reference import centred_langevin
 from flashmd.data.systems import build_system
-from flashmd.md.fallback import verlet_steps
 from flashmd.md.neighbors import NeighborCache
 from flashmd.md.propagators import ModelPotential
+from flashmd.md.splitting import VELOCITY_VERLET, splitting_steps
 from flashmd.md.state import MDState, state_from_atoms
 from flashmd.md.stepper import Stepper
 from flashmd.md.symplectic import (
@@ -228,7 +228,8 @@ class _FlashMD:
 class _ModelVerlet:
     """Velocity Verlet at ``TIMESTEP_FS`` on the model's energy model, ``CHUNK_FS`` per call.
 
-    The fallback's integrator (:func:`~flashmd.md.fallback.verlet_steps`) with the forces and the
+    The fallback's integrator (:func:`~flashmd.md.splitting.splitting_steps` with
+    :data:`~flashmd.md.splitting.VELOCITY_VERLET`) with the forces and the
     neighbour list carried over between calls, so every step costs exactly one force evaluation.
     """
 
@@ -243,13 +244,14 @@ class _ModelVerlet:
         return self.potential.energy_and_forces(state, self.cache.edges(state))
 
     def advance(self) -> None:
-        self.state, self.energy, self.forces = verlet_steps(
+        self.state, self.energy, self.forces = splitting_steps(
             self.state,
             self.forces,
             self.energy,
             self._evaluate,
             TIMESTEP_FS,
             round(CHUNK_FS / TIMESTEP_FS),
+            VELOCITY_VERLET,
         )
 
     def counts(self) -> tuple[int, int] | None:

@@ -9,7 +9,6 @@ counted by the stepper.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 import torch
 
@@ -42,22 +41,7 @@ def velocity_verlet(
         return potential.energy_and_forces(current, edges)
 
     energy, forces = evaluate(state)
-    state, energy, _ = verlet_steps(state, forces, energy, evaluate, stride_fs / n_steps, n_steps)
+    state, energy, _ = splitting_steps(
+        state, forces, energy, evaluate, stride_fs / n_steps, n_steps, VELOCITY_VERLET
+    )
     return state, energy
-
-
-def verlet_steps(
-    state: MDState,
-    forces: torch.Tensor,
-    energy: torch.Tensor,
-    evaluate: Callable[[MDState], tuple[torch.Tensor, torch.Tensor]],
-    timestep_fs: float,
-    n_steps: int,
-) -> tuple[MDState, torch.Tensor, torch.Tensor]:
-    """``n_steps`` velocity-Verlet steps from ``state`` whose forces (A, 3) eV/Å and energy (S,)
-    eV are known; ``evaluate(state) -> (energy, forces)``; fixed atoms stay put.
-
-    Returns:
-        The new state, its energy (S,) eV and forces (A, 3) eV/Å (to continue from).
-    """
-    return splitting_steps(state, forces, energy, evaluate, timestep_fs, n_steps, VELOCITY_VERLET)
