@@ -89,14 +89,45 @@ def splitting_steps(
     Returns:
         The new state, its energy (S,) eV and forces (A, 3) eV/Å (to continue from).
     """
-    dt = timestep_fs * FS
     mobile = (~state.fixed)[:, None].to(state.positions.dtype)
-    inverse_mass = mobile / state.masses[:, None]
-    positions, momenta = state.positions, state.momenta * mobile
+    positions, momenta, energy, forces = split_steps(
+        state.positions,
+        state.momenta * mobile,
+        forces,
+        lambda moved: evaluate(state.replace(positions=moved)),
+        timestep_fs * FS,
+        mobile / state.masses[:, None],
+        n_steps,
+        splitting,
+        mobile,
+    )
+    return state.replace(positions=positions, momenta=momenta), energy, forces
+
+
+def split_steps(
+    positions: torch.Tensor,
+    momenta: torch.Tensor,
+    forces: torch.Tensor,
+    evaluate: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
+    dt: float,
+    inverse_mass: torch.Tensor,
+    n_steps: int,
+    splitting: Splitting,
+    mobile: torch.Tensor | float = 1.0,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The loop of :func:`splitting_steps` on bare tensors (differentiable, so a kick can be
+    trained through it): ``positions`` (A, 3) Å, ``momenta`` (A, 3) and ``forces`` (A, 3) eV/Å
+    at the start, ``evaluate(positions) -> (energy, forces)``, ``dt`` in ASE time units,
+    ``inverse_mass`` (A, 1), ``mobile`` 1 or (A, 1) (0 for fixed atoms).
+
+    Returns:
+        ``(positions, momenta, energy, forces)`` at the end, the energy as ``evaluate`` gives it.
+    """
+    energy = forces.new_zeros(())
     for _ in range(n_steps):
         momenta = momenta + splitting.kicks[0] * dt * forces * mobile
         for drift, kick in zip(splitting.drifts, splitting.kicks[1:], strict=True):
             positions = positions + drift * dt * momenta * inverse_mass
-            energy, forces = evaluate(state.replace(positions=positions))
+            energy, forces = evaluate(positions)
             momenta = momenta + kick * dt * forces * mobile
-    return state.replace(positions=positions, momenta=momenta), energy, forces
+    return positions, momenta, energy, forces

@@ -26,6 +26,7 @@ import dataclasses
 import math
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 
 import ase
 import numpy as np
@@ -35,8 +36,8 @@ from tqdm.auto import tqdm
 from flashmd import keys
 from flashmd.data.graph import batch_from_atoms, edge_vectors
 from flashmd.data.store import TrajectoryStore
-from flashmd.md.splitting import VELOCITY_VERLET, Splitting
-from flashmd.models.energy import EnergyFeatures
+from flashmd.md.splitting import VELOCITY_VERLET, Splitting, split_steps
+from flashmd.models.energy import EnergyFeatures, EnergyModel
 from flashmd.models.kick import KickConfig, KickField, energy_and_kick
 from flashmd.models.model import FlashMDModel
 from flashmd.units import FS, KB
@@ -205,17 +206,26 @@ def step_energy_error(
         kT = KB * frame.temperature_K
         momenta = torch.randn(masses.shape[0], 3, generator=generator, dtype=masses.dtype)
         momenta = momenta.to(model.device) * torch.sqrt(masses * kT)
-        force = kick(frame.features, frame.vectors, batch[keys.EDGE_INDEX])
-        moving, positions = momenta + splitting.kicks[0] * h * force, batch[keys.POSITIONS]
-        for drift, fraction in zip(splitting.drifts, splitting.kicks[1:], strict=True):
-            positions = positions + drift * h * moving / masses
-            end, force = energy_and_kick(
-                model.energy_model, kick, {**batch, keys.POSITIONS: positions}
-            )
-            moving = moving + fraction * h * force
+        _, moving, end, _ = split_steps(
+            batch[keys.POSITIONS],
+            momenta,
+            kick(frame.features, frame.vectors, batch[keys.EDGE_INDEX]),
+            partial(_energy_and_kick_at, model.energy_model, kick, batch),
+            h,
+            1.0 / masses,
+            1,
+            splitting,
+        )
         kinetic = ((moving**2 - momenta**2) / (2 * masses)).sum()
         errors.append((end.sum() - frame.energy + kinetic) / kT)
     return torch.stack(errors) ** 2
+
+
+def _energy_and_kick_at(
+    energy_model: EnergyModel, kick: KickField, batch: dict, positions: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``energy_and_kick`` of ``batch`` moved to ``positions`` (A, 3) Å."""
+    return energy_and_kick(energy_model, kick, {**batch, keys.POSITIONS: positions})
 
 
 def tune_kick(
