@@ -372,8 +372,7 @@ def _cmd_train_kick(args: argparse.Namespace) -> int:
         before, after = report.step_energy_error
         print(
             f"tuned for {args.step_fs:g} fs {args.splitting} steps: mean (ΔH/kT)² of one step on "
-            "the validation "
-            f"frames {before:.4f} -> {after:.4f}"
+            f"the validation frames {before:.4f} -> {after:.4f}"
         )
     return 0
 

@@ -113,7 +113,7 @@ def chain(
     strides with ``uniform_drift`` (Neal 2020), a proposal that would be rejected continued by
     up to ``extra_chances`` strides; ``unadjusted`` accepts every proposal (not exact: a
     diagnostic of what the rejections cost); ``splitting`` splits each leapfrog step
-    (:data:`flashmd.md.leapfrog.SPLITTINGS`); ``V`` and positions after each."""
+    (:data:`flashmd.md.splitting.SPLITTINGS`); ``V`` and positions after each."""
     potential = leapfrog_potential(model, learned_kick)
     sampled = potential if calculator is None else CalculatorPotential(calculator)
     if leapfrog_steps:

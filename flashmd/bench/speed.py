@@ -497,7 +497,7 @@ def bench_speed(
         raise ValueError("need seconds > 0, repeats >= 1 and equilibration_fs >= 0")
     if corrector_iterations and min(corrector_iterations) < 1:
         raise ValueError(f"corrector iterations must be >= 1, got {list(corrector_iterations)}")
-    corrected = (symplectic or True) if corrector_iterations else False
+    corrected = (symplectic or "learned") if corrector_iterations else False  # their kind
     names = list(devices) or ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     calculator = reference_calculator(reference)
     models = {name: load_model(model, device=name) for name in names}
