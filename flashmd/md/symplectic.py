@@ -55,7 +55,7 @@ stiffest (about 0.6 for a Cu crystal at 32 fs, beyond 1 in a light melt, where t
 damping holds the first sweeps only partly): on held-out liquid Al at 32 fs one or two sweeps
 leave a stride's energy error larger than the predictor's and the filter redoes 38-51 % of the
 strides, three leave it near the solved stride's and none is redone. Three sweeps cost the
-predictor and three evaluations instead of the solve's seven to twelve.
+predictor and three evaluations instead of the solve's six to twelve.
 """
 
 from __future__ import annotations
