@@ -345,7 +345,8 @@ def _add_md(
         metavar="DELTA",
         help="metropolis: carry the accept/reject uniform from stride to stride, moved by "
         "DELTA each time (Neal 2020; still exact), so that rejections, which reverse the "
-        "kept momenta, come in runs (with emt-metals' Cu it bought nothing: README); "
+        "kept momenta, come in runs (with emt-metals' Cu it bought nothing: "
+        "docs/guide/exact-sampling.md); "
         "0: a fresh uniform every stride (default: %(default)g)",
     )
     md.add_argument(

@@ -53,8 +53,8 @@ def _check_model(
 #: The demo's default stride (fs). 16 fs rather than 32: under the demo's Bussi thermostat the
 #: symplectic strides of ``emt-metals`` read the mean frequency 0.9 % low at 16 fs and 3.4 % at
 #: 32 fs (its generating function is less accurate at 32 fs), and the potential energy +2.1
-#: against +3.6 meV/atom (README "The demo's thermostat"), for 1.4x the wall time of 32 fs over
-#: the same 32 ps (5 solver iterations per stride instead of 7).
+#: against +3.6 meV/atom (docs/guide/constant-pressure.md, "The demo's thermostat"), for 1.4x
+#: the wall time of 32 fs over the same 32 ps (5 solver iterations per stride instead of 7).
 DEMO_STRIDE_FS = 16.0
 
 

@@ -421,7 +421,7 @@ class FlashMDMetropolis(FlashMD):
         persistence: momentum persistence between strides (0: fresh momenta every stride).
         uniform_drift: carry the accept/reject uniform between strides, moved by this much
             each time (Neal 2020; still exact): rejections come in runs (measured in the
-            README: no gain on Cu); 0 draws a fresh uniform every stride.
+            docs/guide/exact-sampling.md: no gain on Cu); 0 draws a fresh uniform every stride.
         extra_chances: continue a proposal that would be rejected by up to this many more
             strides before reversing the momenta (still exact; each chance taken costs a
             stride); 0 is the plain chain.
