@@ -62,7 +62,9 @@ def _generating_kind(text: str) -> str:
     )
 
 
-def add_symplectic_option(parser: argparse.ArgumentParser, help: str) -> None:
+def add_symplectic_option(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup, help: str
+) -> None:
     """``--symplectic [KIND]``: symplectic strides of a kind (the flag alone: 'learned'), refused
     with the fix when the word after it is not a kind; ``help`` says what the command does with
     them. Used by ``flashmd md``, ``flashmd bench speed`` and the scripts."""
@@ -210,8 +212,8 @@ def _add_train_kick(commands: argparse._SubParsersAction, threads: argparse.Argu
     kick.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
-def _add_md_filter(md: argparse.ArgumentParser) -> None:
-    """The energy filter's and the symplectic solver's options of ``flashmd md``."""
+def _add_md_filter(md: argparse._ArgumentGroup) -> None:
+    """``flashmd md``: the energy filter's and the symplectic solver's options."""
     md.add_argument("--no-filter", action="store_true", help="switch the energy filter off")
     md.add_argument(
         "--max-cooling",
@@ -264,37 +266,64 @@ def _add_md_filter(md: argparse.ArgumentParser) -> None:
     )
 
 
-def _add_md(
-    commands: argparse._SubParsersAction,
-    threads: argparse.ArgumentParser,
-    commits: argparse.ArgumentParser,
-) -> None:
-    md = commands.add_parser(
-        "md",
-        parents=[threads, commits],
-        help="batched rollouts of a model into a store (resumable)",
-    )
-    md.add_argument(
+def _add_md_systems(group: argparse._ArgumentGroup) -> None:
+    """``flashmd md``: systems and output."""
+    group.add_argument(
         "structures",
         nargs="*",
         help="structure files, the first frame of each (default: none; then --recipe or "
         "--start-from names the systems)",
     )
-    md.add_argument(
+    group.add_argument(
         "--recipe",
         help="use a generation recipe's systems instead of files (default: none, the files or "
         "--start-from)",
     )
-    md.add_argument(
+    group.add_argument(
         "--start-from",
         metavar="STORE",
         help="start from the first frame (positions and momenta) of each trajectory of this "
         "reference store at --temperature-K: equilibrated starts for flashmd evaluate "
         "(default: none; momenta drawn from Maxwell-Boltzmann at --temperature-K)",
     )
-    md.add_argument("--model", required=True, help=_MODEL)
-    md.add_argument("-o", "--output", required=True, help="store path or fsspec URL (.zarr)")
-    md.add_argument(
+    group.add_argument("--model", required=True, help=_MODEL)
+    group.add_argument("-o", "--output", required=True, help="store path or fsspec URL (.zarr)")
+    group.add_argument(
+        "--replicas",
+        type=int,
+        default=1,
+        help="replicas of every system, each with its own momenta (default: %(default)s)",
+    )
+    group.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the initial momenta and the thermostat noise (default: %(default)s)",
+    )
+    group.add_argument(
+        "--every", type=int, default=1, help="strides between stored frames (default: %(default)s)"
+    )
+    group.add_argument(
+        "--uncertainty",
+        action="store_true",
+        help="store each frame's stride uncertainty per atom (the predictor's self-consistency, "
+        "Å; three more predictor passes per frame), shown by flashmd evaluate and used by "
+        "flashmd learn",
+    )
+    group.add_argument("--shard", default="0/1", help=_SHARD)
+    group.add_argument(
+        "--allow-close-contacts",
+        action="store_true",
+        help="run structures with atoms closer than 0.6 of their covalent-radius sum (refused "
+        "by default: no training structure has them) with a warning",
+    )
+    group.add_argument("--device", default="auto", help=_DEVICE)
+    group.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _add_md_ensemble(group: argparse._ArgumentGroup) -> None:
+    """``flashmd md``: ensemble and thermostat."""
+    group.add_argument(
         "--ensemble",
         choices=["nve", "langevin", "bussi", "metropolis", "npt"],  # flashmd.md.batch.ENSEMBLES
         default="nve",
@@ -306,39 +335,80 @@ def _add_md(
         "--temperature-K and stochastic cell rescaling at --pressure-GPa "
         "(default: %(default)s)",
     )
-    md.add_argument(
+    group.add_argument(
+        "--temperature-K",
+        type=float,
+        help="temperature of the initial Maxwell-Boltzmann momenta (or of the --start-from "
+        "trajectories to start from) and of the thermostat's bath, K (default: "
+        f"{DEFAULT_TEMPERATURE_K:g}, and the command says on stderr that it used it)",
+    )
+    group.add_argument(
+        "--friction-per-fs",
+        type=float,
+        default=0.01,
+        help="Langevin friction, 1/fs (default: %(default)g; it holds the temperature firmly but,"
+        " applied in half-strides, moves vibrational frequencies a few %% at 32 fs: for dynamics"
+        " use --ensemble bussi, or 0.001, and a reference run alike)",
+    )
+    group.add_argument(
+        "--taut-fs",
+        type=float,
+        default=100.0,
+        help="Bussi time constant, fs (default: %(default)g)",
+    )
+
+
+def _add_md_strides(group: argparse._ArgumentGroup) -> None:
+    """``flashmd md``: strides."""
+    group.add_argument(
+        "--stride-fs",
+        type=_stride,
+        required=True,
+        help="one of the model's strides, or auto: its longest, taken as half strides where "
+        "the predictor is unsure of it (adaptive; frames stay on the grid of the longest)",
+    )
+    group.add_argument("--strides", type=int, required=True, help="strides per trajectory")
+
+
+def _add_md_npt(group: argparse._ArgumentGroup) -> None:
+    """``flashmd md``: constant pressure (--ensemble npt)."""
+    group.add_argument(
         "--pressure-GPa",
         type=float,
         help="npt: the pressure the barostat keeps, GPa (negative: tension); required with "
         "--ensemble npt, refused with the others (default: none, constant volume)",
     )
-    md.add_argument(
+    group.add_argument(
         "--barostat-tau-fs",
         type=float,
         default=1000.0,
         help="npt: relaxation time of the volume, fs (default: %(default)g)",
     )
-    md.add_argument(
+    group.add_argument(
         "--compressibility-per-GPa",
         type=float,
         default=0.01,
         help="npt: a rough isothermal compressibility; it sets only how fast the volume "
         "relaxes, not its distribution (default: %(default)g, about a metal's)",
     )
-    md.add_argument(
+    group.add_argument(
         "--cell-mask",
         type=_cell_mask,
         help="npt: scale the cell's x, y, z axes independently, those marked 1 (e.g. 111 for "
         "orthorhombic cells, 110 for a slab in the xy plane) (default: isotropic scaling)",
     )
-    md.add_argument(
+
+
+def _add_md_metropolis(group: argparse._ArgumentGroup) -> None:
+    """``flashmd md``: exact canonical sampling (--ensemble metropolis)."""
+    group.add_argument(
         "--persistence",
         type=float,
         default=0.0,
         help="metropolis: fraction of the momenta kept at each refresh, 0 draws fresh "
         "Maxwell-Boltzmann momenta before every stride (default: %(default)g)",
     )
-    md.add_argument(
+    group.add_argument(
         "--uniform-drift",
         type=float,
         default=0.0,
@@ -349,7 +419,7 @@ def _add_md(
         "docs/guide/exact-sampling.md); "
         "0: a fresh uniform every stride (default: %(default)g)",
     )
-    md.add_argument(
+    group.add_argument(
         "--extra-chances",
         type=int,
         default=0,
@@ -359,7 +429,7 @@ def _add_md(
         "still exact; each chance taken costs a stride); 0: the plain chain "
         "(default: %(default)s)",
     )
-    md.add_argument(
+    group.add_argument(
         "--leapfrog-steps",
         type=int,
         default=0,
@@ -368,14 +438,14 @@ def _add_md(
         "(hybrid Monte Carlo; no generating function needed, exactly reversible) instead of "
         "symplectic strides; 0: symplectic strides (default: %(default)s)",
     )
-    md.add_argument(
+    group.add_argument(
         "--learned-kick",
         action="store_true",
         help="metropolis with --leapfrog-steps: step on the model's learned kick, read with V "
         "in one forward pass, instead of the energy model's forces (still exact; the model "
         "must carry a kick: flashmd train-kick)",
     )
-    md.add_argument(
+    group.add_argument(
         "--splitting",
         choices=SPLITTING_NAMES,
         default="verlet",
@@ -384,7 +454,7 @@ def _add_md(
         "error: take steps twice as long; with --learned-kick, a kick tuned for it: "
         "flashmd train-kick --splitting two-stage) (default: %(default)s)",
     )
-    md.add_argument(
+    group.add_argument(
         "--sample",
         metavar="CALCULATOR",
         help="metropolis: sample this reference calculator's V exactly instead of the energy "
@@ -392,73 +462,30 @@ def _add_md(
         "call per stride, while the proposals still move on the model, so an expensive "
         "reference is sampled at the model's pace (default: the energy model)",
     )
-    md.add_argument(
+    group.add_argument(
         "--no-reversibility-check",
         action="store_true",
         help="metropolis: do not solve each proposal back to its start (half the cost; exact "
         "only up to the solver's tolerance) (default: the check is on)",
     )
-    md.add_argument(
-        "--temperature-K",
-        type=float,
-        help="temperature of the initial Maxwell-Boltzmann momenta (or of the --start-from "
-        "trajectories to start from) and of the thermostat's bath, K (default: "
-        f"{DEFAULT_TEMPERATURE_K:g}, and the command says on stderr that it used it)",
+
+
+def _add_md(
+    commands: argparse._SubParsersAction,
+    threads: argparse.ArgumentParser,
+    commits: argparse.ArgumentParser,
+) -> None:
+    md = commands.add_parser(
+        "md",
+        parents=[threads, commits],
+        help="batched rollouts of a model into a store (resumable)",
     )
-    md.add_argument(
-        "--stride-fs",
-        type=_stride,
-        required=True,
-        help="one of the model's strides, or auto: its longest, taken as half strides where "
-        "the predictor is unsure of it (adaptive; frames stay on the grid of the longest)",
-    )
-    md.add_argument("--strides", type=int, required=True, help="strides per trajectory")
-    md.add_argument(
-        "--every", type=int, default=1, help="strides between stored frames (default: %(default)s)"
-    )
-    md.add_argument(
-        "--replicas",
-        type=int,
-        default=1,
-        help="replicas of every system, each with its own momenta (default: %(default)s)",
-    )
-    md.add_argument(
-        "--seed",
-        type=int,
-        default=0,
-        help="seed of the initial momenta and the thermostat noise (default: %(default)s)",
-    )
-    md.add_argument(
-        "--friction-per-fs",
-        type=float,
-        default=0.01,
-        help="Langevin friction, 1/fs (default: %(default)g; it holds the temperature firmly but,"
-        " applied in half-strides, moves vibrational frequencies a few %% at 32 fs: for dynamics"
-        " use --ensemble bussi, or 0.001, and a reference run alike)",
-    )
-    md.add_argument(
-        "--taut-fs",
-        type=float,
-        default=100.0,
-        help="Bussi time constant, fs (default: %(default)g)",
-    )
-    _add_md_filter(md)
-    md.add_argument(
-        "--uncertainty",
-        action="store_true",
-        help="store each frame's stride uncertainty per atom (the predictor's self-consistency, "
-        "Å; three more predictor passes per frame), shown by flashmd evaluate and used by "
-        "flashmd learn",
-    )
-    md.add_argument("--shard", default="0/1", help=_SHARD)
-    md.add_argument(
-        "--allow-close-contacts",
-        action="store_true",
-        help="run structures with atoms closer than 0.6 of their covalent-radius sum (refused "
-        "by default: no training structure has them) with a warning",
-    )
-    md.add_argument("--device", default="auto", help=_DEVICE)
-    md.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_md_systems(md.add_argument_group("systems and output"))
+    _add_md_ensemble(md.add_argument_group("ensemble and thermostat"))
+    _add_md_strides(md.add_argument_group("strides"))
+    _add_md_filter(md.add_argument_group("energy filter and symplectic solver"))
+    _add_md_npt(md.add_argument_group("constant pressure (--ensemble npt)"))
+    _add_md_metropolis(md.add_argument_group("exact canonical sampling (--ensemble metropolis)"))
 
 
 def _add_demo(commands: argparse._SubParsersAction, threads: argparse.ArgumentParser) -> None:
