@@ -212,44 +212,44 @@ def _add_train_kick(commands: argparse._SubParsersAction, threads: argparse.Argu
     kick.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
-def _add_md_filter(md: argparse._ArgumentGroup) -> None:
+def _add_md_filter(group: argparse._ArgumentGroup) -> None:
     """``flashmd md``: the energy filter's and the symplectic solver's options."""
-    md.add_argument("--no-filter", action="store_true", help="switch the energy filter off")
-    md.add_argument(
+    group.add_argument("--no-filter", action="store_true", help="switch the energy filter off")
+    group.add_argument(
         "--max-cooling",
         type=float,
         help="filter: largest accepted momentum down-scaling 1 - α (default: 0.05)",
     )
-    md.add_argument(
+    group.add_argument(
         "--max-heating",
         type=float,
         help="filter: largest accepted momentum up-scaling α - 1 (default: 0.05)",
     )
-    md.add_argument(
+    group.add_argument(
         "--contact-fraction",
         type=float,
         help="reject strides leaving atoms closer than this fraction of their covalent-radius "
         "sum; 0: no check (default: 0.6)",
     )
     add_symplectic_option(
-        md,
+        group,
         "symplectic, time-reversible strides solved at the stride's midpoint: from the "
         "model's generating function ('learned', the default; the model must carry one), the "
         "implicit midpoint rule on its energy model ('midpoint'), or that rule with the "
         "parameter-free correction that cancels its leading error ('modified', order four, "
         "about 5x the cost per solver iteration) (default: off, the direct predictor's strides)",
     )
-    md.add_argument(
+    group.add_argument(
         "--solver-tolerance-A",
         type=float,
         help="symplectic solver: residual tolerance in Å (default: 1e-05)",
     )
-    md.add_argument(
+    group.add_argument(
         "--solver-max-iterations",
         type=int,
         help="symplectic solver: iterations before a stride is redone (default: 30)",
     )
-    md.add_argument(
+    group.add_argument(
         "--corrector-iterations",
         type=int,
         help="corrector strides: the direct predictor's stride corrected by this many "
@@ -258,7 +258,7 @@ def _add_md_filter(md: argparse._ArgumentGroup) -> None:
         "symplectic, so not in the metropolis ensemble) (default: off, strides solved to the "
         "tolerance)",
     )
-    md.add_argument(
+    group.add_argument(
         "--adaptive-threshold-A",
         type=float,
         help="--stride-fs auto: largest atom self-consistency in Å up to which a stride is "
