@@ -171,6 +171,7 @@ def _cmd_md(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         commit_interval_s=args.commit_every_s or None,
         allow_close_contacts=args.allow_close_contacts,
+        compiled=args.compile,
     )
     print(
         f"md: {report.frames} frames of {report.strides} strides written to {args.output} in "
@@ -290,6 +291,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
                 reference=args.reference,
                 lattice_a=args.lattice_a,
                 corrector_iterations=args.corrector_iterations or (),
+                compiled=args.compile,
             )
         )
     elif args.what == "calculators":

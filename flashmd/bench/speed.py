@@ -25,6 +25,7 @@ is reported. Trajectories continue across runs (warm-up and calibration excluded
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -55,6 +56,7 @@ from flashmd.md.symplectic import (
     generating_kind,
     model_propagator,
 )
+from flashmd.models.compiled import compile_model
 from flashmd.models.io import load_model
 from flashmd.models.model import FlashMDModel
 
@@ -459,6 +461,7 @@ def bench_speed(
     reference: str | None = None,
     lattice_a: float | None = None,
     corrector_iterations: Sequence[int] = (),
+    compiled: bool = False,
 ) -> str:
     """The speed table: simulated ps per wall-clock second of flashmd and of MD, as text.
 
@@ -485,6 +488,11 @@ def bench_speed(
             ``equilibration_fs`` short and the cells small.
         lattice_a: cubic lattice constant of the crystal, Å (None: ASE's experimental one; give
             the reference's own, e.g. SevenNet-0's Au 4.170, for a crystal at rest under it).
+        compiled: also time every model row with the model compiled
+            (:func:`~flashmd.models.compiled.compile_model`), interleaved with the eager rows in
+            the same run, in a second table per size and device (its own velocity-Verlet
+            baseline compiled too; the reference row is shared). The first strides, which
+            compile, are outside the timed runs.
 
     Raises:
         ValueError: bad sizes or settings, an element the model or the reference cannot do, or a
@@ -513,30 +521,53 @@ def bench_speed(
         f"about {seconds:g} s each"
     )
     blocks = [header]
+    variants = {name: [loaded] for name, loaded in models.items()}
+    if compiled:
+        for name, loaded in models.items():
+            variants[name].append(compile_model(copy.deepcopy(loaded)))
+    targets = MLIP_TARGETS if calculator.is_mlip else {}
     for n in cells:
         atoms = equilibrated_crystal(
             element, n, temperature_K, equilibration_fs, calculator, seed, lattice_a
         )
-        for loaded in models.values():
-            device = loaded.device
-            methods: list[_Method] = [_FlashMD(loaded, s, atoms) for s in strides_fs]
-            if symplectic:
-                methods += [_FlashMD(loaded, s, atoms, symplectic) for s in strides_fs]
-            methods += [
-                _FlashMD(loaded, s, atoms, corrected, k)
-                for k in corrector_iterations
-                for s in strides_fs
+        for versions in variants.values():
+            device = versions[0].device
+            per_version = [
+                _model_methods(v, atoms, strides_fs, symplectic, corrected, corrector_iterations)
+                for v in versions
             ]
-            methods += [
-                _ModelVerlet(loaded, atoms),
-                _ReferenceVerlet(calculator, atoms, device.type == "cpu"),
-            ]
+            methods = [m for group in per_version for m in group]
+            methods.append(_ReferenceVerlet(calculator, atoms, device.type == "cpu"))
             rows = measure(methods, seconds, repeats, device)
             title = (
                 f"## {len(atoms)} atoms ({element} fcc {n}x{n}x{n}), device {_device_name(device)}"
             )
-            blocks.append(format_block(title, rows, MLIP_TARGETS if calculator.is_mlip else {}))
+            start = 0
+            for k, group in enumerate(per_version):
+                block_rows = [*rows[start : start + len(group)], rows[-1]]
+                start += len(group)
+                suffix = ", model compiled (torch.compile)" if k else ""
+                blocks.append(format_block(title + suffix, block_rows, targets))
     return "\n\n".join(blocks)
+
+
+def _model_methods(
+    model: FlashMDModel,
+    atoms: Atoms,
+    strides_fs: Sequence[float],
+    symplectic: bool | str,
+    corrected: bool | str,
+    corrector_iterations: Sequence[int],
+) -> list[_Method]:
+    """The rows of one model: direct strides, symplectic ones, corrector strides, and velocity
+    Verlet on its energy model (the baseline, last)."""
+    methods: list[_Method] = [_FlashMD(model, s, atoms) for s in strides_fs]
+    if symplectic:
+        methods += [_FlashMD(model, s, atoms, symplectic) for s in strides_fs]
+    methods += [
+        _FlashMD(model, s, atoms, corrected, k) for k in corrector_iterations for s in strides_fs
+    ]
+    return [*methods, _ModelVerlet(model, atoms)]
 
 
 __all__ = ["Row", "bench_speed", "check_element", "equilibrated_crystal", "reference_calculator"]

@@ -52,6 +52,7 @@ from flashmd.md.state import MDState, state_from_atoms
 from flashmd.md.stepper import DEFAULT_THRESHOLD_A, AdaptiveStride, Stepper
 from flashmd.md.symplectic import SolverConfig, SymplecticPropagator, model_propagator
 from flashmd.md.thermostats import Bussi, Langevin, Thermostat
+from flashmd.models.compiled import compile_model
 from flashmd.models.io import load_model
 from flashmd.models.model import FlashMDModel
 from flashmd.units import FS
@@ -526,16 +527,21 @@ def run_md(
     progress: bool = True,
     commit_interval_s: float | None = COMMIT_INTERVAL_S,
     allow_close_contacts: bool = False,
+    compiled: bool = False,
 ) -> RolloutReport:
     """Run (or resume) the shard's trajectories in one batch into the store at ``location``;
     frames are committed every chunk and at least every ``commit_interval_s`` seconds (None:
-    per chunk only), so a killed run loses at most that much work.
+    per chunk only), so a killed run loses at most that much work. ``compiled``: the model's
+    layers compiled (:func:`~flashmd.models.compiled.compile_model`), not part of the settings
+    (a run may resume either way; results agree to float rounding).
 
     Raises:
         ValueError: a system with atoms in close contact (:mod:`flashmd.md.contacts`; with
             ``allow_close_contacts`` a warning), or one the model cannot serve.
     """
     model = load_model(settings.model, device=device)
+    if compiled:
+        compile_model(model)
     systems = load_systems(settings)
     chosen = [
         (k, s, r)

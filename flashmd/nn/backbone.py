@@ -52,6 +52,11 @@ class Backbone(torch.nn.Module):
         self.irreps_in = o3.Irreps(irreps_in)
         self.irreps_out = o3.Irreps(irreps_out)
         self.irreps_sh = o3.Irreps.spherical_harmonics(lmax)
+        # a module, not o3.spherical_harmonics(irreps, ...): torch.compile cannot guard on the
+        # Irreps argument the function form reads at every call
+        self.spherical_harmonics = o3.SphericalHarmonics(
+            self.irreps_sh, normalize=True, normalization="component"
+        )
         self.radial = RadialEmbedding(cutoff, n_radial, cutoff_p)
         irreps = layer_inputs(self.irreps_in, irreps_hidden, n_layers, self.irreps_sh)
         if reachable_irreps(self.irreps_out, irreps[-1], self.irreps_sh) != self.irreps_out:
@@ -85,9 +90,7 @@ class Backbone(torch.nn.Module):
             ``(A, layers[-1].irreps_in.dim)`` node features entering the last layer, the edges'
             ``(E, irreps_sh.dim)`` spherical harmonics and ``(E, n_radial)`` radial features.
         """
-        edge_sh = o3.spherical_harmonics(
-            self.irreps_sh, edge_vectors, normalize=True, normalization="component"
-        )
+        edge_sh = self.spherical_harmonics(edge_vectors)
         edge_radial = self.radial(torch.linalg.vector_norm(edge_vectors, dim=-1))
         for layer in self.layers[:-1]:
             x = layer(x, edge_sh, edge_radial, edge_index)

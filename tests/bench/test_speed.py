@@ -122,3 +122,29 @@ def test_an_mlip_reference_takes_single_steps_and_the_300x_target():
     assert rows[-1]["label"] == "sevennet-0 (reference)"
     assert float(rows[-1]["ps"]) == pytest.approx(0.002)  # one 2 fs step per timed run
     assert "targets vs sevennet-0 (reference): 32 fs >= 300x" in out
+
+
+def test_compiled_rows_come_in_a_second_table_of_the_same_run(monkeypatch):
+    compiled = []
+
+    def fake_compile(model):  # the table's structure, not torch.compile (tests/models)
+        compiled.append(model)
+        return model
+
+    monkeypatch.setattr("flashmd.bench.speed.compile_model", fake_compile)
+    out = bench_speed("al-emt", "Al", cells=(1,), strides_fs=(32,), compiled=True, **TINY)
+    titles = re.findall(r"^## .+$", out, flags=re.M)
+    assert titles == [
+        "## 4 atoms (Al fcc 1x1x1), device cpu",
+        "## 4 atoms (Al fcc 1x1x1), device cpu, model compiled (torch.compile)",
+    ]
+    assert len(compiled) == 1
+    eager, compiled_rows = (
+        [m.groupdict() for m in ROW.finditer(part)]
+        for part in re.split(r"^## ", out, flags=re.M)[1:]
+    )
+    labels = ["flashmd (energy filter)", "VV on energy model", REFERENCE]
+    assert [r["label"] for r in eager] == [r["label"] for r in compiled_rows] == labels
+    same = ("rate", "vs_reference", "ps")  # one reference row, timed once, in both tables
+    assert [eager[-1][k] for k in same] == [compiled_rows[-1][k] for k in same]
+    assert compiled_rows[1]["ratio"] == "1.0"  # its own baseline

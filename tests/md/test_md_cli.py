@@ -338,3 +338,15 @@ def test_md_metropolis_samples_a_reference_calculator(tmp_path, capsys):
     assert run(*chain, "--sample", "no-such-potential", "-o", str(tmp_path / "x.zarr")) != 0
     assert "unknown calculator 'no-such-potential'" in capsys.readouterr().err
     assert not (tmp_path / "nvt.zarr").exists() and not (tmp_path / "x.zarr").exists()
+
+
+def test_compile_reaches_the_model_and_not_the_recipe(inputs, tmp_path, monkeypatch):
+    model, structure = inputs
+    compiled = []
+    monkeypatch.setattr("flashmd.md.batch.compile_model", compiled.append)
+    common = [structure, "--model", model, "--stride-fs", "16", "--strides", "2"]
+    assert run(*common, "-o", str(tmp_path / "a.zarr"), "--compile") == 0
+    assert len(compiled) == 1 and compiled[0].predictor is not None
+    # not part of the settings: a run resumes (here: reruns, complete) without it
+    assert run(*common, "-o", str(tmp_path / "a.zarr")) == 0
+    assert len(compiled) == 1
