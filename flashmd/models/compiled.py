@@ -19,6 +19,7 @@ one. Training keeps eager models (double backward through forces).
 from __future__ import annotations
 
 import shutil
+from typing import TypeVar
 
 import torch
 from e3nn import o3
@@ -27,8 +28,16 @@ from flashmd.models.model import FlashMDModel
 from flashmd.nn.interaction import InteractionBlock
 from flashmd.nn.radial import RadialEmbedding
 
+M = TypeVar("M", bound=torch.nn.Module)
+
 #: The module types compiled: where nearly all of a stride's arithmetic happens.
 COMPILED_TYPES = (InteractionBlock, RadialEmbedding, o3.SphericalHarmonics)
+
+#: Compiled variants allowed per layer type (``torch._dynamo.config.recompile_limit``): Dynamo
+#: keeps one per block shape and grad mode, and one model's predictor, energy model (with and
+#: without forces) and generating function already need 8, torch's default, past which the
+#: remaining blocks silently run eager.
+RECOMPILE_LIMIT = 64
 
 
 def check_compiler(device: torch.device) -> None:
@@ -63,10 +72,20 @@ def compile_model(model: FlashMDModel) -> FlashMDModel:
         RuntimeError: no compiler for the model's device (:func:`check_compiler`).
     """
     check_compiler(model.device)
-    for module in model.modules():
-        if isinstance(module, COMPILED_TYPES):
-            module.compile(dynamic=True)
-    return model
+    return compile_layers(model)
+
+
+def compile_layers(module: M) -> M:
+    """Compile every :data:`COMPILED_TYPES` submodule of ``module`` in place (dynamic shapes) and
+    return ``module``: :func:`compile_model` for a bare network (a predictor, an energy model, a
+    generating function), without the compiler check. Raises Dynamo's recompile limit of the
+    process to at least :data:`RECOMPILE_LIMIT`."""
+    config = torch._dynamo.config
+    config.recompile_limit = max(config.recompile_limit, RECOMPILE_LIMIT)
+    for layer in module.modules():
+        if isinstance(layer, COMPILED_TYPES):
+            layer.compile(dynamic=True)
+    return module
 
 
 def is_compiled(model: torch.nn.Module) -> bool:
@@ -78,4 +97,11 @@ def is_compiled(model: torch.nn.Module) -> bool:
     )
 
 
-__all__ = ["COMPILED_TYPES", "check_compiler", "compile_model", "is_compiled"]
+__all__ = [
+    "COMPILED_TYPES",
+    "RECOMPILE_LIMIT",
+    "check_compiler",
+    "compile_layers",
+    "compile_model",
+    "is_compiled",
+]
