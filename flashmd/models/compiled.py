@@ -44,10 +44,11 @@ def check_compiler(device: torch.device) -> None:
     """Raise a clear error when ``torch.compile`` cannot build kernels for ``device``.
 
     Raises:
-        RuntimeError: on the CPU without a C++ compiler; on CUDA without Triton.
+        ValueError: on the CPU without a C++ compiler; on CUDA without Triton (a setting the
+            machine cannot serve, reported like any other bad setting by the command line).
     """
     if device.type == "cpu" and not any(shutil.which(c) for c in ("g++", "c++", "clang++")):
-        raise RuntimeError(
+        raise ValueError(
             "compiling a model on the CPU needs a C++ compiler (g++ or clang++) on PATH; "
             "install one (e.g. apt install g++) or run without --compile"
         )
@@ -55,7 +56,7 @@ def check_compiler(device: torch.device) -> None:
         try:
             import triton  # noqa: F401
         except ImportError as error:
-            raise RuntimeError(
+            raise ValueError(
                 "compiling a model on a GPU needs Triton (pip install triton, which CUDA builds "
                 "of torch bring along); or run without --compile"
             ) from error
@@ -69,7 +70,7 @@ def compile_model(model: FlashMDModel) -> FlashMDModel:
     predictions agree with the eager model's to float rounding (module docstring).
 
     Raises:
-        RuntimeError: no compiler for the model's device (:func:`check_compiler`).
+        ValueError: no compiler for the model's device (:func:`check_compiler`).
     """
     check_compiler(model.device)
     return compile_layers(model)

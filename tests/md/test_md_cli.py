@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from md_testkit import crystal, tiny_model
 
-from flashmd.cli import main
+from flashmd.cli import EXIT_USAGE, main
 from flashmd.data.store import TrajectoryStore
 from flashmd.md.output import STAT_ARRAYS
 from flashmd.models.io import save_checkpoint
@@ -350,3 +350,13 @@ def test_compile_reaches_the_model_and_not_the_recipe(inputs, tmp_path, monkeypa
     # not part of the settings: a run resumes (here: reruns, complete) without it
     assert run(*common, "-o", str(tmp_path / "a.zarr")) == 0
     assert len(compiled) == 1
+
+
+def test_compile_without_a_compiler_stops_before_any_write(inputs, tmp_path, monkeypatch, capsys):
+    model, structure = inputs
+    monkeypatch.setattr("flashmd.models.compiled.shutil.which", lambda name: None)
+    out = tmp_path / "b.zarr"
+    args = [structure, "--model", model, "--stride-fs", "16", "--strides", "2", "--compile"]
+    assert run(*args, "-o", str(out)) == EXIT_USAGE
+    assert "needs a C++ compiler" in capsys.readouterr().err
+    assert not out.exists()

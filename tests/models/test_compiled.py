@@ -53,9 +53,9 @@ def test_compiling_keeps_the_checkpoint_and_is_visible(models):
 
 def test_no_compiler_is_a_clear_error(monkeypatch):
     monkeypatch.setattr("flashmd.models.compiled.shutil.which", lambda name: None)
-    with pytest.raises(RuntimeError, match="needs a C\\+\\+ compiler.*without --compile"):
+    with pytest.raises(ValueError, match="needs a C\\+\\+ compiler.*without --compile"):
         check_compiler(torch.device("cpu"))
     model = FlashMDModel(energy_model=tiny_energy())
-    with pytest.raises(RuntimeError, match="C\\+\\+ compiler"):
+    with pytest.raises(ValueError, match="C\\+\\+ compiler"):
         compile_model(model)
     assert not is_compiled(model)  # nothing was half compiled
