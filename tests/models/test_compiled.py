@@ -10,6 +10,7 @@ of this file's time (about a minute on one core).
 from __future__ import annotations
 
 import copy
+import shutil
 
 import pytest
 import torch
@@ -19,6 +20,11 @@ from flashmd.data.graph import batch_from_atoms
 from flashmd.models import FlashMDModel, compile_model
 from flashmd.models.compiled import RECOMPILE_LIMIT, check_compiler, is_compiled
 from tests.models.models_testkit import CUTOFF, make_atoms, tiny_energy
+
+needs_compiler = pytest.mark.skipif(
+    not any(shutil.which(c) for c in ("g++", "c++", "clang++")),
+    reason="torch.compile on the CPU needs a C++ compiler",
+)
 
 
 @pytest.fixture(scope="module")
@@ -31,6 +37,7 @@ def _batch(kind: str) -> dict[str, torch.Tensor]:
     return batch_from_atoms(make_atoms(kind, seed=3), CUTOFF, 32.0, dtype=torch.float64)
 
 
+@needs_compiler
 @pytest.mark.parametrize("kind", ["periodic", "slab"])
 def test_compiled_model_agrees_with_the_eager_one(models, kind):
     eager, compiled = models
@@ -41,6 +48,7 @@ def test_compiled_model_agrees_with_the_eager_one(models, kind):
         torch.testing.assert_close(got[key], want[key], rtol=1e-9, atol=1e-9)
 
 
+@needs_compiler
 def test_compiling_keeps_the_checkpoint_and_is_visible(models):
     eager, compiled = models
     assert is_compiled(compiled) and not is_compiled(eager)
