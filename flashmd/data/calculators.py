@@ -3,7 +3,9 @@
 ``asap3-emt`` and ``emt`` are different parameterisations of EMT (for Ni they differ by up to
 10 meV/atom and 0.06 eV/Å): one is never substituted for the other. ``sevennet-0`` and
 ``chgnet`` are universal machine-learned potentials (:mod:`flashmd.data.mlip`); their stores
-also record the weights' SHA-256.
+also record the weights' SHA-256. ``flashmd`` is the energy model of a flashmd checkpoint
+(``params: {model: NAME_OR_PATH}``): a teacher to distil a cheaper energy model from without a
+call of the reference it learned; its stores record the checkpoint's SHA-256.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any
 from ase import Atoms
 from ase.calculators.calculator import Calculator
 
-from flashmd.data.mlip import MLIPS, check_covered, make_mlip, weights_identity
+from flashmd.data.mlip import MLIPS, check_covered, file_sha256, make_mlip, weights_identity
 from flashmd.data.recipes import CalculatorSpec, RecipeError
 from flashmd.data.store import StoreError, TrajectoryStore
 
@@ -25,7 +27,9 @@ EMT_ELEMENTS: dict[str, frozenset[str]] = {
     "asap3-emt": frozenset({"Al", "Ni", "Cu", "Pd", "Ag", "Pt", "Au"}),
     "emt": frozenset({"H", "C", "N", "O", "Al", "Ni", "Cu", "Pd", "Ag", "Pt", "Au"}),
 }
-BUILTIN = ("asap3-emt", "emt", "lj", "morse", *MLIPS)
+BUILTIN = ("asap3-emt", "emt", "lj", "morse", "flashmd", *MLIPS)
+#: Parameters of the ``flashmd`` calculator: the checkpoint (a shipped name or a path).
+FLASHMD_PARAMS = frozenset({"model"})
 
 
 def _import_callable(name: str):
@@ -72,6 +76,8 @@ def make_calculator(spec: CalculatorSpec) -> Calculator:
             return MorsePotential(**params)
         if name in MLIPS:
             return make_mlip(name, params)
+        if name == "flashmd":
+            return _flashmd_energy(params)
         if ":" in name:
             calculator = _import_callable(name)(**params)
             if not isinstance(calculator, Calculator) and not hasattr(calculator, "get_forces"):
@@ -85,6 +91,44 @@ def make_calculator(spec: CalculatorSpec) -> Calculator:
         f"calculator.name: unknown calculator {name!r}; use one of {', '.join(BUILTIN)} "
         "or 'module:callable' returning an ASE calculator"
     )
+
+
+def _flashmd_checkpoint(params: dict[str, Any]):
+    """The checkpoint file a ``flashmd`` calculator's params name."""
+    from flashmd.models.io import checkpoint_path
+
+    unknown = sorted(set(params) - FLASHMD_PARAMS)
+    if "model" not in params or unknown:
+        raise RecipeError(
+            "calculator 'flashmd' takes params: {model: NAME_OR_PATH} (a shipped model's name or "
+            f"a checkpoint path), got {sorted(params)}"
+        )
+    try:
+        return checkpoint_path(params["model"])
+    except FileNotFoundError as error:
+        raise RecipeError(f"calculator 'flashmd': {error}") from None
+
+
+def _flashmd_energy(params: dict[str, Any]) -> Calculator:
+    """The energy model of the checkpoint ``params["model"]`` as an ASE calculator, on the CPU."""
+    from flashmd.ase.calculator import EnergyCalculator
+    from flashmd.models.io import load_model
+
+    path = _flashmd_checkpoint(params)
+    try:
+        return EnergyCalculator(load_model(path, device="cpu"))
+    except ValueError as error:  # not a checkpoint, another version, no energy model
+        raise RecipeError(f"calculator 'flashmd' ({path}): {error}") from None
+
+
+def _weights(spec: CalculatorSpec) -> dict[str, str] | None:
+    """The weights' identity of a named MLIP or flashmd checkpoint (None for other calculators)."""
+    if spec.name in MLIPS:
+        return weights_identity(spec.name, dict(spec.params))
+    if spec.name == "flashmd":
+        path = _flashmd_checkpoint(dict(spec.params))
+        return {"weights_file": path.name, "weights_sha256": file_sha256(path)}
+    return None
 
 
 def check_elements(spec: CalculatorSpec, symbols: set[str], label: str) -> None:
@@ -112,6 +156,12 @@ def serving_calculator(spec: CalculatorSpec, systems: Sequence[tuple[Atoms, str]
     if spec.name in MLIPS:
         for atoms, label in systems:
             check_covered(spec.name, calculator, atoms.numbers, label)
+    if spec.name == "flashmd":
+        for atoms, label in systems:
+            try:
+                calculator.model.check_species(atoms.numbers)
+            except ValueError as error:
+                raise RecipeError(f"{label}: calculator flashmd: {error}") from None
     return calculator
 
 
@@ -147,30 +197,34 @@ def provenance(spec: CalculatorSpec, calculator: Calculator) -> dict[str, Any]:
         "version": _version_of(cls.__module__),
         "params": dict(spec.params),
     }
-    if spec.name in MLIPS:
-        found.update(weights_identity(spec.name, dict(spec.params)))
+    found.update(_weights(spec) or {})
     return found
 
 
 def check_same_weights(spec: CalculatorSpec, store: TrajectoryStore) -> None:
     """Raise ``StoreError`` before any work when a trajectory of ``store`` was written with other
-    weights of the named MLIP than the installed package ships (another ``sevenn`` or
-    ``chgnet`` release): resuming would mix two references in one store."""
-    if spec.name not in MLIPS:
+    weights than the calculator has now: another ``sevenn`` or ``chgnet`` release, or another
+    ``flashmd`` checkpoint under the same name. Resuming would mix two references in one store."""
+    current = _weights(spec)
+    if current is None:
         return
-    current = weights_identity(spec.name, dict(spec.params))
     for traj_id in store.ids():
         recorded = store[traj_id].attrs.get("calculator", {})
         digest = recorded.get("weights_sha256")
         if digest is not None and digest != current["weights_sha256"]:
+            if spec.name == "flashmd":
+                now = f"the checkpoint {spec.params.get('model')!r} is now"
+                fix = "Restore that checkpoint to resume it"
+            else:
+                now = "the installed package ships"
+                release = f"{recorded.get('package')} {recorded.get('version')}"
+                fix = f"Install {release} again to resume it"
             raise StoreError(
                 f"{store.location}: trajectory {traj_id} was written with {spec.name} weights "
                 f"{recorded.get('weights_file')} (sha256 {digest[:12]}, "
-                f"{recorded.get('package')} {recorded.get('version')}), but the installed "
-                f"package ships {current['weights_file']} (sha256 "
-                f"{current['weights_sha256'][:12]}); resuming would mix two references in one "
-                f"store. Install {recorded.get('package')} {recorded.get('version')} again to "
-                "resume it, or write to a new store."
+                f"{recorded.get('package')} {recorded.get('version')}), but {now} "
+                f"{current['weights_file']} (sha256 {current['weights_sha256'][:12]}); resuming "
+                f"would mix two references in one store. {fix}, or write to a new store."
             )
 
 
@@ -182,4 +236,4 @@ def keeps_state(spec: CalculatorSpec) -> bool:
     the same positions can differ in the last bits. The MLIPs build their graph on every call.
     Unknown (``module:callable``) calculators are assumed to keep state.
     """
-    return spec.name not in MLIPS
+    return spec.name not in MLIPS and spec.name != "flashmd"

@@ -141,7 +141,8 @@ def check_covered(name: str, calculator: Calculator, numbers: Iterable[int], lab
 
 
 @functools.cache
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """SHA-256 (hex) of the file at ``path``, read once per process."""
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -153,4 +154,4 @@ def weights_identity(name: str, params: dict[str, Any]) -> dict[str, str]:
     """``{"model", "weights_file", "weights_sha256"}`` of the named potential's weights."""
     mlip, model, _ = _settings(name, params)
     path = mlip.weights(model)
-    return {"model": model, "weights_file": path.name, "weights_sha256": _sha256(path)}
+    return {"model": model, "weights_file": path.name, "weights_sha256": file_sha256(path)}

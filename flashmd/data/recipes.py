@@ -67,7 +67,9 @@ class CalculatorSpec(_Strict):
 
     ``name`` is ``asap3-emt`` (asap3's fast C++ EMT), ``emt`` (ASE's own EMT; a different
     parameterisation), ``lj``, ``morse``, a universal MLIP (``sevennet-0``, ``chgnet``; see
-    :mod:`flashmd.data.mlip`), or ``module:callable`` returning any ASE calculator.
+    :mod:`flashmd.data.mlip`), ``flashmd`` (a flashmd checkpoint's energy model,
+    ``params: {model: NAME_OR_PATH}``: a teacher to distil from), or ``module:callable``
+    returning any ASE calculator.
     ``params`` are passed to the calculator's constructor (or the callable).
     """
 
