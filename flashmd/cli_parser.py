@@ -321,9 +321,9 @@ def _add_md_systems(group: argparse._ArgumentGroup) -> None:
     group.add_argument(
         "--compile",
         action="store_true",
-        help="compile the model's layers with torch.compile (about 2x faster strides on one "
-        "CPU thread; one to three minutes of compiling first; needs a C++ compiler on the CPU); "
-        "results agree with the eager model's to float rounding (default: eager)",
+        help="compile the model's layers with torch.compile (1.5-2x faster strides on one CPU "
+        "thread, measured; a minute or more of compiling first; needs a C++ compiler on the "
+        "CPU); results agree with the eager model's to float rounding (default: eager)",
     )
     group.add_argument("--quiet", action="store_true", help="no progress bar")
 

@@ -140,9 +140,15 @@ def check_covered(name: str, calculator: Calculator, numbers: Iterable[int], lab
         )
 
 
-@functools.cache
 def file_sha256(path: Path) -> str:
-    """SHA-256 (hex) of the file at ``path``, read once per process."""
+    """SHA-256 (hex) of the file at ``path``, read again only when its size or modification time
+    changed (a checkpoint rewritten in the same process gets its new hash)."""
+    status = path.stat()
+    return _file_sha256(path, status.st_size, status.st_mtime_ns)
+
+
+@functools.cache
+def _file_sha256(path: Path, size: int, mtime_ns: int) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):

@@ -2,18 +2,18 @@
 
 What a stride costs is the e3nn tensor products, linear maps and gates of the interaction
 blocks, run as many small eager kernels; TorchInductor fuses them (C++ on the CPU, Triton on a
-GPU). Measured on one CPU thread for 108 Cu atoms (sevennet-cuau, ``runs/s28``): the
-predictor's stride 2.0x faster, the energy model's forces 1.5-2.3x, the generating function's
-gradient 1.7-2.2x. Only the blocks are compiled (each with dynamic shapes, so a new number of
-atoms or edges does not recompile), not the models around them: the flashmd code between them
-(batching, neighbour lists, the filter, the solver) stays eager and debuggable.
+GPU). ``python scripts/compile_check.py sevennet-cuau`` (108 Cu atoms, one thread): the
+predictor's stride 1.9x faster, the energy model's forces 1.8x, a solver iteration (forces and
+the generating function's gradient) 2.2x. Only the blocks are compiled (each with dynamic shapes,
+so a new number of atoms or edges does not recompile), not the models around them: the flashmd
+code between them (batching, neighbour lists, the filter, the solver) stays eager and debuggable.
 
-The first evaluation of each block compiles it: about half a minute to two and a half on one
-core, each block once per process and dtype (Inductor caches the generated code on disk, so a
-second process is faster). Compiled kernels sum in another order than eager ones, so results
-agree with the eager model's to float rounding (float32: about 1e-6 relative), not bit for bit;
-a run resumed with and without compilation is therefore not bit-identical to an uninterrupted
-one. Training keeps eager models (double backward through forces).
+The first evaluation of each network compiles its blocks: 10-50 s each on one core in that run,
+once per process and dtype (Inductor caches the generated code on disk, so a later process starts
+faster). Compiled kernels sum in another order than eager ones, so results agree with the eager
+model's to float rounding (float32: about 4e-7 relative in that run), not bit for bit; a run
+resumed with and without compilation is therefore not bit-identical to an uninterrupted one.
+Training does not compile.
 """
 
 from __future__ import annotations
@@ -29,6 +29,9 @@ from flashmd.nn.interaction import InteractionBlock
 from flashmd.nn.radial import RadialEmbedding
 
 M = TypeVar("M", bound=torch.nn.Module)
+
+#: C++ compilers Inductor can use on the CPU (one must be on ``PATH``).
+CXX_COMPILERS = ("g++", "c++", "clang++")
 
 #: The module types compiled: where nearly all of a stride's arithmetic happens.
 COMPILED_TYPES = (InteractionBlock, RadialEmbedding, o3.SphericalHarmonics)
@@ -47,7 +50,7 @@ def check_compiler(device: torch.device) -> None:
         ValueError: on the CPU without a C++ compiler; on CUDA without Triton (a setting the
             machine cannot serve, reported like any other bad setting by the command line).
     """
-    if device.type == "cpu" and not any(shutil.which(c) for c in ("g++", "c++", "clang++")):
+    if device.type == "cpu" and not any(map(shutil.which, CXX_COMPILERS)):
         raise ValueError(
             "compiling a model on the CPU needs a C++ compiler (g++ or clang++) on PATH; "
             "install one (e.g. apt install g++) or run without --compile"
@@ -100,6 +103,7 @@ def is_compiled(model: torch.nn.Module) -> bool:
 
 __all__ = [
     "COMPILED_TYPES",
+    "CXX_COMPILERS",
     "RECOMPILE_LIMIT",
     "check_compiler",
     "compile_layers",

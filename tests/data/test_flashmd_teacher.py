@@ -14,6 +14,7 @@ import zarr
 from flashmd.ase.calculator import EnergyCalculator
 from flashmd.data.calculators import make_calculator
 from flashmd.data.generate import generate
+from flashmd.data.mlip import file_sha256
 from flashmd.data.recipes import CalculatorSpec, RecipeError, parse_recipe
 from flashmd.data.store import StoreError, TrajectoryStore
 from flashmd.models.io import PRETRAINED_DIR, load_model
@@ -76,3 +77,11 @@ def test_bad_parameters_say_what_to_do():
         make_calculator(CalculatorSpec(name="flashmd", params={"modle": "al-emt"}))
     with pytest.raises(RecipeError, match="neither a checkpoint file nor a shipped model"):
         make_calculator(CalculatorSpec(name="flashmd", params={"model": "no-such-model"}))
+
+
+def test_a_rewritten_checkpoint_gets_its_new_hash(tmp_path):
+    path = tmp_path / "teacher.pt"
+    path.write_bytes(b"first")
+    first = file_sha256(path)
+    path.write_bytes(b"second, longer")
+    assert file_sha256(path) == hashlib.sha256(b"second, longer").hexdigest() != first

@@ -18,11 +18,16 @@ import torch
 from flashmd import keys
 from flashmd.data.graph import batch_from_atoms
 from flashmd.models import FlashMDModel, compile_model
-from flashmd.models.compiled import RECOMPILE_LIMIT, check_compiler, is_compiled
+from flashmd.models.compiled import (
+    CXX_COMPILERS,
+    RECOMPILE_LIMIT,
+    check_compiler,
+    is_compiled,
+)
 from tests.models.models_testkit import CUTOFF, make_atoms, tiny_energy
 
 needs_compiler = pytest.mark.skipif(
-    not any(shutil.which(c) for c in ("g++", "c++", "clang++")),
+    not any(map(shutil.which, CXX_COMPILERS)),
     reason="torch.compile on the CPU needs a C++ compiler",
 )
 
