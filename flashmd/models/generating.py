@@ -141,7 +141,7 @@ class GeneratingFunction(torch.nn.Module):
     Inputs per atom: species embedding, ``|p̃|²``, Gaussian features of the stride and the
     scalars of :class:`RelativeMotion` (through an MLP), ``Y₂(p̃)`` and the relative-motion
     tensor (``2x2e``), with ``p̃ = (p - m P/M) / (√m σ)``; edges: relative vectors of the midpoint
-    positions.
+    positions, those within ``config.cutoff`` (which may be shorter than the energy model's).
     """
 
     strides_fs: torch.Tensor
@@ -171,6 +171,21 @@ class GeneratingFunction(torch.nn.Module):
         """``stride_fs``: ``(S,)`` in fs. Returns ``(S,)`` long index of the nearest stride."""
         return torch.argmin(torch.abs(stride_fs[:, None] - self.strides_fs[None, :]), dim=1)
 
+    def own_edges(
+        self, batch: dict[str, torch.Tensor]
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """The batch with only the edges within this function's cutoff, and their ``(E', 3)``
+        vectors in Å. A model's neighbour list is built at its energy model's cutoff; a shorter
+        one here (the nearest-neighbour shell of a metal) makes ``W`` cheaper: its gradient costs
+        about half at 3.4 Å what it costs at 5 Å for fcc Cu (108 atoms, compiled, one thread)."""
+        vectors = edge_vectors(batch)
+        inside = torch.linalg.vector_norm(vectors, dim=1) < self.config.cutoff
+        if bool(inside.all()):
+            return batch, vectors
+        edge_index = batch[keys.EDGE_INDEX][:, inside]
+        shifts = batch[keys.EDGE_SHIFTS][inside]
+        return {**batch, keys.EDGE_INDEX: edge_index, keys.EDGE_SHIFTS: shifts}, vectors[inside]
+
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """``a(h) W`` ``(S,)`` in eV at the batch's positions and momenta (the midpoint).
 
@@ -196,7 +211,7 @@ class GeneratingFunction(torch.nn.Module):
         relative = internal_momenta(batch[keys.MOMENTA], masses, system, n_systems)
         p_scaled = relative / (self.config.momentum_scale * torch.sqrt(masses)[:, None])
         stride_fs = batch[keys.STRIDE]
-        vectors = edge_vectors(batch)
+        batch, vectors = self.own_edges(batch)
         pair_scalars, pair_quadrupole = self.relative_motion(batch, vectors)
         scalars = torch.cat(
             [

@@ -47,7 +47,8 @@ class FlashMDModel(torch.nn.Module):
             energy model it was trained on.
 
     Raises:
-        ValueError: neither model given, models disagreeing on species or cutoff, masses not
+        ValueError: neither model given, models disagreeing on species or cutoff (a generating
+            function's cutoff may be shorter than the others'), masses not
             covering exactly the species, or a generating function or kick without an energy
             model (a kick: without the one it was trained on).
     """
@@ -79,10 +80,18 @@ class FlashMDModel(torch.nn.Module):
             )
         species, cutoff = models[0].config.species, models[0].config.cutoff
         for m in models[1:]:
-            if m.config.species != species or m.config.cutoff != cutoff:
+            # a generating function may see fewer neighbours than the model's neighbour list
+            # holds (it keeps the edges within its own cutoff): a cheaper W
+            shorter = m is generating and m.config.cutoff <= cutoff
+            if m.config.species != species or (m.config.cutoff != cutoff and not shorter):
                 raise ValueError(
                     f"the models disagree: species {species} vs {m.config.species}, cutoff "
                     f"{cutoff} vs {m.config.cutoff}"
+                    + (
+                        " (a generating function's cutoff may be shorter, not longer)"
+                        if m is generating
+                        else ""
+                    )
                 )
         masses = {z: float(atomic_masses[z]) for z in species} if masses is None else masses
         masses = {int(z): float(m) for z, m in masses.items()}

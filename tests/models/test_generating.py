@@ -7,8 +7,11 @@ import pytest
 import torch
 from models_testkit import (
     CUTOFF,
+    SPECIES,
+    STRIDES_FS,
     make_atoms,
     random_orthogonal,
+    randomized,
     relative_error,
     tiny_energy,
     tiny_generating,
@@ -18,7 +21,7 @@ from models_testkit import (
 
 from flashmd import keys
 from flashmd.data.graph import batch_from_atoms
-from flashmd.models.generating import stride_gradients
+from flashmd.models.generating import GeneratingConfig, GeneratingFunction, stride_gradients
 from flashmd.models.io import CheckpointError, load_checkpoint, save_checkpoint
 from flashmd.models.model import FlashMDModel
 
@@ -109,3 +112,49 @@ def test_symplectic_strides_without_a_generating_function_say_how_to_train_one()
     model = FlashMDModel(tiny_predictor(), tiny_energy())
     with pytest.raises(ValueError, match="generating: \\{preset"):
         model.check_strides([32.0], symplectic=True)
+
+
+def _short_generating(cutoff: float) -> GeneratingFunction:
+    torch.manual_seed(3)
+    config = GeneratingConfig.preset("tiny", species=SPECIES, strides_fs=STRIDES_FS, cutoff=cutoff)
+    return randomized(GeneratingFunction(config), 3).to(torch.float64)
+
+
+def test_a_shorter_cutoff_keeps_only_its_own_edges():
+    # W at 3 Å inside a model whose neighbour list reaches 4 Å: the same W and gradients as
+    # from a neighbour list built at 3 Å, and not those of the 4 Å edges
+    atoms = make_atoms("periodic", seed=6)
+    generating, energy = _short_generating(3.0), tiny_energy()
+    long = batch_from_atoms(atoms, CUTOFF, 32.0, dtype=torch.float64)
+    short = batch_from_atoms(atoms, 3.0, 32.0, dtype=torch.float64)
+    assert long[keys.EDGE_INDEX].shape[1] > short[keys.EDGE_INDEX].shape[1]
+    with torch.no_grad():
+        w_long, w_short = generating(long), generating(short)
+    assert float(w_short.abs().max()) > 0
+    assert relative_error(w_long, w_short) < 1e-12
+    # the gradients' W part: subtract the energy model's (same at both, its own 4 Å edges)
+    dq_long, dp_long = stride_gradients(generating, energy, long)
+    dq_free, dp_free = stride_gradients(None, energy, long)
+    displacement, kick = _w_stride_gradients(generating, short)
+    assert relative_error(dq_long - dq_free, displacement) < 1e-10
+    assert relative_error(dp_long - dp_free, kick) < 1e-10
+
+
+def _w_stride_gradients(generating, batch, stride_fs=32.0):
+    """``(h ∂W/∂p̄, -h ∂W/∂q̄)`` (A, 3) each: W's part of the stride's gradients."""
+    from flashmd.units import FS
+
+    q = batch[keys.POSITIONS].clone().requires_grad_(True)
+    p = batch[keys.MOMENTA].clone().requires_grad_(True)
+    w = generating({**batch, keys.POSITIONS: q, keys.MOMENTA: p})
+    dq, dp = torch.autograd.grad(w.sum(), (q, p))
+    return stride_fs * FS * dp, -stride_fs * FS * dq
+
+
+def test_a_generating_function_may_reach_less_far_than_the_model_not_further(tmp_path):
+    model = FlashMDModel(tiny_predictor(), tiny_energy(), None, _short_generating(3.0))
+    assert model.cutoff == CUTOFF
+    loaded = load_checkpoint(save_checkpoint(model, tmp_path / "m.pt"), device="cpu")
+    assert loaded.generating.config.cutoff == 3.0
+    with pytest.raises(ValueError, match="may be shorter, not longer"):
+        FlashMDModel(tiny_predictor(), tiny_energy(), None, _short_generating(4.5))
