@@ -175,12 +175,13 @@ class GeneratingFunction(torch.nn.Module):
         self, batch: dict[str, torch.Tensor]
     ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         """The batch with only the edges within this function's cutoff, and their ``(E', 3)``
-        vectors in Å. A model's neighbour list is built at its energy model's cutoff; a shorter
-        one here (the nearest-neighbour shell of a metal) makes ``W`` cheaper: its gradient costs
-        about half at 3.4 Å what it costs at 5 Å for fcc Cu (108 atoms, compiled, one thread)."""
+        vectors in Å. A model's neighbour list holds the pairs within its energy model's cutoff; a
+        shorter one here (the nearest-neighbour shell of a metal) makes ``W`` cheaper: its gradient
+        costs about half at 3.4 Å what it costs at 5 Å for fcc Cu (108 atoms, compiled, one
+        thread, beside another job)."""
         vectors = edge_vectors(batch)
         inside = torch.linalg.vector_norm(vectors, dim=1) < self.config.cutoff
-        if bool(inside.all()):
+        if bool(inside.all()):  # W as far-reaching as the list: nothing to copy
             return batch, vectors
         edge_index = batch[keys.EDGE_INDEX][:, inside]
         shifts = batch[keys.EDGE_SHIFTS][inside]

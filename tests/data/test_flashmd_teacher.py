@@ -8,7 +8,6 @@ import hashlib
 
 import numpy as np
 import pytest
-import yaml
 import zarr
 
 from flashmd.ase.calculator import EnergyCalculator
@@ -19,27 +18,29 @@ from flashmd.data.recipes import CalculatorSpec, RecipeError, parse_recipe
 from flashmd.data.store import StoreError, TrajectoryStore
 from flashmd.models.io import PRETRAINED_DIR, load_model
 
-RECIPE = """
-name: al-teacher-tiny
-seed: 0
-calculator: {name: flashmd, params: {model: al-emt}}
-systems:
-  - {name: al, builder: crystal, element: ELEMENT, lattice: fcc, supercell: [2, 1, 1]}
-temperatures_K: [600]
-ensemble: {equilibration: langevin, production: nve, friction_per_fs: 0.02}
-timestep_fs: 2.0
-sample_interval_fs: 4.0
-equilibration_fs: 8
-production_fs: 8
-store_forces: true
-"""
+
+@pytest.fixture
+def recipe(tiny_recipe):
+    """``recipe(element)``: the tiny recipe with al-emt's energy model as the reference, one
+    2-atom cell at 600 K, 8 fs of equilibration and of production (3 frames)."""
+
+    def build(element: str = "Al"):
+        raw = tiny_recipe.model_dump(mode="json", exclude_none=True)
+        system = {**raw["systems"][0], "element": element, "supercell": [2, 1, 1]}
+        raw.update(
+            name="al-teacher-tiny",
+            calculator={"name": "flashmd", "params": {"model": "al-emt"}},
+            systems=[system],
+            temperatures_K=[600],
+            equilibration_fs=8,
+            production_fs=8,
+        )
+        return parse_recipe(raw)
+
+    return build
 
 
-def recipe(element: str = "Al"):
-    return parse_recipe(yaml.safe_load(RECIPE.replace("ELEMENT", element)))
-
-
-def test_a_store_of_the_teacher_records_its_checkpoint(tmp_path):
+def test_a_store_of_the_teacher_records_its_checkpoint(tmp_path, recipe):
     location = str(tmp_path / "teacher.zarr")
     generate(recipe(), location, progress=False)
     store = TrajectoryStore.open(location)
@@ -65,7 +66,7 @@ def test_a_store_of_the_teacher_records_its_checkpoint(tmp_path):
     assert TrajectoryStore.open(location)[traj_id].n_frames == 3
 
 
-def test_a_species_the_teacher_lacks_is_refused_before_any_work(tmp_path):
+def test_a_species_the_teacher_lacks_is_refused_before_any_work(tmp_path, recipe):
     location = tmp_path / "cu.zarr"
     with pytest.raises(RecipeError, match=r"calculator flashmd: the model does not support Cu"):
         generate(recipe("Cu"), str(location), progress=False)
