@@ -541,7 +541,13 @@ def _add_evaluate(commands: argparse._SubParsersAction, threads: argparse.Argume
         parents=[threads],
         help="judge a rollout store against a reference store: report, figures, exit 1 on failure",
     )
-    ev.add_argument("--reference", required=True, help="reference trajectory store")
+    ev.add_argument(
+        "--reference",
+        required=True,
+        nargs="+",
+        help="reference trajectory store; several stores of one calculator are pooled (more of "
+        "a reference too short to judge, generated from a second recipe)",
+    )
     ev.add_argument("--rollout", required=True, help="rollout trajectory store (flashmd md)")
     ev.add_argument("--out", required=True, help="report directory (report.md, figures/)")
     ev.add_argument(

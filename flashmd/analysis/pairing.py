@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from flashmd.data.store import TrajectoryReader, TrajectoryStore
+from flashmd.data.union import ReadableStore
 
 #: Trajectories need this many frames to be analysed (time correlations, drift).
 MIN_FRAMES = 2
@@ -78,7 +79,7 @@ def parse_selection(items: Sequence[str]) -> tuple[list[tuple[str, str]], list[s
     return pairs, ids
 
 
-def _usable(store: TrajectoryStore, traj_id: str, side: str, unmatched: list[str]) -> bool:
+def _usable(store: ReadableStore, traj_id: str, side: str, unmatched: list[str]) -> bool:
     n_frames = store[traj_id].n_frames
     if n_frames < MIN_FRAMES:
         unmatched.append(f"{side} {traj_id}: {n_frames} frames, too few to analyse")
@@ -87,7 +88,7 @@ def _usable(store: TrajectoryStore, traj_id: str, side: str, unmatched: list[str
 
 
 def _explicit(
-    reference: TrajectoryStore, rollout: TrajectoryStore, pairs: list[tuple[str, str]]
+    reference: ReadableStore, rollout: TrajectoryStore, pairs: list[tuple[str, str]]
 ) -> list[Condition]:
     grouped: dict[str, list[str]] = {}
     for ref, run in pairs:
@@ -109,7 +110,7 @@ def _explicit(
 
 
 def pair_trajectories(
-    reference: TrajectoryStore, rollout: TrajectoryStore, selection: Sequence[str] = ()
+    reference: ReadableStore, rollout: TrajectoryStore, selection: Sequence[str] = ()
 ) -> Pairing:
     """Conditions of ``rollout`` matched to ``reference`` (see the module docstring).
 

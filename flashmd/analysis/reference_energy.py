@@ -15,10 +15,11 @@ from ase import Atoms
 from flashmd.analysis.observables import EnergyFunction
 from flashmd.data.calculators import make_calculator
 from flashmd.data.recipes import CalculatorSpec
-from flashmd.data.store import TrajectoryReader, TrajectoryStore
+from flashmd.data.store import TrajectoryReader
+from flashmd.data.union import ReadableStore
 
 
-def reference_calculator_spec(reference: TrajectoryStore) -> CalculatorSpec:
+def reference_calculator_spec(reference: ReadableStore) -> CalculatorSpec:
     """The calculator of the recipe that generated ``reference``.
 
     Raises:

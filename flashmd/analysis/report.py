@@ -41,6 +41,7 @@ from flashmd.analysis.render import (
 from flashmd.analysis.tolerances import EvaluationConfig, load_config
 from flashmd.data.recipes import CalculatorSpec
 from flashmd.data.store import TrajectoryStore
+from flashmd.data.union import ReadableStore, open_reference
 
 HEADER = ("metric", "reference", "rollout", "difference", "tolerance", "status")
 
@@ -122,7 +123,7 @@ def _row(metric: Metric) -> tuple[str, ...]:
 
 
 def _observe_side(
-    store: TrajectoryStore,
+    store: ReadableStore,
     ids: Sequence[str],
     config: EvaluationConfig,
     rmax: float | None,
@@ -143,7 +144,7 @@ def _observe_side(
 
 def _rdf_rmax(
     condition: Condition,
-    reference: TrajectoryStore,
+    reference: ReadableStore,
     rollout: TrajectoryStore,
     config: EvaluationConfig,
 ) -> float | None:
@@ -156,7 +157,7 @@ def _rdf_rmax(
 
 def evaluate_condition(
     condition: Condition,
-    reference: TrajectoryStore,
+    reference: ReadableStore,
     rollout: TrajectoryStore,
     config: EvaluationConfig,
     figures_dir: Path | None,
@@ -272,7 +273,7 @@ def summary_dict(report: EvaluationReport) -> dict:
 
 
 def evaluate(
-    reference: str | os.PathLike,
+    reference: str | os.PathLike | Sequence[str | os.PathLike],
     rollout: str | os.PathLike,
     out: str | os.PathLike,
     tolerances: str | os.PathLike | EvaluationConfig | None = None,
@@ -285,7 +286,8 @@ def evaluate(
     """Compare the rollout store with the reference store and write the report into ``out``.
 
     Args:
-        reference, rollout: trajectory stores (paths or fsspec URLs).
+        reference, rollout: trajectory stores (paths or fsspec URLs); ``reference`` may be
+            several stores of one calculator, pooled (:mod:`flashmd.data.union`).
         out: report directory (created; files in it are overwritten).
         tolerances: a YAML file overriding the defaults, or a parsed configuration.
         trajectories: explicit selection (``REF_ID=RUN_ID`` pairs and/or plain ids).
@@ -307,7 +309,7 @@ def evaluate(
         raise ValueError(f"--out {out} is a file; give a directory for the report")
     if energy not in ("stored", "reference"):
         raise ValueError(f"energy must be 'stored' or 'reference', got {energy!r}")
-    ref_store, run_store = TrajectoryStore.open(reference), TrajectoryStore.open(rollout)
+    ref_store, run_store = open_reference(reference), TrajectoryStore.open(rollout)
     energy_spec = reference_calculator_spec(ref_store) if energy == "reference" else None
     pairing = pair_trajectories(ref_store, run_store, trajectories)
     results = []
@@ -318,7 +320,9 @@ def evaluate(
         results.append(
             evaluate_condition(condition, ref_store, run_store, config, figures_dir, energy_spec)
         )
-    report = EvaluationReport(str(reference), str(rollout), out, config, results, pairing.unmatched)
+    report = EvaluationReport(
+        ref_store.location, str(rollout), out, config, results, pairing.unmatched
+    )
     out.mkdir(parents=True, exist_ok=True)
     blocks = build_blocks(report)
     (out / "report.md").write_text(to_markdown(blocks))

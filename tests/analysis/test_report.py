@@ -51,11 +51,14 @@ def reference(tmp_path_factory) -> str:
     return location
 
 
-def copy_store(source: str, target: str, change=None, attrs: dict | None = None) -> str:
-    """Copy every trajectory of ``source`` into a new store, ``change(frames)`` applied and
-    ``attrs`` updating each trajectory's attributes."""
+def copy_store(
+    source: str, target: str, change=None, attrs: dict | None = None, recipe: dict | None = None
+) -> str:
+    """Copy every trajectory of ``source`` into a new store (of ``recipe``, default a recipe
+    named ``changed-copy`` without calculator), ``change(frames)`` applied and ``attrs``
+    updating each trajectory's attributes."""
     src = TrajectoryStore.open(source)
-    dst = TrajectoryStore.create(target, {"name": "changed-copy"})
+    dst = TrajectoryStore.create(target, recipe or {"name": "changed-copy"})
     for traj_id in src.ids():
         reader = src[traj_id]
         frames = reader.read(keys=("positions", "momenta", "cell", "energy", "time_fs"))
@@ -568,6 +571,33 @@ def test_a_tolerance_below_the_runs_noise_is_flagged_as_too_short_to_judge(refer
     assert row["status"] == "pass" and row["noise"] > 0.0001
     assert "too short to judge" in row["note"]
     assert "± " in (out / "report.md").read_text()
+
+
+def test_several_reference_stores_of_one_calculator_are_pooled(reference, tmp_path, capsys):
+    """More of a reference, from a second recipe (another name, same calculator), pools with the
+    first: each condition has both stores' trajectories and its noise shrinks."""
+    recipe = {**TrajectoryStore.open(reference).recipe, "name": "al-emt-tiny-more"}
+    more = copy_store(reference, str(tmp_path / "more.zarr"), recipe=recipe)
+    single = evaluate(reference, reference, tmp_path / "single", figures=False)
+    pooled = evaluate([reference, more], reference, tmp_path / "pooled", figures=False)
+    assert pooled.passed and len(pooled.conditions) == len(single.conditions) == 4
+    one, both = single.conditions[0], pooled.conditions[0]
+    assert both.condition.label == one.condition.label
+    assert {i.split("/")[0] for i in both.condition.reference} == {"al-emt-tiny", recipe["name"]}
+    assert both.reference.temperature == pytest.approx(one.reference.temperature, rel=1e-12)
+    rows = {m.key: m for m in one.metrics}, {m.key: m for m in both.metrics}
+    assert rows[1]["temperature"].noise < rows[0]["temperature"].noise
+    assert f"{reference} + {more}" in (tmp_path / "pooled" / "report.md").read_text()
+    assert run_cli("--reference", reference, more, "--rollout", reference,
+                   "--out", str(tmp_path / "cli"), "--no-figures") == 0  # fmt: skip
+
+
+def test_reference_stores_of_different_calculators_are_refused(reference, hotter, tmp_path, capsys):
+    out = tmp_path / "mixed"
+    status = run_cli("--reference", reference, hotter, "--rollout", reference, "--out", str(out))
+    assert status == 2
+    assert "different calculators" in capsys.readouterr().err
+    assert not out.exists()
 
 
 def test_replicas_give_the_diffusion_coefficient_its_noise(tmp_path):
