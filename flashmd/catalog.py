@@ -39,6 +39,7 @@ class ShippedModel:
     reference_source: str
     size_bytes: int
     card: Path | None
+    symplectic_strides_fs: tuple[float, ...] = ()
 
     @property
     def generating(self) -> bool:
@@ -51,16 +52,40 @@ class ShippedModel:
         return "kick" in self.networks
 
 
-def _reference(metadata: dict[str, Any], card: Path | None) -> tuple[str, str]:
-    """The reference calculator and where it was read: checkpoint metadata, else the card's
-    title (``# name: elements (calculator), ...``), else neither."""
+def _calculator(metadata: dict[str, Any]) -> tuple[str | None, dict[str, Any]]:
+    """The calculator's name and params recorded in checkpoint ``metadata`` (or its recipe)."""
     for holder in (metadata, metadata.get("recipe") or {}):
         calculator = holder.get("calculator") if isinstance(holder, dict) else None
-        if isinstance(calculator, dict):
-            calculator = calculator.get("name")
+        if isinstance(calculator, dict) and calculator.get("name"):
+            return str(calculator["name"]), dict(calculator.get("params") or {})
         if calculator:
-            return str(calculator), "checkpoint"
-    if card is not None:
+            return str(calculator), {}
+    return None, {}
+
+
+def _reference(metadata: dict[str, Any], card: Path | None) -> tuple[str, str]:
+    """The reference calculator and where it was read: checkpoint metadata, else the card's
+    title (``# name: elements (calculator), ...``), else neither. A model distilled from a
+    shipped one (its store's calculator ``flashmd`` with that model) names the shipped model's
+    reference and the model it came through: ``sevennet-0 via sevennet-cuau``."""
+    calculator, params = _calculator(metadata)
+    teacher = params.get("model")
+    if calculator == "flashmd" and isinstance(teacher, str):
+        path = PRETRAINED_DIR / f"{teacher}.pt"
+        if path.is_file():
+            data = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            beside = path.with_suffix(".md")
+            upstream, _ = _reference_of(data.get("metadata") or {}, beside)
+            return f"{upstream} via {teacher}", "checkpoint"
+    return _reference_of(metadata, card)
+
+
+def _reference_of(metadata: dict[str, Any], card: Path | None) -> tuple[str, str]:
+    """:func:`_reference` without following a distillation to its teacher."""
+    calculator, _ = _calculator(metadata)
+    if calculator:
+        return calculator, "checkpoint"
+    if card is not None and card.is_file():
         title = card.read_text(encoding="utf-8").splitlines()[0] if card.stat().st_size else ""
         found = re.search(r"\(([^()]+)\)", title)
         if found:
@@ -85,6 +110,7 @@ def describe(path: str | os.PathLike) -> ShippedModel:
     beside = path.with_suffix(".md")
     card = beside if beside.is_file() else None
     reference, source = _reference(data.get("metadata") or {}, card)
+    generating = (data["models"].get("generating") or {}).get("config") or {}
     return ShippedModel(
         name=path.stem,
         path=path,
@@ -97,6 +123,7 @@ def describe(path: str | os.PathLike) -> ShippedModel:
         reference_source=source,
         size_bytes=path.stat().st_size,
         card=card,
+        symplectic_strides_fs=tuple(float(s) for s in generating.get("strides_fs", ())),
     )
 
 
@@ -133,7 +160,7 @@ def format_models(models: list[ShippedModel]) -> str:
             " ".join(f"{s:g}" for s in m.strides_fs),
             f"{m.cutoff_A:g}",
             m.reference + (" (card)" if m.reference_source == "card" else ""),
-            "yes" if m.generating else "no",
+            " ".join(f"{s:g}" for s in m.symplectic_strides_fs) + " fs" if m.generating else "no",
             "yes" if m.kick else "no",
             f"{m.size_bytes / 1000:.0f} kB",
             _shown(m.card) if m.card else "-",
@@ -149,9 +176,10 @@ def format_models(models: list[ShippedModel]) -> str:
         lines.append(f"(no checkpoints in {PRETRAINED_DIR})")
     lines += [
         "",
-        "Load one with flashmd.load_model(NAME) or --model NAME. 'generating function: yes': it",
-        "takes symplectic strides (--symplectic); 'learned kick: yes': its leapfrog proposals can",
-        "step on the kick instead of forces (--learned-kick). '(card)': read from the model card's",
-        "title, as the checkpoint does not record its reference calculator.",
+        "Load one with flashmd.load_model(NAME) or --model NAME. 'generating function': the",
+        "strides at which it takes symplectic strides (--symplectic); 'learned kick: yes': its",
+        "leapfrog proposals can step on the kick instead of forces (--learned-kick). '(card)':",
+        "read from the model card's title, as the checkpoint does not record its reference",
+        "calculator; 'via': distilled from that shipped model, no call to its reference.",
     ]
     return "\n".join(lines)

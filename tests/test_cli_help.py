@@ -19,8 +19,9 @@ import argparse
 from pathlib import Path
 
 import pytest
+import torch
 
-from flashmd.catalog import format_models, shipped_models
+from flashmd.catalog import PRETRAINED_DIR, format_models, shipped_models
 from flashmd.cli import main, md_temperature
 from flashmd.cli_parser import DEFAULT_TEMPERATURE_K, build_parser
 
@@ -167,6 +168,20 @@ def test_models_lists_the_shipped_checkpoints(capsys):
         assert " ".join(model.elements) in row and "16 32 64" in row
         assert Path(model.card or "").name in row
     assert format_models([]).startswith("name")
+
+
+def test_models_names_a_distilled_model_s_reference_and_its_symplectic_strides(tmp_path):
+    """A model trained on a shipped model's own trajectories (calculator ``flashmd``) is listed
+    with that model's reference, and its generating function with the strides it serves."""
+    data = torch.load(PRETRAINED_DIR / "sevennet-cuau.pt", map_location="cpu", weights_only=True)
+    data["metadata"] = {"calculator": {"name": "flashmd", "params": {"model": "sevennet-cuau"}}}
+    data["models"]["generating"]["config"]["strides_fs"] = [32.0]
+    torch.save(data, tmp_path / "fast.pt")
+    (model,) = shipped_models(tmp_path)
+    assert model.reference == "sevennet-0 via sevennet-cuau"
+    assert model.symplectic_strides_fs == (32.0,) and model.strides_fs == (16.0, 32.0, 64.0)
+    row = format_models([model]).splitlines()[1]
+    assert "sevennet-0 via sevennet-cuau" in row and " 32 fs " in row
 
 
 def test_models_agrees_with_load_model_names():
