@@ -128,8 +128,9 @@ def describe(path: str | os.PathLike) -> ShippedModel:
 
 
 def shipped_models(directory: str | os.PathLike = PRETRAINED_DIR) -> list[ShippedModel]:
-    """Every checkpoint in ``directory`` (the shipped ones by default), sorted by name."""
-    return [describe(path) for path in sorted(Path(directory).glob("*.pt"))]
+    """Every checkpoint in ``directory`` (the shipped ones by default), sorted by name (as
+    :func:`flashmd.models.io.available_models` sorts them: ``a`` before ``a-b``)."""
+    return [describe(path) for path in sorted(Path(directory).glob("*.pt"), key=lambda p: p.stem)]
 
 
 def _shown(path: Path) -> str:
