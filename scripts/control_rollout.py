@@ -46,6 +46,7 @@ from flashmd.data.store import TrajectoryStore
 from flashmd.md.barostats import GPA, StochasticCellRescaling
 from flashmd.md.batch import make_thermostat, stored_starts, thermostat_attrs
 from flashmd.md.fallback import velocity_verlet
+from flashmd.md.filters import FilterConfig
 from flashmd.md.output import RolloutWriter
 from flashmd.md.propagators import CalculatorPotential, Edges, ModelPotential
 from flashmd.md.rollout import rollout
@@ -110,6 +111,11 @@ def main() -> None:
         help="constant pressure: stochastic cell rescaling at this pressure (default: none)",
     )
     parser.add_argument("--barostat-tau-fs", type=float, default=1000.0)
+    parser.add_argument(
+        "--no-filter",
+        action="store_true",
+        help="no energy filter: the map's own energy errors stay (default: as flashmd md)",
+    )
     parser.add_argument("-o", "--output", required=True)
     args = parser.parse_args()
 
@@ -130,6 +136,7 @@ def main() -> None:
             args.thermostat, args.temperature_K, args.friction_per_fs, args.taut_fs
         ),
         barostat=barostat(args),
+        filters=FilterConfig(energy=False) if args.no_filter else None,
     )
     store = TrajectoryStore.create(args.output, {"name": "control-rollout", **vars(args)})
     ids = [f"{k:05d}_{a.get_chemical_formula('metal')}_r0" for k, a in enumerate(starts)]
