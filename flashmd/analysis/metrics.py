@@ -107,14 +107,28 @@ def _relative(name: str, key: str, unit: str, ref: float, run: float, tol: float
     )
 
 
-def _with_noise(row: Metric, noise: float, limit: float, judged: float | None = None) -> Metric:
+def _with_noise(
+    row: Metric,
+    noise: float,
+    limit: float,
+    judged: float | None = None,
+    reference_noise: float | None = None,
+) -> Metric:
     """``row`` with its noise (2σ of the judged value: the difference, or ``judged`` where the
     tolerance bounds another value) and, where that value lies within the noise of the tolerance
-    (the verdict could go either way), a note that the runs are too short to judge it."""
+    (the verdict could go either way), a note that the runs are too short to judge it. When the
+    reference's own share of the noise (``reference_noise``, 2σ) reaches the tolerance, no
+    rollout can settle the row, and the note says how much longer the reference must be."""
     note = row.note
     value = row.difference if judged is None else judged
     if value is not None and abs(abs(value) - limit) < noise:
         note = f"within the runs' own noise (2σ = {noise:.3g}) of the tolerance: too short to judge"
+        if reference_noise is not None and limit > 0 and reference_noise >= limit:
+            note += (
+                f"; the reference alone has 2σ = {reference_noise:.3g}, so about "
+                f"{(reference_noise / limit) ** 2:.1f}x its length would bring it below the "
+                "tolerance (generate more and pool it: --reference A B)"
+            )
     return Metric(**{**row.as_dict(), "noise": noise, "note": note})
 
 
@@ -122,7 +136,9 @@ def _temperature_row(reference: Pooled, rollout: Pooled, tol: float) -> Metric:
     ref, run = reference.temperature, rollout.temperature
     row = _relative("mean kinetic temperature", "temperature", "K", ref, run, tol)
     errors = np.hypot(reference.temperature_standard_error, rollout.temperature_standard_error)
-    return _with_noise(row, 2 * float(errors) / ref if ref else float("inf"), tol)
+    scale = 2 / ref if ref else float("inf")
+    own = scale * reference.temperature_standard_error
+    return _with_noise(row, scale * float(errors), tol, reference_noise=own)
 
 
 def _potential_row(reference: Pooled, rollout: Pooled, limit: float) -> Metric:
@@ -140,7 +156,9 @@ def _potential_row(reference: Pooled, rollout: Pooled, limit: float) -> Metric:
         _judge(abs(dv) <= limit),
     )
     errors = np.hypot(reference.potential_standard_error, rollout.potential_standard_error)
-    return _with_noise(row, 2e3 * float(errors), limit)
+    return _with_noise(
+        row, 2e3 * float(errors), limit, reference_noise=2e3 * reference.potential_standard_error
+    )
 
 
 def compare(reference: Pooled, rollout: Pooled, config: EvaluationConfig) -> list[Metric]:

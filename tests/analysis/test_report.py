@@ -570,6 +570,8 @@ def test_a_tolerance_below_the_runs_noise_is_flagged_as_too_short_to_judge(refer
     row = next(m for m in summary["conditions"][0]["metrics"] if m["key"] == "temperature")
     assert row["status"] == "pass" and row["noise"] > 0.0001
     assert "too short to judge" in row["note"]
+    # the reference's own noise is above this tolerance: no rollout settles it, and it says so
+    assert "the reference alone has 2σ" in row["note"] and "--reference A B" in row["note"]
     assert "± " in (out / "report.md").read_text()
 
 
