@@ -34,12 +34,8 @@ def frames(store: str, every: int, only: str) -> MDState:
     """Every ``every``-th frame of the trajectories of ``store`` whose id contains ``only``,
     batched as one state."""
     reference = TrajectoryStore.open(store)
-    atoms = [
-        reference[traj_id].to_atoms(k)
-        for traj_id in reference.ids()
-        if only in traj_id
-        for k in range(0, reference[traj_id].n_frames, every)
-    ]
+    readers = [reference[traj_id] for traj_id in reference.ids() if only in traj_id]
+    atoms = [r.to_atoms(k) for r in readers for k in range(0, r.n_frames, every)]
     if not atoms:
         raise SystemExit(f"no frames: no trajectory of {store} has {only!r} in its id")
     return state_from_atoms(atoms)

@@ -72,7 +72,7 @@ class StoreUnion:
         if traj_id not in self._where:
             raise KeyError(f"no trajectory {traj_id!r} in {self.location}; it has {self.ids()}")
         store, own_id = self._where[traj_id]
-        return TrajectoryReader(store[own_id].group, f"{store.location}:{own_id}")
+        return store[own_id]  # named by its own store and id
 
 
 #: What reading a reference accepts: one store or several pooled.
